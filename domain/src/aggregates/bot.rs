@@ -1,0 +1,501 @@
+//! A bot: one chatbot with its persona and settings. Deleting a bot appends
+//! `bot.deleted` (it stops being served at once); a purge job later removes
+//! its derived data and appends `bot.purged`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{DomainError, FieldError};
+use crate::event::{Aggregate, DomainEvent, NewEvent, UpcastError, payload_of, to_payload};
+
+pub const BOT_CREATED: &str = "bot.created";
+pub const BOT_UPDATED: &str = "bot.updated";
+pub const BOT_DELETED: &str = "bot.deleted";
+pub const BOT_PURGED: &str = "bot.purged";
+
+pub const PROVIDERS: &[&str] = &["extractive", "openai"];
+
+/// How answers are generated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSettings {
+    /// `extractive` (offline default) or `openai` (any OpenAI-compatible endpoint).
+    pub provider: String,
+    /// Model name for the `openai` provider.
+    pub model: Option<String>,
+    pub temperature: f64,
+    pub max_tokens: u32,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings { provider: "extractive".into(), model: None, temperature: 0.2, max_tokens: 512 }
+    }
+}
+
+/// Everything a bot is configured with. Events carry the whole of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotSettings {
+    pub name: String,
+    pub slug: String,
+    pub website: Option<String>,
+    /// The persona / system prompt.
+    pub persona: String,
+    pub language: String,
+    pub welcome_message: String,
+    pub model: ModelSettings,
+    /// Whether chat answers stream by default.
+    pub streaming: bool,
+    pub active: bool,
+}
+
+/// The fields of a new bot; all but the name have defaults.
+#[derive(Debug, Clone, Default)]
+pub struct BotDraft {
+    pub name: String,
+    pub slug: Option<String>,
+    pub website: Option<String>,
+    pub persona: Option<String>,
+    pub language: Option<String>,
+    pub welcome_message: Option<String>,
+    pub model: ModelPatch,
+    pub streaming: Option<bool>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelPatch {
+    pub provider: Option<String>,
+    pub model: Option<Option<String>>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+/// A partial update. `website: Some(None)` clears the website.
+#[derive(Debug, Clone, Default)]
+pub struct BotPatch {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub website: Option<Option<String>>,
+    pub persona: Option<String>,
+    pub language: Option<String>,
+    pub welcome_message: Option<String>,
+    pub model: ModelPatch,
+    pub streaming: Option<bool>,
+    pub active: Option<bool>,
+}
+
+pub const DEFAULT_PERSONA: &str =
+    "You are a helpful customer-support assistant. Answer only from the knowledge base and cite your sources.";
+pub const DEFAULT_WELCOME: &str = "Hi! How can I help you today?";
+
+/// A slug made from a name: lowercase ASCII letters, digits and single dashes.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let mut slug: String = slug.trim_end_matches('-').chars().take(64).collect();
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    if slug.is_empty() { "bot".to_owned() } else { slug }
+}
+
+fn valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 64
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+        && !slug.contains("--")
+}
+
+fn valid_language(tag: &str) -> bool {
+    // BCP 47 shape: a 2-3 letter language, then optional 1-8 character subtags.
+    let mut parts = tag.split('-');
+    let lang_ok = parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    lang_ok && tag.len() <= 35 && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+impl BotSettings {
+    /// Checks every field and reports every problem at once.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, field: &str, message: &str| {
+            if !ok {
+                errors.push(FieldError { field: field.into(), message: message.into() });
+            }
+        };
+        let name_len = self.name.chars().count();
+        check(name_len >= 1 && name_len <= 100 && !self.name.trim().is_empty(), "name", "must be 1 to 100 characters");
+        check(
+            valid_slug(&self.slug),
+            "slug",
+            "must be 1 to 64 lowercase letters, digits and single dashes, not starting or ending with a dash",
+        );
+        if let Some(website) = &self.website {
+            let ok = website.len() <= 2048
+                && url::Url::parse(website)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            check(ok, "website", "must be an absolute http or https URL of at most 2048 characters");
+        }
+        check(self.persona.chars().count() <= 8000, "persona", "must be at most 8000 characters");
+        check(valid_language(&self.language), "language", "must be a language tag such as `en` or `pt-BR`");
+        check(self.welcome_message.chars().count() <= 1000, "welcome_message", "must be at most 1000 characters");
+        check(PROVIDERS.contains(&self.model.provider.as_str()), "model.provider", "must be `extractive` or `openai`");
+        check(
+            self.model.temperature.is_finite() && (0.0..=2.0).contains(&self.model.temperature),
+            "model.temperature",
+            "must be between 0 and 2",
+        );
+        check((1..=32_000).contains(&self.model.max_tokens), "model.max_tokens", "must be between 1 and 32000");
+        if let Some(model) = &self.model.model {
+            check(!model.trim().is_empty() && model.len() <= 200, "model.model", "must be 1 to 200 characters");
+        }
+        if errors.is_empty() { Ok(()) } else { Err(DomainError::Validation(errors)) }
+    }
+
+    fn from_draft(draft: BotDraft) -> Self {
+        let name = draft.name.trim().to_owned();
+        let defaults = ModelSettings::default();
+        BotSettings {
+            slug: draft.slug.unwrap_or_else(|| slugify(&name)),
+            name,
+            website: draft.website,
+            persona: draft.persona.unwrap_or_else(|| DEFAULT_PERSONA.to_owned()),
+            language: draft.language.unwrap_or_else(|| "en".to_owned()),
+            welcome_message: draft.welcome_message.unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
+            model: ModelSettings {
+                provider: draft.model.provider.unwrap_or(defaults.provider),
+                model: draft.model.model.unwrap_or(defaults.model),
+                temperature: draft.model.temperature.unwrap_or(defaults.temperature),
+                max_tokens: draft.model.max_tokens.unwrap_or(defaults.max_tokens),
+            },
+            streaming: draft.streaming.unwrap_or(true),
+            active: draft.active.unwrap_or(true),
+        }
+    }
+
+    /// The settings after a patch, and the names of the fields that changed.
+    fn patched(&self, patch: BotPatch) -> (BotSettings, Vec<String>) {
+        let mut next = self.clone();
+        if let Some(v) = patch.name {
+            next.name = v.trim().to_owned();
+        }
+        if let Some(v) = patch.slug {
+            next.slug = v;
+        }
+        if let Some(v) = patch.website {
+            next.website = v;
+        }
+        if let Some(v) = patch.persona {
+            next.persona = v;
+        }
+        if let Some(v) = patch.language {
+            next.language = v;
+        }
+        if let Some(v) = patch.welcome_message {
+            next.welcome_message = v;
+        }
+        if let Some(v) = patch.model.provider {
+            next.model.provider = v;
+        }
+        if let Some(v) = patch.model.model {
+            next.model.model = v;
+        }
+        if let Some(v) = patch.model.temperature {
+            next.model.temperature = v;
+        }
+        if let Some(v) = patch.model.max_tokens {
+            next.model.max_tokens = v;
+        }
+        if let Some(v) = patch.streaming {
+            next.streaming = v;
+        }
+        if let Some(v) = patch.active {
+            next.active = v;
+        }
+        let mut changed = Vec::new();
+        let mut note = |differs: bool, field: &str| {
+            if differs {
+                changed.push(field.to_owned());
+            }
+        };
+        note(next.name != self.name, "name");
+        note(next.slug != self.slug, "slug");
+        note(next.website != self.website, "website");
+        note(next.persona != self.persona, "persona");
+        note(next.language != self.language, "language");
+        note(next.welcome_message != self.welcome_message, "welcome_message");
+        note(next.model != self.model, "model");
+        note(next.streaming != self.streaming, "streaming");
+        note(next.active != self.active, "active");
+        (next, changed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotCreated {
+    pub bot_id: Uuid,
+    pub org_id: Uuid,
+    pub settings: BotSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotUpdated {
+    pub bot_id: Uuid,
+    /// Names of the fields that changed.
+    pub changed: Vec<String>,
+    /// The whole settings after the change.
+    pub settings: BotSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotDeleted {
+    pub bot_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotPurged {
+    pub bot_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BotEvent {
+    Created(BotCreated),
+    Updated(BotUpdated),
+    Deleted(BotDeleted),
+    Purged(BotPurged),
+}
+
+impl DomainEvent for BotEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            BotEvent::Created(_) => BOT_CREATED,
+            BotEvent::Updated(_) => BOT_UPDATED,
+            BotEvent::Deleted(_) => BOT_DELETED,
+            BotEvent::Purged(_) => BOT_PURGED,
+        }
+    }
+
+    fn to_new_event(&self) -> NewEvent {
+        let payload = match self {
+            BotEvent::Created(e) => to_payload(e),
+            BotEvent::Updated(e) => to_payload(e),
+            BotEvent::Deleted(e) => to_payload(e),
+            BotEvent::Purged(e) => to_payload(e),
+        };
+        NewEvent { event_type: self.event_type(), schema_version: 1, payload }
+    }
+
+    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
+        match (event_type, schema_version) {
+            (BOT_CREATED, 1) => Ok(BotEvent::Created(payload_of(event_type, payload)?)),
+            (BOT_UPDATED, 1) => Ok(BotEvent::Updated(payload_of(event_type, payload)?)),
+            (BOT_DELETED, 1) => Ok(BotEvent::Deleted(payload_of(event_type, payload)?)),
+            (BOT_PURGED, 1) => Ok(BotEvent::Purged(payload_of(event_type, payload)?)),
+            (BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED, v) => {
+                Err(UpcastError::UnknownVersion { event_type: event_type.into(), version: v })
+            }
+            (other, _) => Err(UpcastError::UnknownType(other.into())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BotState {
+    pub bot_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+    pub settings: Option<BotSettings>,
+    pub deleted: bool,
+    pub purged: bool,
+}
+
+impl BotState {
+    /// The bot's settings when it exists, belongs to `org_id` and is not deleted.
+    fn live_for(&self, org_id: Uuid) -> Result<&BotSettings, DomainError> {
+        match (&self.settings, self.org_id) {
+            (Some(settings), Some(owner)) if owner == org_id && !self.deleted => Ok(settings),
+            _ => Err(DomainError::BotNotFound),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum BotCommand {
+    Create { bot_id: Uuid, org_id: Uuid, draft: BotDraft },
+    Update { org_id: Uuid, patch: BotPatch },
+    Delete { org_id: Uuid },
+    /// Issued by the purge job once derived data is gone.
+    Purge,
+}
+
+pub struct Bot;
+
+impl Aggregate for Bot {
+    const STREAM_TYPE: &'static str = "bot";
+    type State = BotState;
+    type Event = BotEvent;
+    type Command = BotCommand;
+
+    fn apply(state: &mut BotState, event: &BotEvent) {
+        match event {
+            BotEvent::Created(e) => {
+                state.bot_id = Some(e.bot_id);
+                state.org_id = Some(e.org_id);
+                state.settings = Some(e.settings.clone());
+            }
+            BotEvent::Updated(e) => state.settings = Some(e.settings.clone()),
+            BotEvent::Deleted(_) => state.deleted = true,
+            BotEvent::Purged(_) => state.purged = true,
+        }
+    }
+
+    fn decide(state: &BotState, command: BotCommand) -> Result<Vec<BotEvent>, DomainError> {
+        match command {
+            BotCommand::Create { bot_id, org_id, draft } => {
+                if state.settings.is_some() {
+                    return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
+                }
+                let settings = BotSettings::from_draft(draft);
+                settings.validate()?;
+                Ok(vec![BotEvent::Created(BotCreated { bot_id, org_id, settings })])
+            }
+            BotCommand::Update { org_id, patch } => {
+                let current = state.live_for(org_id)?;
+                let (next, changed) = current.patched(patch);
+                next.validate()?;
+                if changed.is_empty() {
+                    return Ok(vec![]);
+                }
+                let bot_id = state.bot_id.ok_or(DomainError::BotNotFound)?;
+                Ok(vec![BotEvent::Updated(BotUpdated { bot_id, changed, settings: next })])
+            }
+            BotCommand::Delete { org_id } => {
+                state.live_for(org_id)?;
+                let bot_id = state.bot_id.ok_or(DomainError::BotNotFound)?;
+                Ok(vec![BotEvent::Deleted(BotDeleted { bot_id })])
+            }
+            BotCommand::Purge => match state.bot_id {
+                Some(bot_id) if state.deleted && !state.purged => Ok(vec![BotEvent::Purged(BotPurged { bot_id })]),
+                Some(_) if state.purged => Ok(vec![]),
+                _ => Err(DomainError::BotNotFound),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(events: &[BotEvent]) -> BotState {
+        let mut state = BotState::default();
+        for e in events {
+            Bot::apply(&mut state, e);
+        }
+        state
+    }
+
+    fn created(org: Uuid) -> (Uuid, BotEvent) {
+        let bot_id = Uuid::now_v7();
+        let draft = BotDraft { name: "Support Bot".into(), ..Default::default() };
+        let events = Bot::decide(&BotState::default(), BotCommand::Create { bot_id, org_id: org, draft }).unwrap();
+        (bot_id, events.into_iter().next().unwrap())
+    }
+
+    #[test]
+    fn create_fills_defaults_and_derives_the_slug() {
+        let org = Uuid::now_v7();
+        let (_, event) = created(org);
+        let BotEvent::Created(c) = event else { panic!("expected created") };
+        assert_eq!(c.settings.slug, "support-bot");
+        assert_eq!(c.settings.language, "en");
+        assert_eq!(c.settings.model.provider, "extractive");
+        assert!(c.settings.streaming && c.settings.active);
+    }
+
+    #[test]
+    fn create_reports_every_invalid_field() {
+        let draft = BotDraft {
+            name: "".into(),
+            website: Some("ftp://x".into()),
+            language: Some("english!".into()),
+            model: ModelPatch { temperature: Some(3.0), ..Default::default() },
+            ..Default::default()
+        };
+        let err = Bot::decide(&BotState::default(), BotCommand::Create { bot_id: Uuid::now_v7(), org_id: Uuid::now_v7(), draft })
+            .unwrap_err();
+        let DomainError::Validation(fields) = err else { panic!("expected validation") };
+        let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["name", "website", "language", "model.temperature"]);
+    }
+
+    #[test]
+    fn update_records_only_changed_fields_and_nothing_when_unchanged() {
+        let org = Uuid::now_v7();
+        let (_, c) = created(org);
+        let state = given(&[c]);
+        let patch = BotPatch { name: Some("Support Bot".into()), persona: Some("Be brief.".into()), ..Default::default() };
+        let events = Bot::decide(&state, BotCommand::Update { org_id: org, patch }).unwrap();
+        let [BotEvent::Updated(u)] = events.as_slice() else { panic!("expected one update") };
+        assert_eq!(u.changed, ["persona"]);
+        assert_eq!(u.settings.persona, "Be brief.");
+        let same = BotPatch { name: Some("Support Bot".into()), ..Default::default() };
+        assert!(Bot::decide(&state, BotCommand::Update { org_id: org, patch: same }).unwrap().is_empty());
+    }
+
+    #[test]
+    fn another_org_and_deleted_bots_are_not_found() {
+        let org = Uuid::now_v7();
+        let (bot_id, c) = created(org);
+        let state = given(&[c.clone()]);
+        assert_eq!(
+            Bot::decide(&state, BotCommand::Delete { org_id: Uuid::now_v7() }).unwrap_err(),
+            DomainError::BotNotFound
+        );
+        let deleted = given(&[c.clone(), BotEvent::Deleted(BotDeleted { bot_id })]);
+        assert_eq!(
+            Bot::decide(&deleted, BotCommand::Update { org_id: org, patch: BotPatch::default() }).unwrap_err(),
+            DomainError::BotNotFound
+        );
+        assert_eq!(Bot::decide(&deleted, BotCommand::Delete { org_id: org }).unwrap_err(), DomainError::BotNotFound);
+    }
+
+    #[test]
+    fn purge_happens_once_and_only_after_delete() {
+        let org = Uuid::now_v7();
+        let (bot_id, c) = created(org);
+        assert_eq!(Bot::decide(&given(&[c.clone()]), BotCommand::Purge).unwrap_err(), DomainError::BotNotFound);
+        let deleted = given(&[c.clone(), BotEvent::Deleted(BotDeleted { bot_id })]);
+        assert_eq!(Bot::decide(&deleted, BotCommand::Purge).unwrap().len(), 1);
+        let purged = given(&[c, BotEvent::Deleted(BotDeleted { bot_id }), BotEvent::Purged(BotPurged { bot_id })]);
+        assert!(Bot::decide(&purged, BotCommand::Purge).unwrap().is_empty());
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("  Hello, World!! 2 "), "hello-world-2");
+        assert_eq!(slugify("***"), "bot");
+        assert!(valid_slug("a-b"));
+        assert!(!valid_slug("a--b"));
+        assert!(!valid_slug("-a"));
+        assert!(valid_language("pt-BR"));
+        assert!(!valid_language("p"));
+    }
+
+    #[test]
+    fn stored_events_round_trip() {
+        let (_, c) = created(Uuid::now_v7());
+        let stored = c.to_new_event();
+        assert_eq!(stored.event_type, BOT_CREATED);
+        assert_eq!(BotEvent::from_stored(BOT_CREATED, 1, &stored.payload).unwrap(), c);
+        assert!(matches!(BotEvent::from_stored(BOT_CREATED, 9, &stored.payload), Err(UpcastError::UnknownVersion { .. })));
+        assert!(matches!(BotEvent::from_stored("bot.exploded", 1, &stored.payload), Err(UpcastError::UnknownType(_))));
+    }
+}

@@ -1,0 +1,5 @@
+//! Aggregates: each keeps its commands, events, state and decisions together.
+
+pub mod api_key;
+pub mod bot;
+pub mod org;

@@ -1,0 +1,14 @@
+//! Parley's core: ids, aggregates (commands, events, deciders), the event
+//! store with its projections, and the jobs that events cause. No HTTP here.
+
+pub mod aggregates;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod jobs;
+pub mod projections;
+pub mod store;
+
+pub use error::{DomainError, ErrorCode, FieldError};
+pub use event::{Actor, Metadata, RecordedEvent};
+pub use store::{Store, StoreError};

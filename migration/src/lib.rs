@@ -1,0 +1,18 @@
+//! Schema migrations. They run on SQLite and PostgreSQL alike; one migration per file.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_event_log;
+mod m20261122_000002_core_projections;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_event_log::Migration),
+            Box::new(m20261122_000002_core_projections::Migration),
+        ]
+    }
+}

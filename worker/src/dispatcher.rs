@@ -1,0 +1,110 @@
+//! The outbox dispatcher: follows the event log from a saved checkpoint and
+//! enqueues the jobs each event causes. The checkpoint moves only after the
+//! jobs are enqueued, so a crash re-enqueues (harmless: jobs are idempotent)
+//! and never loses one. A lease makes one process follow at a time.
+
+use std::time::{Duration, Instant};
+
+use parley_domain::jobs::jobs_for;
+use parley_domain::store::Store;
+
+use crate::queue::JobQueue;
+
+/// The checkpoint (and lease) name of the dispatcher.
+pub const OUTBOX: &str = "outbox";
+
+const LEASE_TTL: Duration = Duration::from_secs(15);
+
+pub struct Dispatcher {
+    store: Store,
+    queue: JobQueue,
+    owner: String,
+    batch: u64,
+    poll: Duration,
+    lease_until: Option<Instant>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, queue: JobQueue) -> Self {
+        Dispatcher {
+            store,
+            queue,
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            batch: 200,
+            poll: Duration::from_millis(250),
+            lease_until: None,
+        }
+    }
+
+    async fn hold_lease(&mut self) -> anyhow::Result<bool> {
+        let now = Instant::now();
+        if self.lease_until.is_some_and(|until| until > now + LEASE_TTL / 2) {
+            return Ok(true);
+        }
+        if self.store.acquire_lease(OUTBOX, &self.owner, LEASE_TTL).await? {
+            self.lease_until = Some(now + LEASE_TTL);
+            Ok(true)
+        } else {
+            self.lease_until = None;
+            Ok(false)
+        }
+    }
+
+    /// Dispatches one batch. Returns how many events were read (0: idle or not the leader).
+    pub async fn step(&mut self) -> anyhow::Result<usize> {
+        if !self.hold_lease().await? {
+            return Ok(0);
+        }
+        let after = self.store.checkpoint(OUTBOX).await?;
+        let events = self.store.read_log(None, after, self.batch, &[]).await?;
+        let mut done = after;
+        for event in &events {
+            for job in jobs_for(event) {
+                if let Err(e) = self.queue.enqueue(job).await {
+                    if done > after {
+                        self.store.set_checkpoint(OUTBOX, done).await?;
+                    }
+                    return Err(e);
+                }
+            }
+            done = event.position;
+        }
+        if done > after {
+            self.store.set_checkpoint(OUTBOX, done).await?;
+        }
+        Ok(events.len())
+    }
+
+    /// Dispatches until the log is drained (for tests and `parley worker --once`).
+    pub async fn drain(&mut self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.step().await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Follows the log until `shutdown` resolves, then gives the lease up.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let appended = self.store.appended();
+        tokio::pin!(shutdown);
+        loop {
+            match self.step().await {
+                Ok(n) if n as u64 >= self.batch => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox dispatch failed; will retry"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = appended.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        if let Err(e) = self.store.release_lease(OUTBOX, &self.owner).await {
+            tracing::warn!(error = %e, "could not release the outbox lease");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Parley's background work: the outbox dispatcher that turns events into
+//! jobs, the job queue (apalis on SQLite or Redis) and the job handlers.
+
+pub mod dispatcher;
+pub mod handlers;
+pub mod queue;
+pub mod runtime;
+
+pub use dispatcher::Dispatcher;
+pub use handlers::{JobContext, JobError};
+pub use queue::JobQueue;

@@ -1,0 +1,66 @@
+//! Runs the job workers on the configured queue until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use parley_domain::jobs::Job;
+use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+use tower::util::rng::HasherRng;
+
+use crate::handlers::{JobContext, JobError, run_job};
+use crate::queue::JobQueue;
+
+/// How often an idle worker looks for new jobs.
+const POLL: Duration = Duration::from_millis(250);
+const RETRIES: usize = 8;
+
+async fn handle(job: Job, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    match run_job(job, &ctx).await {
+        Ok(()) => Ok(()),
+        Err(e @ JobError::Transient(_)) => Err(Box::new(e)),
+        // Retrying cannot help: stop here.
+        Err(e @ JobError::Permanent(_)) => Err(Box::new(AbortError::new(e))),
+    }
+}
+
+fn retry_policy() -> BackoffRetryPolicy<tower::retry::backoff::ExponentialBackoff<HasherRng>> {
+    let backoff = ExponentialBackoffMaker::new(Duration::from_millis(200), Duration::from_secs(60), 0.5, HasherRng::default())
+        .map(|mut maker| maker.make_backoff())
+        .unwrap_or_else(|_| ExponentialBackoffMaker::default().make_backoff());
+    RetryPolicy::retries(RETRIES).with_backoff(backoff)
+}
+
+/// Runs `concurrency` workers until `shutdown` resolves; running jobs finish first.
+pub async fn run_workers(
+    queue: JobQueue,
+    ctx: JobContext,
+    concurrency: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let signal = async move {
+        shutdown.await;
+        Ok(())
+    };
+    let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+    let monitor = match queue {
+        JobQueue::Sqlite(storage) => monitor.register(move |i| {
+            WorkerBuilder::new(format!("parley-sqlite-{i}"))
+                .backend(storage.clone().poll_with_interval(POLL))
+                .retry(retry_policy())
+                .data(ctx.clone())
+                .concurrency(concurrency)
+                .build(handle)
+        }),
+        JobQueue::Redis { storage, .. } => monitor.register(move |i| {
+            WorkerBuilder::new(format!("parley-redis-{i}"))
+                .backend(storage.clone().poll_with_interval(POLL))
+                .retry(retry_policy())
+                .data(ctx.clone())
+                .concurrency(concurrency)
+                .build(handle)
+        }),
+    };
+    monitor.run_with_signal(signal).await?;
+    Ok(())
+}
