@@ -1,1 +1,17 @@
+//! Parley's HTTP API (poem-openapi) and the application that runs it with the
+//! job workers.
 
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+pub use app::{Application, Roles};
+pub use config::Settings;

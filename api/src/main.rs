@@ -1,1 +1,124 @@
-fn main() {}
+//! The `parley` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use parley_api::app::{Application, Roles, open_store, shutdown_signal};
+use parley_api::{admin, config, routes, telemetry};
+use parley_migration::{Migrator, MigratorTrait};
+
+#[derive(Parser)]
+#[command(name = "parley", version, about = "Parley: self-hosted AI customer-support chatbots")]
+struct Cli {
+    /// A TOML configuration file (default: ./parley.toml when present, or $PARLEY_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the job workers in one process (embedded default: one SQLite file).
+    Serve,
+    /// Run only the API (production: several may run against PostgreSQL + Redis).
+    Api,
+    /// Run only the outbox dispatcher and the job workers.
+    Worker,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Rebuild read models from the event log: all of them, or the one named.
+    Replay {
+        /// One projection: orgs, api_keys or bots.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Print the OpenAPI spec (opens no database).
+    Openapi {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Operator commands.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an organization and print its id and first API key (shown once).
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi { output } = &cli.command {
+        let spec = routes::spec_json();
+        match output {
+            Some(path) => std::fs::write(path, spec).with_context(|| format!("cannot write {path}"))?,
+            None => {
+                use std::io::Write;
+                // A closed pipe (`parley openapi | head`) is not an error.
+                let _ = std::io::stdout().write_all(spec.as_bytes());
+            }
+        }
+        return Ok(());
+    }
+    let settings = config::load(cli.config.as_deref())?;
+    telemetry::init(settings.log_format, &settings.log_level);
+    match cli.command {
+        Command::Serve => serve(settings, Roles::ALL).await,
+        Command::Api => serve(settings, Roles::API).await,
+        Command::Worker => serve(settings, Roles::WORKER).await,
+        Command::Migrate => {
+            let store = open_store(&settings, false).await;
+            let db = match store {
+                Ok(s) => s.db().clone(),
+                Err(_) => open_store(&settings, true).await?.db().clone(),
+            };
+            Migrator::up(&db, None).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Replay { projection } => {
+            let store = open_store(&settings, false).await?;
+            if let Some(name) = &projection
+                && !store.projections().iter().any(|p| p.name() == name)
+            {
+                let names: Vec<_> = store.projections().iter().map(|p| p.name()).collect();
+                anyhow::bail!("unknown projection `{name}`; known: {}", names.join(", "));
+            }
+            let (rebuilt, events) = store.replay(projection.as_deref()).await?;
+            println!("rebuilt {} from {events} events", rebuilt.join(", "));
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::CreateOrg { name } } => {
+            let store = open_store(&settings, settings.is_sqlite()).await?;
+            let created = admin::create_org(&store, &name).await?;
+            println!("org_id={}", created.org_id);
+            println!("api_key={}", created.api_key);
+            eprintln!("Store the API key now: it is not shown again.");
+            Ok(())
+        }
+        Command::Openapi { .. } => Ok(()),
+    }
+}
+
+async fn serve(settings: config::Settings, roles: Roles) -> anyhow::Result<()> {
+    let app = Application::build(settings, roles).await?;
+    if let Some(port) = app.port() {
+        tracing::info!("listening on port {port}; Swagger UI at /docs");
+    }
+    app.run_until(shutdown_signal()).await
+}

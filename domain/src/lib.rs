@@ -7,6 +7,7 @@ pub mod event;
 pub mod ids;
 pub mod jobs;
 pub mod projections;
+pub mod read;
 pub mod store;
 
 pub use error::{DomainError, ErrorCode, FieldError};

@@ -1,0 +1,219 @@
+//! Building and running the application: the API, the outbox dispatcher and
+//! the job workers, in one process or apart, on SQLite or PostgreSQL + Redis.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use parley_domain::Store;
+use parley_migration::{Migrator, MigratorTrait};
+use parley_worker::handlers::JobMetrics;
+use parley_worker::{Dispatcher, JobContext, JobQueue};
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::{Endpoint, EndpointExt, Route, Server};
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::middleware::{limit_body, observe};
+use crate::routes;
+use crate::state::AppState;
+
+/// Which parts run in this process.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub api: bool,
+    pub workers: bool,
+    pub dispatcher: bool,
+    /// Apply pending migrations at start (the embedded default does).
+    pub migrate: bool,
+}
+
+impl Roles {
+    /// `parley serve`: everything in one process.
+    pub const ALL: Roles = Roles { api: true, workers: true, dispatcher: true, migrate: true };
+    /// `parley api`.
+    pub const API: Roles = Roles { api: true, workers: false, dispatcher: false, migrate: false };
+    /// `parley worker`.
+    pub const WORKER: Roles = Roles { api: false, workers: true, dispatcher: true, migrate: false };
+}
+
+/// Opens the database (and checks or applies migrations).
+pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
+    let db = parley_domain::store::connect(settings.database_url.expose_secret())
+        .await
+        .context("cannot open the database (PARLEY_DATABASE_URL)")?;
+    if migrate {
+        Migrator::up(&db, None).await.context("migrations failed")?;
+    } else {
+        let pending = Migrator::get_pending_migrations(&db).await.context("cannot read the migration state")?;
+        if !pending.is_empty() {
+            anyhow::bail!("the database schema is not current ({} pending migrations): run `parley migrate`", pending.len());
+        }
+    }
+    Ok(Store::new(db))
+}
+
+/// Opens the job queue: Redis when configured, else the SQLite database itself.
+pub async fn open_queue(settings: &Settings, store: &Store) -> anyhow::Result<JobQueue> {
+    match &settings.redis_url {
+        Some(url) => JobQueue::redis(url.expose_secret(), settings.queue_namespace.as_deref())
+            .await
+            .context("cannot connect to Redis (PARLEY_REDIS_URL)"),
+        None if settings.is_sqlite() => JobQueue::sqlite(store.db().get_sqlite_connection_pool())
+            .await
+            .context("cannot set up the job queue in SQLite"),
+        None => anyhow::bail!("PostgreSQL deployments need PARLEY_REDIS_URL"),
+    }
+}
+
+/// The HTTP endpoint: OpenAPI operations, Swagger UI, the spec, and the
+/// middleware every request passes through.
+pub fn endpoint(state: AppState) -> impl Endpoint {
+    let api = routes::service(Some(state.clone()));
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let limit = state.settings.max_body_bytes;
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    let metrics = state.metrics.clone();
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .around(move |ep, req| limit_body(ep, req, limit))
+        .around(move |ep, req| crate::middleware::with_timeout(ep, req, timeout))
+        .around(crate::error::json_errors)
+        .around(move |ep, req| observe(ep, req, metrics.clone()))
+        .data(state)
+}
+
+pub struct Application {
+    state: AppState,
+    roles: Roles,
+    acceptor: Option<TcpAcceptor>,
+    port: Option<u16>,
+    job_metrics: JobMetrics,
+}
+
+impl Application {
+    /// Connects everything and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let store = open_store(&settings, roles.migrate).await?;
+        let queue = open_queue(&settings, &store).await?;
+        let metrics = Metrics::new();
+        let job_metrics = JobMetrics::new(&metrics.registry);
+        let (acceptor, port) = if roles.api {
+            let listener = tokio::net::TcpListener::bind(settings.listen_addr())
+                .await
+                .with_context(|| format!("cannot listen on {} (PARLEY_LISTEN)", settings.listen))?;
+            let acceptor = TcpAcceptor::from_tokio(listener)?;
+            let port = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().map(|s| s.port()));
+            (Some(acceptor), port)
+        } else {
+            (None, None)
+        };
+        let state = AppState::new(store, queue, metrics, settings);
+        Ok(Application { state, roles, acceptor, port, job_metrics })
+    }
+
+    /// The port the API listens on (when this process serves the API).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs until `shutdown` resolves, then stops taking requests and jobs and
+    /// lets in-flight ones finish (up to the shutdown timeout).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let grace = Duration::from_secs(self.state.settings.shutdown_timeout_secs);
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(acceptor) = self.acceptor {
+            let ep = endpoint(self.state.clone());
+            let signal = stopped();
+            tasks.spawn(async move {
+                Server::new_with_acceptor(acceptor)
+                    .idle_timeout(Duration::from_secs(75))
+                    .run_with_graceful_shutdown(ep, signal, Some(grace))
+                    .await
+                    .context("HTTP server failed")
+            });
+        }
+        if self.roles.dispatcher {
+            let dispatcher = Dispatcher::new(self.state.store.clone(), self.state.queue.clone());
+            let signal = stopped();
+            tasks.spawn(async move {
+                dispatcher.run(signal).await;
+                Ok(())
+            });
+        }
+        if self.roles.workers {
+            let ctx = JobContext { store: self.state.store.clone(), metrics: self.job_metrics.clone() };
+            let queue = self.state.queue.clone();
+            let concurrency = self.state.settings.worker_concurrency;
+            let signal = stopped();
+            tasks.spawn(async move { parley_worker::runtime::run_workers(queue, ctx, concurrency, signal).await });
+        }
+        tracing::info!(port = ?self.port, roles = ?self.roles, queue = self.state.queue.kind(), "parley started");
+        tokio::pin!(shutdown);
+        let mut first_error = None;
+        tokio::select! {
+            _ = &mut shutdown => {}
+            Some(done) = tasks.join_next() => {
+                // A component stopped on its own: stop the others too.
+                first_error = flatten(done).err();
+            }
+        }
+        let _ = stop_tx.send(true);
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = flatten(done) {
+                tracing::error!(error = %e, "component failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        tracing::info!("parley stopped");
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn flatten(done: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    done.map_err(anyhow::Error::from).and_then(|r| r)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}

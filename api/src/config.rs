@@ -1,0 +1,158 @@
+//! Layered configuration: compiled-in defaults, then an optional TOML file,
+//! then `PARLEY_*` environment variables (`PARLEY_SECTION__KEY` for nested
+//! keys). Validated once at start; secrets never appear in logs.
+
+use std::net::SocketAddr;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address the API listens on.
+    pub listen: String,
+    /// `sqlite://path` (embedded default) or `postgres://...`.
+    pub database_url: SecretString,
+    /// `redis://...`: job queues in Redis. Unset: the queue lives in the SQLite database.
+    #[serde(default)]
+    pub redis_url: Option<SecretString>,
+    /// Prefix of the Redis queue names, to share one Redis between installations.
+    #[serde(default)]
+    pub queue_namespace: Option<String>,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `parley_api=debug,info`.
+    pub log_level: String,
+    /// Jobs run at once by one worker process.
+    pub worker_concurrency: usize,
+    /// Largest JSON request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// How long shutdown waits for in-flight requests and jobs.
+    pub shutdown_timeout_secs: u64,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
+
+/// Where the configuration came from, for `--config`.
+pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
+    let mut builder = config::Config::builder()
+        .set_default("listen", "127.0.0.1:8080")?
+        .set_default("database_url", DEFAULT_DATABASE_URL)?
+        .set_default("log_format", "text")?
+        .set_default("log_level", "info")?
+        .set_default("worker_concurrency", 2)?
+        .set_default("max_body_bytes", 1_048_576)?
+        .set_default("request_timeout_secs", 120)?
+        .set_default("shutdown_timeout_secs", 30)?;
+    let file = file.map(str::to_owned).or_else(|| std::env::var("PARLEY_CONFIG").ok());
+    match file {
+        Some(path) => builder = builder.add_source(config::File::with_name(&path).required(true)),
+        None => builder = builder.add_source(config::File::with_name("parley").required(false)),
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("PARLEY").prefix_separator("_").separator("__").try_parsing(true),
+    );
+    let settings: Settings = builder.build()?.try_deserialize()?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Source(#[from] config::ConfigError),
+    #[error("configuration: {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, message: message.into() }
+}
+
+impl Settings {
+    /// Checks every value and says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("PARLEY_LISTEN", format!("`{}` is not an address such as 127.0.0.1:8080", self.listen)))?;
+        let db = self.database_url.expose_secret();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid("PARLEY_DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
+        }
+        if let Some(redis) = &self.redis_url {
+            let r = redis.expose_secret();
+            if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
+                return Err(invalid("PARLEY_REDIS_URL", "must start with redis:// or rediss://"));
+            }
+        } else if !self.is_sqlite() {
+            return Err(invalid(
+                "PARLEY_REDIS_URL",
+                "PostgreSQL deployments keep their job queues in Redis: set PARLEY_REDIS_URL",
+            ));
+        }
+        if !(1..=64).contains(&self.worker_concurrency) {
+            return Err(invalid("PARLEY_WORKER_CONCURRENCY", "must be between 1 and 64"));
+        }
+        if !(1024..=1 << 30).contains(&self.max_body_bytes) {
+            return Err(invalid("PARLEY_MAX_BODY_BYTES", "must be between 1024 and 1073741824"));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(invalid("PARLEY_REQUEST_TIMEOUT_SECS", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose_secret().starts_with("sqlite:")
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            redis_url: None,
+            queue_namespace: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            worker_concurrency: 2,
+            max_body_bytes: 1 << 20,
+            request_timeout_secs: 60,
+            shutdown_timeout_secs: 30,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_variable() {
+        defaults().validate().unwrap();
+        let bad = Settings { listen: "localhost".into(), ..defaults() };
+        assert!(bad.validate().unwrap_err().to_string().contains("PARLEY_LISTEN"));
+        let pg_without_redis = Settings { database_url: "postgres://x/y".into(), ..defaults() };
+        assert!(pg_without_redis.validate().unwrap_err().to_string().contains("PARLEY_REDIS_URL"));
+        let mysql = Settings { database_url: "mysql://x".into(), ..defaults() };
+        assert!(mysql.validate().unwrap_err().to_string().contains("PARLEY_DATABASE_URL"));
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = Settings { database_url: "postgres://u:hunter2@h/db".into(), redis_url: Some("redis://:pw@h".into()), ..defaults() };
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains(":pw@"), "{printed}");
+    }
+}

@@ -1,0 +1,261 @@
+//! The one error shape of the API, `{"error": {"code", "message", "details"}}`,
+//! and the one place where errors become status codes. Internal causes are
+//! logged with the request id; clients only see "internal error".
+
+use parley_domain::{DomainError, ErrorCode, StoreError};
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// One problem with one part of the request.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorDetail {
+    /// The field or parameter concerned, when there is one (`model.temperature`).
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorInfo {
+    /// Stable machine-readable code, e.g. `BOT_NOT_FOUND`. Never renamed.
+    pub code: String,
+    /// Human-readable explanation, safe to show.
+    pub message: String,
+    pub details: Vec<ErrorDetail>,
+    /// The request id (`X-Request-Id`) to quote when reporting a problem.
+    #[oai(skip_serializing_if_is_none)]
+    pub request_id: Option<String>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+/// Every error status the API answers with.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed (bad JSON, wrong types, unknown fields, bad parameters).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing, malformed, unknown or revoked API key.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The credential is valid but not allowed here.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource in your organization.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The resource changed concurrently, or a unique value is taken.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The request body is too large.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The request body has an unsupported content type.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The request is well-formed but its values are not acceptable.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// Too many requests; see `Retry-After`.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
+    /// An unexpected error; the cause is logged under the request id.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency (database, queue) is unavailable; try again later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_details(code, message, vec![])
+    }
+
+    pub fn with_details(code: ErrorCode, message: impl Into<String>, details: Vec<ErrorDetail>) -> Self {
+        let body = Json(ErrorBody {
+            error: ErrorInfo { code: code.as_str().to_owned(), message: message.into(), details, request_id: None },
+        });
+        match code.http_status() {
+            400 => ApiError::BadRequest(body),
+            401 => ApiError::Unauthorized(body),
+            403 => ApiError::Forbidden(body),
+            404 | 405 => ApiError::NotFound(body),
+            409 => ApiError::Conflict(body),
+            413 => ApiError::PayloadTooLarge(body),
+            415 => ApiError::UnsupportedMediaType(body),
+            422 => ApiError::Unprocessable(body),
+            429 => ApiError::TooManyRequests(body),
+            503 => ApiError::Unavailable(body),
+            _ => ApiError::Internal(body),
+        }
+    }
+
+    /// An unexpected failure: logged in full, answered without internals.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    pub fn body(&self) -> &ErrorBody {
+        match self {
+            ApiError::BadRequest(b)
+            | ApiError::Unauthorized(b)
+            | ApiError::Forbidden(b)
+            | ApiError::NotFound(b)
+            | ApiError::Conflict(b)
+            | ApiError::PayloadTooLarge(b)
+            | ApiError::UnsupportedMediaType(b)
+            | ApiError::Unprocessable(b)
+            | ApiError::TooManyRequests(b)
+            | ApiError::Internal(b)
+            | ApiError::Unavailable(b) => &b.0,
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        &self.body().error.code
+    }
+}
+
+/// The JSON error response for a status that poem or poem-openapi produced
+/// on its own (unknown route, unparsable body, missing credentials...).
+fn framework_error(status: StatusCode, message: String) -> Response {
+    let code = match status.as_u16() {
+        400 => ErrorCode::InvalidRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::ValidationFailed,
+        429 => ErrorCode::RateLimited,
+        503 => ErrorCode::ServiceUnavailable,
+        s if s >= 500 => return ApiError::internal(message).into_response(),
+        _ => ErrorCode::InvalidRequest,
+    };
+    let message = match code {
+        ErrorCode::NotFound => "no such route".to_owned(),
+        ErrorCode::MethodNotAllowed => "method not allowed on this route".to_owned(),
+        ErrorCode::Unauthorized if message.is_empty() || message.contains("authorization error") => {
+            "missing or malformed `Authorization: Bearer <API key>` header".to_owned()
+        }
+        _ => message,
+    };
+    let body = ErrorBody {
+        error: ErrorInfo { code: code.as_str().to_owned(), message, details: vec![], request_id: None },
+    };
+    let mut response = Json(body).into_response();
+    response.set_status(status);
+    response
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let details = match &e {
+            DomainError::Validation(fields) => fields
+                .iter()
+                .map(|f| ErrorDetail { field: Some(f.field.clone()), message: f.message.clone() })
+                .collect(),
+            DomainError::BotNotFound
+            | DomainError::ApiKeyNotFound
+            | DomainError::SlugTaken(_)
+            | DomainError::VersionConflict { .. } => vec![],
+        };
+        let message = match &e {
+            DomainError::Validation(_) => "some fields are invalid".to_owned(),
+            DomainError::BotNotFound
+            | DomainError::ApiKeyNotFound
+            | DomainError::SlugTaken(_)
+            | DomainError::VersionConflict { .. } => e.to_string(),
+        };
+        ApiError::with_details(e.code(), message, details)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Domain(d) => d.into(),
+            StoreError::Conflict { .. } => {
+                ApiError::new(ErrorCode::Conflict, "the resource was changed by a concurrent request; retry")
+            }
+            StoreError::IdempotencyRace => ApiError::new(
+                ErrorCode::Conflict,
+                "a request with the same Idempotency-Key is being processed; retry",
+            ),
+            StoreError::Unique { projection, message } => {
+                tracing::info!(projection, message, "unique constraint refused a change");
+                ApiError::new(ErrorCode::Conflict, "a unique value of this resource is already taken")
+            }
+            StoreError::Db(ref db) if e.is_transient() => {
+                tracing::error!(error = %db, "database unavailable");
+                ApiError::new(ErrorCode::ServiceUnavailable, "the database is unavailable; try again later")
+            }
+            StoreError::Db(_) | StoreError::Upcast(_) => ApiError::internal(e),
+        }
+    }
+}
+
+/// Middleware turning every error, including the framework's own plain-text
+/// ones, into the JSON error shape with the request id.
+pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let request_id = req.data::<crate::middleware::RequestId>().map(|r| r.0.clone());
+    let response = match next.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => {
+            let message = err.to_string();
+            let resp = err.into_response();
+            let is_json = resp
+                .headers()
+                .get(poem::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            if is_json {
+                resp
+            } else {
+                framework_error(resp.status(), message)
+            }
+        }
+    };
+    Ok(with_request_id(response, request_id).await)
+}
+
+/// Adds the request id into JSON error bodies.
+async fn with_request_id(resp: Response, request_id: Option<String>) -> Response {
+    let Some(request_id) = request_id else { return resp };
+    if resp.status().as_u16() < 400 {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = body.into_bytes().await else {
+        return Response::from_parts(parts, poem::Body::empty());
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut value) => {
+            if let Some(error) = value.get_mut("error").and_then(|e| e.as_object_mut()) {
+                error.insert("request_id".into(), serde_json::Value::String(request_id));
+            }
+            poem::Body::from_vec(serde_json::to_vec(&value).unwrap_or_else(|_| bytes.to_vec()))
+        }
+        Err(_) => poem::Body::from_bytes(bytes),
+    };
+    let mut resp = Response::from_parts(parts, body);
+    resp.headers_mut().remove(poem::http::header::CONTENT_LENGTH);
+    resp
+}

@@ -1,0 +1,67 @@
+//! Prometheus metrics: requests by route and status, latency histograms, and
+//! job counts (the job workers of this process report into the same registry).
+
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    log: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("parley_http_requests_total", "HTTP requests by route, method and status"),
+            &["route", "method", "status"],
+        )
+        .expect("constant metric options are valid");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("parley_http_request_duration_seconds", "HTTP request latency by route and method")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["route", "method"],
+        )
+        .expect("constant metric options are valid");
+        let log = IntGaugeVec::new(
+            Opts::new("parley_event_log_position", "Newest position of the event log, and of the outbox checkpoint"),
+            &["cursor"],
+        )
+        .expect("constant metric options are valid");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(log.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Metrics { registry, requests, latency, log }
+    }
+
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
+        self.latency.with_label_values(&[route, method]).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_log_positions(&self, head: i64, outbox: i64) {
+        self.log.with_label_values(&["head"]).set(head);
+        self.log.with_label_values(&["outbox"]).set(outbox);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,472 @@
+//! `/api/v1/bots`: list, create, get, update and delete bots.
+
+use chrono::{DateTime, Utc};
+use parley_domain::aggregates::bot::{self as domain, Bot as BotAggregate, BotCommand, BotDraft, BotPatch, ModelPatch};
+use parley_domain::ids::new_id;
+use parley_domain::store::entities::bots;
+use parley_domain::store::{Execute, StoreError};
+use parley_domain::{Actor, DomainError, ErrorCode, Metadata, read};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{ApiTags, live};
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+use crate::idempotency::Idempotency;
+use crate::middleware::RequestId;
+use crate::state::{AppState, Principal};
+
+pub struct BotsApi {
+    pub state: Option<AppState>,
+}
+
+/// How answers are generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Provider {
+    /// Offline default: answers composed from the best passages of the knowledge base.
+    Extractive,
+    /// Any OpenAI-compatible chat-completions endpoint (OpenAI, Ollama, vLLM, llama.cpp).
+    Openai,
+}
+
+impl Provider {
+    fn as_str(self) -> &'static str {
+        match self {
+            Provider::Extractive => "extractive",
+            Provider::Openai => "openai",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ModelSettings {
+    pub provider: Provider,
+    /// The model name for the `openai` provider.
+    pub model: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: f64,
+    /// Longest answer, in tokens.
+    pub max_tokens: u32,
+}
+
+/// A chatbot.
+#[derive(Debug, Clone, Object)]
+pub struct Bot {
+    pub id: Uuid,
+    pub name: String,
+    /// Unique among your organization's bots; lowercase letters, digits and dashes.
+    pub slug: String,
+    /// The website the bot serves.
+    pub website: Option<String>,
+    /// The persona / system prompt.
+    pub persona: String,
+    /// Language tag of the bot's answers, e.g. `en` or `pt-BR`.
+    pub language: String,
+    pub welcome_message: String,
+    pub model: ModelSettings,
+    /// Whether chat answers stream by default.
+    pub streaming: bool,
+    /// Inactive bots do not answer visitors.
+    pub active: bool,
+    /// Increases with every change; send it as `If-Match` to update safely.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Changes to the model settings; absent fields keep their value.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ModelSettingsPatch {
+    pub provider: Option<Provider>,
+    /// Model name for the `openai` provider; `null` clears it.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub model: MaybeUndefined<String>,
+    #[oai(validator(minimum(value = "0"), maximum(value = "2")))]
+    pub temperature: Option<f64>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "32000")))]
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateBotRequest {
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub name: String,
+    /// Derived from the name when absent (made unique with a number).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub slug: Option<String>,
+    #[oai(validator(max_length = 2048))]
+    pub website: Option<String>,
+    #[oai(validator(max_length = 8000))]
+    pub persona: Option<String>,
+    /// Default `en`.
+    #[oai(validator(min_length = 2, max_length = 35))]
+    pub language: Option<String>,
+    #[oai(validator(max_length = 1000))]
+    pub welcome_message: Option<String>,
+    pub model: Option<ModelSettingsPatch>,
+    /// Default `true`.
+    pub streaming: Option<bool>,
+    /// Default `true`.
+    pub active: Option<bool>,
+}
+
+/// Fields to change; absent fields keep their value.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateBotRequest {
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub name: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub slug: Option<String>,
+    /// `null` clears the website.
+    #[oai(validator(max_length = 2048))]
+    pub website: MaybeUndefined<String>,
+    #[oai(validator(max_length = 8000))]
+    pub persona: Option<String>,
+    #[oai(validator(min_length = 2, max_length = 35))]
+    pub language: Option<String>,
+    #[oai(validator(max_length = 1000))]
+    pub welcome_message: Option<String>,
+    pub model: Option<ModelSettingsPatch>,
+    pub streaming: Option<bool>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct BotList {
+    pub data: Vec<Bot>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateBotResponse {
+    /// The bot was created.
+    #[oai(status = 201)]
+    Created(
+        Json<Bot>,
+        #[oai(header = "ETag")] String,
+        #[oai(header = "Location")] String,
+        #[oai(header = "Idempotent-Replayed")] Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum BotResponse {
+    /// The bot.
+    #[oai(status = 200)]
+    Ok(Json<Bot>, #[oai(header = "ETag")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteBotResponse {
+    /// The bot is deleted: it stops being served at once; its data is purged in the background.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// `If-Match: "3"` (or `W/"3"`, or `3`) → 3; `*` → no condition.
+fn parse_if_match(value: Option<String>) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = value else { return Ok(None) };
+    let v = raw.trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    v.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "If-Match must be a bot version such as \"3\""))
+}
+
+impl From<bots::Model> for Bot {
+    fn from(m: bots::Model) -> Self {
+        let model: domain::ModelSettings = serde_json::from_value(m.model).unwrap_or_default();
+        Bot {
+            id: m.id,
+            name: m.name,
+            slug: m.slug,
+            website: m.website,
+            persona: m.persona,
+            language: m.language,
+            welcome_message: m.welcome_message,
+            model: ModelSettings {
+                provider: if model.provider == "openai" { Provider::Openai } else { Provider::Extractive },
+                model: model.model,
+                temperature: model.temperature,
+                max_tokens: model.max_tokens,
+            },
+            streaming: m.streaming,
+            active: m.active,
+            version: m.version,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+fn model_patch(p: Option<ModelSettingsPatch>) -> ModelPatch {
+    let Some(p) = p else { return ModelPatch::default() };
+    ModelPatch {
+        provider: p.provider.map(|x| x.as_str().to_owned()),
+        model: match p.model {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(v) => Some(Some(v)),
+        },
+        temperature: p.temperature,
+        max_tokens: p.max_tokens,
+    }
+}
+
+async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<Bot, ApiError> {
+    read::bot(&state.store, org_id, bot_id)
+        .await
+        .map_err(StoreError::Db)?
+        .map(Bot::from)
+        .ok_or_else(|| DomainError::BotNotFound.into())
+}
+
+/// A free slug: `wanted` itself, or `wanted-2`, `wanted-3`...
+async fn free_slug(state: &AppState, org_id: Uuid, wanted: &str) -> Result<String, ApiError> {
+    let taken: Vec<String> =
+        read::slugs_like(&state.store, org_id, wanted).await.map_err(StoreError::Db)?.into_iter().map(|(_, s)| s).collect();
+    if !taken.iter().any(|s| s == wanted) {
+        return Ok(wanted.to_owned());
+    }
+    let base: String = wanted.chars().take(58).collect();
+    let n = (2..).find(|n| !taken.contains(&format!("{base}-{n}"))).unwrap_or(2);
+    Ok(format!("{base}-{n}"))
+}
+
+async fn ensure_slug_free(state: &AppState, org_id: Uuid, slug: &str, except: Option<Uuid>) -> Result<(), ApiError> {
+    let taken = read::slugs_like(&state.store, org_id, slug).await.map_err(StoreError::Db)?;
+    if taken.iter().any(|(id, s)| s == slug && Some(*id) != except) {
+        return Err(DomainError::SlugTaken(slug.to_owned()).into());
+    }
+    Ok(())
+}
+
+/// Store errors of bot commands; a unique index refusal is a taken slug.
+fn bot_error(e: StoreError, slug: Option<&str>) -> ApiError {
+    match e {
+        StoreError::Unique { projection: "bots", .. } => {
+            DomainError::SlugTaken(slug.unwrap_or_default().to_owned()).into()
+        }
+        other => other.into(),
+    }
+}
+
+fn metadata(principal: &Principal, request_id: &RequestId) -> Metadata {
+    Metadata::new(Actor::ApiKey { id: principal.key_id }, Some(request_id.0.clone()))
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Bots")]
+impl BotsApi {
+    /// List bots
+    ///
+    /// Your organization's bots, oldest first, a page at a time.
+    #[oai(path = "/bots", method = "get", operation_id = "list_bots")]
+    async fn list(
+        &self,
+        auth: ApiKeyAuth,
+        /// Page size, 1 to 100.
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<u64>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<Uuid>>,
+    ) -> Result<Json<BotList>, ApiError> {
+        let state = live(&self.state)?;
+        let page = read::bots(&state.store, auth.0.org_id, cursor.0, limit.0).await.map_err(StoreError::Db)?;
+        Ok(Json(BotList { data: page.items.into_iter().map(Bot::from).collect(), next_cursor: page.next_cursor }))
+    }
+
+    /// Create a bot
+    #[oai(path = "/bots", method = "post", operation_id = "create_bot")]
+    async fn create(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        /// Makes a retried request safe: see the API description.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: Json<CreateBotRequest>,
+    ) -> Result<CreateBotResponse, ApiError> {
+        let state = live(&self.state)?;
+        let org_id = auth.0.org_id;
+        let idem = Idempotency::from_header(idempotency_key.0, "create_bot", &body.0)?;
+        if let Some(idem) = &idem
+            && let Some(prior) = idem.replayed(state, org_id).await?
+        {
+            return replay(state, org_id, &prior).await;
+        }
+        let req = body.0;
+        let slug = match req.slug {
+            Some(slug) => {
+                ensure_slug_free(state, org_id, &slug, None).await?;
+                slug
+            }
+            None => free_slug(state, org_id, &domain::slugify(&req.name)).await?,
+        };
+        let bot_id = new_id();
+        let draft = BotDraft {
+            name: req.name,
+            slug: Some(slug.clone()),
+            website: req.website,
+            persona: req.persona,
+            language: req.language,
+            welcome_message: req.welcome_message,
+            model: model_patch(req.model),
+            streaming: req.streaming,
+            active: req.active,
+        };
+        let executed = state
+            .store
+            .execute::<BotAggregate>(Execute {
+                org_id,
+                stream_id: bot_id,
+                expected_version: Some(0),
+                command: BotCommand::Create { bot_id, org_id, draft },
+                metadata: metadata(&auth.0, &request_id),
+                idempotency: idem.as_ref().map(|i| i.record(201, json!({ "id": bot_id }))),
+            })
+            .await;
+        match executed {
+            Ok(_) => {}
+            Err(StoreError::IdempotencyRace) => {
+                if let Some(idem) = &idem
+                    && let Some(prior) = idem.replayed(state, org_id).await?
+                {
+                    return replay(state, org_id, &prior).await;
+                }
+                return Err(StoreError::IdempotencyRace.into());
+            }
+            Err(e) => return Err(bot_error(e, Some(&slug))),
+        }
+        let bot = find(state, org_id, bot_id).await?;
+        Ok(CreateBotResponse::Created(Json(bot.clone()), etag(bot.version), format!("/api/v1/bots/{bot_id}"), None))
+    }
+
+    /// Get a bot
+    #[oai(path = "/bots/:bot_id", method = "get", operation_id = "get_bot")]
+    async fn get(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<BotResponse, ApiError> {
+        let state = live(&self.state)?;
+        let bot = find(state, auth.0.org_id, bot_id.0).await?;
+        Ok(BotResponse::Ok(Json(bot.clone()), etag(bot.version)))
+    }
+
+    /// Update a bot
+    ///
+    /// Changes only the fields sent. With `If-Match: "<version>"` the change
+    /// applies only if nobody changed the bot since; otherwise `409 CONFLICT`.
+    #[oai(path = "/bots/:bot_id", method = "patch", operation_id = "update_bot")]
+    async fn update(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        /// The version the bot must still be at, as its ETag (`"3"`).
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: Json<UpdateBotRequest>,
+    ) -> Result<BotResponse, ApiError> {
+        let state = live(&self.state)?;
+        let org_id = auth.0.org_id;
+        let expected_version = parse_if_match(if_match.0)?;
+        let req = body.0;
+        if let Some(slug) = &req.slug {
+            ensure_slug_free(state, org_id, slug, Some(bot_id.0)).await?;
+        }
+        let slug = req.slug.clone();
+        let patch = BotPatch {
+            name: req.name,
+            slug: req.slug,
+            website: match req.website {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(v) => Some(Some(v)),
+            },
+            persona: req.persona,
+            language: req.language,
+            welcome_message: req.welcome_message,
+            model: model_patch(req.model),
+            streaming: req.streaming,
+            active: req.active,
+        };
+        state
+            .store
+            .execute::<BotAggregate>(Execute {
+                org_id,
+                stream_id: bot_id.0,
+                expected_version,
+                command: BotCommand::Update { org_id, patch },
+                metadata: metadata(&auth.0, &request_id),
+                idempotency: None,
+            })
+            .await
+            .map_err(|e| bot_error(e, slug.as_deref()))?;
+        let bot = find(state, org_id, bot_id.0).await?;
+        Ok(BotResponse::Ok(Json(bot.clone()), etag(bot.version)))
+    }
+
+    /// Delete a bot
+    ///
+    /// The bot stops being served at once. Its derived data is purged by a
+    /// background job (event `bot.purged`).
+    #[oai(path = "/bots/:bot_id", method = "delete", operation_id = "delete_bot")]
+    async fn delete(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        /// The version the bot must still be at, as its ETag (`"3"`).
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+    ) -> Result<DeleteBotResponse, ApiError> {
+        let state = live(&self.state)?;
+        let org_id = auth.0.org_id;
+        state
+            .store
+            .execute::<BotAggregate>(Execute {
+                org_id,
+                stream_id: bot_id.0,
+                expected_version: parse_if_match(if_match.0)?,
+                command: BotCommand::Delete { org_id },
+                metadata: metadata(&auth.0, &request_id),
+                idempotency: None,
+            })
+            .await?;
+        Ok(DeleteBotResponse::Deleted)
+    }
+}
+
+fn default_limit() -> u64 {
+    20
+}
+
+async fn replay(state: &AppState, org_id: Uuid, prior: &serde_json::Value) -> Result<CreateBotResponse, ApiError> {
+    let bot_id = prior
+        .get("id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Uuid>().ok())
+        .ok_or_else(|| ApiError::internal("malformed idempotency record"))?;
+    let bot = find(state, org_id, bot_id).await?;
+    Ok(CreateBotResponse::Created(
+        Json(bot.clone()),
+        etag(bot.version),
+        format!("/api/v1/bots/{bot_id}"),
+        Some("true".to_owned()),
+    ))
+}

@@ -1,0 +1,100 @@
+//! `/api/v1/events`: the organization's event feed, paged by log position.
+
+use chrono::{DateTime, Utc};
+use parley_domain::jobs::public_payload;
+use parley_domain::RecordedEvent;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{ApiTags, live};
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+
+pub struct EventsApi {
+    pub state: Option<crate::state::AppState>,
+}
+
+/// One event of the log.
+#[derive(Debug, Clone, Object)]
+pub struct Event {
+    /// Global position in the log; strictly increasing.
+    pub position: i64,
+    pub id: Uuid,
+    /// Past-tense type name such as `bot.created`; see docs/events.md.
+    #[oai(rename = "type")]
+    pub event_type: String,
+    pub schema_version: i32,
+    /// The kind of thing the event is about (`bot`, `api_key`, `org`).
+    pub stream_type: String,
+    /// The id of that thing.
+    pub stream_id: Uuid,
+    /// 1 for the thing's first event, then +1 per event.
+    pub stream_version: i64,
+    /// The event's data (secrets such as key hashes are left out).
+    pub data: Value,
+    /// The `X-Request-Id` of the request (or job) that caused the event.
+    pub correlation_id: Option<String>,
+    /// Who caused it: `{"kind": "api_key", "id": ...}`, `{"kind": "system"}`, `{"kind": "cli"}`.
+    pub actor: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct EventPage {
+    pub data: Vec<Event>,
+    /// Pass as `after` to continue; equals the request's `after` when no event was newer.
+    pub next_after: i64,
+}
+
+impl From<RecordedEvent> for Event {
+    fn from(e: RecordedEvent) -> Self {
+        let data = public_payload(&e);
+        Event {
+            position: e.position,
+            id: e.event_id,
+            correlation_id: e.correlation_id().map(str::to_owned),
+            actor: e.metadata.get("actor").cloned().unwrap_or(Value::Null),
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            stream_type: e.stream_type,
+            stream_id: e.stream_id,
+            stream_version: e.stream_version,
+            data,
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Events")]
+impl EventsApi {
+    /// List events
+    ///
+    /// Events of your organization after a position, oldest first. Follow the
+    /// feed by passing `next_after` back as `after`.
+    #[oai(path = "/events", method = "get", operation_id = "list_events")]
+    async fn list(
+        &self,
+        auth: ApiKeyAuth,
+        /// Only events after this position (0: from the start).
+        #[oai(default, validator(minimum(value = "0")))]
+        after: Query<i64>,
+        /// Page size, 1 to 1000.
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<u64>,
+        /// Only events of these types (repeat the parameter for several).
+        #[oai(name = "type")]
+        types: Query<Vec<String>>,
+    ) -> Result<Json<EventPage>, ApiError> {
+        let state = live(&self.state)?;
+        let events = state.store.read_log(Some(auth.0.org_id), after.0, limit.0, &types.0).await?;
+        let next_after = events.last().map_or(after.0, |e| e.position);
+        Ok(Json(EventPage { data: events.into_iter().map(Event::from).collect(), next_after }))
+    }
+}
+
+fn default_limit() -> u64 {
+    100
+}

@@ -1,0 +1,49 @@
+//! The OpenAPI operations, one `OpenApi` struct per tag.
+
+pub mod bots;
+pub mod events;
+pub mod keys;
+pub mod ops;
+
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::state::AppState;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Secret API keys of your organization.
+    ApiKeys,
+    /// Chatbots: persona, language, model and behaviour settings.
+    Bots,
+    /// The event feed: everything that happened in your organization, in order.
+    Events,
+    /// Health, readiness and metrics.
+    Operations,
+}
+
+pub type Apis = (keys::KeysApi, bots::BotsApi, events::EventsApi, ops::OpsApi);
+
+/// The OpenAPI service. `state` is `None` only to print the spec.
+pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
+    let apis = (
+        keys::KeysApi { state: state.clone() },
+        bots::BotsApi { state: state.clone() },
+        events::EventsApi { state: state.clone() },
+        ops::OpsApi { state },
+    );
+    OpenApiService::new(apis, "Parley API", env!("CARGO_PKG_VERSION"))
+        .description(include_str!("../../../docs/api-intro.md"))
+        .license("AGPL-3.0-only")
+}
+
+/// The committed form of the spec: pretty JSON with a trailing newline.
+pub fn spec_json() -> String {
+    let mut spec = service(None).spec();
+    spec.push('\n');
+    spec
+}
+
+/// The state of a live server. Handlers are never called on a spec-only service.
+pub(crate) fn live(state: &Option<AppState>) -> Result<&AppState, crate::error::ApiError> {
+    state.as_ref().ok_or_else(|| crate::error::ApiError::internal("handler called without application state"))
+}

@@ -1,0 +1,94 @@
+//! Queries on the read models, shared by the API and the workers. Every query
+//! is scoped to one organization; another organization's rows are invisible.
+
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use crate::store::Store;
+use crate::store::entities::{api_key_usage, api_keys, bots};
+
+/// One page of a list, and the cursor of the next page when there is one.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<Uuid>,
+}
+
+fn page<T>(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let next_cursor = if items.len() as u64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(&id)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// A live (not deleted) bot of the organization.
+pub async fn bot(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<Option<bots::Model>, DbErr> {
+    bots::Entity::find_by_id(bot_id)
+        .filter(bots::Column::OrgId.eq(org_id))
+        .filter(bots::Column::DeletedAt.is_null())
+        .one(store.db())
+        .await
+}
+
+/// Live bots in creation order (ids are time-ordered), after `cursor`.
+pub async fn bots(store: &Store, org_id: Uuid, cursor: Option<Uuid>, limit: u64) -> Result<Page<bots::Model>, DbErr> {
+    let mut q = bots::Entity::find().filter(bots::Column::OrgId.eq(org_id)).filter(bots::Column::DeletedAt.is_null());
+    if let Some(after) = cursor {
+        q = q.filter(bots::Column::Id.gt(after));
+    }
+    let rows = q.order_by_asc(bots::Column::Id).limit(limit + 1).all(store.db()).await?;
+    Ok(page(rows, limit, |b| b.id))
+}
+
+/// Slugs of live bots of the organization that start with `prefix`.
+pub async fn slugs_like(store: &Store, org_id: Uuid, prefix: &str) -> Result<Vec<(Uuid, String)>, DbErr> {
+    let rows = bots::Entity::find()
+        .filter(bots::Column::OrgId.eq(org_id))
+        .filter(bots::Column::DeletedAt.is_null())
+        .filter(bots::Column::Slug.starts_with(prefix))
+        .all(store.db())
+        .await?;
+    Ok(rows.into_iter().map(|b| (b.id, b.slug)).collect())
+}
+
+/// An API key and when it was last used.
+pub struct ApiKeyRow {
+    pub key: api_keys::Model,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn with_usage(store: &Store, keys: Vec<api_keys::Model>) -> Result<Vec<ApiKeyRow>, DbErr> {
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.id).collect();
+    let usage = api_key_usage::Entity::find().filter(api_key_usage::Column::KeyId.is_in(ids)).all(store.db()).await?;
+    Ok(keys
+        .into_iter()
+        .map(|key| {
+            let last_used_at = usage.iter().find(|u| u.key_id == key.id).map(|u| u.last_used_at);
+            ApiKeyRow { key, last_used_at }
+        })
+        .collect())
+}
+
+pub async fn api_keys(store: &Store, org_id: Uuid) -> Result<Vec<ApiKeyRow>, DbErr> {
+    let keys = api_keys::Entity::find()
+        .filter(api_keys::Column::OrgId.eq(org_id))
+        .order_by_asc(api_keys::Column::Id)
+        .all(store.db())
+        .await?;
+    with_usage(store, keys).await
+}
+
+pub async fn api_key(store: &Store, org_id: Uuid, key_id: Uuid) -> Result<Option<ApiKeyRow>, DbErr> {
+    let key = api_keys::Entity::find_by_id(key_id).filter(api_keys::Column::OrgId.eq(org_id)).one(store.db()).await?;
+    match key {
+        Some(k) => Ok(with_usage(store, vec![k]).await?.pop()),
+        None => Ok(None),
+    }
+}
+
+/// The key with this hash, revoked or not.
+pub async fn api_key_by_hash(store: &Store, hash: &str) -> Result<Option<api_keys::Model>, DbErr> {
+    api_keys::Entity::find().filter(api_keys::Column::KeyHash.eq(hash)).one(store.db()).await
+}
