@@ -23,7 +23,10 @@ pub async fn create_org(store: &Store, name: &str) -> Result<NewOrg, StoreError>
             org_id,
             stream_id: org_id,
             expected_version: Some(0),
-            command: OrgCommand::Create { org_id, name: name.to_owned() },
+            command: OrgCommand::Create {
+                org_id,
+                name: name.to_owned(),
+            },
             metadata: Metadata::new(Actor::Cli, Some(correlation.clone())),
             idempotency: None,
         })
@@ -35,10 +38,19 @@ pub async fn create_org(store: &Store, name: &str) -> Result<NewOrg, StoreError>
             org_id,
             stream_id: key_id,
             expected_version: Some(0),
-            command: ApiKeyCommand::Create { key_id, org_id, name: "initial".into(), key: (&generated).into() },
+            command: ApiKeyCommand::Create {
+                key_id,
+                org_id,
+                name: "initial".into(),
+                key: (&generated).into(),
+            },
             metadata: Metadata::new(Actor::Cli, Some(correlation)),
             idempotency: None,
         })
         .await?;
-    Ok(NewOrg { org_id, key_id, api_key: generated.plaintext })
+    Ok(NewOrg {
+        org_id,
+        key_id,
+        api_key: generated.plaintext,
+    })
 }

@@ -33,11 +33,26 @@ pub struct Roles {
 
 impl Roles {
     /// `parley serve`: everything in one process.
-    pub const ALL: Roles = Roles { api: true, workers: true, dispatcher: true, migrate: true };
+    pub const ALL: Roles = Roles {
+        api: true,
+        workers: true,
+        dispatcher: true,
+        migrate: true,
+    };
     /// `parley api`.
-    pub const API: Roles = Roles { api: true, workers: false, dispatcher: false, migrate: false };
+    pub const API: Roles = Roles {
+        api: true,
+        workers: false,
+        dispatcher: false,
+        migrate: false,
+    };
     /// `parley worker`.
-    pub const WORKER: Roles = Roles { api: false, workers: true, dispatcher: true, migrate: false };
+    pub const WORKER: Roles = Roles {
+        api: false,
+        workers: true,
+        dispatcher: true,
+        migrate: false,
+    };
 }
 
 /// Opens the database (and checks or applies migrations).
@@ -48,9 +63,14 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<St
     if migrate {
         Migrator::up(&db, None).await.context("migrations failed")?;
     } else {
-        let pending = Migrator::get_pending_migrations(&db).await.context("cannot read the migration state")?;
+        let pending = Migrator::get_pending_migrations(&db)
+            .await
+            .context("cannot read the migration state")?;
         if !pending.is_empty() {
-            anyhow::bail!("the database schema is not current ({} pending migrations): run `parley migrate`", pending.len());
+            anyhow::bail!(
+                "the database schema is not current ({} pending migrations): run `parley migrate`",
+                pending.len()
+            );
         }
     }
     Ok(Store::new(db))
@@ -110,13 +130,22 @@ impl Application {
                 .await
                 .with_context(|| format!("cannot listen on {} (PARLEY_LISTEN)", settings.listen))?;
             let acceptor = TcpAcceptor::from_tokio(listener)?;
-            let port = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().map(|s| s.port()));
+            let port = acceptor
+                .local_addr()
+                .first()
+                .and_then(|a| a.as_socket_addr().map(|s| s.port()));
             (Some(acceptor), port)
         } else {
             (None, None)
         };
         let state = AppState::new(store, queue, metrics, settings);
-        Ok(Application { state, roles, acceptor, port, job_metrics })
+        Ok(Application {
+            state,
+            roles,
+            acceptor,
+            port,
+            job_metrics,
+        })
     }
 
     /// The port the API listens on (when this process serves the API).
@@ -130,7 +159,10 @@ impl Application {
 
     /// Runs until `shutdown` resolves, then stops taking requests and jobs and
     /// lets in-flight ones finish (up to the shutdown timeout).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -152,7 +184,8 @@ impl Application {
             });
         }
         if self.roles.dispatcher {
-            let dispatcher = Dispatcher::new(self.state.store.clone(), self.state.queue.clone());
+            let dispatcher = Dispatcher::new(self.state.store.clone(), self.state.queue.clone())
+                .with_lease_ttl(Duration::from_secs(self.state.settings.outbox_lease_secs));
             let signal = stopped();
             tasks.spawn(async move {
                 dispatcher.run(signal).await;
@@ -160,11 +193,16 @@ impl Application {
             });
         }
         if self.roles.workers {
-            let ctx = JobContext { store: self.state.store.clone(), metrics: self.job_metrics.clone() };
+            let ctx = JobContext {
+                store: self.state.store.clone(),
+                metrics: self.job_metrics.clone(),
+            };
             let queue = self.state.queue.clone();
             let concurrency = self.state.settings.worker_concurrency;
             let signal = stopped();
-            tasks.spawn(async move { parley_worker::runtime::run_workers(queue, ctx, concurrency, signal).await });
+            tasks.spawn(async move {
+                parley_worker::runtime::run_workers(queue, ctx, concurrency, signal).await
+            });
         }
         tracing::info!(port = ?self.port, roles = ?self.roles, queue = self.state.queue.kind(), "parley started");
         tokio::pin!(shutdown);

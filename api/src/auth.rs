@@ -9,10 +9,20 @@ use crate::state::{AppState, Principal};
 
 /// A secret API key of your organization (`pk_` followed by 64 hex characters).
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", bearer_format = "pk_<64 hex>", checker = "check_api_key", rename = "ApiKey")]
+#[oai(
+    ty = "bearer",
+    bearer_format = "pk_<64 hex>",
+    checker = "check_api_key",
+    rename = "ApiKey"
+)]
 pub struct ApiKeyAuth(pub Principal);
 
 async fn check_api_key(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let state = req.data::<AppState>().ok_or_else(|| poem::Error::from(ApiError::internal("application state missing")))?;
-    state.authenticate(&bearer.token).await.map_err(poem::Error::from)
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| poem::Error::from(ApiError::internal("application state missing")))?;
+    state
+        .authenticate(&bearer.token)
+        .await
+        .map_err(poem::Error::from)
 }

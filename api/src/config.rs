@@ -37,6 +37,9 @@ pub struct Settings {
     pub request_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests and jobs.
     pub shutdown_timeout_secs: u64,
+    /// How long the outbox dispatcher's lease lasts: the longest pause before
+    /// another worker takes over from one that died.
+    pub outbox_lease_secs: u64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -51,14 +54,20 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
         .set_default("worker_concurrency", 2)?
         .set_default("max_body_bytes", 1_048_576)?
         .set_default("request_timeout_secs", 120)?
-        .set_default("shutdown_timeout_secs", 30)?;
-    let file = file.map(str::to_owned).or_else(|| std::env::var("PARLEY_CONFIG").ok());
+        .set_default("shutdown_timeout_secs", 30)?
+        .set_default("outbox_lease_secs", 15)?;
+    let file = file
+        .map(str::to_owned)
+        .or_else(|| std::env::var("PARLEY_CONFIG").ok());
     match file {
         Some(path) => builder = builder.add_source(config::File::with_name(&path).required(true)),
         None => builder = builder.add_source(config::File::with_name("parley").required(false)),
     }
     builder = builder.add_source(
-        config::Environment::with_prefix("PARLEY").prefix_separator("_").separator("__").try_parsing(true),
+        config::Environment::with_prefix("PARLEY")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true),
     );
     let settings: Settings = builder.build()?.try_deserialize()?;
     settings.validate()?;
@@ -70,27 +79,45 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Source(#[from] config::ConfigError),
     #[error("configuration: {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field, message: message.into() }
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
 }
 
 impl Settings {
     /// Checks every value and says which one is wrong and why.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen
-            .parse::<SocketAddr>()
-            .map_err(|_| invalid("PARLEY_LISTEN", format!("`{}` is not an address such as 127.0.0.1:8080", self.listen)))?;
+        self.listen.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "PARLEY_LISTEN",
+                format!("`{}` is not an address such as 127.0.0.1:8080", self.listen),
+            )
+        })?;
         let db = self.database_url.expose_secret();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(invalid("PARLEY_DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "PARLEY_DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
         }
         if let Some(redis) = &self.redis_url {
             let r = redis.expose_secret();
             if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
-                return Err(invalid("PARLEY_REDIS_URL", "must start with redis:// or rediss://"));
+                return Err(invalid(
+                    "PARLEY_REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
             }
         } else if !self.is_sqlite() {
             return Err(invalid(
@@ -99,10 +126,22 @@ impl Settings {
             ));
         }
         if !(1..=64).contains(&self.worker_concurrency) {
-            return Err(invalid("PARLEY_WORKER_CONCURRENCY", "must be between 1 and 64"));
+            return Err(invalid(
+                "PARLEY_WORKER_CONCURRENCY",
+                "must be between 1 and 64",
+            ));
         }
         if !(1024..=1 << 30).contains(&self.max_body_bytes) {
-            return Err(invalid("PARLEY_MAX_BODY_BYTES", "must be between 1024 and 1073741824"));
+            return Err(invalid(
+                "PARLEY_MAX_BODY_BYTES",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if !(1..=3600).contains(&self.outbox_lease_secs) {
+            return Err(invalid(
+                "PARLEY_OUTBOX_LEASE_SECS",
+                "must be between 1 and 3600",
+            ));
         }
         if self.request_timeout_secs == 0 {
             return Err(invalid("PARLEY_REQUEST_TIMEOUT_SECS", "must be at least 1"));
@@ -115,7 +154,9 @@ impl Settings {
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        self.listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
 }
 
@@ -135,24 +176,58 @@ mod tests {
             max_body_bytes: 1 << 20,
             request_timeout_secs: 60,
             shutdown_timeout_secs: 30,
+            outbox_lease_secs: 15,
         }
     }
 
     #[test]
     fn defaults_are_valid_and_bad_values_name_their_variable() {
         defaults().validate().unwrap();
-        let bad = Settings { listen: "localhost".into(), ..defaults() };
-        assert!(bad.validate().unwrap_err().to_string().contains("PARLEY_LISTEN"));
-        let pg_without_redis = Settings { database_url: "postgres://x/y".into(), ..defaults() };
-        assert!(pg_without_redis.validate().unwrap_err().to_string().contains("PARLEY_REDIS_URL"));
-        let mysql = Settings { database_url: "mysql://x".into(), ..defaults() };
-        assert!(mysql.validate().unwrap_err().to_string().contains("PARLEY_DATABASE_URL"));
+        let bad = Settings {
+            listen: "localhost".into(),
+            ..defaults()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("PARLEY_LISTEN")
+        );
+        let pg_without_redis = Settings {
+            database_url: "postgres://x/y".into(),
+            ..defaults()
+        };
+        assert!(
+            pg_without_redis
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("PARLEY_REDIS_URL")
+        );
+        let mysql = Settings {
+            database_url: "mysql://x".into(),
+            ..defaults()
+        };
+        assert!(
+            mysql
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("PARLEY_DATABASE_URL")
+        );
     }
 
     #[test]
     fn secrets_are_not_printed() {
-        let s = Settings { database_url: "postgres://u:hunter2@h/db".into(), redis_url: Some("redis://:pw@h".into()), ..defaults() };
+        let s = Settings {
+            database_url: "postgres://u:hunter2@h/db".into(),
+            redis_url: Some("redis://:pw@h".into()),
+            ..defaults()
+        };
         let printed = format!("{s:?}");
-        assert!(!printed.contains("hunter2") && !printed.contains(":pw@"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains(":pw@"),
+            "{printed}"
+        );
     }
 }

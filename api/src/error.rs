@@ -78,9 +78,18 @@ impl ApiError {
         Self::with_details(code, message, vec![])
     }
 
-    pub fn with_details(code: ErrorCode, message: impl Into<String>, details: Vec<ErrorDetail>) -> Self {
+    pub fn with_details(
+        code: ErrorCode,
+        message: impl Into<String>,
+        details: Vec<ErrorDetail>,
+    ) -> Self {
         let body = Json(ErrorBody {
-            error: ErrorInfo { code: code.as_str().to_owned(), message: message.into(), details, request_id: None },
+            error: ErrorInfo {
+                code: code.as_str().to_owned(),
+                message: message.into(),
+                details,
+                request_id: None,
+            },
         });
         match code.http_status() {
             400 => ApiError::BadRequest(body),
@@ -144,13 +153,20 @@ fn framework_error(status: StatusCode, message: String) -> Response {
     let message = match code {
         ErrorCode::NotFound => "no such route".to_owned(),
         ErrorCode::MethodNotAllowed => "method not allowed on this route".to_owned(),
-        ErrorCode::Unauthorized if message.is_empty() || message.contains("authorization error") => {
+        ErrorCode::Unauthorized
+            if message.is_empty() || message.contains("authorization error") =>
+        {
             "missing or malformed `Authorization: Bearer <API key>` header".to_owned()
         }
         _ => message,
     };
     let body = ErrorBody {
-        error: ErrorInfo { code: code.as_str().to_owned(), message, details: vec![], request_id: None },
+        error: ErrorInfo {
+            code: code.as_str().to_owned(),
+            message,
+            details: vec![],
+            request_id: None,
+        },
     };
     let mut response = Json(body).into_response();
     response.set_status(status);
@@ -162,7 +178,10 @@ impl From<DomainError> for ApiError {
         let details = match &e {
             DomainError::Validation(fields) => fields
                 .iter()
-                .map(|f| ErrorDetail { field: Some(f.field.clone()), message: f.message.clone() })
+                .map(|f| ErrorDetail {
+                    field: Some(f.field.clone()),
+                    message: f.message.clone(),
+                })
                 .collect(),
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
@@ -184,20 +203,30 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Domain(d) => d.into(),
-            StoreError::Conflict { .. } => {
-                ApiError::new(ErrorCode::Conflict, "the resource was changed by a concurrent request; retry")
-            }
+            StoreError::Conflict { .. } => ApiError::new(
+                ErrorCode::Conflict,
+                "the resource was changed by a concurrent request; retry",
+            ),
             StoreError::IdempotencyRace => ApiError::new(
                 ErrorCode::Conflict,
                 "a request with the same Idempotency-Key is being processed; retry",
             ),
-            StoreError::Unique { projection, message } => {
+            StoreError::Unique {
+                projection,
+                message,
+            } => {
                 tracing::info!(projection, message, "unique constraint refused a change");
-                ApiError::new(ErrorCode::Conflict, "a unique value of this resource is already taken")
+                ApiError::new(
+                    ErrorCode::Conflict,
+                    "a unique value of this resource is already taken",
+                )
             }
             StoreError::Db(ref db) if e.is_transient() => {
                 tracing::error!(error = %db, "database unavailable");
-                ApiError::new(ErrorCode::ServiceUnavailable, "the database is unavailable; try again later")
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the database is unavailable; try again later",
+                )
             }
             StoreError::Db(_) | StoreError::Upcast(_) => ApiError::internal(e),
         }
@@ -207,22 +236,29 @@ impl From<StoreError> for ApiError {
 /// Middleware turning every error, including the framework's own plain-text
 /// ones, into the JSON error shape with the request id.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let request_id = req.data::<crate::middleware::RequestId>().map(|r| r.0.clone());
+    let request_id = req
+        .data::<crate::middleware::RequestId>()
+        .map(|r| r.0.clone());
     let response = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {
             let message = err.to_string();
+            let operation = err.data::<poem_openapi::OperationId>().copied();
             let resp = err.into_response();
             let is_json = resp
                 .headers()
                 .get(poem::http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/json"));
-            if is_json {
+            let mut resp = if is_json {
                 resp
             } else {
                 framework_error(resp.status(), message)
+            };
+            if let Some(operation) = operation {
+                resp.set_data(operation);
             }
+            resp
         }
     };
     Ok(with_request_id(response, request_id).await)
@@ -230,7 +266,9 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
 
 /// Adds the request id into JSON error bodies.
 async fn with_request_id(resp: Response, request_id: Option<String>) -> Response {
-    let Some(request_id) = request_id else { return resp };
+    let Some(request_id) = request_id else {
+        return resp;
+    };
     if resp.status().as_u16() < 400 {
         return resp;
     }
@@ -256,6 +294,7 @@ async fn with_request_id(resp: Response, request_id: Option<String>) -> Response
         Err(_) => poem::Body::from_bytes(bytes),
     };
     let mut resp = Response::from_parts(parts, body);
-    resp.headers_mut().remove(poem::http::header::CONTENT_LENGTH);
+    resp.headers_mut()
+        .remove(poem::http::header::CONTENT_LENGTH);
     resp
 }

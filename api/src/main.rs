@@ -7,7 +7,11 @@ use parley_api::{admin, config, routes, telemetry};
 use parley_migration::{Migrator, MigratorTrait};
 
 #[derive(Parser)]
-#[command(name = "parley", version, about = "Parley: self-hosted AI customer-support chatbots")]
+#[command(
+    name = "parley",
+    version,
+    about = "Parley: self-hosted AI customer-support chatbots"
+)]
 struct Cli {
     /// A TOML configuration file (default: ./parley.toml when present, or $PARLEY_CONFIG).
     #[arg(long, global = true)]
@@ -66,7 +70,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Openapi { output } = &cli.command {
         let spec = routes::spec_json();
         match output {
-            Some(path) => std::fs::write(path, spec).with_context(|| format!("cannot write {path}"))?,
+            Some(path) => {
+                std::fs::write(path, spec).with_context(|| format!("cannot write {path}"))?
+            }
             None => {
                 use std::io::Write;
                 // A closed pipe (`parley openapi | head`) is not an error.
@@ -103,7 +109,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("rebuilt {} from {events} events", rebuilt.join(", "));
             Ok(())
         }
-        Command::Admin { command: AdminCommand::CreateOrg { name } } => {
+        Command::Admin {
+            command: AdminCommand::CreateOrg { name },
+        } => {
             let store = open_store(&settings, settings.is_sqlite()).await?;
             let created = admin::create_org(&store, &name).await?;
             println!("org_id={}", created.org_id);

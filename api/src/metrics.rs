@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -17,18 +19,29 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("parley_http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "parley_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("constant metric options are valid");
         let latency = HistogramVec::new(
-            HistogramOpts::new("parley_http_request_duration_seconds", "HTTP request latency by route and method")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "parley_http_request_duration_seconds",
+                "HTTP request latency by route and method",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["route", "method"],
         )
         .expect("constant metric options are valid");
         let log = IntGaugeVec::new(
-            Opts::new("parley_event_log_position", "Newest position of the event log, and of the outbox checkpoint"),
+            Opts::new(
+                "parley_event_log_position",
+                "Newest position of the event log, and of the outbox checkpoint",
+            ),
             &["cursor"],
         )
         .expect("constant metric options are valid");
@@ -37,14 +50,25 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(log.clone()),
         ] {
-            registry.register(collector).expect("metric names are unique");
+            registry
+                .register(collector)
+                .expect("metric names are unique");
         }
-        Metrics { registry, requests, latency, log }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            log,
+        }
     }
 
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
-        self.latency.with_label_values(&[route, method]).observe(elapsed.as_secs_f64());
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn set_log_positions(&self, head: i64, outbox: i64) {

@@ -18,11 +18,17 @@ pub struct RequestId(pub String);
 
 fn acceptable_request_id(value: &str) -> bool {
     (1..=128).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// Outermost middleware: request id, tracing span, access log and metrics.
-pub async fn observe<E: Endpoint>(next: E, mut req: Request, metrics: Metrics) -> poem::Result<Response> {
+pub async fn observe<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    metrics: Metrics,
+) -> poem::Result<Response> {
     let request_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -33,14 +39,17 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request, metrics: Metrics) -
     req.set_data(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
     let started = Instant::now();
     let mut response = async move { next.call(req).await.map(IntoResponse::into_response) }
         .instrument(span.clone())
         .await
         .unwrap_or_else(|e| e.into_response());
     let elapsed = started.elapsed();
-    let route = response.data::<OperationId>().map_or_else(|| unmatched_route(&path), |op| op.0.to_owned());
+    let route = response
+        .data::<OperationId>()
+        .map_or_else(|| unmatched_route(&path), |op| op.0.to_owned());
     let status = response.status();
     metrics.observe_request(&route, method.as_str(), status.as_u16(), elapsed);
     span.in_scope(|| {
@@ -63,7 +72,11 @@ fn unmatched_route(path: &str) -> String {
 }
 
 /// Refuses bodies larger than `limit` bytes with 413 before reading them.
-pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poem::Result<Response> {
+pub async fn limit_body<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
@@ -79,7 +92,10 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) ->
         // A body without a length (chunked) is read up to the limit and refused past it.
         let body = req.take_body();
         let bytes = body.into_bytes_limit(limit).await.map_err(|_| {
-            poem::Error::from_string(format!("the request body is larger than {limit} bytes"), StatusCode::PAYLOAD_TOO_LARGE)
+            poem::Error::from_string(
+                format!("the request body is larger than {limit} bytes"),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
         })?;
         req.set_body(bytes);
     }
@@ -88,9 +104,16 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) ->
 
 /// Answers 503 when a request takes longer than `timeout` to produce its
 /// response head (streams, once started, are not cut).
-pub async fn with_timeout<E: Endpoint>(next: E, req: Request, timeout: std::time::Duration) -> poem::Result<Response> {
+pub async fn with_timeout<E: Endpoint>(
+    next: E,
+    req: Request,
+    timeout: std::time::Duration,
+) -> poem::Result<Response> {
     match tokio::time::timeout(timeout, next.call(req)).await {
         Ok(result) => result.map(IntoResponse::into_response),
-        Err(_) => Err(poem::Error::from_string("the request took too long", StatusCode::SERVICE_UNAVAILABLE)),
+        Err(_) => Err(poem::Error::from_string(
+            "the request took too long",
+            StatusCode::SERVICE_UNAVAILABLE,
+        )),
     }
 }

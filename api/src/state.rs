@@ -34,36 +34,60 @@ pub struct Principal {
 
 impl AppState {
     pub fn new(store: Store, queue: JobQueue, metrics: Metrics, settings: Arc<Settings>) -> Self {
-        AppState { store, queue, metrics, settings, touched: Arc::default() }
+        AppState {
+            store,
+            queue,
+            metrics,
+            settings,
+            touched: Arc::default(),
+        }
     }
 
     /// Resolves a secret API key. Revocation takes effect on the next request:
     /// nothing is cached.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         if !looks_like_key(token) {
-            return Err(ApiError::new(ErrorCode::Unauthorized, "malformed API key: expected pk_ followed by 64 hex characters"));
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "malformed API key: expected pk_ followed by 64 hex characters",
+            ));
         }
-        let key = read::api_key_by_hash(&self.store, &hash_key(token)).await.map_err(|e| ApiError::from(parley_domain::StoreError::Db(e)))?;
+        let key = read::api_key_by_hash(&self.store, &hash_key(token))
+            .await
+            .map_err(|e| ApiError::from(parley_domain::StoreError::Db(e)))?;
         let Some(key) = key else {
             return Err(ApiError::new(ErrorCode::Unauthorized, "unknown API key"));
         };
         if key.revoked_at.is_some() {
-            return Err(ApiError::new(ErrorCode::Unauthorized, "this API key has been revoked"));
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "this API key has been revoked",
+            ));
         }
         self.touch(key.id).await;
-        Ok(Principal { org_id: key.org_id, key_id: key.id })
+        Ok(Principal {
+            org_id: key.org_id,
+            key_id: key.id,
+        })
     }
 
     async fn touch(&self, key_id: Uuid) {
         let now = Instant::now();
         {
             let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            if touched.get(&key_id).is_some_and(|at| now.duration_since(*at) < TOUCH_EVERY) {
+            if touched
+                .get(&key_id)
+                .is_some_and(|at| now.duration_since(*at) < TOUCH_EVERY)
+            {
                 return;
             }
             touched.insert(key_id, now);
         }
-        if let Err(e) = self.store.touch_api_key(key_id, parley_domain::store::now()).await {
+        if let Err(e) = self
+            .store
+            .touch_api_key(key_id, parley_domain::store::now())
+            .await
+        {
             tracing::warn!(error = %e, "could not record API key use");
         }
     }

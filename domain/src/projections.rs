@@ -8,7 +8,9 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::aggregates::api_key::{API_KEY_CREATED, API_KEY_REVOKED, ApiKeyEvent};
-use crate::aggregates::bot::{BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings};
+use crate::aggregates::bot::{
+    BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings,
+};
 use crate::aggregates::org::{ORG_CREATED, OrgEvent};
 use crate::event::{DomainEvent, RecordedEvent};
 use crate::store::entities::{api_keys, bots, orgs};
@@ -41,11 +43,16 @@ impl ConnectionTraitObject for sea_orm::DatabaseConnection {
 
 /// Every projection, in the order they are applied.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(OrgsProjection), Arc::new(ApiKeysProjection), Arc::new(BotsProjection)]
+    vec![
+        Arc::new(OrgsProjection),
+        Arc::new(ApiKeysProjection),
+        Arc::new(BotsProjection),
+    ]
 }
 
 fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, DbErr> {
-    E::from_stored(&event.event_type, event.schema_version, &event.payload).map_err(|e| DbErr::Custom(e.to_string()))
+    E::from_stored(&event.event_type, event.schema_version, &event.payload)
+        .map_err(|e| DbErr::Custom(e.to_string()))
 }
 
 pub struct OrgsProjection;
@@ -63,8 +70,14 @@ impl Projection for OrgsProjection {
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
         match decode::<OrgEvent>(event)? {
             OrgEvent::Created(e) => {
-                let row = orgs::ActiveModel { id: Set(e.org_id), name: Set(e.name), created_at: Set(event.recorded_at) };
-                orgs::Entity::insert(row).exec_without_returning(txn).await?;
+                let row = orgs::ActiveModel {
+                    id: Set(e.org_id),
+                    name: Set(e.name),
+                    created_at: Set(event.recorded_at),
+                };
+                orgs::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await?;
             }
         }
         Ok(())
@@ -76,7 +89,11 @@ impl Projection for OrgsProjection {
     }
 
     async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
-        orgs::Entity::find().order_by_asc(orgs::Column::Id).into_json().all(db.connection()).await
+        orgs::Entity::find()
+            .order_by_asc(orgs::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
     }
 }
 
@@ -105,11 +122,16 @@ impl Projection for ApiKeysProjection {
                     created_at: Set(event.recorded_at),
                     revoked_at: Set(None),
                 };
-                api_keys::Entity::insert(row).exec_without_returning(txn).await?;
+                api_keys::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await?;
             }
             ApiKeyEvent::Revoked(e) => {
                 api_keys::Entity::update_many()
-                    .col_expr(api_keys::Column::RevokedAt, sea_orm::sea_query::Expr::value(Some(event.recorded_at)))
+                    .col_expr(
+                        api_keys::Column::RevokedAt,
+                        sea_orm::sea_query::Expr::value(Some(event.recorded_at)),
+                    )
                     .filter(api_keys::Column::Id.eq(e.key_id))
                     .exec(txn)
                     .await?;
@@ -124,7 +146,11 @@ impl Projection for ApiKeysProjection {
     }
 
     async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
-        api_keys::Entity::find().order_by_asc(api_keys::Column::Id).into_json().all(db.connection()).await
+        api_keys::Entity::find()
+            .order_by_asc(api_keys::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
     }
 }
 
@@ -149,7 +175,10 @@ impl Projection for BotsProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        matches!(event_type, BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED)
+        matches!(
+            event_type,
+            BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED
+        )
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -165,7 +194,9 @@ impl Projection for BotsProjection {
                     ..Default::default()
                 };
                 bot_columns(&mut row, e.settings);
-                bots::Entity::insert(row).exec_without_returning(txn).await?;
+                bots::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await?;
             }
             BotEvent::Updated(e) => {
                 let mut row = bots::ActiveModel {
@@ -200,6 +231,10 @@ impl Projection for BotsProjection {
     }
 
     async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
-        bots::Entity::find().order_by_asc(bots::Column::Id).into_json().all(db.connection()).await
+        bots::Entity::find()
+            .order_by_asc(bots::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
     }
 }

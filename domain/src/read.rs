@@ -33,17 +33,32 @@ pub async fn bot(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<Option<bot
 }
 
 /// Live bots in creation order (ids are time-ordered), after `cursor`.
-pub async fn bots(store: &Store, org_id: Uuid, cursor: Option<Uuid>, limit: u64) -> Result<Page<bots::Model>, DbErr> {
-    let mut q = bots::Entity::find().filter(bots::Column::OrgId.eq(org_id)).filter(bots::Column::DeletedAt.is_null());
+pub async fn bots(
+    store: &Store,
+    org_id: Uuid,
+    cursor: Option<Uuid>,
+    limit: u64,
+) -> Result<Page<bots::Model>, DbErr> {
+    let mut q = bots::Entity::find()
+        .filter(bots::Column::OrgId.eq(org_id))
+        .filter(bots::Column::DeletedAt.is_null());
     if let Some(after) = cursor {
         q = q.filter(bots::Column::Id.gt(after));
     }
-    let rows = q.order_by_asc(bots::Column::Id).limit(limit + 1).all(store.db()).await?;
+    let rows = q
+        .order_by_asc(bots::Column::Id)
+        .limit(limit + 1)
+        .all(store.db())
+        .await?;
     Ok(page(rows, limit, |b| b.id))
 }
 
 /// Slugs of live bots of the organization that start with `prefix`.
-pub async fn slugs_like(store: &Store, org_id: Uuid, prefix: &str) -> Result<Vec<(Uuid, String)>, DbErr> {
+pub async fn slugs_like(
+    store: &Store,
+    org_id: Uuid,
+    prefix: &str,
+) -> Result<Vec<(Uuid, String)>, DbErr> {
     let rows = bots::Entity::find()
         .filter(bots::Column::OrgId.eq(org_id))
         .filter(bots::Column::DeletedAt.is_null())
@@ -61,11 +76,17 @@ pub struct ApiKeyRow {
 
 async fn with_usage(store: &Store, keys: Vec<api_keys::Model>) -> Result<Vec<ApiKeyRow>, DbErr> {
     let ids: Vec<Uuid> = keys.iter().map(|k| k.id).collect();
-    let usage = api_key_usage::Entity::find().filter(api_key_usage::Column::KeyId.is_in(ids)).all(store.db()).await?;
+    let usage = api_key_usage::Entity::find()
+        .filter(api_key_usage::Column::KeyId.is_in(ids))
+        .all(store.db())
+        .await?;
     Ok(keys
         .into_iter()
         .map(|key| {
-            let last_used_at = usage.iter().find(|u| u.key_id == key.id).map(|u| u.last_used_at);
+            let last_used_at = usage
+                .iter()
+                .find(|u| u.key_id == key.id)
+                .map(|u| u.last_used_at);
             ApiKeyRow { key, last_used_at }
         })
         .collect())
@@ -80,8 +101,15 @@ pub async fn api_keys(store: &Store, org_id: Uuid) -> Result<Vec<ApiKeyRow>, DbE
     with_usage(store, keys).await
 }
 
-pub async fn api_key(store: &Store, org_id: Uuid, key_id: Uuid) -> Result<Option<ApiKeyRow>, DbErr> {
-    let key = api_keys::Entity::find_by_id(key_id).filter(api_keys::Column::OrgId.eq(org_id)).one(store.db()).await?;
+pub async fn api_key(
+    store: &Store,
+    org_id: Uuid,
+    key_id: Uuid,
+) -> Result<Option<ApiKeyRow>, DbErr> {
+    let key = api_keys::Entity::find_by_id(key_id)
+        .filter(api_keys::Column::OrgId.eq(org_id))
+        .one(store.db())
+        .await?;
     match key {
         Some(k) => Ok(with_usage(store, vec![k]).await?.pop()),
         None => Ok(None),
@@ -90,5 +118,8 @@ pub async fn api_key(store: &Store, org_id: Uuid, key_id: Uuid) -> Result<Option
 
 /// The key with this hash, revoked or not.
 pub async fn api_key_by_hash(store: &Store, hash: &str) -> Result<Option<api_keys::Model>, DbErr> {
-    api_keys::Entity::find().filter(api_keys::Column::KeyHash.eq(hash)).one(store.db()).await
+    api_keys::Entity::find()
+        .filter(api_keys::Column::KeyHash.eq(hash))
+        .one(store.db())
+        .await
 }

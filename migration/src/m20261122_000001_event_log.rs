@@ -16,7 +16,13 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table("events")
                     .if_not_exists()
-                    .col(ColumnDef::new("position").big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new("position")
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(uuid_uniq("event_id"))
                     .col(uuid("org_id"))
                     .col(string_len("stream_type", 32))
@@ -42,7 +48,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("ix_events_org_position").table("events").col("org_id").col("position").to_owned())
+            .create_index(
+                Index::create()
+                    .name("ix_events_org_position")
+                    .table("events")
+                    .col("org_id")
+                    .col("position")
+                    .to_owned(),
+            )
             .await?;
 
         // The log is append-only: the database itself refuses updates and deletes.
@@ -72,7 +85,11 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
             }
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
+            other => {
+                return Err(DbErr::Migration(format!(
+                    "unsupported database backend {other:?}"
+                )));
+            }
         }
 
         manager
@@ -90,10 +107,17 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table("checkpoints").to_owned()).await?;
+        manager
+            .drop_table(Table::drop().table("checkpoints").to_owned())
+            .await?;
         if manager.get_database_backend() == DbBackend::Postgres {
-            manager.get_connection().execute_unprepared("DROP TRIGGER IF EXISTS events_append_only ON events").await?;
+            manager
+                .get_connection()
+                .execute_unprepared("DROP TRIGGER IF EXISTS events_append_only ON events")
+                .await?;
         }
-        manager.drop_table(Table::drop().table("events").to_owned()).await
+        manager
+            .drop_table(Table::drop().table("events").to_owned())
+            .await
     }
 }

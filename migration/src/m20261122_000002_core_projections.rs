@@ -39,7 +39,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("ix_api_keys_org").table("api_keys").col("org_id").to_owned())
+            .create_index(
+                Index::create()
+                    .name("ix_api_keys_org")
+                    .table("api_keys")
+                    .col("org_id")
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_table(
@@ -75,7 +81,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("ix_bots_org").table("bots").col("org_id").col("id").to_owned())
+            .create_index(
+                Index::create()
+                    .name("ix_bots_org")
+                    .table("bots")
+                    .col("org_id")
+                    .col("id")
+                    .to_owned(),
+            )
             .await?;
         // A slug is unique among an organization's live bots; both engines support partial indexes.
         manager
@@ -102,8 +115,16 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in ["idempotency_keys", "bots", "api_key_usage", "api_keys", "orgs"] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+        for table in [
+            "idempotency_keys",
+            "bots",
+            "api_key_usage",
+            "api_keys",
+            "orgs",
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -1,1 +1,40 @@
+//! End-to-end tests: the real application (API, outbox dispatcher, job
+//! workers) over real HTTP on port 0, against SQLite and against PostgreSQL +
+//! Redis. Each scenario body runs on both; `sqlite::` and `postgres::` name
+//! the tier.
 
+mod harness;
+mod scenarios;
+mod spec;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::scenarios::$name(crate::harness::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::scenarios::$name(crate::harness::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    keys_bots_and_tenant_isolation,
+    idempotent_creates,
+    request_errors_have_one_shape,
+    concurrent_updates_conflict_without_gaps,
+    replay_rebuilds_identical_rows,
+    outbox_survives_a_crash_and_redelivery,
+    operations_endpoints,
+    event_feed_is_scoped_and_filtered,
+);

@@ -13,7 +13,9 @@ use crate::queue::JobQueue;
 /// The checkpoint (and lease) name of the dispatcher.
 pub const OUTBOX: &str = "outbox";
 
-const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How long a dispatcher's lease lasts without renewal: the longest pause
+/// before another process takes over from one that died.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 pub struct Dispatcher {
     store: Store,
@@ -22,6 +24,7 @@ pub struct Dispatcher {
     batch: u64,
     poll: Duration,
     lease_until: Option<Instant>,
+    lease_ttl: Duration,
 }
 
 impl Dispatcher {
@@ -33,16 +36,29 @@ impl Dispatcher {
             batch: 200,
             poll: Duration::from_millis(250),
             lease_until: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
+    }
+
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 
     async fn hold_lease(&mut self) -> anyhow::Result<bool> {
         let now = Instant::now();
-        if self.lease_until.is_some_and(|until| until > now + LEASE_TTL / 2) {
+        if self
+            .lease_until
+            .is_some_and(|until| until > now + self.lease_ttl / 2)
+        {
             return Ok(true);
         }
-        if self.store.acquire_lease(OUTBOX, &self.owner, LEASE_TTL).await? {
-            self.lease_until = Some(now + LEASE_TTL);
+        if self
+            .store
+            .acquire_lease(OUTBOX, &self.owner, self.lease_ttl)
+            .await?
+        {
+            self.lease_until = Some(now + self.lease_ttl);
             Ok(true)
         } else {
             self.lease_until = None;

@@ -1,11 +1,11 @@
 //! Job handlers. Each first checks whether its work is already done, because
 //! a job can arrive more than once.
 
+use parley_domain::DomainError;
 use parley_domain::aggregates::bot::{Bot, BotCommand};
 use parley_domain::event::Metadata;
 use parley_domain::jobs::Job;
 use parley_domain::store::{Execute, Store, StoreError};
-use parley_domain::DomainError;
 use prometheus::{IntCounterVec, Opts, Registry};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -26,7 +26,10 @@ pub struct JobMetrics {
 impl JobMetrics {
     pub fn new(registry: &Registry) -> Self {
         let jobs = IntCounterVec::new(
-            Opts::new("parley_jobs_total", "Background jobs run, by job and outcome"),
+            Opts::new(
+                "parley_jobs_total",
+                "Background jobs run, by job and outcome",
+            ),
             &["job", "outcome"],
         )
         .expect("constant metric options are valid");
@@ -47,7 +50,11 @@ pub enum JobError {
 
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
-        if e.is_transient() { JobError::Transient(e.to_string()) } else { JobError::Permanent(e.to_string()) }
+        if e.is_transient() {
+            JobError::Transient(e.to_string())
+        } else {
+            JobError::Permanent(e.to_string())
+        }
     }
 }
 
@@ -57,8 +64,19 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
     let span = tracing::info_span!("job", job = name, event_id = %job.event_id());
     let result = async {
         match job {
-            Job::PurgeBot { org_id, bot_id, event_id, correlation_id } => {
-                purge_bot(ctx, org_id, bot_id, correlation_id.unwrap_or_else(|| event_id.to_string())).await
+            Job::PurgeBot {
+                org_id,
+                bot_id,
+                event_id,
+                correlation_id,
+            } => {
+                purge_bot(
+                    ctx,
+                    org_id,
+                    bot_id,
+                    correlation_id.unwrap_or_else(|| event_id.to_string()),
+                )
+                .await
             }
         }
     }
@@ -78,7 +96,12 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
 }
 
 /// Removes a deleted bot's derived data, then records `bot.purged`, once.
-pub async fn purge_bot(ctx: &JobContext, org_id: Uuid, bot_id: Uuid, correlation_id: String) -> Result<(), JobError> {
+pub async fn purge_bot(
+    ctx: &JobContext,
+    org_id: Uuid,
+    bot_id: Uuid,
+    correlation_id: String,
+) -> Result<(), JobError> {
     let (state, _) = ctx.store.load::<Bot>(bot_id).await?;
     if state.purged {
         tracing::info!(%bot_id, "bot already purged");
@@ -100,9 +123,9 @@ pub async fn purge_bot(ctx: &JobContext, org_id: Uuid, bot_id: Uuid, correlation
         .await;
     match executed {
         Ok(_) => Ok(()),
-        Err(StoreError::Domain(DomainError::BotNotFound)) => {
-            Err(JobError::Permanent(format!("bot {bot_id} does not exist or was not deleted")))
-        }
+        Err(StoreError::Domain(DomainError::BotNotFound)) => Err(JobError::Permanent(format!(
+            "bot {bot_id} does not exist or was not deleted"
+        ))),
         Err(e) => Err(e.into()),
     }
 }

@@ -9,7 +9,10 @@ use parley_domain::jobs::{JOBS_QUEUE, Job};
 #[derive(Clone)]
 pub enum JobQueue {
     Sqlite(SqliteStorage<Job>),
-    Redis { storage: RedisStorage<Job>, conn: redis::aio::ConnectionManager },
+    Redis {
+        storage: RedisStorage<Job>,
+        conn: redis::aio::ConnectionManager,
+    },
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -25,7 +28,9 @@ impl JobQueue {
         // the durability pragmas of the event log that shares this file.
         SqliteStorage::migrations().run(pool).await?;
         let config = apalis_sqlite::Config::default().queue(JOBS_QUEUE);
-        Ok(JobQueue::Sqlite(SqliteStorage::new(pool).with_config(config)))
+        Ok(JobQueue::Sqlite(
+            SqliteStorage::new(pool).with_config(config),
+        ))
     }
 
     /// A Redis queue. `namespace` prefixes the queue name so that several

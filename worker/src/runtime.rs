@@ -25,9 +25,14 @@ async fn handle(job: Job, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
 }
 
 fn retry_policy() -> BackoffRetryPolicy<tower::retry::backoff::ExponentialBackoff<HasherRng>> {
-    let backoff = ExponentialBackoffMaker::new(Duration::from_millis(200), Duration::from_secs(60), 0.5, HasherRng::default())
-        .map(|mut maker| maker.make_backoff())
-        .unwrap_or_else(|_| ExponentialBackoffMaker::default().make_backoff());
+    let backoff = ExponentialBackoffMaker::new(
+        Duration::from_millis(200),
+        Duration::from_secs(60),
+        0.5,
+        HasherRng::default(),
+    )
+    .map(|mut maker| maker.make_backoff())
+    .unwrap_or_else(|_| ExponentialBackoffMaker::default().make_backoff());
     RetryPolicy::retries(RETRIES).with_backoff(backoff)
 }
 
@@ -43,21 +48,25 @@ pub async fn run_workers(
         Ok(())
     };
     let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+    // Worker names are unique per process: a restarted process must not
+    // collide with the registration its crashed predecessor left behind.
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let instance = format!("{}-{}", std::process::id(), &instance[..8]);
     let monitor = match queue {
         JobQueue::Sqlite(storage) => monitor.register(move |i| {
-            WorkerBuilder::new(format!("parley-sqlite-{i}"))
+            WorkerBuilder::new(format!("parley-sqlite-{instance}-{i}"))
                 .backend(storage.clone().poll_with_interval(POLL))
+                .concurrency(concurrency)
                 .retry(retry_policy())
                 .data(ctx.clone())
-                .concurrency(concurrency)
                 .build(handle)
         }),
         JobQueue::Redis { storage, .. } => monitor.register(move |i| {
-            WorkerBuilder::new(format!("parley-redis-{i}"))
+            WorkerBuilder::new(format!("parley-redis-{instance}-{i}"))
                 .backend(storage.clone().poll_with_interval(POLL))
+                .concurrency(concurrency)
                 .retry(retry_policy())
                 .data(ctx.clone())
-                .concurrency(concurrency)
                 .build(handle)
         }),
     };

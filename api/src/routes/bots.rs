@@ -1,7 +1,9 @@
 //! `/api/v1/bots`: list, create, get, update and delete bots.
 
 use chrono::{DateTime, Utc};
-use parley_domain::aggregates::bot::{self as domain, Bot as BotAggregate, BotCommand, BotDraft, BotPatch, ModelPatch};
+use parley_domain::aggregates::bot::{
+    self as domain, Bot as BotAggregate, BotCommand, BotDraft, BotPatch, ModelPatch,
+};
 use parley_domain::ids::new_id;
 use parley_domain::store::entities::bots;
 use parley_domain::store::{Execute, StoreError};
@@ -188,7 +190,12 @@ fn parse_if_match(value: Option<String>) -> Result<Option<i64>, ApiError> {
         .trim_matches('"')
         .parse::<i64>()
         .map(Some)
-        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "If-Match must be a bot version such as \"3\""))
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "If-Match must be a bot version such as \"3\"",
+            )
+        })
 }
 
 impl From<bots::Model> for Bot {
@@ -203,7 +210,11 @@ impl From<bots::Model> for Bot {
             language: m.language,
             welcome_message: m.welcome_message,
             model: ModelSettings {
-                provider: if model.provider == "openai" { Provider::Openai } else { Provider::Extractive },
+                provider: if model.provider == "openai" {
+                    Provider::Openai
+                } else {
+                    Provider::Extractive
+                },
                 model: model.model,
                 temperature: model.temperature,
                 max_tokens: model.max_tokens,
@@ -218,7 +229,9 @@ impl From<bots::Model> for Bot {
 }
 
 fn model_patch(p: Option<ModelSettingsPatch>) -> ModelPatch {
-    let Some(p) = p else { return ModelPatch::default() };
+    let Some(p) = p else {
+        return ModelPatch::default();
+    };
     ModelPatch {
         provider: p.provider.map(|x| x.as_str().to_owned()),
         model: match p.model {
@@ -241,18 +254,31 @@ async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<Bot, ApiEr
 
 /// A free slug: `wanted` itself, or `wanted-2`, `wanted-3`...
 async fn free_slug(state: &AppState, org_id: Uuid, wanted: &str) -> Result<String, ApiError> {
-    let taken: Vec<String> =
-        read::slugs_like(&state.store, org_id, wanted).await.map_err(StoreError::Db)?.into_iter().map(|(_, s)| s).collect();
+    let taken: Vec<String> = read::slugs_like(&state.store, org_id, wanted)
+        .await
+        .map_err(StoreError::Db)?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     if !taken.iter().any(|s| s == wanted) {
         return Ok(wanted.to_owned());
     }
     let base: String = wanted.chars().take(58).collect();
-    let n = (2..).find(|n| !taken.contains(&format!("{base}-{n}"))).unwrap_or(2);
+    let n = (2..)
+        .find(|n| !taken.contains(&format!("{base}-{n}")))
+        .unwrap_or(2);
     Ok(format!("{base}-{n}"))
 }
 
-async fn ensure_slug_free(state: &AppState, org_id: Uuid, slug: &str, except: Option<Uuid>) -> Result<(), ApiError> {
-    let taken = read::slugs_like(&state.store, org_id, slug).await.map_err(StoreError::Db)?;
+async fn ensure_slug_free(
+    state: &AppState,
+    org_id: Uuid,
+    slug: &str,
+    except: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let taken = read::slugs_like(&state.store, org_id, slug)
+        .await
+        .map_err(StoreError::Db)?;
     if taken.iter().any(|(id, s)| s == slug && Some(*id) != except) {
         return Err(DomainError::SlugTaken(slug.to_owned()).into());
     }
@@ -262,15 +288,20 @@ async fn ensure_slug_free(state: &AppState, org_id: Uuid, slug: &str, except: Op
 /// Store errors of bot commands; a unique index refusal is a taken slug.
 fn bot_error(e: StoreError, slug: Option<&str>) -> ApiError {
     match e {
-        StoreError::Unique { projection: "bots", .. } => {
-            DomainError::SlugTaken(slug.unwrap_or_default().to_owned()).into()
-        }
+        StoreError::Unique {
+            projection: "bots", ..
+        } => DomainError::SlugTaken(slug.unwrap_or_default().to_owned()).into(),
         other => other.into(),
     }
 }
 
 fn metadata(principal: &Principal, request_id: &RequestId) -> Metadata {
-    Metadata::new(Actor::ApiKey { id: principal.key_id }, Some(request_id.0.clone()))
+    Metadata::new(
+        Actor::ApiKey {
+            id: principal.key_id,
+        },
+        Some(request_id.0.clone()),
+    )
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Bots")]
@@ -283,14 +314,22 @@ impl BotsApi {
         &self,
         auth: ApiKeyAuth,
         /// Page size, 1 to 100.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
         limit: Query<u64>,
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
     ) -> Result<Json<BotList>, ApiError> {
         let state = live(&self.state)?;
-        let page = read::bots(&state.store, auth.0.org_id, cursor.0, limit.0).await.map_err(StoreError::Db)?;
-        Ok(Json(BotList { data: page.items.into_iter().map(Bot::from).collect(), next_cursor: page.next_cursor }))
+        let page = read::bots(&state.store, auth.0.org_id, cursor.0, limit.0)
+            .await
+            .map_err(StoreError::Db)?;
+        Ok(Json(BotList {
+            data: page.items.into_iter().map(Bot::from).collect(),
+            next_cursor: page.next_cursor,
+        }))
     }
 
     /// Create a bot
@@ -338,9 +377,15 @@ impl BotsApi {
                 org_id,
                 stream_id: bot_id,
                 expected_version: Some(0),
-                command: BotCommand::Create { bot_id, org_id, draft },
+                command: BotCommand::Create {
+                    bot_id,
+                    org_id,
+                    draft,
+                },
                 metadata: metadata(&auth.0, &request_id),
-                idempotency: idem.as_ref().map(|i| i.record(201, json!({ "id": bot_id }))),
+                idempotency: idem
+                    .as_ref()
+                    .map(|i| i.record(201, json!({ "id": bot_id }))),
             })
             .await;
         match executed {
@@ -356,7 +401,12 @@ impl BotsApi {
             Err(e) => return Err(bot_error(e, Some(&slug))),
         }
         let bot = find(state, org_id, bot_id).await?;
-        Ok(CreateBotResponse::Created(Json(bot.clone()), etag(bot.version), format!("/api/v1/bots/{bot_id}"), None))
+        Ok(CreateBotResponse::Created(
+            Json(bot.clone()),
+            etag(bot.version),
+            format!("/api/v1/bots/{bot_id}"),
+            None,
+        ))
     }
 
     /// Get a bot
@@ -456,7 +506,11 @@ fn default_limit() -> u64 {
     20
 }
 
-async fn replay(state: &AppState, org_id: Uuid, prior: &serde_json::Value) -> Result<CreateBotResponse, ApiError> {
+async fn replay(
+    state: &AppState,
+    org_id: Uuid,
+    prior: &serde_json::Value,
+) -> Result<CreateBotResponse, ApiError> {
     let bot_id = prior
         .get("id")
         .and_then(|v| v.as_str())

@@ -1,8 +1,8 @@
 //! `/api/v1/events`: the organization's event feed, paged by log position.
 
 use chrono::{DateTime, Utc};
-use parley_domain::jobs::public_payload;
 use parley_domain::RecordedEvent;
+use parley_domain::jobs::public_payload;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -82,16 +82,25 @@ impl EventsApi {
         #[oai(default, validator(minimum(value = "0")))]
         after: Query<i64>,
         /// Page size, 1 to 1000.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u64>,
         /// Only events of these types (repeat the parameter for several).
         #[oai(name = "type")]
         types: Query<Vec<String>>,
     ) -> Result<Json<EventPage>, ApiError> {
         let state = live(&self.state)?;
-        let events = state.store.read_log(Some(auth.0.org_id), after.0, limit.0, &types.0).await?;
+        let events = state
+            .store
+            .read_log(Some(auth.0.org_id), after.0, limit.0, &types.0)
+            .await?;
         let next_after = events.last().map_or(after.0, |e| e.position);
-        Ok(Json(EventPage { data: events.into_iter().map(Event::from).collect(), next_after }))
+        Ok(Json(EventPage {
+            data: events.into_iter().map(Event::from).collect(),
+            next_after,
+        }))
     }
 }
 

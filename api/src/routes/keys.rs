@@ -132,9 +132,19 @@ impl KeysApi {
                 org_id,
                 stream_id: key_id,
                 expected_version: Some(0),
-                command: ApiKeyCommand::Create { key_id, org_id, name: body.0.name, key: (&generated).into() },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
-                idempotency: idem.as_ref().map(|i| i.record(201, json!({ "id": key_id }))),
+                command: ApiKeyCommand::Create {
+                    key_id,
+                    org_id,
+                    name: body.0.name,
+                    key: (&generated).into(),
+                },
+                metadata: Metadata::new(
+                    Actor::ApiKey { id: auth.0.key_id },
+                    Some(request_id.0.0.clone()),
+                ),
+                idempotency: idem
+                    .as_ref()
+                    .map(|i| i.record(201, json!({ "id": key_id }))),
             })
             .await;
         match executed {
@@ -151,7 +161,10 @@ impl KeysApi {
         }
         let info = find(state, org_id, key_id).await?;
         Ok(CreateKeyResponse::Created(
-            Json(CreatedApiKey { info, key: Some(generated.plaintext) }),
+            Json(CreatedApiKey {
+                info,
+                key: Some(generated.plaintext),
+            }),
             format!("/api/v1/keys/{key_id}"),
             None,
         ))
@@ -163,13 +176,21 @@ impl KeysApi {
     #[oai(path = "/keys", method = "get", operation_id = "list_api_keys")]
     async fn list(&self, auth: ApiKeyAuth) -> Result<Json<ApiKeyList>, ApiError> {
         let state = live(&self.state)?;
-        let rows = read::api_keys(&state.store, auth.0.org_id).await.map_err(StoreError::Db)?;
-        Ok(Json(ApiKeyList { data: rows.into_iter().map(info).collect() }))
+        let rows = read::api_keys(&state.store, auth.0.org_id)
+            .await
+            .map_err(StoreError::Db)?;
+        Ok(Json(ApiKeyList {
+            data: rows.into_iter().map(info).collect(),
+        }))
     }
 
     /// Get an API key
     #[oai(path = "/keys/:key_id", method = "get", operation_id = "get_api_key")]
-    async fn get(&self, auth: ApiKeyAuth, key_id: Path<Uuid>) -> Result<Json<ApiKeyInfo>, ApiError> {
+    async fn get(
+        &self,
+        auth: ApiKeyAuth,
+        key_id: Path<Uuid>,
+    ) -> Result<Json<ApiKeyInfo>, ApiError> {
         let state = live(&self.state)?;
         Ok(Json(find(state, auth.0.org_id, key_id.0).await?))
     }
@@ -177,7 +198,11 @@ impl KeysApi {
     /// Revoke an API key
     ///
     /// The key stops working with the next request. Revoking twice is harmless.
-    #[oai(path = "/keys/:key_id", method = "delete", operation_id = "revoke_api_key")]
+    #[oai(
+        path = "/keys/:key_id",
+        method = "delete",
+        operation_id = "revoke_api_key"
+    )]
     async fn revoke(
         &self,
         auth: ApiKeyAuth,
@@ -191,8 +216,13 @@ impl KeysApi {
                 org_id: auth.0.org_id,
                 stream_id: key_id.0,
                 expected_version: None,
-                command: ApiKeyCommand::Revoke { org_id: auth.0.org_id },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                command: ApiKeyCommand::Revoke {
+                    org_id: auth.0.org_id,
+                },
+                metadata: Metadata::new(
+                    Actor::ApiKey { id: auth.0.key_id },
+                    Some(request_id.0.0.clone()),
+                ),
                 idempotency: None,
             })
             .await?;
@@ -200,7 +230,11 @@ impl KeysApi {
     }
 }
 
-async fn replay(state: &AppState, org_id: Uuid, prior: &serde_json::Value) -> Result<CreateKeyResponse, ApiError> {
+async fn replay(
+    state: &AppState,
+    org_id: Uuid,
+    prior: &serde_json::Value,
+) -> Result<CreateKeyResponse, ApiError> {
     let key_id = prior
         .get("id")
         .and_then(|v| v.as_str())

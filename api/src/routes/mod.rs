@@ -26,9 +26,15 @@ pub type Apis = (keys::KeysApi, bots::BotsApi, events::EventsApi, ops::OpsApi);
 /// The OpenAPI service. `state` is `None` only to print the spec.
 pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
     let apis = (
-        keys::KeysApi { state: state.clone() },
-        bots::BotsApi { state: state.clone() },
-        events::EventsApi { state: state.clone() },
+        keys::KeysApi {
+            state: state.clone(),
+        },
+        bots::BotsApi {
+            state: state.clone(),
+        },
+        events::EventsApi {
+            state: state.clone(),
+        },
         ops::OpsApi { state },
     );
     OpenApiService::new(apis, "Parley API", env!("CARGO_PKG_VERSION"))
@@ -45,5 +51,7 @@ pub fn spec_json() -> String {
 
 /// The state of a live server. Handlers are never called on a spec-only service.
 pub(crate) fn live(state: &Option<AppState>) -> Result<&AppState, crate::error::ApiError> {
-    state.as_ref().ok_or_else(|| crate::error::ApiError::internal("handler called without application state"))
+    state
+        .as_ref()
+        .ok_or_else(|| crate::error::ApiError::internal("handler called without application state"))
 }

@@ -53,7 +53,9 @@ impl OpsApi {
     /// Answers while the process runs; checks nothing else.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<Health> {
-        Json(Health { status: "ok".into() })
+        Json(Health {
+            status: "ok".into(),
+        })
     }
 
     /// Readiness
@@ -83,7 +85,11 @@ impl OpsApi {
             queue,
             queue_backend: state.queue.kind().into(),
         };
-        Ok(if ready { ReadyResponse::Ready(Json(body)) } else { ReadyResponse::NotReady(Json(body)) })
+        Ok(if ready {
+            ReadyResponse::Ready(Json(body))
+        } else {
+            ReadyResponse::NotReady(Json(body))
+        })
     }
 
     /// Metrics
@@ -93,7 +99,10 @@ impl OpsApi {
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> Result<MetricsResponse, ApiError> {
         let state = live(&self.state)?;
-        if let (Ok(head), Ok(outbox)) = (state.store.head().await, state.store.checkpoint(OUTBOX).await) {
+        if let (Ok(head), Ok(outbox)) = (
+            state.store.head().await,
+            state.store.checkpoint(OUTBOX).await,
+        ) {
             state.metrics.set_log_positions(head, outbox);
         }
         Ok(MetricsResponse::Ok(PlainText(state.metrics.render())))

@@ -32,7 +32,12 @@ impl GeneratedKey {
         let hash = hash_key(&plaintext);
         let display_prefix = plaintext[..KEY_PREFIX.len() + 6].to_owned();
         let last4 = plaintext[plaintext.len() - 4..].to_owned();
-        GeneratedKey { plaintext, hash, display_prefix, last4 }
+        GeneratedKey {
+            plaintext,
+            hash,
+            display_prefix,
+            last4,
+        }
     }
 }
 
@@ -45,7 +50,9 @@ pub fn hash_key(plaintext: &str) -> String {
 pub fn looks_like_key(token: &str) -> bool {
     token.len() == KEY_PREFIX.len() + 64
         && token.starts_with(KEY_PREFIX)
-        && token[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && token[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,16 +90,25 @@ impl DomainEvent for ApiKeyEvent {
             ApiKeyEvent::Created(e) => to_payload(e),
             ApiKeyEvent::Revoked(e) => to_payload(e),
         };
-        NewEvent { event_type: self.event_type(), schema_version: 1, payload }
+        NewEvent {
+            event_type: self.event_type(),
+            schema_version: 1,
+            payload,
+        }
     }
 
-    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
+    fn from_stored(
+        event_type: &str,
+        schema_version: i32,
+        payload: &Value,
+    ) -> Result<Self, UpcastError> {
         match (event_type, schema_version) {
             (API_KEY_CREATED, 1) => Ok(ApiKeyEvent::Created(payload_of(event_type, payload)?)),
             (API_KEY_REVOKED, 1) => Ok(ApiKeyEvent::Revoked(payload_of(event_type, payload)?)),
-            (API_KEY_CREATED | API_KEY_REVOKED, v) => {
-                Err(UpcastError::UnknownVersion { event_type: event_type.into(), version: v })
-            }
+            (API_KEY_CREATED | API_KEY_REVOKED, v) => Err(UpcastError::UnknownVersion {
+                event_type: event_type.into(),
+                version: v,
+            }),
             (other, _) => Err(UpcastError::UnknownType(other.into())),
         }
     }
@@ -106,8 +122,15 @@ pub struct ApiKeyState {
 
 #[derive(Debug, Clone)]
 pub enum ApiKeyCommand {
-    Create { key_id: Uuid, org_id: Uuid, name: String, key: KeyMaterial },
-    Revoke { org_id: Uuid },
+    Create {
+        key_id: Uuid,
+        org_id: Uuid,
+        name: String,
+        key: KeyMaterial,
+    },
+    Revoke {
+        org_id: Uuid,
+    },
 }
 
 /// The stored parts of a generated key.
@@ -120,7 +143,11 @@ pub struct KeyMaterial {
 
 impl From<&GeneratedKey> for KeyMaterial {
     fn from(k: &GeneratedKey) -> Self {
-        KeyMaterial { prefix: k.display_prefix.clone(), last4: k.last4.clone(), hash: k.hash.clone() }
+        KeyMaterial {
+            prefix: k.display_prefix.clone(),
+            last4: k.last4.clone(),
+            hash: k.hash.clone(),
+        }
     }
 }
 
@@ -139,11 +166,22 @@ impl Aggregate for ApiKey {
         }
     }
 
-    fn decide(state: &ApiKeyState, command: ApiKeyCommand) -> Result<Vec<ApiKeyEvent>, DomainError> {
+    fn decide(
+        state: &ApiKeyState,
+        command: ApiKeyCommand,
+    ) -> Result<Vec<ApiKeyEvent>, DomainError> {
         match command {
-            ApiKeyCommand::Create { key_id, org_id, name, key } => {
+            ApiKeyCommand::Create {
+                key_id,
+                org_id,
+                name,
+                key,
+            } => {
                 if state.created.is_some() {
-                    return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
+                    return Err(DomainError::VersionConflict {
+                        expected: 0,
+                        actual: 1,
+                    });
                 }
                 let name = name.trim().to_owned();
                 if name.is_empty() || name.chars().count() > 100 {
@@ -164,7 +202,9 @@ impl Aggregate for ApiKey {
                         // Revoking twice is harmless and records nothing new.
                         Ok(vec![])
                     } else {
-                        Ok(vec![ApiKeyEvent::Revoked(ApiKeyRevoked { key_id: created.key_id })])
+                        Ok(vec![ApiKeyEvent::Revoked(ApiKeyRevoked {
+                            key_id: created.key_id,
+                        })])
                     }
                 }
                 _ => Err(DomainError::ApiKeyNotFound),
@@ -196,18 +236,33 @@ mod tests {
         let key = GeneratedKey::generate();
         let created = ApiKey::decide(
             &ApiKeyState::default(),
-            ApiKeyCommand::Create { key_id: Uuid::now_v7(), org_id: org, name: "ci".into(), key: (&key).into() },
+            ApiKeyCommand::Create {
+                key_id: Uuid::now_v7(),
+                org_id: org,
+                name: "ci".into(),
+                key: (&key).into(),
+            },
         )
         .unwrap();
         let mut state = ApiKeyState::default();
         ApiKey::apply(&mut state, &created[0]);
         assert_eq!(
-            ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: Uuid::now_v7() }).unwrap_err(),
+            ApiKey::decide(
+                &state,
+                ApiKeyCommand::Revoke {
+                    org_id: Uuid::now_v7()
+                }
+            )
+            .unwrap_err(),
             DomainError::ApiKeyNotFound
         );
         let revoked = ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: org }).unwrap();
         assert_eq!(revoked.len(), 1);
         ApiKey::apply(&mut state, &revoked[0]);
-        assert!(ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: org }).unwrap().is_empty());
+        assert!(
+            ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: org })
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -29,7 +29,12 @@ pub struct ModelSettings {
 
 impl Default for ModelSettings {
     fn default() -> Self {
-        ModelSettings { provider: "extractive".into(), model: None, temperature: 0.2, max_tokens: 512 }
+        ModelSettings {
+            provider: "extractive".into(),
+            model: None,
+            temperature: 0.2,
+            max_tokens: 512,
+        }
     }
 }
 
@@ -85,8 +90,7 @@ pub struct BotPatch {
     pub active: Option<bool>,
 }
 
-pub const DEFAULT_PERSONA: &str =
-    "You are a helpful customer-support assistant. Answer only from the knowledge base and cite your sources.";
+pub const DEFAULT_PERSONA: &str = "You are a helpful customer-support assistant. Answer only from the knowledge base and cite your sources.";
 pub const DEFAULT_WELCOME: &str = "Hi! How can I help you today?";
 
 /// A slug made from a name: lowercase ASCII letters, digits and single dashes.
@@ -103,13 +107,19 @@ pub fn slugify(name: &str) -> String {
     while slug.ends_with('-') {
         slug.pop();
     }
-    if slug.is_empty() { "bot".to_owned() } else { slug }
+    if slug.is_empty() {
+        "bot".to_owned()
+    } else {
+        slug
+    }
 }
 
 fn valid_slug(slug: &str) -> bool {
     !slug.is_empty()
         && slug.len() <= 64
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-')
         && !slug.contains("--")
@@ -118,8 +128,12 @@ fn valid_slug(slug: &str) -> bool {
 fn valid_language(tag: &str) -> bool {
     // BCP 47 shape: a 2-3 letter language, then optional 1-8 character subtags.
     let mut parts = tag.split('-');
-    let lang_ok = parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
-    lang_ok && tag.len() <= 35 && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let lang_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    lang_ok
+        && tag.len() <= 35
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 impl BotSettings {
@@ -128,11 +142,18 @@ impl BotSettings {
         let mut errors = Vec::new();
         let mut check = |ok: bool, field: &str, message: &str| {
             if !ok {
-                errors.push(FieldError { field: field.into(), message: message.into() });
+                errors.push(FieldError {
+                    field: field.into(),
+                    message: message.into(),
+                });
             }
         };
         let name_len = self.name.chars().count();
-        check(name_len >= 1 && name_len <= 100 && !self.name.trim().is_empty(), "name", "must be 1 to 100 characters");
+        check(
+            name_len >= 1 && name_len <= 100 && !self.name.trim().is_empty(),
+            "name",
+            "must be 1 to 100 characters",
+        );
         check(
             valid_slug(&self.slug),
             "slug",
@@ -140,24 +161,57 @@ impl BotSettings {
         );
         if let Some(website) = &self.website {
             let ok = website.len() <= 2048
-                && url::Url::parse(website)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-            check(ok, "website", "must be an absolute http or https URL of at most 2048 characters");
+                && url::Url::parse(website).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                });
+            check(
+                ok,
+                "website",
+                "must be an absolute http or https URL of at most 2048 characters",
+            );
         }
-        check(self.persona.chars().count() <= 8000, "persona", "must be at most 8000 characters");
-        check(valid_language(&self.language), "language", "must be a language tag such as `en` or `pt-BR`");
-        check(self.welcome_message.chars().count() <= 1000, "welcome_message", "must be at most 1000 characters");
-        check(PROVIDERS.contains(&self.model.provider.as_str()), "model.provider", "must be `extractive` or `openai`");
+        check(
+            self.persona.chars().count() <= 8000,
+            "persona",
+            "must be at most 8000 characters",
+        );
+        check(
+            valid_language(&self.language),
+            "language",
+            "must be a language tag such as `en` or `pt-BR`",
+        );
+        check(
+            self.welcome_message.chars().count() <= 1000,
+            "welcome_message",
+            "must be at most 1000 characters",
+        );
+        check(
+            PROVIDERS.contains(&self.model.provider.as_str()),
+            "model.provider",
+            "must be `extractive` or `openai`",
+        );
         check(
             self.model.temperature.is_finite() && (0.0..=2.0).contains(&self.model.temperature),
             "model.temperature",
             "must be between 0 and 2",
         );
-        check((1..=32_000).contains(&self.model.max_tokens), "model.max_tokens", "must be between 1 and 32000");
+        check(
+            (1..=32_000).contains(&self.model.max_tokens),
+            "model.max_tokens",
+            "must be between 1 and 32000",
+        );
         if let Some(model) = &self.model.model {
-            check(!model.trim().is_empty() && model.len() <= 200, "model.model", "must be 1 to 200 characters");
+            check(
+                !model.trim().is_empty() && model.len() <= 200,
+                "model.model",
+                "must be 1 to 200 characters",
+            );
         }
-        if errors.is_empty() { Ok(()) } else { Err(DomainError::Validation(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::Validation(errors))
+        }
     }
 
     fn from_draft(draft: BotDraft) -> Self {
@@ -169,7 +223,9 @@ impl BotSettings {
             website: draft.website,
             persona: draft.persona.unwrap_or_else(|| DEFAULT_PERSONA.to_owned()),
             language: draft.language.unwrap_or_else(|| "en".to_owned()),
-            welcome_message: draft.welcome_message.unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
+            welcome_message: draft
+                .welcome_message
+                .unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
             model: ModelSettings {
                 provider: draft.model.provider.unwrap_or(defaults.provider),
                 model: draft.model.model.unwrap_or(defaults.model),
@@ -231,7 +287,10 @@ impl BotSettings {
         note(next.website != self.website, "website");
         note(next.persona != self.persona, "persona");
         note(next.language != self.language, "language");
-        note(next.welcome_message != self.welcome_message, "welcome_message");
+        note(
+            next.welcome_message != self.welcome_message,
+            "welcome_message",
+        );
         note(next.model != self.model, "model");
         note(next.streaming != self.streaming, "streaming");
         note(next.active != self.active, "active");
@@ -290,17 +349,28 @@ impl DomainEvent for BotEvent {
             BotEvent::Deleted(e) => to_payload(e),
             BotEvent::Purged(e) => to_payload(e),
         };
-        NewEvent { event_type: self.event_type(), schema_version: 1, payload }
+        NewEvent {
+            event_type: self.event_type(),
+            schema_version: 1,
+            payload,
+        }
     }
 
-    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
+    fn from_stored(
+        event_type: &str,
+        schema_version: i32,
+        payload: &Value,
+    ) -> Result<Self, UpcastError> {
         match (event_type, schema_version) {
             (BOT_CREATED, 1) => Ok(BotEvent::Created(payload_of(event_type, payload)?)),
             (BOT_UPDATED, 1) => Ok(BotEvent::Updated(payload_of(event_type, payload)?)),
             (BOT_DELETED, 1) => Ok(BotEvent::Deleted(payload_of(event_type, payload)?)),
             (BOT_PURGED, 1) => Ok(BotEvent::Purged(payload_of(event_type, payload)?)),
             (BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED, v) => {
-                Err(UpcastError::UnknownVersion { event_type: event_type.into(), version: v })
+                Err(UpcastError::UnknownVersion {
+                    event_type: event_type.into(),
+                    version: v,
+                })
             }
             (other, _) => Err(UpcastError::UnknownType(other.into())),
         }
@@ -328,9 +398,18 @@ impl BotState {
 
 #[derive(Debug, Clone)]
 pub enum BotCommand {
-    Create { bot_id: Uuid, org_id: Uuid, draft: BotDraft },
-    Update { org_id: Uuid, patch: BotPatch },
-    Delete { org_id: Uuid },
+    Create {
+        bot_id: Uuid,
+        org_id: Uuid,
+        draft: BotDraft,
+    },
+    Update {
+        org_id: Uuid,
+        patch: BotPatch,
+    },
+    Delete {
+        org_id: Uuid,
+    },
     /// Issued by the purge job once derived data is gone.
     Purge,
 }
@@ -358,13 +437,24 @@ impl Aggregate for Bot {
 
     fn decide(state: &BotState, command: BotCommand) -> Result<Vec<BotEvent>, DomainError> {
         match command {
-            BotCommand::Create { bot_id, org_id, draft } => {
+            BotCommand::Create {
+                bot_id,
+                org_id,
+                draft,
+            } => {
                 if state.settings.is_some() {
-                    return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
+                    return Err(DomainError::VersionConflict {
+                        expected: 0,
+                        actual: 1,
+                    });
                 }
                 let settings = BotSettings::from_draft(draft);
                 settings.validate()?;
-                Ok(vec![BotEvent::Created(BotCreated { bot_id, org_id, settings })])
+                Ok(vec![BotEvent::Created(BotCreated {
+                    bot_id,
+                    org_id,
+                    settings,
+                })])
             }
             BotCommand::Update { org_id, patch } => {
                 let current = state.live_for(org_id)?;
@@ -374,7 +464,11 @@ impl Aggregate for Bot {
                     return Ok(vec![]);
                 }
                 let bot_id = state.bot_id.ok_or(DomainError::BotNotFound)?;
-                Ok(vec![BotEvent::Updated(BotUpdated { bot_id, changed, settings: next })])
+                Ok(vec![BotEvent::Updated(BotUpdated {
+                    bot_id,
+                    changed,
+                    settings: next,
+                })])
             }
             BotCommand::Delete { org_id } => {
                 state.live_for(org_id)?;
@@ -382,7 +476,9 @@ impl Aggregate for Bot {
                 Ok(vec![BotEvent::Deleted(BotDeleted { bot_id })])
             }
             BotCommand::Purge => match state.bot_id {
-                Some(bot_id) if state.deleted && !state.purged => Ok(vec![BotEvent::Purged(BotPurged { bot_id })]),
+                Some(bot_id) if state.deleted && !state.purged => {
+                    Ok(vec![BotEvent::Purged(BotPurged { bot_id })])
+                }
                 Some(_) if state.purged => Ok(vec![]),
                 _ => Err(DomainError::BotNotFound),
             },
@@ -404,8 +500,19 @@ mod tests {
 
     fn created(org: Uuid) -> (Uuid, BotEvent) {
         let bot_id = Uuid::now_v7();
-        let draft = BotDraft { name: "Support Bot".into(), ..Default::default() };
-        let events = Bot::decide(&BotState::default(), BotCommand::Create { bot_id, org_id: org, draft }).unwrap();
+        let draft = BotDraft {
+            name: "Support Bot".into(),
+            ..Default::default()
+        };
+        let events = Bot::decide(
+            &BotState::default(),
+            BotCommand::Create {
+                bot_id,
+                org_id: org,
+                draft,
+            },
+        )
+        .unwrap();
         (bot_id, events.into_iter().next().unwrap())
     }
 
@@ -413,7 +520,9 @@ mod tests {
     fn create_fills_defaults_and_derives_the_slug() {
         let org = Uuid::now_v7();
         let (_, event) = created(org);
-        let BotEvent::Created(c) = event else { panic!("expected created") };
+        let BotEvent::Created(c) = event else {
+            panic!("expected created")
+        };
         assert_eq!(c.settings.slug, "support-bot");
         assert_eq!(c.settings.language, "en");
         assert_eq!(c.settings.model.provider, "extractive");
@@ -426,12 +535,24 @@ mod tests {
             name: "".into(),
             website: Some("ftp://x".into()),
             language: Some("english!".into()),
-            model: ModelPatch { temperature: Some(3.0), ..Default::default() },
+            model: ModelPatch {
+                temperature: Some(3.0),
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let err = Bot::decide(&BotState::default(), BotCommand::Create { bot_id: Uuid::now_v7(), org_id: Uuid::now_v7(), draft })
-            .unwrap_err();
-        let DomainError::Validation(fields) = err else { panic!("expected validation") };
+        let err = Bot::decide(
+            &BotState::default(),
+            BotCommand::Create {
+                bot_id: Uuid::now_v7(),
+                org_id: Uuid::now_v7(),
+                draft,
+            },
+        )
+        .unwrap_err();
+        let DomainError::Validation(fields) = err else {
+            panic!("expected validation")
+        };
         let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(names, ["name", "website", "language", "model.temperature"]);
     }
@@ -441,13 +562,32 @@ mod tests {
         let org = Uuid::now_v7();
         let (_, c) = created(org);
         let state = given(&[c]);
-        let patch = BotPatch { name: Some("Support Bot".into()), persona: Some("Be brief.".into()), ..Default::default() };
+        let patch = BotPatch {
+            name: Some("Support Bot".into()),
+            persona: Some("Be brief.".into()),
+            ..Default::default()
+        };
         let events = Bot::decide(&state, BotCommand::Update { org_id: org, patch }).unwrap();
-        let [BotEvent::Updated(u)] = events.as_slice() else { panic!("expected one update") };
+        let [BotEvent::Updated(u)] = events.as_slice() else {
+            panic!("expected one update")
+        };
         assert_eq!(u.changed, ["persona"]);
         assert_eq!(u.settings.persona, "Be brief.");
-        let same = BotPatch { name: Some("Support Bot".into()), ..Default::default() };
-        assert!(Bot::decide(&state, BotCommand::Update { org_id: org, patch: same }).unwrap().is_empty());
+        let same = BotPatch {
+            name: Some("Support Bot".into()),
+            ..Default::default()
+        };
+        assert!(
+            Bot::decide(
+                &state,
+                BotCommand::Update {
+                    org_id: org,
+                    patch: same
+                }
+            )
+            .unwrap()
+            .is_empty()
+        );
     }
 
     #[test]
@@ -456,25 +596,48 @@ mod tests {
         let (bot_id, c) = created(org);
         let state = given(&[c.clone()]);
         assert_eq!(
-            Bot::decide(&state, BotCommand::Delete { org_id: Uuid::now_v7() }).unwrap_err(),
+            Bot::decide(
+                &state,
+                BotCommand::Delete {
+                    org_id: Uuid::now_v7()
+                }
+            )
+            .unwrap_err(),
             DomainError::BotNotFound
         );
         let deleted = given(&[c.clone(), BotEvent::Deleted(BotDeleted { bot_id })]);
         assert_eq!(
-            Bot::decide(&deleted, BotCommand::Update { org_id: org, patch: BotPatch::default() }).unwrap_err(),
+            Bot::decide(
+                &deleted,
+                BotCommand::Update {
+                    org_id: org,
+                    patch: BotPatch::default()
+                }
+            )
+            .unwrap_err(),
             DomainError::BotNotFound
         );
-        assert_eq!(Bot::decide(&deleted, BotCommand::Delete { org_id: org }).unwrap_err(), DomainError::BotNotFound);
+        assert_eq!(
+            Bot::decide(&deleted, BotCommand::Delete { org_id: org }).unwrap_err(),
+            DomainError::BotNotFound
+        );
     }
 
     #[test]
     fn purge_happens_once_and_only_after_delete() {
         let org = Uuid::now_v7();
         let (bot_id, c) = created(org);
-        assert_eq!(Bot::decide(&given(&[c.clone()]), BotCommand::Purge).unwrap_err(), DomainError::BotNotFound);
+        assert_eq!(
+            Bot::decide(&given(&[c.clone()]), BotCommand::Purge).unwrap_err(),
+            DomainError::BotNotFound
+        );
         let deleted = given(&[c.clone(), BotEvent::Deleted(BotDeleted { bot_id })]);
         assert_eq!(Bot::decide(&deleted, BotCommand::Purge).unwrap().len(), 1);
-        let purged = given(&[c, BotEvent::Deleted(BotDeleted { bot_id }), BotEvent::Purged(BotPurged { bot_id })]);
+        let purged = given(&[
+            c,
+            BotEvent::Deleted(BotDeleted { bot_id }),
+            BotEvent::Purged(BotPurged { bot_id }),
+        ]);
         assert!(Bot::decide(&purged, BotCommand::Purge).unwrap().is_empty());
     }
 
@@ -494,8 +657,17 @@ mod tests {
         let (_, c) = created(Uuid::now_v7());
         let stored = c.to_new_event();
         assert_eq!(stored.event_type, BOT_CREATED);
-        assert_eq!(BotEvent::from_stored(BOT_CREATED, 1, &stored.payload).unwrap(), c);
-        assert!(matches!(BotEvent::from_stored(BOT_CREATED, 9, &stored.payload), Err(UpcastError::UnknownVersion { .. })));
-        assert!(matches!(BotEvent::from_stored("bot.exploded", 1, &stored.payload), Err(UpcastError::UnknownType(_))));
+        assert_eq!(
+            BotEvent::from_stored(BOT_CREATED, 1, &stored.payload).unwrap(),
+            c
+        );
+        assert!(matches!(
+            BotEvent::from_stored(BOT_CREATED, 9, &stored.payload),
+            Err(UpcastError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            BotEvent::from_stored("bot.exploded", 1, &stored.payload),
+            Err(UpcastError::UnknownType(_))
+        ));
     }
 }

@@ -31,13 +31,24 @@ impl DomainEvent for OrgEvent {
         let payload = match self {
             OrgEvent::Created(e) => to_payload(e),
         };
-        NewEvent { event_type: self.event_type(), schema_version: 1, payload }
+        NewEvent {
+            event_type: self.event_type(),
+            schema_version: 1,
+            payload,
+        }
     }
 
-    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
+    fn from_stored(
+        event_type: &str,
+        schema_version: i32,
+        payload: &Value,
+    ) -> Result<Self, UpcastError> {
         match (event_type, schema_version) {
             (ORG_CREATED, 1) => Ok(OrgEvent::Created(payload_of(event_type, payload)?)),
-            (ORG_CREATED, v) => Err(UpcastError::UnknownVersion { event_type: event_type.into(), version: v }),
+            (ORG_CREATED, v) => Err(UpcastError::UnknownVersion {
+                event_type: event_type.into(),
+                version: v,
+            }),
             (other, _) => Err(UpcastError::UnknownType(other.into())),
         }
     }
@@ -71,7 +82,10 @@ impl Aggregate for Org {
         match command {
             OrgCommand::Create { org_id, name } => {
                 if state.created.is_some() {
-                    return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
+                    return Err(DomainError::VersionConflict {
+                        expected: 0,
+                        actual: 1,
+                    });
                 }
                 let name = name.trim().to_owned();
                 if name.is_empty() || name.chars().count() > 100 {
@@ -90,12 +104,41 @@ mod tests {
     #[test]
     fn create_twice_conflicts_and_blank_names_are_refused() {
         let id = Uuid::now_v7();
-        let events = Org::decide(&OrgState::default(), OrgCommand::Create { org_id: id, name: " Acme ".into() }).unwrap();
-        assert_eq!(events, vec![OrgEvent::Created(OrgCreated { org_id: id, name: "Acme".into() })]);
+        let events = Org::decide(
+            &OrgState::default(),
+            OrgCommand::Create {
+                org_id: id,
+                name: " Acme ".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![OrgEvent::Created(OrgCreated {
+                org_id: id,
+                name: "Acme".into()
+            })]
+        );
         let mut state = OrgState::default();
         Org::apply(&mut state, &events[0]);
-        assert!(Org::decide(&state, OrgCommand::Create { org_id: id, name: "x".into() }).is_err());
-        let err = Org::decide(&OrgState::default(), OrgCommand::Create { org_id: id, name: "  ".into() }).unwrap_err();
+        assert!(
+            Org::decide(
+                &state,
+                OrgCommand::Create {
+                    org_id: id,
+                    name: "x".into()
+                }
+            )
+            .is_err()
+        );
+        let err = Org::decide(
+            &OrgState::default(),
+            OrgCommand::Create {
+                org_id: id,
+                name: "  ".into(),
+            },
+        )
+        .unwrap_err();
         assert_eq!(err.code(), crate::error::ErrorCode::ValidationFailed);
     }
 }

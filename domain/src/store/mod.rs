@@ -10,8 +10,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -35,7 +36,10 @@ pub enum StoreError {
     IdempotencyRace,
     /// A read model's unique index refused the change (e.g. a taken slug).
     #[error("unique constraint violated in projection `{projection}`: {message}")]
-    Unique { projection: &'static str, message: String },
+    Unique {
+        projection: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("database error: {0}")]
@@ -47,7 +51,11 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the same call may succeed later (connection loss, busy database).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) | StoreError::Conflict { .. })
+        matches!(
+            self,
+            StoreError::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
+                | StoreError::Conflict { .. }
+        )
     }
 }
 
@@ -62,13 +70,19 @@ pub fn now() -> DateTime<Utc> {
 /// are created on first use; WAL mode lets readers work while one writer appends.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
-        use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+        use sea_orm::sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
         use std::str::FromStr;
         let path = rest.trim_start_matches("//");
         let path = path.split('?').next().unwrap_or(path);
         if !path.is_empty() && path != ":memory:" {
-            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| DbErr::Custom(format!("cannot create {parent:?}: {e}")))?;
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| DbErr::Custom(format!("cannot create {parent:?}: {e}")))?;
             }
         }
         let options = SqliteConnectOptions::from_str(url)
@@ -146,7 +160,11 @@ pub struct Store {
 
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
-        Store { db, projections: Arc::new(projections::all()), appended: Arc::new(Notify::new()) }
+        Store {
+            db,
+            projections: Arc::new(projections::all()),
+            appended: Arc::new(Notify::new()),
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -194,7 +212,8 @@ impl Store {
     where
         A::Command: Clone,
     {
-        const ATTEMPTS: usize = 5;
+        // Under contention a lost race is common; back off a little, with jitter.
+        const ATTEMPTS: usize = 25;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -202,11 +221,19 @@ impl Store {
             if let Some(expected) = req.expected_version
                 && expected != version
             {
-                return Err(DomainError::VersionConflict { expected, actual: version }.into());
+                return Err(DomainError::VersionConflict {
+                    expected,
+                    actual: version,
+                }
+                .into());
             }
             let decided = A::decide(&state, req.command.clone())?;
             if decided.is_empty() {
-                return Ok(Executed { state, version, recorded: vec![] });
+                return Ok(Executed {
+                    state,
+                    version,
+                    recorded: vec![],
+                });
             }
             let append = Append {
                 org_id: req.org_id,
@@ -223,12 +250,26 @@ impl Store {
                         A::apply(&mut state, e);
                     }
                     let version = recorded.last().map_or(version, |e| e.stream_version);
-                    return Ok(Executed { state, version, recorded });
+                    return Ok(Executed {
+                        state,
+                        version,
+                        recorded,
+                    });
                 }
-                Err(StoreError::Conflict { .. }) if req.expected_version.is_none() && attempt < ATTEMPTS => continue,
+                Err(StoreError::Conflict { .. })
+                    if req.expected_version.is_none() && attempt < ATTEMPTS =>
+                {
+                    let jitter = rand::random_range(1..=5 * attempt as u64);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    continue;
+                }
                 Err(StoreError::Conflict { .. }) => {
                     let (_, actual) = self.load::<A>(req.stream_id).await?;
-                    return Err(DomainError::VersionConflict { expected: version, actual }.into());
+                    return Err(DomainError::VersionConflict {
+                        expected: version,
+                        actual,
+                    }
+                    .into());
                 }
                 Err(e) => return Err(e),
             }
@@ -258,11 +299,16 @@ impl Store {
         }
     }
 
-    async fn append_in(&self, txn: &DatabaseTransaction, append: Append) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn append_in(
+        &self,
+        txn: &DatabaseTransaction,
+        append: Append,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         if txn.get_database_backend() == DbBackend::Postgres {
             // One appender at a time: positions then become visible in commit
             // order, so a follower reading `position > checkpoint` never skips one.
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)").await?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)")
+                .await?;
         }
         let recorded_at = now();
         let metadata = {
@@ -291,16 +337,25 @@ impl Store {
             let inserted = events::Entity::insert(row).exec_with_returning(txn).await;
             match inserted {
                 Ok(model) => recorded.push(to_recorded(model)),
-                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict { stream_id: append.stream_id }),
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict {
+                        stream_id: append.stream_id,
+                    });
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         // Versions are unique and start at 1; a count that differs from the last
         // version means the caller skipped one, which would leave a gap.
         let last_version = append.expected_version + recorded.len() as i64;
-        let count = events::Entity::find().filter(events::Column::StreamId.eq(append.stream_id)).count(txn).await?;
+        let count = events::Entity::find()
+            .filter(events::Column::StreamId.eq(append.stream_id))
+            .count(txn)
+            .await?;
         if count as i64 != last_version {
-            return Err(StoreError::Conflict { stream_id: append.stream_id });
+            return Err(StoreError::Conflict {
+                stream_id: append.stream_id,
+            });
         }
 
         if let Some(idem) = append.idempotency {
@@ -319,7 +374,10 @@ impl Store {
                 response: Set(idem.response),
                 created_at: Set(recorded_at),
             };
-            match idempotency_keys::Entity::insert(row).exec_without_returning(txn).await {
+            match idempotency_keys::Entity::insert(row)
+                .exec_without_returning(txn)
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => return Err(StoreError::IdempotencyRace),
                 Err(e) => return Err(e.into()),
@@ -335,13 +393,19 @@ impl Store {
     /// Drops and rebuilds projections from the log in one transaction: all of
     /// them, or the one named. Returns the names rebuilt and the events read.
     pub async fn replay(&self, only: Option<&str>) -> Result<(Vec<&'static str>, u64), StoreError> {
-        let selected: Vec<_> = self.projections.iter().filter(|p| only.is_none_or(|name| p.name() == name)).cloned().collect();
+        let selected: Vec<_> = self
+            .projections
+            .iter()
+            .filter(|p| only.is_none_or(|name| p.name() == name))
+            .cloned()
+            .collect();
         if selected.is_empty() {
             return Ok((vec![], 0));
         }
         let txn = self.db.begin().await?;
         if txn.get_database_backend() == DbBackend::Postgres {
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)").await?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)")
+                .await?;
         }
         for p in &selected {
             p.reset(&txn).await?;
@@ -384,28 +448,48 @@ impl Store {
         if !types.is_empty() {
             query = query.filter(events::Column::EventType.is_in(types.iter().cloned()));
         }
-        let rows = query.order_by_asc(events::Column::Position).limit(limit).all(&self.db).await?;
+        let rows = query
+            .order_by_asc(events::Column::Position)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
         Ok(rows.into_iter().map(to_recorded).collect())
     }
 
     /// The newest position of the log (0 when empty).
     pub async fn head(&self) -> Result<i64, StoreError> {
-        let last = events::Entity::find().order_by_desc(events::Column::Position).one(&self.db).await?;
+        let last = events::Entity::find()
+            .order_by_desc(events::Column::Position)
+            .one(&self.db)
+            .await?;
         Ok(last.map_or(0, |e| e.position))
     }
 
     /// A remembered idempotency key younger than the TTL.
-    pub async fn idempotency_record(&self, org_id: Uuid, key: &str) -> Result<Option<idempotency_keys::Model>, StoreError> {
-        let row = idempotency_keys::Entity::find_by_id((org_id, key.to_owned())).one(&self.db).await?;
+    pub async fn idempotency_record(
+        &self,
+        org_id: Uuid,
+        key: &str,
+    ) -> Result<Option<idempotency_keys::Model>, StoreError> {
+        let row = idempotency_keys::Entity::find_by_id((org_id, key.to_owned()))
+            .one(&self.db)
+            .await?;
         Ok(row.filter(|r| r.created_at > now() - TimeDelta::hours(IDEMPOTENCY_TTL_HOURS)))
     }
 
     /// Records that a key was used now. Operational data, not an event: a
     /// request must not append to the log merely by being authenticated.
     pub async fn touch_api_key(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let row = api_key_usage::ActiveModel { key_id: Set(key_id), last_used_at: Set(at) };
+        let row = api_key_usage::ActiveModel {
+            key_id: Set(key_id),
+            last_used_at: Set(at),
+        };
         api_key_usage::Entity::insert(row)
-            .on_conflict(OnConflict::column(api_key_usage::Column::KeyId).update_column(api_key_usage::Column::LastUsedAt).to_owned())
+            .on_conflict(
+                OnConflict::column(api_key_usage::Column::KeyId)
+                    .update_column(api_key_usage::Column::LastUsedAt)
+                    .to_owned(),
+            )
             .exec_without_returning(&self.db)
             .await?;
         Ok(())
@@ -413,7 +497,9 @@ impl Store {
 
     /// A named follower's checkpoint (0 when it has none).
     pub async fn checkpoint(&self, name: &str) -> Result<i64, StoreError> {
-        let row = checkpoints::Entity::find_by_id(name.to_owned()).one(&self.db).await?;
+        let row = checkpoints::Entity::find_by_id(name.to_owned())
+            .one(&self.db)
+            .await?;
         Ok(row.map_or(0, |r| r.position))
     }
 
@@ -423,7 +509,12 @@ impl Store {
 
     /// Takes or renews the lease of a named follower, so that only one process
     /// follows at a time. True when `owner` holds the lease afterwards.
-    pub async fn acquire_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let now = now();
         let until = now + TimeDelta::from_std(ttl).unwrap_or(TimeDelta::seconds(30));
         // Make sure the row exists, then take it only if free, expired or ours.
@@ -433,7 +524,11 @@ impl Store {
             lease_owner: Set(None),
             lease_until: Set(None),
         })
-        .on_conflict(OnConflict::column(checkpoints::Column::Name).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(checkpoints::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(&self.db)
         .await?;
         let backend = self.backend();
@@ -446,18 +541,33 @@ impl Store {
             _ => (
                 "UPDATE checkpoints SET lease_owner = ?, lease_until = ? WHERE name = ? \
                  AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?)",
-                vec![owner.into(), until.into(), name.into(), owner.into(), now.into()],
+                vec![
+                    owner.into(),
+                    until.into(),
+                    name.into(),
+                    owner.into(),
+                    now.into(),
+                ],
             ),
         };
-        let result = self.db.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        let result = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
         Ok(result.rows_affected() == 1)
     }
 
     /// Gives a lease up (on shutdown), so another process can take over at once.
     pub async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
         checkpoints::Entity::update_many()
-            .col_expr(checkpoints::Column::LeaseOwner, sea_orm::sea_query::Expr::value(Option::<String>::None))
-            .col_expr(checkpoints::Column::LeaseUntil, sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(
+                checkpoints::Column::LeaseOwner,
+                sea_orm::sea_query::Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                checkpoints::Column::LeaseUntil,
+                sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None),
+            )
             .filter(checkpoints::Column::Name.eq(name))
             .filter(checkpoints::Column::LeaseOwner.eq(owner))
             .exec(&self.db)
@@ -477,14 +587,22 @@ pub fn checkpoint_name(projection: &str) -> String {
     format!("projection:{projection}")
 }
 
-async fn set_checkpoint<C: ConnectionTrait>(db: &C, name: &str, position: i64) -> Result<(), StoreError> {
+async fn set_checkpoint<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+    position: i64,
+) -> Result<(), StoreError> {
     checkpoints::Entity::insert(checkpoints::ActiveModel {
         name: Set(name.to_owned()),
         position: Set(position),
         lease_owner: Set(None),
         lease_until: Set(None),
     })
-    .on_conflict(OnConflict::column(checkpoints::Column::Name).update_column(checkpoints::Column::Position).to_owned())
+    .on_conflict(
+        OnConflict::column(checkpoints::Column::Name)
+            .update_column(checkpoints::Column::Position)
+            .to_owned(),
+    )
     .exec_without_returning(db)
     .await?;
     Ok(())
@@ -492,16 +610,31 @@ async fn set_checkpoint<C: ConnectionTrait>(db: &C, name: &str, position: i64) -
 
 /// Applies the events a projection has not seen yet and moves its checkpoint,
 /// so applying the same events twice changes nothing.
-async fn apply_guarded(txn: &DatabaseTransaction, projection: &dyn Projection, events: &[RecordedEvent]) -> Result<(), StoreError> {
-    let relevant: Vec<_> = events.iter().filter(|e| projection.handles(&e.event_type)).collect();
-    let Some(last) = relevant.last() else { return Ok(()) };
+async fn apply_guarded(
+    txn: &DatabaseTransaction,
+    projection: &dyn Projection,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    let relevant: Vec<_> = events
+        .iter()
+        .filter(|e| projection.handles(&e.event_type))
+        .collect();
+    let Some(last) = relevant.last() else {
+        return Ok(());
+    };
     let name = checkpoint_name(projection.name());
-    let seen = checkpoints::Entity::find_by_id(name.clone()).one(txn).await?.map_or(0, |c| c.position);
+    let seen = checkpoints::Entity::find_by_id(name.clone())
+        .one(txn)
+        .await?
+        .map_or(0, |c| c.position);
     for event in relevant.iter().filter(|e| e.position > seen) {
         match projection.apply(txn, event).await {
             Ok(()) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Unique { projection: projection.name(), message: e.to_string() });
+                return Err(StoreError::Unique {
+                    projection: projection.name(),
+                    message: e.to_string(),
+                });
             }
             Err(e) => return Err(e.into()),
         }
@@ -513,7 +646,10 @@ async fn apply_guarded(txn: &DatabaseTransaction, projection: &dyn Projection, e
 }
 
 fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 fn to_recorded(m: events::Model) -> RecordedEvent {

@@ -1,0 +1,314 @@
+//! Starting the application for a test: a fresh database per test (a SQLite
+//! file, or a new PostgreSQL database with its own Redis queue namespace).
+
+use std::time::Duration;
+
+use parley_api::app::{Application, Roles};
+use parley_api::config::{LogFormat, Settings};
+use parley_domain::Store;
+use reqwest::{Method, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("PARLEY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("PARLEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// One test's database (and queue namespace); survives application restarts.
+pub struct TestEnv {
+    pub backend: Backend,
+    database_url: String,
+    redis_url: Option<String>,
+    namespace: String,
+    pg_database: Option<String>,
+    sqlite_dir: Option<std::path::PathBuf>,
+}
+
+impl TestEnv {
+    pub async fn new(backend: Backend) -> TestEnv {
+        let id = Uuid::new_v4().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("parley-test-{id}"));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                TestEnv {
+                    backend,
+                    database_url: format!("sqlite://{}", dir.join("parley.db").display()),
+                    redis_url: None,
+                    namespace: String::new(),
+                    pg_database: None,
+                    sqlite_dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("parley_test_{id}");
+                let admin = Database::connect(pg_admin_url()).await.expect(
+                    "PostgreSQL must be reachable (PARLEY_TEST_POSTGRES_URL) for the postgres tier",
+                );
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                let base = pg_admin_url();
+                let server = base
+                    .rsplit_once('/')
+                    .map_or(base.as_str(), |(server, _)| server)
+                    .to_owned();
+                TestEnv {
+                    backend,
+                    database_url: format!("{server}/{name}"),
+                    redis_url: Some(redis_url()),
+                    namespace: format!("parley-test-{id}"),
+                    pg_database: Some(name),
+                    sqlite_dir: None,
+                }
+            }
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: self.database_url.clone().into(),
+            redis_url: self.redis_url.clone().map(Into::into),
+            queue_namespace: Some(self.namespace.clone()).filter(|n| !n.is_empty()),
+            log_format: LogFormat::Text,
+            log_level: "warn".into(),
+            worker_concurrency: 2,
+            max_body_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+            shutdown_timeout_secs: 10,
+            outbox_lease_secs: 2,
+        }
+    }
+
+    /// Starts the application with these roles on this environment's database.
+    pub async fn start(&self, roles: Roles) -> TestApp {
+        if let Ok(level) = std::env::var("PARLEY_TEST_LOG") {
+            parley_api::telemetry::init(LogFormat::Text, &level);
+        }
+        let mut settings = self.settings();
+        settings.validate().expect("test settings are valid");
+        if !roles.api {
+            settings.listen = "127.0.0.1:0".into();
+        }
+        let app = Application::build(settings, roles)
+            .await
+            .expect("application starts");
+        let port = app.port();
+        let store = app.state().store.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async move {
+            let _ = stop_rx.await;
+        }));
+        TestApp {
+            base: port
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .unwrap_or_default(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            store,
+            stop: Some(stop_tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Drops the test database (PostgreSQL) or its folder (SQLite).
+    pub async fn cleanup(self) {
+        if let Some(name) = &self.pg_database
+            && let Ok(admin) = Database::connect(pg_admin_url()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
+        }
+        if let Some(dir) = &self.sqlite_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A running application.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A response: status, headers and JSON body (Null when not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the documented error shape and returns the code.
+    pub fn error_code(&self) -> String {
+        let error = self
+            .body
+            .get("error")
+            .unwrap_or_else(|| panic!("no error object in {}", self.body));
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "message missing: {}",
+            self.body
+        );
+        assert!(
+            error["details"].is_array(),
+            "details missing: {}",
+            self.body
+        );
+        assert!(
+            error["request_id"].as_str().is_some(),
+            "request_id missing: {}",
+            self.body
+        );
+        error["code"].as_str().expect("code").to_owned()
+    }
+}
+
+/// An organization and one of its keys.
+#[derive(Clone)]
+pub struct Org {
+    pub id: Uuid,
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn create_org(&self, name: &str) -> Org {
+        let created = parley_api::admin::create_org(&self.store, name)
+            .await
+            .expect("create org");
+        Org {
+            id: created.org_id,
+            key: created.api_key,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.call_with(method, path, key, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body read");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Graceful stop: in-flight requests and jobs finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("app task")
+                .expect("app stopped cleanly");
+        }
+    }
+
+    /// Simulates a crash: every task of the application is dropped mid-flight.
+    pub async fn kill(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    /// Waits until `check` holds, polling, for at most `secs` seconds.
+    pub async fn eventually<F, Fut>(&self, secs: u64, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if check().await {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
