@@ -159,10 +159,7 @@ impl Application {
 
     /// Runs until `shutdown` resolves, then stops taking requests and jobs and
     /// lets in-flight ones finish (up to the shutdown timeout).
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -200,9 +197,7 @@ impl Application {
             let queue = self.state.queue.clone();
             let concurrency = self.state.settings.worker_concurrency;
             let signal = stopped();
-            tasks.spawn(async move {
-                parley_worker::runtime::run_workers(queue, ctx, concurrency, signal).await
-            });
+            tasks.spawn(async move { parley_worker::runtime::run_workers(queue, ctx, concurrency, signal).await });
         }
         tracing::info!(port = ?self.port, roles = ?self.roles, queue = self.state.queue.kind(), "parley started");
         tokio::pin!(shutdown);

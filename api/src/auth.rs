@@ -21,8 +21,5 @@ async fn check_api_key(req: &Request, bearer: Bearer) -> poem::Result<Principal>
     let state = req
         .data::<AppState>()
         .ok_or_else(|| poem::Error::from(ApiError::internal("application state missing")))?;
-    state
-        .authenticate(&bearer.token)
-        .await
-        .map_err(poem::Error::from)
+    state.authenticate(&bearer.token).await.map_err(poem::Error::from)
 }

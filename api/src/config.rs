@@ -56,9 +56,7 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
         .set_default("request_timeout_secs", 120)?
         .set_default("shutdown_timeout_secs", 30)?
         .set_default("outbox_lease_secs", 15)?;
-    let file = file
-        .map(str::to_owned)
-        .or_else(|| std::env::var("PARLEY_CONFIG").ok());
+    let file = file.map(str::to_owned).or_else(|| std::env::var("PARLEY_CONFIG").ok());
     match file {
         Some(path) => builder = builder.add_source(config::File::with_name(&path).required(true)),
         None => builder = builder.add_source(config::File::with_name("parley").required(false)),
@@ -79,10 +77,7 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Source(#[from] config::ConfigError),
     #[error("configuration: {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -102,10 +97,7 @@ impl Settings {
             )
         })?;
         let db = self.database_url.expose_secret();
-        if !(db.starts_with("sqlite:")
-            || db.starts_with("postgres://")
-            || db.starts_with("postgresql://"))
-        {
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return Err(invalid(
                 "PARLEY_DATABASE_URL",
                 "must start with sqlite:, postgres:// or postgresql://",
@@ -114,10 +106,7 @@ impl Settings {
         if let Some(redis) = &self.redis_url {
             let r = redis.expose_secret();
             if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
-                return Err(invalid(
-                    "PARLEY_REDIS_URL",
-                    "must start with redis:// or rediss://",
-                ));
+                return Err(invalid("PARLEY_REDIS_URL", "must start with redis:// or rediss://"));
             }
         } else if !self.is_sqlite() {
             return Err(invalid(
@@ -126,22 +115,13 @@ impl Settings {
             ));
         }
         if !(1..=64).contains(&self.worker_concurrency) {
-            return Err(invalid(
-                "PARLEY_WORKER_CONCURRENCY",
-                "must be between 1 and 64",
-            ));
+            return Err(invalid("PARLEY_WORKER_CONCURRENCY", "must be between 1 and 64"));
         }
         if !(1024..=1 << 30).contains(&self.max_body_bytes) {
-            return Err(invalid(
-                "PARLEY_MAX_BODY_BYTES",
-                "must be between 1024 and 1073741824",
-            ));
+            return Err(invalid("PARLEY_MAX_BODY_BYTES", "must be between 1024 and 1073741824"));
         }
         if !(1..=3600).contains(&self.outbox_lease_secs) {
-            return Err(invalid(
-                "PARLEY_OUTBOX_LEASE_SECS",
-                "must be between 1 and 3600",
-            ));
+            return Err(invalid("PARLEY_OUTBOX_LEASE_SECS", "must be between 1 and 3600"));
         }
         if self.request_timeout_secs == 0 {
             return Err(invalid("PARLEY_REQUEST_TIMEOUT_SECS", "must be at least 1"));
@@ -187,12 +167,7 @@ mod tests {
             listen: "localhost".into(),
             ..defaults()
         };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("PARLEY_LISTEN")
-        );
+        assert!(bad.validate().unwrap_err().to_string().contains("PARLEY_LISTEN"));
         let pg_without_redis = Settings {
             database_url: "postgres://x/y".into(),
             ..defaults()
@@ -225,9 +200,6 @@ mod tests {
             ..defaults()
         };
         let printed = format!("{s:?}");
-        assert!(
-            !printed.contains("hunter2") && !printed.contains(":pw@"),
-            "{printed}"
-        );
+        assert!(!printed.contains("hunter2") && !printed.contains(":pw@"), "{printed}");
     }
 }

@@ -14,6 +14,7 @@ pub struct ErrorDetail {
     /// The field or parameter concerned, when there is one (`model.temperature`).
     #[oai(skip_serializing_if_is_none)]
     pub field: Option<String>,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -23,6 +24,7 @@ pub struct ErrorInfo {
     pub code: String,
     /// Human-readable explanation, safe to show.
     pub message: String,
+    /// Per-field problems, when there are several (validation).
     pub details: Vec<ErrorDetail>,
     /// The request id (`X-Request-Id`) to quote when reporting a problem.
     #[oai(skip_serializing_if_is_none)]
@@ -32,6 +34,7 @@ pub struct ErrorInfo {
 /// The body of every error response.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorInfo,
 }
 
@@ -78,11 +81,7 @@ impl ApiError {
         Self::with_details(code, message, vec![])
     }
 
-    pub fn with_details(
-        code: ErrorCode,
-        message: impl Into<String>,
-        details: Vec<ErrorDetail>,
-    ) -> Self {
+    pub fn with_details(code: ErrorCode, message: impl Into<String>, details: Vec<ErrorDetail>) -> Self {
         let body = Json(ErrorBody {
             error: ErrorInfo {
                 code: code.as_str().to_owned(),
@@ -153,12 +152,23 @@ fn framework_error(status: StatusCode, message: String) -> Response {
     let message = match code {
         ErrorCode::NotFound => "no such route".to_owned(),
         ErrorCode::MethodNotAllowed => "method not allowed on this route".to_owned(),
-        ErrorCode::Unauthorized
-            if message.is_empty() || message.contains("authorization error") =>
-        {
+        ErrorCode::Unauthorized if message.is_empty() || message.contains("authorization error") => {
             "missing or malformed `Authorization: Bearer <API key>` header".to_owned()
         }
-        _ => message,
+        ErrorCode::InvalidRequest
+        | ErrorCode::ValidationFailed
+        | ErrorCode::Unauthorized
+        | ErrorCode::Forbidden
+        | ErrorCode::BotNotFound
+        | ErrorCode::ApiKeyNotFound
+        | ErrorCode::Conflict
+        | ErrorCode::BotSlugTaken
+        | ErrorCode::IdempotencyKeyReused
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedMediaType
+        | ErrorCode::RateLimited
+        | ErrorCode::ServiceUnavailable
+        | ErrorCode::Internal => message,
     };
     let body = ErrorBody {
         error: ErrorInfo {
@@ -211,15 +221,9 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Conflict,
                 "a request with the same Idempotency-Key is being processed; retry",
             ),
-            StoreError::Unique {
-                projection,
-                message,
-            } => {
+            StoreError::Unique { projection, message } => {
                 tracing::info!(projection, message, "unique constraint refused a change");
-                ApiError::new(
-                    ErrorCode::Conflict,
-                    "a unique value of this resource is already taken",
-                )
+                ApiError::new(ErrorCode::Conflict, "a unique value of this resource is already taken")
             }
             StoreError::Db(ref db) if e.is_transient() => {
                 tracing::error!(error = %db, "database unavailable");
@@ -236,9 +240,7 @@ impl From<StoreError> for ApiError {
 /// Middleware turning every error, including the framework's own plain-text
 /// ones, into the JSON error shape with the request id.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let request_id = req
-        .data::<crate::middleware::RequestId>()
-        .map(|r| r.0.clone());
+    let request_id = req.data::<crate::middleware::RequestId>().map(|r| r.0.clone());
     let response = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {
@@ -294,7 +296,6 @@ async fn with_request_id(resp: Response, request_id: Option<String>) -> Response
         Err(_) => poem::Body::from_bytes(bytes),
     };
     let mut resp = Response::from_parts(parts, body);
-    resp.headers_mut()
-        .remove(poem::http::header::CONTENT_LENGTH);
+    resp.headers_mut().remove(poem::http::header::CONTENT_LENGTH);
     resp
 }

@@ -19,11 +19,7 @@ pub struct Idempotency {
 
 impl Idempotency {
     /// Reads the header. `scope` separates operations that share a key space.
-    pub fn from_header<B: ToJSON>(
-        header: Option<String>,
-        scope: &str,
-        body: &B,
-    ) -> Result<Option<Self>, ApiError> {
+    pub fn from_header<B: ToJSON>(header: Option<String>, scope: &str, body: &B) -> Result<Option<Self>, ApiError> {
         let Some(key) = header else { return Ok(None) };
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ApiError::new(
@@ -43,11 +39,7 @@ impl Idempotency {
     }
 
     /// The remembered answer of an earlier request with this key, if any.
-    pub async fn replayed(
-        &self,
-        state: &AppState,
-        org_id: Uuid,
-    ) -> Result<Option<Value>, ApiError> {
+    pub async fn replayed(&self, state: &AppState, org_id: Uuid) -> Result<Option<Value>, ApiError> {
         let record = state.store.idempotency_record(org_id, &self.key).await?;
         match record {
             Some(r) if r.request_hash == self.request_hash => Ok(Some(r.response)),

@@ -7,11 +7,7 @@ use parley_api::{admin, config, routes, telemetry};
 use parley_migration::{Migrator, MigratorTrait};
 
 #[derive(Parser)]
-#[command(
-    name = "parley",
-    version,
-    about = "Parley: self-hosted AI customer-support chatbots"
-)]
+#[command(name = "parley", version, about = "Parley: self-hosted AI customer-support chatbots")]
 struct Cli {
     /// A TOML configuration file (default: ./parley.toml when present, or $PARLEY_CONFIG).
     #[arg(long, global = true)]
@@ -70,9 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Openapi { output } = &cli.command {
         let spec = routes::spec_json();
         match output {
-            Some(path) => {
-                std::fs::write(path, spec).with_context(|| format!("cannot write {path}"))?
-            }
+            Some(path) => std::fs::write(path, spec).with_context(|| format!("cannot write {path}"))?,
             None => {
                 use std::io::Write;
                 // A closed pipe (`parley openapi | head`) is not an error.

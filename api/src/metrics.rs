@@ -1,10 +1,12 @@
-//! Prometheus metrics: requests by route and status, latency histograms, and
-//! job counts (the job workers of this process report into the same registry).
+//! Prometheus metrics: requests by route and status, latency histograms, job
+//! counts (the job workers of this process report into the same registry, and
+//! the queue backend reports what it holds for all processes), and the
+//! positions of the event log and the outbox.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -13,6 +15,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     log: IntGaugeVec,
+    queue: GaugeVec,
 }
 
 impl Metrics {
@@ -29,12 +32,12 @@ impl Metrics {
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "parley_http_request_duration_seconds",
-                "HTTP request latency by route and method",
+                "HTTP request latency by route, method and status",
             )
             .buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
-            &["route", "method"],
+            &["route", "method", "status"],
         )
         .expect("constant metric options are valid");
         let log = IntGaugeVec::new(
@@ -45,35 +48,48 @@ impl Metrics {
             &["cursor"],
         )
         .expect("constant metric options are valid");
+        let queue = GaugeVec::new(
+            Opts::new(
+                "parley_queue_jobs",
+                "Jobs in the queue by state, as the queue backend counts them (all processes)",
+            ),
+            &["state"],
+        )
+        .expect("constant metric options are valid");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(log.clone()),
+            Box::new(queue.clone()),
         ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
+            registry.register(collector).expect("metric names are unique");
         }
         Metrics {
             registry,
             requests,
             latency,
             log,
+            queue,
         }
     }
 
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.requests
-            .with_label_values(&[route, method, &status.to_string()])
-            .inc();
+        let status = status.to_string();
+        self.requests.with_label_values(&[route, method, &status]).inc();
         self.latency
-            .with_label_values(&[route, method])
+            .with_label_values(&[route, method, &status])
             .observe(elapsed.as_secs_f64());
     }
 
     pub fn set_log_positions(&self, head: i64, outbox: i64) {
         self.log.with_label_values(&["head"]).set(head);
         self.log.with_label_values(&["outbox"]).set(outbox);
+    }
+
+    pub fn set_queue_stats(&self, stats: &[(String, f64)]) {
+        for (state, value) in stats {
+            self.queue.with_label_values(&[state.as_str()]).set(*value);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -24,11 +24,7 @@ fn acceptable_request_id(value: &str) -> bool {
 }
 
 /// Outermost middleware: request id, tracing span, access log and metrics.
-pub async fn observe<E: Endpoint>(
-    next: E,
-    mut req: Request,
-    metrics: Metrics,
-) -> poem::Result<Response> {
+pub async fn observe<E: Endpoint>(next: E, mut req: Request, metrics: Metrics) -> poem::Result<Response> {
     let request_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -39,8 +35,7 @@ pub async fn observe<E: Endpoint>(
     req.set_data(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
     let started = Instant::now();
     let mut response = async move { next.call(req).await.map(IntoResponse::into_response) }
         .instrument(span.clone())
@@ -72,11 +67,7 @@ fn unmatched_route(path: &str) -> String {
 }
 
 /// Refuses bodies larger than `limit` bytes with 413 before reading them.
-pub async fn limit_body<E: Endpoint>(
-    next: E,
-    mut req: Request,
-    limit: usize,
-) -> poem::Result<Response> {
+pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poem::Result<Response> {
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
@@ -104,11 +95,7 @@ pub async fn limit_body<E: Endpoint>(
 
 /// Answers 503 when a request takes longer than `timeout` to produce its
 /// response head (streams, once started, are not cut).
-pub async fn with_timeout<E: Endpoint>(
-    next: E,
-    req: Request,
-    timeout: std::time::Duration,
-) -> poem::Result<Response> {
+pub async fn with_timeout<E: Endpoint>(next: E, req: Request, timeout: std::time::Duration) -> poem::Result<Response> {
     match tokio::time::timeout(timeout, next.call(req)).await {
         Ok(result) => result.map(IntoResponse::into_response),
         Err(_) => Err(poem::Error::from_string(

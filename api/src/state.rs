@@ -59,10 +59,7 @@ impl AppState {
             return Err(ApiError::new(ErrorCode::Unauthorized, "unknown API key"));
         };
         if key.revoked_at.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "this API key has been revoked",
-            ));
+            return Err(ApiError::new(ErrorCode::Unauthorized, "this API key has been revoked"));
         }
         self.touch(key.id).await;
         Ok(Principal {
@@ -83,11 +80,7 @@ impl AppState {
             }
             touched.insert(key_id, now);
         }
-        if let Err(e) = self
-            .store
-            .touch_api_key(key_id, parley_domain::store::now())
-            .await
-        {
+        if let Err(e) = self.store.touch_api_key(key_id, parley_domain::store::now()).await {
             tracing::warn!(error = %e, "could not record API key use");
         }
     }

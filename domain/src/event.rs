@@ -86,11 +86,7 @@ pub trait DomainEvent: Sized {
     /// Serialise to the current schema.
     fn to_new_event(&self) -> NewEvent;
     /// Read a stored event, upcasting older schema versions.
-    fn from_stored(
-        event_type: &str,
-        schema_version: i32,
-        payload: &Value,
-    ) -> Result<Self, UpcastError>;
+    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +104,7 @@ pub enum UpcastError {
 }
 
 /// Deserialise one payload, naming the event in the error.
-pub fn payload_of<T: serde::de::DeserializeOwned>(
-    event_type: &str,
-    payload: &Value,
-) -> Result<T, UpcastError> {
+pub fn payload_of<T: serde::de::DeserializeOwned>(event_type: &str, payload: &Value) -> Result<T, UpcastError> {
     serde_json::from_value(payload.clone()).map_err(|source| UpcastError::Payload {
         event_type: event_type.to_owned(),
         source,
@@ -132,6 +125,5 @@ pub trait Aggregate {
     type Command: Send + Clone;
 
     fn apply(state: &mut Self::State, event: &Self::Event);
-    fn decide(state: &Self::State, command: Self::Command)
-    -> Result<Vec<Self::Event>, DomainError>;
+    fn decide(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, DomainError>;
 }

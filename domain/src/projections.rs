@@ -8,9 +8,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::aggregates::api_key::{API_KEY_CREATED, API_KEY_REVOKED, ApiKeyEvent};
-use crate::aggregates::bot::{
-    BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings,
-};
+use crate::aggregates::bot::{BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings};
 use crate::aggregates::org::{ORG_CREATED, OrgEvent};
 use crate::event::{DomainEvent, RecordedEvent};
 use crate::store::entities::{api_keys, bots, orgs};
@@ -51,8 +49,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
 }
 
 fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, DbErr> {
-    E::from_stored(&event.event_type, event.schema_version, &event.payload)
-        .map_err(|e| DbErr::Custom(e.to_string()))
+    E::from_stored(&event.event_type, event.schema_version, &event.payload).map_err(|e| DbErr::Custom(e.to_string()))
 }
 
 pub struct OrgsProjection;
@@ -75,9 +72,7 @@ impl Projection for OrgsProjection {
                     name: Set(e.name),
                     created_at: Set(event.recorded_at),
                 };
-                orgs::Entity::insert(row)
-                    .exec_without_returning(txn)
-                    .await?;
+                orgs::Entity::insert(row).exec_without_returning(txn).await?;
             }
         }
         Ok(())
@@ -122,9 +117,7 @@ impl Projection for ApiKeysProjection {
                     created_at: Set(event.recorded_at),
                     revoked_at: Set(None),
                 };
-                api_keys::Entity::insert(row)
-                    .exec_without_returning(txn)
-                    .await?;
+                api_keys::Entity::insert(row).exec_without_returning(txn).await?;
             }
             ApiKeyEvent::Revoked(e) => {
                 api_keys::Entity::update_many()
@@ -175,10 +168,7 @@ impl Projection for BotsProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        matches!(
-            event_type,
-            BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED
-        )
+        matches!(event_type, BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED)
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -194,9 +184,7 @@ impl Projection for BotsProjection {
                     ..Default::default()
                 };
                 bot_columns(&mut row, e.settings);
-                bots::Entity::insert(row)
-                    .exec_without_returning(txn)
-                    .await?;
+                bots::Entity::insert(row).exec_without_returning(txn).await?;
             }
             BotEvent::Updated(e) => {
                 let mut row = bots::ActiveModel {

@@ -33,12 +33,7 @@ pub async fn bot(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<Option<bot
 }
 
 /// Live bots in creation order (ids are time-ordered), after `cursor`.
-pub async fn bots(
-    store: &Store,
-    org_id: Uuid,
-    cursor: Option<Uuid>,
-    limit: u64,
-) -> Result<Page<bots::Model>, DbErr> {
+pub async fn bots(store: &Store, org_id: Uuid, cursor: Option<Uuid>, limit: u64) -> Result<Page<bots::Model>, DbErr> {
     let mut q = bots::Entity::find()
         .filter(bots::Column::OrgId.eq(org_id))
         .filter(bots::Column::DeletedAt.is_null());
@@ -54,11 +49,7 @@ pub async fn bots(
 }
 
 /// Slugs of live bots of the organization that start with `prefix`.
-pub async fn slugs_like(
-    store: &Store,
-    org_id: Uuid,
-    prefix: &str,
-) -> Result<Vec<(Uuid, String)>, DbErr> {
+pub async fn slugs_like(store: &Store, org_id: Uuid, prefix: &str) -> Result<Vec<(Uuid, String)>, DbErr> {
     let rows = bots::Entity::find()
         .filter(bots::Column::OrgId.eq(org_id))
         .filter(bots::Column::DeletedAt.is_null())
@@ -83,10 +74,7 @@ async fn with_usage(store: &Store, keys: Vec<api_keys::Model>) -> Result<Vec<Api
     Ok(keys
         .into_iter()
         .map(|key| {
-            let last_used_at = usage
-                .iter()
-                .find(|u| u.key_id == key.id)
-                .map(|u| u.last_used_at);
+            let last_used_at = usage.iter().find(|u| u.key_id == key.id).map(|u| u.last_used_at);
             ApiKeyRow { key, last_used_at }
         })
         .collect())
@@ -101,11 +89,7 @@ pub async fn api_keys(store: &Store, org_id: Uuid) -> Result<Vec<ApiKeyRow>, DbE
     with_usage(store, keys).await
 }
 
-pub async fn api_key(
-    store: &Store,
-    org_id: Uuid,
-    key_id: Uuid,
-) -> Result<Option<ApiKeyRow>, DbErr> {
+pub async fn api_key(store: &Store, org_id: Uuid, key_id: Uuid) -> Result<Option<ApiKeyRow>, DbErr> {
     let key = api_keys::Entity::find_by_id(key_id)
         .filter(api_keys::Column::OrgId.eq(org_id))
         .one(store.db())

@@ -85,10 +85,8 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
             }
-            other => {
-                return Err(DbErr::Migration(format!(
-                    "unsupported database backend {other:?}"
-                )));
+            other @ (DbBackend::MySql | _) => {
+                return Err(DbErr::Migration(format!("unsupported database backend {other:?}")));
             }
         }
 
@@ -116,8 +114,6 @@ impl MigrationTrait for Migration {
                 .execute_unprepared("DROP TRIGGER IF EXISTS events_append_only ON events")
                 .await?;
         }
-        manager
-            .drop_table(Table::drop().table("events").to_owned())
-            .await
+        manager.drop_table(Table::drop().table("events").to_owned()).await
     }
 }

@@ -115,16 +115,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "idempotency_keys",
-            "bots",
-            "api_key_usage",
-            "api_keys",
-            "orgs",
-        ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+        for table in ["idempotency_keys", "bots", "api_key_usage", "api_keys", "orgs"] {
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -18,8 +18,7 @@ pub enum Backend {
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("PARLEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("PARLEY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn redis_url() -> String {
@@ -54,9 +53,9 @@ impl TestEnv {
             }
             Backend::Postgres => {
                 let name = format!("parley_test_{id}");
-                let admin = Database::connect(pg_admin_url()).await.expect(
-                    "PostgreSQL must be reachable (PARLEY_TEST_POSTGRES_URL) for the postgres tier",
-                );
+                let admin = Database::connect(pg_admin_url())
+                    .await
+                    .expect("PostgreSQL must be reachable (PARLEY_TEST_POSTGRES_URL) for the postgres tier");
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
@@ -105,9 +104,7 @@ impl TestEnv {
         if !roles.api {
             settings.listen = "127.0.0.1:0".into();
         }
-        let app = Application::build(settings, roles)
-            .await
-            .expect("application starts");
+        let app = Application::build(settings, roles).await.expect("application starts");
         let port = app.port();
         let store = app.state().store.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -115,9 +112,7 @@ impl TestEnv {
             let _ = stop_rx.await;
         }));
         TestApp {
-            base: port
-                .map(|p| format!("http://127.0.0.1:{p}"))
-                .unwrap_or_default(),
+            base: port.map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -176,11 +171,7 @@ impl Reply {
             "message missing: {}",
             self.body
         );
-        assert!(
-            error["details"].is_array(),
-            "details missing: {}",
-            self.body
-        );
+        assert!(error["details"].is_array(), "details missing: {}", self.body);
         assert!(
             error["request_id"].as_str().is_some(),
             "request_id missing: {}",
@@ -208,13 +199,7 @@ impl TestApp {
         }
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
         self.call_with(method, path, key, body, &[]).await
     }
 
@@ -241,11 +226,7 @@ impl TestApp {
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body read");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Reply {
@@ -270,10 +251,7 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(handle) = self.handle.take() {
-            handle
-                .await
-                .expect("app task")
-                .expect("app stopped cleanly");
+            handle.await.expect("app task").expect("app stopped cleanly");
         }
     }
 
@@ -296,10 +274,7 @@ impl TestApp {
             if check().await {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for: {what}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

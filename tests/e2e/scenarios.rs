@@ -30,14 +30,9 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
     let b = app.create_org("Globex").await;
 
     // A second key for Acme, shown once; lists never show it.
-    let created = app
-        .post("/api/v1/keys", &a.key, json!({"name": "ci"}))
-        .await;
+    let created = app.post("/api/v1/keys", &a.key, json!({"name": "ci"})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let key2 = created.body["key"]
-        .as_str()
-        .expect("key shown once")
-        .to_owned();
+    let key2 = created.body["key"].as_str().expect("key shown once").to_owned();
     assert!(key2.starts_with("pk_") && key2.len() == 67, "{key2}");
     assert_eq!(created.body["last4"], json!(&key2[63..]));
     assert!(key2.starts_with(created.body["prefix"].as_str().expect("prefix")));
@@ -55,10 +50,7 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
         !listed.body.to_string().contains(&key2[3..]),
         "the key must not appear in lists"
     );
-    let key2_row = keys
-        .iter()
-        .find(|k| k["id"] == json!(key2_id))
-        .expect("key2 listed");
+    let key2_row = keys.iter().find(|k| k["id"] == json!(key2_id)).expect("key2 listed");
     assert!(
         key2_row["last_used_at"].is_string(),
         "using a key records its last use: {key2_row}"
@@ -75,12 +67,14 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
     assert_eq!(bot["version"], 1);
     assert_eq!(bot["language"], "en");
     let twin = create_bot(&app, &a.key, json!({"name": "Support Bot"})).await;
-    assert_eq!(
-        twin["slug"], "support-bot-2",
-        "derived slugs are made unique"
-    );
-    let third = create_bot(&app, &a.key, json!({"name": "Sales", "slug": "sales", "language": "pt-BR",
-        "model": {"provider": "openai", "model": "gpt-4o-mini", "temperature": 0.7}, "streaming": false})).await;
+    assert_eq!(twin["slug"], "support-bot-2", "derived slugs are made unique");
+    let third = create_bot(
+        &app,
+        &a.key,
+        json!({"name": "Sales", "slug": "sales", "language": "pt-BR",
+        "model": {"provider": "openai", "model": "gpt-4o-mini", "temperature": 0.7}, "streaming": false}),
+    )
+    .await;
     assert_eq!(third["model"]["provider"], "openai");
     assert_eq!(third["streaming"], false);
     let bot_id = id(&bot);
@@ -92,9 +86,7 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
     let page1 = app.get("/api/v1/bots?limit=2", &a.key).await;
     assert_eq!(page1.body["data"].as_array().map(Vec::len), Some(2));
     let cursor = page1.body["next_cursor"].as_str().expect("a next page");
-    let page2 = app
-        .get(&format!("/api/v1/bots?limit=2&cursor={cursor}"), &a.key)
-        .await;
+    let page2 = app.get(&format!("/api/v1/bots?limit=2&cursor={cursor}"), &a.key).await;
     assert_eq!(page2.body["data"].as_array().map(Vec::len), Some(1));
     assert!(page2.body["next_cursor"].is_null());
     assert_eq!(page2.body["data"][0]["id"], third["id"]);
@@ -112,28 +104,17 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
     assert_eq!(updated.body["model"]["temperature"], 0.0);
     assert_eq!(updated.body["version"], 2);
     let taken = app
-        .patch(
-            &format!("/api/v1/bots/{bot_id}"),
-            &a.key,
-            json!({"slug": "sales"}),
-        )
+        .patch(&format!("/api/v1/bots/{bot_id}"), &a.key, json!({"slug": "sales"}))
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT);
     assert_eq!(taken.error_code(), "BOT_SLUG_TAKEN");
 
     // Another organization sees nothing of Acme's and can change nothing.
-    assert_eq!(
-        app.get("/api/v1/bots", &b.key).await.body["data"],
-        json!([])
-    );
+    assert_eq!(app.get("/api/v1/bots", &b.key).await.body["data"], json!([]));
     for r in [
         app.get(&format!("/api/v1/bots/{bot_id}"), &b.key).await,
-        app.patch(
-            &format!("/api/v1/bots/{bot_id}"),
-            &b.key,
-            json!({"name": "pwned"}),
-        )
-        .await,
+        app.patch(&format!("/api/v1/bots/{bot_id}"), &b.key, json!({"name": "pwned"}))
+            .await,
         app.delete(&format!("/api/v1/bots/{bot_id}"), &b.key).await,
     ] {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
@@ -143,9 +124,7 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.error_code(), "API_KEY_NOT_FOUND");
     assert_eq!(
-        app.get(&format!("/api/v1/keys/{key2_id}"), &b.key)
-            .await
-            .status,
+        app.get(&format!("/api/v1/keys/{key2_id}"), &b.key).await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -155,18 +134,14 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
         Some(1)
     );
     assert_eq!(
-        app.get(&format!("/api/v1/bots/{bot_id}"), &a.key)
-            .await
-            .body["name"],
+        app.get(&format!("/api/v1/bots/{bot_id}"), &a.key).await.body["name"],
         "Support Bot"
     );
 
     // Revocation takes effect on the next request.
     assert_eq!(app.get("/api/v1/bots", &key2).await.status, StatusCode::OK);
     assert_eq!(
-        app.delete(&format!("/api/v1/keys/{key2_id}"), &a.key)
-            .await
-            .status,
+        app.delete(&format!("/api/v1/keys/{key2_id}"), &a.key).await.status,
         StatusCode::NO_CONTENT
     );
     let refused = app.get("/api/v1/bots", &key2).await;
@@ -175,35 +150,24 @@ pub async fn keys_bots_and_tenant_isolation(backend: Backend) {
     let row = app.get(&format!("/api/v1/keys/{key2_id}"), &a.key).await;
     assert!(row.body["revoked_at"].is_string());
     assert_eq!(
-        app.delete(&format!("/api/v1/keys/{key2_id}"), &a.key)
-            .await
-            .status,
+        app.delete(&format!("/api/v1/keys/{key2_id}"), &a.key).await.status,
         StatusCode::NO_CONTENT,
         "revoking twice is harmless"
     );
 
     // Deleting a bot: gone at once, slug free again.
     assert_eq!(
-        app.delete(&format!("/api/v1/bots/{bot_id}"), &a.key)
-            .await
-            .status,
+        app.delete(&format!("/api/v1/bots/{bot_id}"), &a.key).await.status,
         StatusCode::NO_CONTENT
     );
     let gone = app.get(&format!("/api/v1/bots/{bot_id}"), &a.key).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     assert_eq!(gone.error_code(), "BOT_NOT_FOUND");
     assert_eq!(
-        app.delete(&format!("/api/v1/bots/{bot_id}"), &a.key)
-            .await
-            .status,
+        app.delete(&format!("/api/v1/bots/{bot_id}"), &a.key).await.status,
         StatusCode::NOT_FOUND
     );
-    let again = create_bot(
-        &app,
-        &a.key,
-        json!({"name": "Support Bot", "slug": "support-bot"}),
-    )
-    .await;
+    let again = create_bot(&app, &a.key, json!({"name": "Support Bot", "slug": "support-bot"})).await;
     assert_eq!(again["slug"], "support-bot");
 
     app.stop().await;
@@ -217,30 +181,15 @@ pub async fn idempotent_creates(backend: Backend) {
     let body = json!({"name": "Docs Bot"});
     let headers = [("Idempotency-Key", "create-docs-bot-1")];
     let first = app
-        .call_with(
-            Method::POST,
-            "/api/v1/bots",
-            Some(&a.key),
-            Some(body.clone()),
-            &headers,
-        )
+        .call_with(Method::POST, "/api/v1/bots", Some(&a.key), Some(body.clone()), &headers)
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert!(first.header("idempotent-replayed").is_none());
     let retry = app
-        .call_with(
-            Method::POST,
-            "/api/v1/bots",
-            Some(&a.key),
-            Some(body.clone()),
-            &headers,
-        )
+        .call_with(Method::POST, "/api/v1/bots", Some(&a.key), Some(body.clone()), &headers)
         .await;
     assert_eq!(retry.status, StatusCode::CREATED);
-    assert_eq!(
-        retry.body, first.body,
-        "a retry answers like the first request"
-    );
+    assert_eq!(retry.body, first.body, "a retry answers like the first request");
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     let created = app.get("/api/v1/events?type=bot.created", &a.key).await;
     assert_eq!(
@@ -264,13 +213,7 @@ pub async fn idempotent_creates(backend: Backend) {
 
     // Keys are per organization.
     let globex = app
-        .call_with(
-            Method::POST,
-            "/api/v1/bots",
-            Some(&b.key),
-            Some(body.clone()),
-            &headers,
-        )
+        .call_with(Method::POST, "/api/v1/bots", Some(&b.key), Some(body.clone()), &headers)
         .await;
     assert_eq!(globex.status, StatusCode::CREATED);
     assert_ne!(globex.body["id"], first.body["id"]);
@@ -331,10 +274,7 @@ pub async fn idempotent_creates(backend: Backend) {
     assert_eq!(k2.status, StatusCode::CREATED);
     assert_eq!(k1.body["id"], k2.body["id"]);
     assert!(k1.body["key"].is_string());
-    assert!(
-        k2.body["key"].is_null(),
-        "a replay never shows the secret again"
-    );
+    assert!(k2.body["key"].is_null(), "a replay never shows the secret again");
 
     app.stop().await;
     env.cleanup().await;
@@ -373,11 +313,7 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
             "INVALID_REQUEST",
         ),
         (
-            raw(
-                "{\"name\": \"x\", \"streaming\": \"yes\"}",
-                "application/json",
-            )
-            .await,
+            raw("{\"name\": \"x\", \"streaming\": \"yes\"}", "application/json").await,
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST",
         ),
@@ -392,8 +328,7 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
             "UNSUPPORTED_MEDIA_TYPE",
         ),
         (
-            app.post("/api/v1/bots", &a.key, json!({"name": "x".repeat(101)}))
-                .await,
+            app.post("/api/v1/bots", &a.key, json!({"name": "x".repeat(101)})).await,
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST",
         ),
@@ -418,12 +353,8 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
             "VALIDATION_FAILED",
         ),
         (
-            app.post(
-                "/api/v1/bots",
-                &a.key,
-                json!({"name": "x", "slug": "Not A Slug"}),
-            )
-            .await,
+            app.post("/api/v1/bots", &a.key, json!({"name": "x", "slug": "Not A Slug"}))
+                .await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "VALIDATION_FAILED",
         ),
@@ -448,8 +379,7 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
             "UNAUTHORIZED",
         ),
         (
-            app.get("/api/v1/bots", &format!("pk_{}", "0".repeat(64)))
-                .await,
+            app.get("/api/v1/bots", &format!("pk_{}", "0".repeat(64))).await,
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
         ),
@@ -464,8 +394,7 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
             "INVALID_REQUEST",
         ),
         (
-            app.get(&format!("/api/v1/bots/{}", uuid::Uuid::now_v7()), &a.key)
-                .await,
+            app.get(&format!("/api/v1/bots/{}", uuid::Uuid::now_v7()), &a.key).await,
             StatusCode::NOT_FOUND,
             "BOT_NOT_FOUND",
         ),
@@ -475,8 +404,7 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
             "NOT_FOUND",
         ),
         (
-            app.call(Method::PUT, "/api/v1/bots", Some(&a.key), None)
-                .await,
+            app.call(Method::PUT, "/api/v1/bots", Some(&a.key), None).await,
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
         ),
@@ -498,7 +426,10 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
         assert_eq!(reply.error_code(), *code, "case {i}: {}", reply.body);
     }
     // Every invalid field is reported, by name.
-    let validation = cases.iter().find(|c| c.1 == StatusCode::UNPROCESSABLE_ENTITY).expect("a validation case");
+    let validation = cases
+        .iter()
+        .find(|c| c.1 == StatusCode::UNPROCESSABLE_ENTITY)
+        .expect("a validation case");
     let details = &validation.0.body["error"]["details"];
     let fields: Vec<_> = details
         .as_array()
@@ -508,10 +439,7 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
         .collect();
     assert_eq!(fields, ["website", "language"]);
     // Nothing was stored by any refused request.
-    assert_eq!(
-        app.get("/api/v1/bots", &a.key).await.body["data"],
-        json!([])
-    );
+    assert_eq!(app.get("/api/v1/bots", &a.key).await.body["data"], json!([]));
     let conflict = {
         let bot = create_bot(&app, &a.key, json!({"name": "x"})).await;
         app.call_with(
@@ -561,17 +489,9 @@ pub async fn concurrent_updates_conflict_without_gaps(backend: Backend) {
         r1.body,
         r2.body
     );
-    let loser = if r1.status == StatusCode::CONFLICT {
-        &r1
-    } else {
-        &r2
-    };
+    let loser = if r1.status == StatusCode::CONFLICT { &r1 } else { &r2 };
     assert_eq!(loser.error_code(), "CONFLICT");
-    let winner = if r1.status == StatusCode::OK {
-        &r1
-    } else {
-        &r2
-    };
+    let winner = if r1.status == StatusCode::OK { &r1 } else { &r2 };
     let now = app.get(&path, &a.key).await;
     assert_eq!(
         now.body["persona"], winner.body["persona"],
@@ -580,13 +500,9 @@ pub async fn concurrent_updates_conflict_without_gaps(backend: Backend) {
     assert_eq!(now.body["version"], 2);
 
     // Updates without If-Match are decided again on the fresh state: all apply.
-    let replies = futures::future::join_all((0..8).map(|i| {
-        app.patch(
-            &path,
-            &a.key,
-            json!({"welcome_message": format!("hello {i}")}),
-        )
-    }))
+    let replies = futures::future::join_all(
+        (0..8).map(|i| app.patch(&path, &a.key, json!({"welcome_message": format!("hello {i}")}))),
+    )
     .await;
     assert!(
         replies.iter().all(|r| r.status == StatusCode::OK),
@@ -600,11 +516,7 @@ pub async fn concurrent_updates_conflict_without_gaps(backend: Backend) {
         .await
         .expect("stream");
     let versions: Vec<i64> = stream.iter().map(|e| e.stream_version).collect();
-    assert_eq!(
-        versions,
-        (1..=10).collect::<Vec<i64>>(),
-        "no gap, no duplicate"
-    );
+    assert_eq!(versions, (1..=10).collect::<Vec<i64>>(), "no gap, no duplicate");
     let positions: Vec<i64> = stream.iter().map(|e| e.position).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(app.get(&path, &a.key).await.body["version"], 10);
@@ -616,10 +528,7 @@ pub async fn concurrent_updates_conflict_without_gaps(backend: Backend) {
 async fn snapshots(app: &TestApp) -> Vec<(&'static str, Vec<Value>)> {
     let mut out = Vec::new();
     for p in app.store.projections() {
-        out.push((
-            p.name(),
-            p.snapshot(app.store.db()).await.expect("snapshot"),
-        ));
+        out.push((p.name(), p.snapshot(app.store.db()).await.expect("snapshot")));
     }
     out
 }
@@ -628,17 +537,9 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
     let (env, app) = fresh(backend).await;
     let a = app.create_org("Acme").await;
     let b = app.create_org("Globex").await;
-    let k = app
-        .post("/api/v1/keys", &a.key, json!({"name": "ci"}))
-        .await;
-    app.delete(&format!("/api/v1/keys/{}", id(&k.body)), &a.key)
-        .await;
-    let keep = create_bot(
-        &app,
-        &a.key,
-        json!({"name": "Keep", "website": "https://a.example"}),
-    )
-    .await;
+    let k = app.post("/api/v1/keys", &a.key, json!({"name": "ci"})).await;
+    app.delete(&format!("/api/v1/keys/{}", id(&k.body)), &a.key).await;
+    let keep = create_bot(&app, &a.key, json!({"name": "Keep", "website": "https://a.example"})).await;
     app.patch(
         &format!("/api/v1/bots/{}", id(&keep)),
         &a.key,
@@ -646,8 +547,7 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
     )
     .await;
     let gone = create_bot(&app, &b.key, json!({"name": "Gone"})).await;
-    app.delete(&format!("/api/v1/bots/{}", id(&gone)), &b.key)
-        .await;
+    app.delete(&format!("/api/v1/bots/{}", id(&gone)), &b.key).await;
     let store = app.store.clone();
     app.eventually(20, "bot.purged recorded", || {
         let store = store.clone();
@@ -746,11 +646,7 @@ pub async fn outbox_survives_a_crash_and_redelivery(backend: Backend) {
             migrate: false,
         })
         .await;
-    probe_app
-        .store
-        .set_checkpoint(OUTBOX, 0)
-        .await
-        .expect("rewind");
+    probe_app.store.set_checkpoint(OUTBOX, 0).await.expect("rewind");
     probe_app.stop().await;
     let app = env.start(Roles::ALL).await;
     let probe = app.store.clone();
@@ -773,17 +669,12 @@ pub async fn outbox_survives_a_crash_and_redelivery(backend: Backend) {
                 .text()
                 .await
                 .unwrap_or_default();
-            text.lines().any(|l| {
-                l.starts_with("parley_jobs_total{job=\"purge_bot\",outcome=\"succeeded\"} 1")
-            })
+            text.lines()
+                .any(|l| l.starts_with("parley_jobs_total{job=\"purge_bot\",outcome=\"succeeded\"} 1"))
         }
     })
     .await;
-    assert_eq!(
-        purged_count(&app).await,
-        1,
-        "the purge happened exactly once in effect"
-    );
+    assert_eq!(purged_count(&app).await, 1, "the purge happened exactly once in effect");
     let log = app
         .store
         .read_stream(bot["id"].as_str().expect("id").parse().expect("uuid"))
@@ -860,28 +751,20 @@ pub async fn operations_endpoints(backend: Backend) {
     );
     let text = metrics.text().await.expect("text");
     assert!(
-        text.contains(
-            "parley_http_requests_total{method=\"POST\",route=\"create_bot\",status=\"201\"} 1"
-        ),
+        text.contains("parley_http_requests_total{method=\"POST\",route=\"create_bot\",status=\"201\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains(
-            "parley_http_request_duration_seconds_bucket{method=\"GET\",route=\"healthz\""
-        ),
+        text.contains("parley_http_request_duration_seconds_bucket{method=\"GET\",route=\"healthz\",status=\"200\""),
         "{text}"
     );
+    assert!(text.contains("parley_event_log_position{cursor=\"head\"}"), "{text}");
     assert!(
-        text.contains("parley_event_log_position{cursor=\"head\"}"),
-        "{text}"
+        text.contains("parley_queue_jobs{state="),
+        "queue counts from the backend: {text}"
     );
 
-    let docs = app
-        .client
-        .get(format!("{}/docs", app.base))
-        .send()
-        .await
-        .expect("docs");
+    let docs = app.client.get(format!("{}/docs", app.base)).send().await.expect("docs");
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(
         docs.text().await.unwrap_or_default().contains("swagger"),
@@ -899,30 +782,15 @@ pub async fn event_feed_is_scoped_and_filtered(backend: Backend) {
     let a = app.create_org("Acme").await;
     let b = app.create_org("Globex").await;
     let bot = create_bot(&app, &a.key, json!({"name": "One"})).await;
-    app.patch(
-        &format!("/api/v1/bots/{}", id(&bot)),
-        &a.key,
-        json!({"name": "Uno"}),
-    )
-    .await;
+    app.patch(&format!("/api/v1/bots/{}", id(&bot)), &a.key, json!({"name": "Uno"}))
+        .await;
     create_bot(&app, &b.key, json!({"name": "Theirs"})).await;
 
     let feed = app.get("/api/v1/events", &a.key).await;
     assert_eq!(feed.status, StatusCode::OK);
     let events = feed.body["data"].as_array().expect("events");
-    let types: Vec<_> = events
-        .iter()
-        .map(|e| e["type"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(
-        types,
-        [
-            "org.created",
-            "api_key.created",
-            "bot.created",
-            "bot.updated"
-        ]
-    );
+    let types: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap_or_default()).collect();
+    assert_eq!(types, ["org.created", "api_key.created", "bot.created", "bot.updated"]);
     assert_eq!(
         events[0]["stream_id"],
         json!(a.id),
@@ -948,14 +816,10 @@ pub async fn event_feed_is_scoped_and_filtered(backend: Backend) {
     let first = app.get("/api/v1/events?limit=2", &a.key).await;
     assert_eq!(first.body["data"].as_array().map(Vec::len), Some(2));
     let after = first.body["next_after"].as_i64().expect("next_after");
-    let rest = app
-        .get(&format!("/api/v1/events?after={after}"), &a.key)
-        .await;
+    let rest = app.get(&format!("/api/v1/events?after={after}"), &a.key).await;
     assert_eq!(rest.body["data"].as_array().map(Vec::len), Some(2));
     let end = rest.body["next_after"].as_i64().expect("next_after");
-    let none = app
-        .get(&format!("/api/v1/events?after={end}"), &a.key)
-        .await;
+    let none = app.get(&format!("/api/v1/events?after={end}"), &a.key).await;
     assert_eq!(none.body["data"], json!([]));
     assert_eq!(none.body["next_after"], end);
     let only = app

@@ -19,15 +19,23 @@ fn committed_openapi_spec_is_current() {
     // Every operation has an id, a summary, a tag and documented errors.
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
-            assert!(
-                op["operationId"].is_string(),
-                "{method} {path} has no operationId"
-            );
+            assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
             assert!(op["summary"].is_string(), "{method} {path} has no summary");
+            assert!(op["description"].is_string(), "{method} {path} has no description");
             assert!(
                 op["tags"].as_array().is_some_and(|t| !t.is_empty()),
                 "{method} {path} has no tag"
             );
+        }
+    }
+    // Every field of every schema is described.
+    for (name, schema) in spec["components"]["schemas"].as_object().expect("schemas") {
+        for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+            let described = prop["description"].is_string()
+                || prop["allOf"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|p| p["description"].is_string()));
+            assert!(described, "{name}.{field} has no description");
         }
     }
 }

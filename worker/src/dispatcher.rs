@@ -47,17 +47,10 @@ impl Dispatcher {
 
     async fn hold_lease(&mut self) -> anyhow::Result<bool> {
         let now = Instant::now();
-        if self
-            .lease_until
-            .is_some_and(|until| until > now + self.lease_ttl / 2)
-        {
+        if self.lease_until.is_some_and(|until| until > now + self.lease_ttl / 2) {
             return Ok(true);
         }
-        if self
-            .store
-            .acquire_lease(OUTBOX, &self.owner, self.lease_ttl)
-            .await?
-        {
+        if self.store.acquire_lease(OUTBOX, &self.owner, self.lease_ttl).await? {
             self.lease_until = Some(now + self.lease_ttl);
             Ok(true)
         } else {

@@ -26,10 +26,7 @@ pub struct JobMetrics {
 impl JobMetrics {
     pub fn new(registry: &Registry) -> Self {
         let jobs = IntCounterVec::new(
-            Opts::new(
-                "parley_jobs_total",
-                "Background jobs run, by job and outcome",
-            ),
+            Opts::new("parley_jobs_total", "Background jobs run, by job and outcome"),
             &["job", "outcome"],
         )
         .expect("constant metric options are valid");
@@ -96,12 +93,7 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
 }
 
 /// Removes a deleted bot's derived data, then records `bot.purged`, once.
-pub async fn purge_bot(
-    ctx: &JobContext,
-    org_id: Uuid,
-    bot_id: Uuid,
-    correlation_id: String,
-) -> Result<(), JobError> {
+pub async fn purge_bot(ctx: &JobContext, org_id: Uuid, bot_id: Uuid, correlation_id: String) -> Result<(), JobError> {
     let (state, _) = ctx.store.load::<Bot>(bot_id).await?;
     if state.purged {
         tracing::info!(%bot_id, "bot already purged");

@@ -1,7 +1,7 @@
 //! The job queue: apalis storage in the same SQLite file (embedded default)
 //! or in Redis (production). Both take the same `Job` values.
 
-use apalis::prelude::TaskSink;
+use apalis::prelude::{Metrics, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::{SqlitePool, SqliteStorage};
 use parley_domain::jobs::{JOBS_QUEUE, Job};
@@ -28,9 +28,7 @@ impl JobQueue {
         // the durability pragmas of the event log that shares this file.
         SqliteStorage::migrations().run(pool).await?;
         let config = apalis_sqlite::Config::default().queue(JOBS_QUEUE);
-        Ok(JobQueue::Sqlite(
-            SqliteStorage::new(pool).with_config(config),
-        ))
+        Ok(JobQueue::Sqlite(SqliteStorage::new(pool).with_config(config)))
     }
 
     /// A Redis queue. `namespace` prefixes the queue name so that several
@@ -59,6 +57,49 @@ impl JobQueue {
             JobQueue::Redis { storage, .. } => storage.clone().push(job).await?,
         }
         Ok(())
+    }
+
+    /// The queue's own counts (pending, running, done, failed... as the
+    /// backend reports them), as `(lowercase name, value)`.
+    pub async fn stats(&self) -> anyhow::Result<Vec<(String, f64)>> {
+        let stats = match self {
+            JobQueue::Sqlite(storage) => storage.fetch_by_queue().await?,
+            JobQueue::Redis { storage, conn } => {
+                // apalis-redis 1.0.0's own per-queue statistics script expects an
+                // argument its caller never passes, so count its structures here.
+                let config = storage.get_config();
+                let mut conn = conn.clone();
+                let (pending, running, done, failed): (f64, f64, f64, f64) = redis::pipe()
+                    .cmd("LLEN")
+                    .arg(config.active_jobs_list())
+                    .cmd("SCARD")
+                    .arg(config.inflight_jobs_set())
+                    .cmd("ZCARD")
+                    .arg(config.done_jobs_set())
+                    .cmd("ZCARD")
+                    .arg(config.dead_jobs_set())
+                    .query_async(&mut conn)
+                    .await?;
+                return Ok(vec![
+                    ("pending_jobs".into(), pending),
+                    ("running_jobs".into(), running),
+                    ("done_jobs".into(), done),
+                    ("failed_jobs".into(), failed),
+                ]);
+            }
+        };
+        Ok(stats
+            .into_iter()
+            .filter_map(|s| {
+                let name: String = s
+                    .title
+                    .to_lowercase()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                s.value.parse::<f64>().ok().map(|v| (name, v))
+            })
+            .collect())
     }
 
     /// Whether the queue's backend answers.

@@ -1,9 +1,7 @@
 //! `/api/v1/bots`: list, create, get, update and delete bots.
 
 use chrono::{DateTime, Utc};
-use parley_domain::aggregates::bot::{
-    self as domain, Bot as BotAggregate, BotCommand, BotDraft, BotPatch, ModelPatch,
-};
+use parley_domain::aggregates::bot::{self as domain, Bot as BotAggregate, BotCommand, BotDraft, BotPatch, ModelPatch};
 use parley_domain::ids::new_id;
 use parley_domain::store::entities::bots;
 use parley_domain::store::{Execute, StoreError};
@@ -48,6 +46,7 @@ impl Provider {
 
 #[derive(Debug, Clone, Object)]
 pub struct ModelSettings {
+    /// How answers are generated.
     pub provider: Provider,
     /// The model name for the `openai` provider.
     pub model: Option<String>,
@@ -60,7 +59,9 @@ pub struct ModelSettings {
 /// A chatbot.
 #[derive(Debug, Clone, Object)]
 pub struct Bot {
+    /// The bot's id.
     pub id: Uuid,
+    /// Display name, 1 to 100 characters.
     pub name: String,
     /// Unique among your organization's bots; lowercase letters, digits and dashes.
     pub slug: String,
@@ -70,7 +71,9 @@ pub struct Bot {
     pub persona: String,
     /// Language tag of the bot's answers, e.g. `en` or `pt-BR`.
     pub language: String,
+    /// The first message visitors see.
     pub welcome_message: String,
+    /// How answers are generated.
     pub model: ModelSettings,
     /// Whether chat answers stream by default.
     pub streaming: bool,
@@ -78,7 +81,9 @@ pub struct Bot {
     pub active: bool,
     /// Increases with every change; send it as `If-Match` to update safely.
     pub version: i64,
+    /// When the bot was created.
     pub created_at: DateTime<Utc>,
+    /// When the bot last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -86,12 +91,15 @@ pub struct Bot {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ModelSettingsPatch {
+    /// How answers are generated.
     pub provider: Option<Provider>,
     /// Model name for the `openai` provider; `null` clears it.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub model: MaybeUndefined<String>,
+    /// Sampling temperature, 0 to 2.
     #[oai(validator(minimum(value = "0"), maximum(value = "2")))]
     pub temperature: Option<f64>,
+    /// Longest answer, in tokens, 1 to 32000.
     #[oai(validator(minimum(value = "1"), maximum(value = "32000")))]
     pub max_tokens: Option<u32>,
 }
@@ -99,24 +107,29 @@ pub struct ModelSettingsPatch {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct CreateBotRequest {
+    /// Display name, 1 to 100 characters.
     #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
     /// Derived from the name when absent (made unique with a number).
     #[oai(validator(min_length = 1, max_length = 64))]
     pub slug: Option<String>,
+    /// The website the bot serves (http or https).
     #[oai(validator(max_length = 2048))]
     pub website: Option<String>,
+    /// The persona / system prompt; a sensible default when absent.
     #[oai(validator(max_length = 8000))]
     pub persona: Option<String>,
-    /// Default `en`.
+    /// Language tag of the answers; default `en`.
     #[oai(validator(min_length = 2, max_length = 35))]
     pub language: Option<String>,
+    /// The first message visitors see.
     #[oai(validator(max_length = 1000))]
     pub welcome_message: Option<String>,
+    /// Model settings; default: the offline `extractive` provider.
     pub model: Option<ModelSettingsPatch>,
-    /// Default `true`.
+    /// Whether answers stream by default; default `true`.
     pub streaming: Option<bool>,
-    /// Default `true`.
+    /// Whether the bot answers visitors; default `true`.
     pub active: Option<bool>,
 }
 
@@ -124,26 +137,35 @@ pub struct CreateBotRequest {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct UpdateBotRequest {
+    /// Display name, 1 to 100 characters.
     #[oai(validator(min_length = 1, max_length = 100))]
     pub name: Option<String>,
+    /// Unique among your organization's bots.
     #[oai(validator(min_length = 1, max_length = 64))]
     pub slug: Option<String>,
     /// `null` clears the website.
     #[oai(validator(max_length = 2048))]
     pub website: MaybeUndefined<String>,
+    /// The persona / system prompt.
     #[oai(validator(max_length = 8000))]
     pub persona: Option<String>,
+    /// Language tag of the answers, e.g. `en` or `pt-BR`.
     #[oai(validator(min_length = 2, max_length = 35))]
     pub language: Option<String>,
+    /// The first message visitors see.
     #[oai(validator(max_length = 1000))]
     pub welcome_message: Option<String>,
+    /// Model settings to change.
     pub model: Option<ModelSettingsPatch>,
+    /// Whether answers stream by default.
     pub streaming: Option<bool>,
+    /// Whether the bot answers visitors.
     pub active: Option<bool>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct BotList {
+    /// One page of bots, oldest first.
     pub data: Vec<Bot>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<Uuid>,
@@ -264,18 +286,11 @@ async fn free_slug(state: &AppState, org_id: Uuid, wanted: &str) -> Result<Strin
         return Ok(wanted.to_owned());
     }
     let base: String = wanted.chars().take(58).collect();
-    let n = (2..)
-        .find(|n| !taken.contains(&format!("{base}-{n}")))
-        .unwrap_or(2);
+    let n = (2..).find(|n| !taken.contains(&format!("{base}-{n}"))).unwrap_or(2);
     Ok(format!("{base}-{n}"))
 }
 
-async fn ensure_slug_free(
-    state: &AppState,
-    org_id: Uuid,
-    slug: &str,
-    except: Option<Uuid>,
-) -> Result<(), ApiError> {
+async fn ensure_slug_free(state: &AppState, org_id: Uuid, slug: &str, except: Option<Uuid>) -> Result<(), ApiError> {
     let taken = read::slugs_like(&state.store, org_id, slug)
         .await
         .map_err(StoreError::Db)?;
@@ -288,20 +303,20 @@ async fn ensure_slug_free(
 /// Store errors of bot commands; a unique index refusal is a taken slug.
 fn bot_error(e: StoreError, slug: Option<&str>) -> ApiError {
     match e {
-        StoreError::Unique {
-            projection: "bots", ..
-        } => DomainError::SlugTaken(slug.unwrap_or_default().to_owned()).into(),
-        other => other.into(),
+        StoreError::Unique { projection: "bots", .. } => {
+            DomainError::SlugTaken(slug.unwrap_or_default().to_owned()).into()
+        }
+        other @ (StoreError::Conflict { .. }
+        | StoreError::IdempotencyRace
+        | StoreError::Unique { .. }
+        | StoreError::Domain(_)
+        | StoreError::Db(_)
+        | StoreError::Upcast(_)) => other.into(),
     }
 }
 
 fn metadata(principal: &Principal, request_id: &RequestId) -> Metadata {
-    Metadata::new(
-        Actor::ApiKey {
-            id: principal.key_id,
-        },
-        Some(request_id.0.clone()),
-    )
+    Metadata::new(Actor::ApiKey { id: principal.key_id }, Some(request_id.0.clone()))
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Bots")]
@@ -314,10 +329,7 @@ impl BotsApi {
         &self,
         auth: ApiKeyAuth,
         /// Page size, 1 to 100.
-        #[oai(
-            default = "default_limit",
-            validator(minimum(value = "1"), maximum(value = "100"))
-        )]
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<u64>,
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
@@ -333,6 +345,9 @@ impl BotsApi {
     }
 
     /// Create a bot
+    ///
+    /// Creates a bot with its persona and settings; absent fields get defaults.
+    /// Answers `201` with the bot and its `ETag`.
     #[oai(path = "/bots", method = "post", operation_id = "create_bot")]
     async fn create(
         &self,
@@ -377,15 +392,9 @@ impl BotsApi {
                 org_id,
                 stream_id: bot_id,
                 expected_version: Some(0),
-                command: BotCommand::Create {
-                    bot_id,
-                    org_id,
-                    draft,
-                },
+                command: BotCommand::Create { bot_id, org_id, draft },
                 metadata: metadata(&auth.0, &request_id),
-                idempotency: idem
-                    .as_ref()
-                    .map(|i| i.record(201, json!({ "id": bot_id }))),
+                idempotency: idem.as_ref().map(|i| i.record(201, json!({ "id": bot_id }))),
             })
             .await;
         match executed {
@@ -410,6 +419,8 @@ impl BotsApi {
     }
 
     /// Get a bot
+    ///
+    /// One bot of your organization, with its current version as `ETag`.
     #[oai(path = "/bots/:bot_id", method = "get", operation_id = "get_bot")]
     async fn get(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<BotResponse, ApiError> {
         let state = live(&self.state)?;
@@ -506,11 +517,7 @@ fn default_limit() -> u64 {
     20
 }
 
-async fn replay(
-    state: &AppState,
-    org_id: Uuid,
-    prior: &serde_json::Value,
-) -> Result<CreateBotResponse, ApiError> {
+async fn replay(state: &AppState, org_id: Uuid, prior: &serde_json::Value) -> Result<CreateBotResponse, ApiError> {
     let bot_id = prior
         .get("id")
         .and_then(|v| v.as_str())

@@ -22,10 +22,12 @@ pub struct EventsApi {
 pub struct Event {
     /// Global position in the log; strictly increasing.
     pub position: i64,
+    /// The event's unique id.
     pub id: Uuid,
     /// Past-tense type name such as `bot.created`; see docs/events.md.
     #[oai(rename = "type")]
     pub event_type: String,
+    /// Version of the payload's schema for this type.
     pub schema_version: i32,
     /// The kind of thing the event is about (`bot`, `api_key`, `org`).
     pub stream_type: String,
@@ -39,11 +41,13 @@ pub struct Event {
     pub correlation_id: Option<String>,
     /// Who caused it: `{"kind": "api_key", "id": ...}`, `{"kind": "system"}`, `{"kind": "cli"}`.
     pub actor: Value,
+    /// When the event was recorded.
     pub recorded_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct EventPage {
+    /// Events in log order.
     pub data: Vec<Event>,
     /// Pass as `after` to continue; equals the request's `after` when no event was newer.
     pub next_after: i64,
@@ -82,10 +86,7 @@ impl EventsApi {
         #[oai(default, validator(minimum(value = "0")))]
         after: Query<i64>,
         /// Page size, 1 to 1000.
-        #[oai(
-            default = "default_limit",
-            validator(minimum(value = "1"), maximum(value = "1000"))
-        )]
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<u64>,
         /// Only events of these types (repeat the parameter for several).
         #[oai(name = "type")]

@@ -26,12 +26,15 @@ pub struct KeysApi {
 /// A secret API key as lists show it: never the key itself.
 #[derive(Debug, Clone, Object)]
 pub struct ApiKeyInfo {
+    /// The key's id (not the key itself).
     pub id: Uuid,
+    /// The name given at creation.
     pub name: String,
     /// The first characters of the key (`pk_1a2b3c`).
     pub prefix: String,
     /// The last 4 characters of the key.
     pub last4: String,
+    /// When the key was created.
     pub created_at: DateTime<Utc>,
     /// When the key last authenticated a request (updated at most every 30 seconds).
     pub last_used_at: Option<DateTime<Utc>>,
@@ -42,6 +45,7 @@ pub struct ApiKeyInfo {
 /// A newly created key. `key` is shown this once and never again.
 #[derive(Debug, Clone, Object)]
 pub struct CreatedApiKey {
+    /// The key's public information.
     #[oai(flatten)]
     pub info: ApiKeyInfo,
     /// The secret key. Store it now: Parley keeps only its SHA-256. Absent
@@ -59,6 +63,7 @@ pub struct CreateApiKeyRequest {
 
 #[derive(Debug, Clone, Object)]
 pub struct ApiKeyList {
+    /// Every key, oldest first.
     pub data: Vec<ApiKeyInfo>,
 }
 
@@ -138,13 +143,8 @@ impl KeysApi {
                     name: body.0.name,
                     key: (&generated).into(),
                 },
-                metadata: Metadata::new(
-                    Actor::ApiKey { id: auth.0.key_id },
-                    Some(request_id.0.0.clone()),
-                ),
-                idempotency: idem
-                    .as_ref()
-                    .map(|i| i.record(201, json!({ "id": key_id }))),
+                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                idempotency: idem.as_ref().map(|i| i.record(201, json!({ "id": key_id }))),
             })
             .await;
         match executed {
@@ -185,12 +185,10 @@ impl KeysApi {
     }
 
     /// Get an API key
+    ///
+    /// One key of your organization, with its last use and revocation time.
     #[oai(path = "/keys/:key_id", method = "get", operation_id = "get_api_key")]
-    async fn get(
-        &self,
-        auth: ApiKeyAuth,
-        key_id: Path<Uuid>,
-    ) -> Result<Json<ApiKeyInfo>, ApiError> {
+    async fn get(&self, auth: ApiKeyAuth, key_id: Path<Uuid>) -> Result<Json<ApiKeyInfo>, ApiError> {
         let state = live(&self.state)?;
         Ok(Json(find(state, auth.0.org_id, key_id.0).await?))
     }
@@ -198,11 +196,7 @@ impl KeysApi {
     /// Revoke an API key
     ///
     /// The key stops working with the next request. Revoking twice is harmless.
-    #[oai(
-        path = "/keys/:key_id",
-        method = "delete",
-        operation_id = "revoke_api_key"
-    )]
+    #[oai(path = "/keys/:key_id", method = "delete", operation_id = "revoke_api_key")]
     async fn revoke(
         &self,
         auth: ApiKeyAuth,
@@ -216,13 +210,8 @@ impl KeysApi {
                 org_id: auth.0.org_id,
                 stream_id: key_id.0,
                 expected_version: None,
-                command: ApiKeyCommand::Revoke {
-                    org_id: auth.0.org_id,
-                },
-                metadata: Metadata::new(
-                    Actor::ApiKey { id: auth.0.key_id },
-                    Some(request_id.0.0.clone()),
-                ),
+                command: ApiKeyCommand::Revoke { org_id: auth.0.org_id },
+                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
                 idempotency: None,
             })
             .await?;
@@ -230,11 +219,7 @@ impl KeysApi {
     }
 }
 
-async fn replay(
-    state: &AppState,
-    org_id: Uuid,
-    prior: &serde_json::Value,
-) -> Result<CreateKeyResponse, ApiError> {
+async fn replay(state: &AppState, org_id: Uuid, prior: &serde_json::Value) -> Result<CreateKeyResponse, ApiError> {
     let key_id = prior
         .get("id")
         .and_then(|v| v.as_str())

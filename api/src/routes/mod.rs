@@ -26,15 +26,9 @@ pub type Apis = (keys::KeysApi, bots::BotsApi, events::EventsApi, ops::OpsApi);
 /// The OpenAPI service. `state` is `None` only to print the spec.
 pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
     let apis = (
-        keys::KeysApi {
-            state: state.clone(),
-        },
-        bots::BotsApi {
-            state: state.clone(),
-        },
-        events::EventsApi {
-            state: state.clone(),
-        },
+        keys::KeysApi { state: state.clone() },
+        bots::BotsApi { state: state.clone() },
+        events::EventsApi { state: state.clone() },
         ops::OpsApi { state },
     );
     OpenApiService::new(apis, "Parley API", env!("CARGO_PKG_VERSION"))

@@ -53,9 +53,7 @@ impl OpsApi {
     /// Answers while the process runs; checks nothing else.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<Health> {
-        Json(Health {
-            status: "ok".into(),
-        })
+        Json(Health { status: "ok".into() })
     }
 
     /// Readiness
@@ -95,15 +93,17 @@ impl OpsApi {
     /// Metrics
     ///
     /// Request counts and latency histograms by route and status, job counts
-    /// by outcome, and the positions of the event log and the outbox.
+    /// by outcome (this process) and by state (the whole queue), and the
+    /// positions of the event log and the outbox.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> Result<MetricsResponse, ApiError> {
         let state = live(&self.state)?;
-        if let (Ok(head), Ok(outbox)) = (
-            state.store.head().await,
-            state.store.checkpoint(OUTBOX).await,
-        ) {
+        if let (Ok(head), Ok(outbox)) = (state.store.head().await, state.store.checkpoint(OUTBOX).await) {
             state.metrics.set_log_positions(head, outbox);
+        }
+        match state.queue.stats().await {
+            Ok(stats) => state.metrics.set_queue_stats(&stats),
+            Err(e) => tracing::warn!(error = %e, "queue statistics unavailable"),
         }
         Ok(MetricsResponse::Ok(PlainText(state.metrics.render())))
     }

@@ -97,11 +97,7 @@ impl DomainEvent for ApiKeyEvent {
         }
     }
 
-    fn from_stored(
-        event_type: &str,
-        schema_version: i32,
-        payload: &Value,
-    ) -> Result<Self, UpcastError> {
+    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
         match (event_type, schema_version) {
             (API_KEY_CREATED, 1) => Ok(ApiKeyEvent::Created(payload_of(event_type, payload)?)),
             (API_KEY_REVOKED, 1) => Ok(ApiKeyEvent::Revoked(payload_of(event_type, payload)?)),
@@ -166,10 +162,7 @@ impl Aggregate for ApiKey {
         }
     }
 
-    fn decide(
-        state: &ApiKeyState,
-        command: ApiKeyCommand,
-    ) -> Result<Vec<ApiKeyEvent>, DomainError> {
+    fn decide(state: &ApiKeyState, command: ApiKeyCommand) -> Result<Vec<ApiKeyEvent>, DomainError> {
         match command {
             ApiKeyCommand::Create {
                 key_id,
@@ -178,10 +171,7 @@ impl Aggregate for ApiKey {
                 key,
             } => {
                 if state.created.is_some() {
-                    return Err(DomainError::VersionConflict {
-                        expected: 0,
-                        actual: 1,
-                    });
+                    return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
                 }
                 let name = name.trim().to_owned();
                 if name.is_empty() || name.chars().count() > 100 {
@@ -202,9 +192,7 @@ impl Aggregate for ApiKey {
                         // Revoking twice is harmless and records nothing new.
                         Ok(vec![])
                     } else {
-                        Ok(vec![ApiKeyEvent::Revoked(ApiKeyRevoked {
-                            key_id: created.key_id,
-                        })])
+                        Ok(vec![ApiKeyEvent::Revoked(ApiKeyRevoked { key_id: created.key_id })])
                     }
                 }
                 _ => Err(DomainError::ApiKeyNotFound),
@@ -247,13 +235,7 @@ mod tests {
         let mut state = ApiKeyState::default();
         ApiKey::apply(&mut state, &created[0]);
         assert_eq!(
-            ApiKey::decide(
-                &state,
-                ApiKeyCommand::Revoke {
-                    org_id: Uuid::now_v7()
-                }
-            )
-            .unwrap_err(),
+            ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: Uuid::now_v7() }).unwrap_err(),
             DomainError::ApiKeyNotFound
         );
         let revoked = ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: org }).unwrap();

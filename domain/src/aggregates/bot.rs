@@ -90,7 +90,8 @@ pub struct BotPatch {
     pub active: Option<bool>,
 }
 
-pub const DEFAULT_PERSONA: &str = "You are a helpful customer-support assistant. Answer only from the knowledge base and cite your sources.";
+pub const DEFAULT_PERSONA: &str =
+    "You are a helpful customer-support assistant. Answer only from the knowledge base and cite your sources.";
 pub const DEFAULT_WELCOME: &str = "Hi! How can I help you today?";
 
 /// A slug made from a name: lowercase ASCII letters, digits and single dashes.
@@ -107,11 +108,7 @@ pub fn slugify(name: &str) -> String {
     while slug.ends_with('-') {
         slug.pop();
     }
-    if slug.is_empty() {
-        "bot".to_owned()
-    } else {
-        slug
-    }
+    if slug.is_empty() { "bot".to_owned() } else { slug }
 }
 
 fn valid_slug(slug: &str) -> bool {
@@ -150,7 +147,7 @@ impl BotSettings {
         };
         let name_len = self.name.chars().count();
         check(
-            name_len >= 1 && name_len <= 100 && !self.name.trim().is_empty(),
+            (1..=100).contains(&name_len) && !self.name.trim().is_empty(),
             "name",
             "must be 1 to 100 characters",
         );
@@ -161,9 +158,8 @@ impl BotSettings {
         );
         if let Some(website) = &self.website {
             let ok = website.len() <= 2048
-                && url::Url::parse(website).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-                });
+                && url::Url::parse(website)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
             check(
                 ok,
                 "website",
@@ -223,9 +219,7 @@ impl BotSettings {
             website: draft.website,
             persona: draft.persona.unwrap_or_else(|| DEFAULT_PERSONA.to_owned()),
             language: draft.language.unwrap_or_else(|| "en".to_owned()),
-            welcome_message: draft
-                .welcome_message
-                .unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
+            welcome_message: draft.welcome_message.unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
             model: ModelSettings {
                 provider: draft.model.provider.unwrap_or(defaults.provider),
                 model: draft.model.model.unwrap_or(defaults.model),
@@ -287,10 +281,7 @@ impl BotSettings {
         note(next.website != self.website, "website");
         note(next.persona != self.persona, "persona");
         note(next.language != self.language, "language");
-        note(
-            next.welcome_message != self.welcome_message,
-            "welcome_message",
-        );
+        note(next.welcome_message != self.welcome_message, "welcome_message");
         note(next.model != self.model, "model");
         note(next.streaming != self.streaming, "streaming");
         note(next.active != self.active, "active");
@@ -356,22 +347,16 @@ impl DomainEvent for BotEvent {
         }
     }
 
-    fn from_stored(
-        event_type: &str,
-        schema_version: i32,
-        payload: &Value,
-    ) -> Result<Self, UpcastError> {
+    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
         match (event_type, schema_version) {
             (BOT_CREATED, 1) => Ok(BotEvent::Created(payload_of(event_type, payload)?)),
             (BOT_UPDATED, 1) => Ok(BotEvent::Updated(payload_of(event_type, payload)?)),
             (BOT_DELETED, 1) => Ok(BotEvent::Deleted(payload_of(event_type, payload)?)),
             (BOT_PURGED, 1) => Ok(BotEvent::Purged(payload_of(event_type, payload)?)),
-            (BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED, v) => {
-                Err(UpcastError::UnknownVersion {
-                    event_type: event_type.into(),
-                    version: v,
-                })
-            }
+            (BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED, v) => Err(UpcastError::UnknownVersion {
+                event_type: event_type.into(),
+                version: v,
+            }),
             (other, _) => Err(UpcastError::UnknownType(other.into())),
         }
     }
@@ -437,16 +422,9 @@ impl Aggregate for Bot {
 
     fn decide(state: &BotState, command: BotCommand) -> Result<Vec<BotEvent>, DomainError> {
         match command {
-            BotCommand::Create {
-                bot_id,
-                org_id,
-                draft,
-            } => {
+            BotCommand::Create { bot_id, org_id, draft } => {
                 if state.settings.is_some() {
-                    return Err(DomainError::VersionConflict {
-                        expected: 0,
-                        actual: 1,
-                    });
+                    return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
                 }
                 let settings = BotSettings::from_draft(draft);
                 settings.validate()?;
@@ -476,9 +454,7 @@ impl Aggregate for Bot {
                 Ok(vec![BotEvent::Deleted(BotDeleted { bot_id })])
             }
             BotCommand::Purge => match state.bot_id {
-                Some(bot_id) if state.deleted && !state.purged => {
-                    Ok(vec![BotEvent::Purged(BotPurged { bot_id })])
-                }
+                Some(bot_id) if state.deleted && !state.purged => Ok(vec![BotEvent::Purged(BotPurged { bot_id })]),
                 Some(_) if state.purged => Ok(vec![]),
                 _ => Err(DomainError::BotNotFound),
             },
@@ -594,15 +570,9 @@ mod tests {
     fn another_org_and_deleted_bots_are_not_found() {
         let org = Uuid::now_v7();
         let (bot_id, c) = created(org);
-        let state = given(&[c.clone()]);
+        let state = given(std::slice::from_ref(&c));
         assert_eq!(
-            Bot::decide(
-                &state,
-                BotCommand::Delete {
-                    org_id: Uuid::now_v7()
-                }
-            )
-            .unwrap_err(),
+            Bot::decide(&state, BotCommand::Delete { org_id: Uuid::now_v7() }).unwrap_err(),
             DomainError::BotNotFound
         );
         let deleted = given(&[c.clone(), BotEvent::Deleted(BotDeleted { bot_id })]);
@@ -628,7 +598,7 @@ mod tests {
         let org = Uuid::now_v7();
         let (bot_id, c) = created(org);
         assert_eq!(
-            Bot::decide(&given(&[c.clone()]), BotCommand::Purge).unwrap_err(),
+            Bot::decide(&given(std::slice::from_ref(&c)), BotCommand::Purge).unwrap_err(),
             DomainError::BotNotFound
         );
         let deleted = given(&[c.clone(), BotEvent::Deleted(BotDeleted { bot_id })]);
@@ -657,10 +627,7 @@ mod tests {
         let (_, c) = created(Uuid::now_v7());
         let stored = c.to_new_event();
         assert_eq!(stored.event_type, BOT_CREATED);
-        assert_eq!(
-            BotEvent::from_stored(BOT_CREATED, 1, &stored.payload).unwrap(),
-            c
-        );
+        assert_eq!(BotEvent::from_stored(BOT_CREATED, 1, &stored.payload).unwrap(), c);
         assert!(matches!(
             BotEvent::from_stored(BOT_CREATED, 9, &stored.payload),
             Err(UpcastError::UnknownVersion { .. })

@@ -38,11 +38,7 @@ impl DomainEvent for OrgEvent {
         }
     }
 
-    fn from_stored(
-        event_type: &str,
-        schema_version: i32,
-        payload: &Value,
-    ) -> Result<Self, UpcastError> {
+    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
         match (event_type, schema_version) {
             (ORG_CREATED, 1) => Ok(OrgEvent::Created(payload_of(event_type, payload)?)),
             (ORG_CREATED, v) => Err(UpcastError::UnknownVersion {
@@ -82,10 +78,7 @@ impl Aggregate for Org {
         match command {
             OrgCommand::Create { org_id, name } => {
                 if state.created.is_some() {
-                    return Err(DomainError::VersionConflict {
-                        expected: 0,
-                        actual: 1,
-                    });
+                    return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
                 }
                 let name = name.trim().to_owned();
                 if name.is_empty() || name.chars().count() > 100 {

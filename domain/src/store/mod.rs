@@ -10,9 +10,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -36,10 +35,7 @@ pub enum StoreError {
     IdempotencyRace,
     /// A read model's unique index refused the change (e.g. a taken slug).
     #[error("unique constraint violated in projection `{projection}`: {message}")]
-    Unique {
-        projection: &'static str,
-        message: String,
-    },
+    Unique { projection: &'static str, message: String },
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("database error: {0}")]
@@ -53,8 +49,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
-                | StoreError::Conflict { .. }
+            StoreError::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) | StoreError::Conflict { .. }
         )
     }
 }
@@ -70,20 +65,15 @@ pub fn now() -> DateTime<Utc> {
 /// are created on first use; WAL mode lets readers work while one writer appends.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
-        use sea_orm::sqlx::sqlite::{
-            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-        };
+        use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
         use std::str::FromStr;
         let path = rest.trim_start_matches("//");
         let path = path.split('?').next().unwrap_or(path);
-        if !path.is_empty() && path != ":memory:" {
-            if let Some(parent) = std::path::Path::new(path)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| DbErr::Custom(format!("cannot create {parent:?}: {e}")))?;
-            }
+        if let Some(parent) = std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !path.is_empty() && path != ":memory:")
+        {
+            std::fs::create_dir_all(parent).map_err(|e| DbErr::Custom(format!("cannot create {parent:?}: {e}")))?;
         }
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| DbErr::Custom(format!("invalid SQLite URL: {e}")))?
@@ -256,9 +246,7 @@ impl Store {
                         recorded,
                     });
                 }
-                Err(StoreError::Conflict { .. })
-                    if req.expected_version.is_none() && attempt < ATTEMPTS =>
-                {
+                Err(StoreError::Conflict { .. }) if req.expected_version.is_none() && attempt < ATTEMPTS => {
                     let jitter = rand::random_range(1..=5 * attempt as u64);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
                     continue;
@@ -299,16 +287,11 @@ impl Store {
         }
     }
 
-    async fn append_in(
-        &self,
-        txn: &DatabaseTransaction,
-        append: Append,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn append_in(&self, txn: &DatabaseTransaction, append: Append) -> Result<Vec<RecordedEvent>, StoreError> {
         if txn.get_database_backend() == DbBackend::Postgres {
             // One appender at a time: positions then become visible in commit
             // order, so a follower reading `position > checkpoint` never skips one.
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)")
-                .await?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)").await?;
         }
         let recorded_at = now();
         let metadata = {
@@ -374,10 +357,7 @@ impl Store {
                 response: Set(idem.response),
                 created_at: Set(recorded_at),
             };
-            match idempotency_keys::Entity::insert(row)
-                .exec_without_returning(txn)
-                .await
-            {
+            match idempotency_keys::Entity::insert(row).exec_without_returning(txn).await {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => return Err(StoreError::IdempotencyRace),
                 Err(e) => return Err(e.into()),
@@ -404,8 +384,7 @@ impl Store {
         }
         let txn = self.db.begin().await?;
         if txn.get_database_backend() == DbBackend::Postgres {
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)")
-                .await?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)").await?;
         }
         for p in &selected {
             p.reset(&txn).await?;
@@ -497,9 +476,7 @@ impl Store {
 
     /// A named follower's checkpoint (0 when it has none).
     pub async fn checkpoint(&self, name: &str) -> Result<i64, StoreError> {
-        let row = checkpoints::Entity::find_by_id(name.to_owned())
-            .one(&self.db)
-            .await?;
+        let row = checkpoints::Entity::find_by_id(name.to_owned()).one(&self.db).await?;
         Ok(row.map_or(0, |r| r.position))
     }
 
@@ -509,12 +486,7 @@ impl Store {
 
     /// Takes or renews the lease of a named follower, so that only one process
     /// follows at a time. True when `owner` holds the lease afterwards.
-    pub async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    pub async fn acquire_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = now();
         let until = now + TimeDelta::from_std(ttl).unwrap_or(TimeDelta::seconds(30));
         // Make sure the row exists, then take it only if free, expired or ours.
@@ -524,11 +496,7 @@ impl Store {
             lease_owner: Set(None),
             lease_until: Set(None),
         })
-        .on_conflict(
-            OnConflict::column(checkpoints::Column::Name)
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(OnConflict::column(checkpoints::Column::Name).do_nothing().to_owned())
         .exec_without_returning(&self.db)
         .await?;
         let backend = self.backend();
@@ -538,16 +506,10 @@ impl Store {
                  AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until IS NULL OR lease_until < $4)",
                 vec![owner.into(), until.into(), name.into(), now.into()],
             ),
-            _ => (
+            DbBackend::Sqlite | DbBackend::MySql | _ => (
                 "UPDATE checkpoints SET lease_owner = ?, lease_until = ? WHERE name = ? \
                  AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?)",
-                vec![
-                    owner.into(),
-                    until.into(),
-                    name.into(),
-                    owner.into(),
-                    now.into(),
-                ],
+                vec![owner.into(), until.into(), name.into(), owner.into(), now.into()],
             ),
         };
         let result = self
@@ -587,11 +549,7 @@ pub fn checkpoint_name(projection: &str) -> String {
     format!("projection:{projection}")
 }
 
-async fn set_checkpoint<C: ConnectionTrait>(
-    db: &C,
-    name: &str,
-    position: i64,
-) -> Result<(), StoreError> {
+async fn set_checkpoint<C: ConnectionTrait>(db: &C, name: &str, position: i64) -> Result<(), StoreError> {
     checkpoints::Entity::insert(checkpoints::ActiveModel {
         name: Set(name.to_owned()),
         position: Set(position),
@@ -615,10 +573,7 @@ async fn apply_guarded(
     projection: &dyn Projection,
     events: &[RecordedEvent],
 ) -> Result<(), StoreError> {
-    let relevant: Vec<_> = events
-        .iter()
-        .filter(|e| projection.handles(&e.event_type))
-        .collect();
+    let relevant: Vec<_> = events.iter().filter(|e| projection.handles(&e.event_type)).collect();
     let Some(last) = relevant.last() else {
         return Ok(());
     };
@@ -646,10 +601,7 @@ async fn apply_guarded(
 }
 
 fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(
-        e.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
 
 fn to_recorded(m: events::Model) -> RecordedEvent {
