@@ -12,6 +12,7 @@ pub mod middleware;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod types;
 
 pub use app::{Application, Roles};
 pub use config::Settings;

@@ -308,6 +308,16 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
             "INVALID_REQUEST",
         ),
         (
+            raw("{\"name\": 42}", "application/json").await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+        ),
+        (
+            raw("{\"name\": \"x\", \"persona\": true}", "application/json").await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+        ),
+        (
             raw("{\"name\": [\"x\"]}", "application/json").await,
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST",

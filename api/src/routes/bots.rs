@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::idempotency::Idempotency;
 use crate::middleware::RequestId;
 use crate::state::{AppState, Principal};
+use crate::types::Text;
 
 pub struct BotsApi {
     pub state: Option<AppState>,
@@ -95,7 +96,7 @@ pub struct ModelSettingsPatch {
     pub provider: Option<Provider>,
     /// Model name for the `openai` provider; `null` clears it.
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub model: MaybeUndefined<String>,
+    pub model: MaybeUndefined<Text>,
     /// Sampling temperature, 0 to 2.
     #[oai(validator(minimum(value = "0"), maximum(value = "2")))]
     pub temperature: Option<f64>,
@@ -109,22 +110,22 @@ pub struct ModelSettingsPatch {
 pub struct CreateBotRequest {
     /// Display name, 1 to 100 characters.
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: String,
+    pub name: Text,
     /// Derived from the name when absent (made unique with a number).
     #[oai(validator(min_length = 1, max_length = 64))]
-    pub slug: Option<String>,
+    pub slug: Option<Text>,
     /// The website the bot serves (http or https).
     #[oai(validator(max_length = 2048))]
-    pub website: Option<String>,
+    pub website: Option<Text>,
     /// The persona / system prompt; a sensible default when absent.
     #[oai(validator(max_length = 8000))]
-    pub persona: Option<String>,
+    pub persona: Option<Text>,
     /// Language tag of the answers; default `en`.
     #[oai(validator(min_length = 2, max_length = 35))]
-    pub language: Option<String>,
+    pub language: Option<Text>,
     /// The first message visitors see.
     #[oai(validator(max_length = 1000))]
-    pub welcome_message: Option<String>,
+    pub welcome_message: Option<Text>,
     /// Model settings; default: the offline `extractive` provider.
     pub model: Option<ModelSettingsPatch>,
     /// Whether answers stream by default; default `true`.
@@ -139,22 +140,22 @@ pub struct CreateBotRequest {
 pub struct UpdateBotRequest {
     /// Display name, 1 to 100 characters.
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// Unique among your organization's bots.
     #[oai(validator(min_length = 1, max_length = 64))]
-    pub slug: Option<String>,
+    pub slug: Option<Text>,
     /// `null` clears the website.
     #[oai(validator(max_length = 2048))]
-    pub website: MaybeUndefined<String>,
+    pub website: MaybeUndefined<Text>,
     /// The persona / system prompt.
     #[oai(validator(max_length = 8000))]
-    pub persona: Option<String>,
+    pub persona: Option<Text>,
     /// Language tag of the answers, e.g. `en` or `pt-BR`.
     #[oai(validator(min_length = 2, max_length = 35))]
-    pub language: Option<String>,
+    pub language: Option<Text>,
     /// The first message visitors see.
     #[oai(validator(max_length = 1000))]
-    pub welcome_message: Option<String>,
+    pub welcome_message: Option<Text>,
     /// Model settings to change.
     pub model: Option<ModelSettingsPatch>,
     /// Whether answers stream by default.
@@ -250,17 +251,26 @@ impl From<bots::Model> for Bot {
     }
 }
 
+fn text(value: Option<Text>) -> Option<String> {
+    value.map(Text::into_inner)
+}
+
+/// Absent: keep; `null`: clear; a value: set.
+fn maybe_text(value: MaybeUndefined<Text>) -> Option<Option<String>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v.into_inner())),
+    }
+}
+
 fn model_patch(p: Option<ModelSettingsPatch>) -> ModelPatch {
     let Some(p) = p else {
         return ModelPatch::default();
     };
     ModelPatch {
         provider: p.provider.map(|x| x.as_str().to_owned()),
-        model: match p.model {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(v) => Some(Some(v)),
-        },
+        model: maybe_text(p.model),
         temperature: p.temperature,
         max_tokens: p.max_tokens,
     }
@@ -367,21 +377,21 @@ impl BotsApi {
             return replay(state, org_id, &prior).await;
         }
         let req = body.0;
-        let slug = match req.slug {
+        let slug = match text(req.slug) {
             Some(slug) => {
                 ensure_slug_free(state, org_id, &slug, None).await?;
                 slug
             }
-            None => free_slug(state, org_id, &domain::slugify(&req.name)).await?,
+            None => free_slug(state, org_id, &domain::slugify(req.name.as_ref())).await?,
         };
         let bot_id = new_id();
         let draft = BotDraft {
-            name: req.name,
+            name: req.name.into_inner(),
             slug: Some(slug.clone()),
-            website: req.website,
-            persona: req.persona,
-            language: req.language,
-            welcome_message: req.welcome_message,
+            website: text(req.website),
+            persona: text(req.persona),
+            language: text(req.language),
+            welcome_message: text(req.welcome_message),
             model: model_patch(req.model),
             streaming: req.streaming,
             active: req.active,
@@ -447,21 +457,17 @@ impl BotsApi {
         let org_id = auth.0.org_id;
         let expected_version = parse_if_match(if_match.0)?;
         let req = body.0;
-        if let Some(slug) = &req.slug {
+        let slug = text(req.slug);
+        if let Some(slug) = &slug {
             ensure_slug_free(state, org_id, slug, Some(bot_id.0)).await?;
         }
-        let slug = req.slug.clone();
         let patch = BotPatch {
-            name: req.name,
-            slug: req.slug,
-            website: match req.website {
-                MaybeUndefined::Undefined => None,
-                MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(v) => Some(Some(v)),
-            },
-            persona: req.persona,
-            language: req.language,
-            welcome_message: req.welcome_message,
+            name: text(req.name),
+            slug: slug.clone(),
+            website: maybe_text(req.website),
+            persona: text(req.persona),
+            language: text(req.language),
+            welcome_message: text(req.welcome_message),
             model: model_patch(req.model),
             streaming: req.streaming,
             active: req.active,

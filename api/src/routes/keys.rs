@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::idempotency::Idempotency;
 use crate::middleware::RequestId;
 use crate::state::AppState;
+use crate::types::Text;
 
 pub struct KeysApi {
     pub state: Option<AppState>,
@@ -58,7 +59,7 @@ pub struct CreatedApiKey {
 pub struct CreateApiKeyRequest {
     /// A name to recognise the key by, e.g. "CI" or "Zapier".
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: String,
+    pub name: Text,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -140,7 +141,7 @@ impl KeysApi {
                 command: ApiKeyCommand::Create {
                     key_id,
                     org_id,
-                    name: body.0.name,
+                    name: body.0.name.into_inner(),
                     key: (&generated).into(),
                 },
                 metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
