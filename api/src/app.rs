@@ -55,11 +55,16 @@ impl Roles {
     };
 }
 
-/// Opens the database (and checks or applies migrations).
-pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
-    let db = parley_domain::store::connect(settings.database_url.expose_secret())
+/// Opens the database without looking at its schema.
+pub async fn connect_db(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    parley_domain::store::connect(settings.database_url.expose_secret())
         .await
-        .context("cannot open the database (PARLEY_DATABASE_URL)")?;
+        .context("cannot open the database (PARLEY_DATABASE_URL)")
+}
+
+/// Opens the database and applies pending migrations, or checks there are none.
+pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
+    let db = connect_db(settings).await?;
     if migrate {
         Migrator::up(&db, None).await.context("migrations failed")?;
     } else {

@@ -67,7 +67,18 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
             .separator("__")
             .try_parsing(true),
     );
-    let settings: Settings = builder.build()?.try_deserialize()?;
+    let mut settings: Settings = builder.build()?.try_deserialize()?;
+    // An empty variable means "unset", as operators expect.
+    if settings
+        .redis_url
+        .as_ref()
+        .is_some_and(|u| u.expose_secret().trim().is_empty())
+    {
+        settings.redis_url = None;
+    }
+    if settings.queue_namespace.as_ref().is_some_and(|n| n.trim().is_empty()) {
+        settings.queue_namespace = None;
+    }
     settings.validate()?;
     Ok(settings)
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use parley_api::app::{Application, Roles, open_store, shutdown_signal};
+use parley_api::app::{Application, Roles, connect_db, open_store, shutdown_signal};
 use parley_api::{admin, config, routes, telemetry};
 use parley_migration::{Migrator, MigratorTrait};
 
@@ -82,13 +82,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api => serve(settings, Roles::API).await,
         Command::Worker => serve(settings, Roles::WORKER).await,
         Command::Migrate => {
-            let store = open_store(&settings, false).await;
-            let db = match store {
-                Ok(s) => s.db().clone(),
-                Err(_) => open_store(&settings, true).await?.db().clone(),
-            };
+            let db = connect_db(&settings).await?;
+            let pending = Migrator::get_pending_migrations(&db).await?.len();
             Migrator::up(&db, None).await?;
-            println!("migrations applied");
+            println!("{pending} migrations applied; the schema is current");
             Ok(())
         }
         Command::Replay { projection } => {

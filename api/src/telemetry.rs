@@ -6,6 +6,13 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init(format: LogFormat, level: &str) {
+    // sqlx reports PostgreSQL notices ("relation already exists, skipping") at
+    // info; they are noise unless asked for by name.
+    let level = if level.contains("sqlx") {
+        level.to_owned()
+    } else {
+        format!("{level},sqlx=warn")
+    };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
