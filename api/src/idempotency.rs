@@ -3,9 +3,9 @@
 //! another body is refused with 422.
 
 use parley_domain::ErrorCode;
-use parley_domain::store::IdempotencyRecord;
+use parley_domain::store::{IdempotencyRecord, StoreError};
 use poem_openapi::types::ToJSON;
-use serde_json::Value;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -37,26 +37,41 @@ impl Idempotency {
             request_hash: hex::encode(hasher.finalize()),
         }))
     }
+}
 
-    /// The remembered answer of an earlier request with this key, if any.
-    pub async fn replayed(&self, state: &AppState, org_id: Uuid) -> Result<Option<Value>, ApiError> {
-        let record = state.store.idempotency_record(org_id, &self.key).await?;
-        match record {
-            Some(r) if r.request_hash == self.request_hash => Ok(Some(r.response)),
-            Some(_) => Err(ApiError::new(
-                ErrorCode::IdempotencyKeyReused,
-                "this Idempotency-Key was already used with a different request body",
-            )),
-            None => Ok(None),
-        }
+/// The id of the resource an earlier request with the same key created, if any.
+pub async fn prior(idem: &Option<Idempotency>, state: &AppState, org_id: Uuid) -> Result<Option<Uuid>, ApiError> {
+    let Some(idem) = idem else { return Ok(None) };
+    let record = state.store.idempotency_record(org_id, &idem.key).await?;
+    match record {
+        Some(r) if r.request_hash == idem.request_hash => r
+            .response
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<Uuid>().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::internal("malformed idempotency record")),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was already used with a different request body",
+        )),
+        None => Ok(None),
     }
+}
 
-    pub fn record(&self, status_code: u16, response: Value) -> IdempotencyRecord {
-        IdempotencyRecord {
-            key: self.key.clone(),
-            request_hash: self.request_hash.clone(),
-            status_code,
-            response,
-        }
-    }
+/// What to store with the append that creates resource `id`.
+pub fn record(idem: &Option<Idempotency>, id: Uuid) -> Option<IdempotencyRecord> {
+    idem.as_ref().map(|i| IdempotencyRecord {
+        key: i.key.clone(),
+        request_hash: i.request_hash.clone(),
+        status_code: 201,
+        response: json!({ "id": id }),
+    })
+}
+
+/// After an append lost the race for its key: the winner's resource.
+pub async fn race_winner(idem: &Option<Idempotency>, state: &AppState, org_id: Uuid) -> Result<Uuid, ApiError> {
+    prior(idem, state, org_id)
+        .await?
+        .ok_or_else(|| StoreError::IdempotencyRace.into())
 }

@@ -11,13 +11,12 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{ApiTags, live};
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
-use crate::idempotency::Idempotency;
+use crate::idempotency::{self, Idempotency};
 use crate::middleware::RequestId;
 use crate::state::{AppState, Principal};
 use crate::types::Text;
@@ -371,10 +370,8 @@ impl BotsApi {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
         let idem = Idempotency::from_header(idempotency_key.0, "create_bot", &body.0)?;
-        if let Some(idem) = &idem
-            && let Some(prior) = idem.replayed(state, org_id).await?
-        {
-            return replay(state, org_id, &prior).await;
+        if let Some(bot_id) = idempotency::prior(&idem, state, org_id).await? {
+            return replay(state, org_id, bot_id).await;
         }
         let req = body.0;
         let slug = match text(req.slug) {
@@ -404,18 +401,13 @@ impl BotsApi {
                 expected_version: Some(0),
                 command: BotCommand::Create { bot_id, org_id, draft },
                 metadata: metadata(&auth.0, &request_id),
-                idempotency: idem.as_ref().map(|i| i.record(201, json!({ "id": bot_id }))),
+                idempotency: idempotency::record(&idem, bot_id),
             })
             .await;
         match executed {
             Ok(_) => {}
             Err(StoreError::IdempotencyRace) => {
-                if let Some(idem) = &idem
-                    && let Some(prior) = idem.replayed(state, org_id).await?
-                {
-                    return replay(state, org_id, &prior).await;
-                }
-                return Err(StoreError::IdempotencyRace.into());
+                return replay(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
             }
             Err(e) => return Err(bot_error(e, Some(&slug))),
         }
@@ -523,12 +515,8 @@ fn default_limit() -> u64 {
     20
 }
 
-async fn replay(state: &AppState, org_id: Uuid, prior: &serde_json::Value) -> Result<CreateBotResponse, ApiError> {
-    let bot_id = prior
-        .get("id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse::<Uuid>().ok())
-        .ok_or_else(|| ApiError::internal("malformed idempotency record"))?;
+/// The answer to a retried creation: the bot as it is now.
+async fn replay(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<CreateBotResponse, ApiError> {
     let bot = find(state, org_id, bot_id).await?;
     Ok(CreateBotResponse::Created(
         Json(bot.clone()),

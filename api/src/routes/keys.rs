@@ -9,13 +9,12 @@ use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{ApiTags, live};
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
-use crate::idempotency::Idempotency;
+use crate::idempotency::{self, Idempotency};
 use crate::middleware::RequestId;
 use crate::state::AppState;
 use crate::types::Text;
@@ -125,10 +124,8 @@ impl KeysApi {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
         let idem = Idempotency::from_header(idempotency_key.0, "create_api_key", &body.0)?;
-        if let Some(idem) = &idem
-            && let Some(prior) = idem.replayed(state, org_id).await?
-        {
-            return replay(state, org_id, &prior).await;
+        if let Some(key_id) = idempotency::prior(&idem, state, org_id).await? {
+            return replay(state, org_id, key_id).await;
         }
         let key_id = new_id();
         let generated = GeneratedKey::generate();
@@ -145,18 +142,13 @@ impl KeysApi {
                     key: (&generated).into(),
                 },
                 metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
-                idempotency: idem.as_ref().map(|i| i.record(201, json!({ "id": key_id }))),
+                idempotency: idempotency::record(&idem, key_id),
             })
             .await;
         match executed {
             Ok(_) => {}
             Err(StoreError::IdempotencyRace) => {
-                if let Some(idem) = &idem
-                    && let Some(prior) = idem.replayed(state, org_id).await?
-                {
-                    return replay(state, org_id, &prior).await;
-                }
-                return Err(StoreError::IdempotencyRace.into());
+                return replay(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -220,12 +212,8 @@ impl KeysApi {
     }
 }
 
-async fn replay(state: &AppState, org_id: Uuid, prior: &serde_json::Value) -> Result<CreateKeyResponse, ApiError> {
-    let key_id = prior
-        .get("id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse::<Uuid>().ok())
-        .ok_or_else(|| ApiError::internal("malformed idempotency record"))?;
+/// The answer to a retried creation: the same key, without its secret.
+async fn replay(state: &AppState, org_id: Uuid, key_id: Uuid) -> Result<CreateKeyResponse, ApiError> {
     let info = find(state, org_id, key_id).await?;
     Ok(CreateKeyResponse::Created(
         Json(CreatedApiKey { info, key: None }),
