@@ -2,6 +2,8 @@
 //! store with its projections, and the jobs that events cause. No HTTP here.
 
 pub mod aggregates;
+pub mod chunking;
+pub mod document;
 pub mod error;
 pub mod event;
 pub mod ids;

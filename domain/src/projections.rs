@@ -10,8 +10,9 @@ use std::sync::Arc;
 use crate::aggregates::api_key::{API_KEY_CREATED, API_KEY_REVOKED, ApiKeyEvent};
 use crate::aggregates::bot::{BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings};
 use crate::aggregates::org::{ORG_CREATED, OrgEvent};
+use crate::aggregates::source::{PageRecord, SOURCE_EVENTS, SourceEvent};
 use crate::event::{DomainEvent, RecordedEvent};
-use crate::store::entities::{api_keys, bots, orgs};
+use crate::store::entities::{api_keys, bots, orgs, source_pages, sources};
 
 /// One read model.
 #[async_trait]
@@ -221,6 +222,223 @@ impl Projection for BotsProjection {
     async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
         bots::Entity::find()
             .order_by_asc(bots::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
+    }
+}
+
+pub struct SourcesProjection;
+
+/// A row update of a source that touches only the given columns.
+fn source_update(id: uuid::Uuid, event: &RecordedEvent) -> sources::ActiveModel {
+    sources::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(id),
+        version: Set(event.stream_version),
+        updated_at: Set(event.recorded_at),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Projection for SourcesProjection {
+    fn name(&self) -> &'static str {
+        "sources"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        SOURCE_EVENTS.contains(&event_type)
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
+        let id = event.stream_id;
+        let mut row = source_update(id, event);
+        match decode::<SourceEvent>(event)? {
+            SourceEvent::Added(e) => {
+                let row = sources::ActiveModel {
+                    id: Set(e.source_id),
+                    org_id: Set(e.org_id),
+                    bot_id: Set(e.bot_id),
+                    kind: Set(e.spec.kind().to_owned()),
+                    title: Set(e.spec.title()),
+                    spec: Set(e.spec.summary()),
+                    schedule: Set(e.schedule.as_str().to_owned()),
+                    status: Set("queued".to_owned()),
+                    error_code: Set(None),
+                    error_message: Set(None),
+                    run_id: Set(Some(e.run_id)),
+                    pages: Set(0),
+                    chunks: Set(0),
+                    tokens: Set(0),
+                    version: Set(event.stream_version),
+                    created_at: Set(event.recorded_at),
+                    updated_at: Set(event.recorded_at),
+                    last_indexed_at: Set(None),
+                    next_refresh_at: Set(None),
+                    deleted_at: Set(None),
+                };
+                sources::Entity::insert(row).exec_without_returning(txn).await?;
+                return Ok(());
+            }
+            SourceEvent::RefreshRequested(e) => {
+                row.status = Set("queued".into());
+                row.run_id = Set(Some(e.run_id));
+                row.error_code = Set(None);
+                row.error_message = Set(None);
+            }
+            SourceEvent::Fetching(_) => row.status = Set("fetching".into()),
+            SourceEvent::Fetched(_) => row.status = Set("parsing".into()),
+            SourceEvent::Parsed(_) => row.status = Set("embedding".into()),
+            SourceEvent::Indexed(e) => {
+                let current = sources::Entity::find_by_id(id).one(txn).await?;
+                let schedule = current
+                    .as_ref()
+                    .and_then(|c| crate::aggregates::source::Schedule::parse(&c.schedule));
+                row.status = Set("ready".into());
+                row.pages = Set(e.pages.iter().filter(|p| p.status != "failed").count() as i64);
+                row.chunks = Set(e.chunks as i64);
+                row.tokens = Set(e.tokens as i64);
+                row.last_indexed_at = Set(Some(event.recorded_at));
+                row.next_refresh_at = Set(schedule.and_then(|s| s.next_after(event.recorded_at)));
+            }
+            SourceEvent::Failed(e) => {
+                let current = sources::Entity::find_by_id(id).one(txn).await?;
+                let schedule = current
+                    .as_ref()
+                    .and_then(|c| crate::aggregates::source::Schedule::parse(&c.schedule));
+                row.status = Set("failed".into());
+                row.error_code = Set(Some(e.code));
+                row.error_message = Set(Some(e.message));
+                row.next_refresh_at = Set(schedule.and_then(|s| s.next_after(event.recorded_at)));
+            }
+            SourceEvent::ScheduleChanged(e) => {
+                let current = sources::Entity::find_by_id(id).one(txn).await?;
+                let since = current.and_then(|c| c.last_indexed_at).unwrap_or(event.recorded_at);
+                row.schedule = Set(e.schedule.as_str().into());
+                row.next_refresh_at = Set(e.schedule.next_after(since));
+            }
+            SourceEvent::Deleted(_) => row.deleted_at = Set(Some(event.recorded_at)),
+            SourceEvent::Purged(_) => {
+                sources::Entity::delete_by_id(id).exec(txn).await?;
+                return Ok(());
+            }
+        }
+        sources::Entity::update(row).exec(txn).await?;
+        Ok(())
+    }
+
+    async fn reset(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        sources::Entity::delete_many().exec(txn).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
+        sources::Entity::find()
+            .order_by_asc(sources::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
+    }
+}
+
+pub struct SourcePagesProjection;
+
+async fn upsert_pages(
+    txn: &DatabaseTransaction,
+    source_id: uuid::Uuid,
+    pages: Vec<PageRecord>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    for p in pages {
+        let row = source_pages::ActiveModel {
+            source_id: Set(source_id),
+            doc_key: Set(p.doc_key),
+            url: Set(p.url),
+            title: Set(p.title),
+            status: Set(p.status),
+            content_hash: Set(p.content_hash),
+            chunks: Set(i64::from(p.chunks)),
+            tokens: Set(i64::from(p.tokens)),
+            page_count: Set(p.page_count.map(|n| n as i32)),
+            error_code: Set(p.error_code),
+            error_message: Set(p.error_message),
+            updated_at: Set(at),
+        };
+        source_pages::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([source_pages::Column::SourceId, source_pages::Column::DocKey])
+                    .update_columns([
+                        source_pages::Column::Url,
+                        source_pages::Column::Title,
+                        source_pages::Column::Status,
+                        source_pages::Column::ContentHash,
+                        source_pages::Column::Chunks,
+                        source_pages::Column::Tokens,
+                        source_pages::Column::PageCount,
+                        source_pages::Column::ErrorCode,
+                        source_pages::Column::ErrorMessage,
+                        source_pages::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Projection for SourcePagesProjection {
+    fn name(&self) -> &'static str {
+        "source_pages"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        use crate::aggregates::source::{SOURCE_FAILED, SOURCE_INDEXED, SOURCE_PURGED};
+        matches!(event_type, SOURCE_INDEXED | SOURCE_FAILED | SOURCE_PURGED)
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
+        let source_id = event.stream_id;
+        match decode::<SourceEvent>(event)? {
+            SourceEvent::Indexed(e) => {
+                upsert_pages(txn, source_id, e.pages, event.recorded_at).await?;
+                if !e.removed.is_empty() {
+                    source_pages::Entity::delete_many()
+                        .filter(source_pages::Column::SourceId.eq(source_id))
+                        .filter(source_pages::Column::DocKey.is_in(e.removed))
+                        .exec(txn)
+                        .await?;
+                }
+            }
+            SourceEvent::Failed(e) => upsert_pages(txn, source_id, e.pages, event.recorded_at).await?,
+            SourceEvent::Purged(_) => {
+                source_pages::Entity::delete_many()
+                    .filter(source_pages::Column::SourceId.eq(source_id))
+                    .exec(txn)
+                    .await?;
+            }
+            SourceEvent::Added(_)
+            | SourceEvent::RefreshRequested(_)
+            | SourceEvent::Fetching(_)
+            | SourceEvent::Fetched(_)
+            | SourceEvent::Parsed(_)
+            | SourceEvent::ScheduleChanged(_)
+            | SourceEvent::Deleted(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        source_pages::Entity::delete_many().exec(txn).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
+        source_pages::Entity::find()
+            .order_by_asc(source_pages::Column::SourceId)
+            .order_by_asc(source_pages::Column::DocKey)
             .into_json()
             .all(db.connection())
             .await

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_event_log;
 mod m20261122_000002_core_projections;
+mod m20261122_000003_knowledge;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_event_log::Migration),
             Box::new(m20261122_000002_core_projections::Migration),
+            Box::new(m20261122_000003_knowledge::Migration),
         ]
     }
 }

@@ -3,3 +3,4 @@
 pub mod api_key;
 pub mod bot;
 pub mod org;
+pub mod source;

@@ -154,3 +154,145 @@ pub mod idempotency_keys {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod sources {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sources")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub bot_id: Uuid,
+        pub kind: String,
+        pub title: String,
+        pub spec: Json,
+        pub schedule: String,
+        pub status: String,
+        pub error_code: Option<String>,
+        pub error_message: Option<String>,
+        pub run_id: Option<Uuid>,
+        pub pages: i64,
+        pub chunks: i64,
+        pub tokens: i64,
+        pub version: i64,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub last_indexed_at: Option<DateTimeUtc>,
+        pub next_refresh_at: Option<DateTimeUtc>,
+        pub deleted_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod source_pages {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "source_pages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub doc_key: String,
+        pub url: Option<String>,
+        pub title: Option<String>,
+        pub status: String,
+        pub content_hash: Option<String>,
+        pub chunks: i64,
+        pub tokens: i64,
+        pub page_count: Option<i32>,
+        pub error_code: Option<String>,
+        pub error_message: Option<String>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod blobs {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "blobs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub hash: String,
+        pub org_id: Uuid,
+        pub size: i64,
+        pub bytes: Vec<u8>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod source_documents {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "source_documents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub doc_key: String,
+        pub run_id: Uuid,
+        pub url: Option<String>,
+        pub title: Option<String>,
+        pub content_type: String,
+        pub raw_hash: Option<String>,
+        pub text: Option<String>,
+        pub text_hash: Option<String>,
+        pub pages: Option<Json>,
+        pub indexed_hash: Option<String>,
+        pub error_code: Option<String>,
+        pub error_message: Option<String>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chunks {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub bot_id: Uuid,
+        pub source_id: Uuid,
+        pub doc_key: String,
+        pub ordinal: i32,
+        pub heading_path: String,
+        pub text: String,
+        pub tokens: i32,
+        pub page: Option<i32>,
+        pub url: Option<String>,
+        pub title: Option<String>,
+        pub embedding: Vec<u8>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
