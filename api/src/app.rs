@@ -101,13 +101,22 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let limit = state.settings.max_body_bytes;
+    let upload_limit = state.settings.max_upload_bytes;
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     let metrics = state.metrics.clone();
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .around(move |ep, req| limit_body(ep, req, limit))
+        .around(move |ep, req| {
+            // Document uploads have their own, larger limit.
+            let limit = if req.uri().path().ends_with("/sources/documents") {
+                upload_limit
+            } else {
+                limit
+            };
+            limit_body(ep, req, limit)
+        })
         .around(move |ep, req| crate::middleware::with_timeout(ep, req, timeout))
         .around(crate::error::json_errors)
         .around(move |ep, req| observe(ep, req, metrics.clone()))
@@ -143,7 +152,8 @@ impl Application {
         } else {
             (None, None)
         };
-        let state = AppState::new(store, queue, metrics, settings);
+        let ingest = Arc::new(parley_worker::ingest::pipeline::Ingest::new(settings.ingest())?);
+        let state = AppState::new(store, queue, metrics, settings, ingest);
         Ok(Application {
             state,
             roles,
@@ -198,6 +208,7 @@ impl Application {
             let ctx = JobContext {
                 store: self.state.store.clone(),
                 metrics: self.job_metrics.clone(),
+                ingest: self.state.ingest.clone(),
             };
             let queue = self.state.queue.clone();
             let concurrency = self.state.settings.worker_concurrency;

@@ -40,6 +40,22 @@ pub struct Settings {
     /// How long the outbox dispatcher's lease lasts: the longest pause before
     /// another worker takes over from one that died.
     pub outbox_lease_secs: u64,
+    /// Where `scripts/setup-models` put ONNX Runtime and the embedding model.
+    pub models_dir: String,
+    /// Private hosts or addresses that sources may fetch (comma-separated),
+    /// e.g. `127.0.0.1,wiki.internal`. Everything else private is refused.
+    #[serde(default)]
+    pub allowed_private_hosts: String,
+    /// Largest uploaded document or downloaded page, in bytes.
+    pub max_upload_bytes: usize,
+    /// Most sources one bot may have.
+    pub max_sources_per_bot: u64,
+    /// Highest `max_pages` a site source may ask for.
+    pub max_pages_cap: u32,
+    /// Pause between two requests of one crawl, in milliseconds.
+    pub crawl_delay_ms: u64,
+    /// Requests of one crawl in flight at once.
+    pub crawl_concurrency: usize,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -55,7 +71,14 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
         .set_default("max_body_bytes", 1_048_576)?
         .set_default("request_timeout_secs", 120)?
         .set_default("shutdown_timeout_secs", 30)?
-        .set_default("outbox_lease_secs", 15)?;
+        .set_default("outbox_lease_secs", 15)?
+        .set_default("models_dir", ".parley/models")?
+        .set_default("allowed_private_hosts", "")?
+        .set_default("max_upload_bytes", 25 * 1024 * 1024)?
+        .set_default("max_sources_per_bot", 200)?
+        .set_default("max_pages_cap", 5000)?
+        .set_default("crawl_delay_ms", 100)?
+        .set_default("crawl_concurrency", 2)?;
     let file = file.map(str::to_owned).or_else(|| std::env::var("PARLEY_CONFIG").ok());
     match file {
         Some(path) => builder = builder.add_source(config::File::with_name(&path).required(true)),
@@ -134,6 +157,18 @@ impl Settings {
         if !(1..=3600).contains(&self.outbox_lease_secs) {
             return Err(invalid("PARLEY_OUTBOX_LEASE_SECS", "must be between 1 and 3600"));
         }
+        if !(1024..=1 << 30).contains(&self.max_upload_bytes) {
+            return Err(invalid(
+                "PARLEY_MAX_UPLOAD_BYTES",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_pages_cap) {
+            return Err(invalid("PARLEY_MAX_PAGES_CAP", "must be between 1 and 100000"));
+        }
+        if !(1..=32).contains(&self.crawl_concurrency) {
+            return Err(invalid("PARLEY_CRAWL_CONCURRENCY", "must be between 1 and 32"));
+        }
         if self.request_timeout_secs == 0 {
             return Err(invalid("PARLEY_REQUEST_TIMEOUT_SECS", "must be at least 1"));
         }
@@ -142,6 +177,29 @@ impl Settings {
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url.expose_secret().starts_with("sqlite:")
+    }
+
+    pub fn private_hosts(&self) -> Vec<String> {
+        self.allowed_private_hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// What ingestion may do, from these settings.
+    pub fn ingest(&self) -> parley_worker::ingest::pipeline::IngestSettings {
+        parley_worker::ingest::pipeline::IngestSettings {
+            net: parley_worker::net::NetPolicy {
+                allowed_private_hosts: self.private_hosts(),
+            },
+            models_dir: self.models_dir.clone().into(),
+            max_download_bytes: self.max_upload_bytes,
+            crawl_delay: std::time::Duration::from_millis(self.crawl_delay_ms),
+            crawl_concurrency: self.crawl_concurrency,
+            ..Default::default()
+        }
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -168,6 +226,13 @@ mod tests {
             request_timeout_secs: 60,
             shutdown_timeout_secs: 30,
             outbox_lease_secs: 15,
+            models_dir: ".parley/models".into(),
+            allowed_private_hosts: String::new(),
+            max_upload_bytes: 25 << 20,
+            max_sources_per_bot: 200,
+            max_pages_cap: 5000,
+            crawl_delay_ms: 100,
+            crawl_concurrency: 2,
         }
     }
 

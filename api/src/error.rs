@@ -161,6 +161,10 @@ fn framework_error(status: StatusCode, message: String) -> Response {
         | ErrorCode::Forbidden
         | ErrorCode::BotNotFound
         | ErrorCode::ApiKeyNotFound
+        | ErrorCode::SourceNotFound
+        | ErrorCode::SourceBusy
+        | ErrorCode::UrlNotAllowed
+        | ErrorCode::SourceLimitReached
         | ErrorCode::Conflict
         | ErrorCode::BotSlugTaken
         | ErrorCode::IdempotencyKeyReused
@@ -195,6 +199,8 @@ impl From<DomainError> for ApiError {
                 .collect(),
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
+            | DomainError::SourceNotFound
+            | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. } => vec![],
         };
@@ -202,6 +208,8 @@ impl From<DomainError> for ApiError {
             DomainError::Validation(_) => "some fields are invalid".to_owned(),
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
+            | DomainError::SourceNotFound
+            | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. } => e.to_string(),
         };

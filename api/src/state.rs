@@ -19,6 +19,7 @@ const TOUCH_EVERY: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub ingest: Arc<parley_worker::ingest::pipeline::Ingest>,
     pub queue: JobQueue,
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
@@ -33,9 +34,16 @@ pub struct Principal {
 }
 
 impl AppState {
-    pub fn new(store: Store, queue: JobQueue, metrics: Metrics, settings: Arc<Settings>) -> Self {
+    pub fn new(
+        store: Store,
+        queue: JobQueue,
+        metrics: Metrics,
+        settings: Arc<Settings>,
+        ingest: Arc<parley_worker::ingest::pipeline::Ingest>,
+    ) -> Self {
         AppState {
             store,
+            ingest,
             queue,
             metrics,
             settings,

@@ -8,54 +8,96 @@ use uuid::Uuid;
 
 use crate::aggregates::api_key::{API_KEY_CREATED, ApiKeyCreated};
 use crate::aggregates::bot::BOT_DELETED;
+use crate::aggregates::source::{
+    RefreshRequested, SOURCE_ADDED, SOURCE_DELETED, SOURCE_FETCHED, SOURCE_PARSED, SOURCE_REFRESH_REQUESTED,
+    SourceAdded,
+};
 use crate::event::RecordedEvent;
 
 /// Queue names are explicit so that renaming a Rust type orphans nothing.
 pub const JOBS_QUEUE: &str = "parley.jobs";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The event this job comes from: its idempotency key.
+    pub event_id: Uuid,
+    pub org_id: Uuid,
+    /// The request (or job) that caused the event, carried into what the job records.
+    pub correlation_id: Option<String>,
+    pub task: Task,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Job {
+pub enum Task {
     /// Remove a deleted bot's derived data, then record `bot.purged`.
-    PurgeBot {
-        org_id: Uuid,
-        bot_id: Uuid,
-        /// The `bot.deleted` event this job comes from.
-        event_id: Uuid,
-        correlation_id: Option<String>,
-    },
+    PurgeBot { bot_id: Uuid },
+    /// Crawl, download or read a source's content.
+    FetchSource { source_id: Uuid, run_id: Uuid },
+    /// Turn fetched content into text.
+    ParseSource { source_id: Uuid, run_id: Uuid },
+    /// Chunk and embed changed documents.
+    EmbedSource { source_id: Uuid, run_id: Uuid },
+    /// Remove a deleted source's content and chunks, then record `source.purged`.
+    PurgeSource { source_id: Uuid },
 }
 
 impl Job {
     pub fn name(&self) -> &'static str {
-        match self {
-            Job::PurgeBot { .. } => "purge_bot",
+        match self.task {
+            Task::PurgeBot { .. } => "purge_bot",
+            Task::FetchSource { .. } => "fetch_source",
+            Task::ParseSource { .. } => "parse_source",
+            Task::EmbedSource { .. } => "embed_source",
+            Task::PurgeSource { .. } => "purge_source",
         }
     }
+}
 
-    /// The event this job comes from: its idempotency key.
-    pub fn event_id(&self) -> Uuid {
-        match self {
-            Job::PurgeBot { event_id, .. } => *event_id,
-        }
-    }
+fn run_id(event: &RecordedEvent) -> Option<Uuid> {
+    event
+        .payload
+        .get("run_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
 }
 
 /// The jobs one event causes.
 pub fn jobs_for(event: &RecordedEvent) -> Vec<Job> {
-    match event.event_type.as_str() {
-        BOT_DELETED => vec![Job::PurgeBot {
-            org_id: event.org_id,
+    let source_id = event.stream_id;
+    let task = match event.event_type.as_str() {
+        BOT_DELETED => Some(Task::PurgeBot {
             bot_id: event.stream_id,
+        }),
+        SOURCE_ADDED => serde_json::from_value::<SourceAdded>(event.payload.clone())
+            .ok()
+            .map(|e| Task::FetchSource {
+                source_id,
+                run_id: e.run_id,
+            }),
+        SOURCE_REFRESH_REQUESTED => serde_json::from_value::<RefreshRequested>(event.payload.clone())
+            .ok()
+            .map(|e| Task::FetchSource {
+                source_id,
+                run_id: e.run_id,
+            }),
+        SOURCE_FETCHED => run_id(event).map(|run_id| Task::ParseSource { source_id, run_id }),
+        SOURCE_PARSED => run_id(event).map(|run_id| Task::EmbedSource { source_id, run_id }),
+        SOURCE_DELETED => Some(Task::PurgeSource { source_id }),
+        _ => None,
+    };
+    task.into_iter()
+        .map(|task| Job {
             event_id: event.event_id,
+            org_id: event.org_id,
             correlation_id: event.correlation_id().map(str::to_owned),
-        }],
-        _ => vec![],
-    }
+            task,
+        })
+        .collect()
 }
 
 /// An event's payload as the public event feed shows it: stored secrets
-/// (key hashes) are left out.
+/// (key hashes) and bulky bodies (texts, Q&A) are left out.
 pub fn public_payload(event: &RecordedEvent) -> Value {
     match event.event_type.as_str() {
         API_KEY_CREATED => match serde_json::from_value::<ApiKeyCreated>(event.payload.clone()) {
@@ -65,6 +107,17 @@ pub fn public_payload(event: &RecordedEvent) -> Value {
                 "name": created.name,
                 "prefix": created.prefix,
                 "last4": created.last4,
+            }),
+            Err(_) => Value::Null,
+        },
+        SOURCE_ADDED => match serde_json::from_value::<SourceAdded>(event.payload.clone()) {
+            Ok(added) => serde_json::json!({
+                "source_id": added.source_id,
+                "org_id": added.org_id,
+                "bot_id": added.bot_id,
+                "run_id": added.run_id,
+                "spec": added.spec.summary(),
+                "schedule": added.schedule,
             }),
             Err(_) => Value::Null,
         },

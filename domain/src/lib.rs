@@ -3,6 +3,7 @@
 
 pub mod aggregates;
 pub mod chunking;
+pub mod content;
 pub mod document;
 pub mod error;
 pub mod event;

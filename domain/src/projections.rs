@@ -46,6 +46,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(OrgsProjection),
         Arc::new(ApiKeysProjection),
         Arc::new(BotsProjection),
+        Arc::new(SourcesProjection),
+        Arc::new(SourcePagesProjection),
     ]
 }
 

@@ -107,3 +107,90 @@ pub async fn api_key_by_hash(store: &Store, hash: &str) -> Result<Option<api_key
         .one(store.db())
         .await
 }
+
+/// Ids of a bot's sources that are not deleted.
+pub async fn live_source_ids(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<Vec<Uuid>, DbErr> {
+    use crate::store::entities::sources;
+    sources::Entity::find()
+        .select_only()
+        .column(sources::Column::Id)
+        .filter(sources::Column::OrgId.eq(org_id))
+        .filter(sources::Column::BotId.eq(bot_id))
+        .filter(sources::Column::DeletedAt.is_null())
+        .into_tuple()
+        .all(store.db())
+        .await
+}
+
+/// A live source of a live bot of the organization.
+pub async fn source(
+    store: &Store,
+    org_id: Uuid,
+    bot_id: Uuid,
+    source_id: Uuid,
+) -> Result<Option<crate::store::entities::sources::Model>, DbErr> {
+    use crate::store::entities::sources;
+    sources::Entity::find_by_id(source_id)
+        .filter(sources::Column::OrgId.eq(org_id))
+        .filter(sources::Column::BotId.eq(bot_id))
+        .filter(sources::Column::DeletedAt.is_null())
+        .one(store.db())
+        .await
+}
+
+/// A bot's live sources, oldest first, optionally of one status or kind.
+pub async fn sources(
+    store: &Store,
+    org_id: Uuid,
+    bot_id: Uuid,
+    status: Option<&str>,
+    kind: Option<&str>,
+    cursor: Option<Uuid>,
+    limit: u64,
+) -> Result<Page<crate::store::entities::sources::Model>, DbErr> {
+    use crate::store::entities::sources;
+    let mut q = sources::Entity::find()
+        .filter(sources::Column::OrgId.eq(org_id))
+        .filter(sources::Column::BotId.eq(bot_id))
+        .filter(sources::Column::DeletedAt.is_null());
+    if let Some(status) = status {
+        q = q.filter(sources::Column::Status.eq(status));
+    }
+    if let Some(kind) = kind {
+        q = q.filter(sources::Column::Kind.eq(kind));
+    }
+    if let Some(after) = cursor {
+        q = q.filter(sources::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(sources::Column::Id)
+        .limit(limit + 1)
+        .all(store.db())
+        .await?;
+    Ok(page(rows, limit, |s| s.id))
+}
+
+/// How many live sources a bot has.
+pub async fn source_count(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<u64, DbErr> {
+    use crate::store::entities::sources;
+    use sea_orm::PaginatorTrait;
+    sources::Entity::find()
+        .filter(sources::Column::OrgId.eq(org_id))
+        .filter(sources::Column::BotId.eq(bot_id))
+        .filter(sources::Column::DeletedAt.is_null())
+        .count(store.db())
+        .await
+}
+
+/// The pages of a source, by key.
+pub async fn source_pages(
+    store: &Store,
+    source_id: Uuid,
+) -> Result<Vec<crate::store::entities::source_pages::Model>, DbErr> {
+    use crate::store::entities::source_pages;
+    source_pages::Entity::find()
+        .filter(source_pages::Column::SourceId.eq(source_id))
+        .order_by_asc(source_pages::Column::DocKey)
+        .all(store.db())
+        .await
+}

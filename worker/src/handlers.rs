@@ -1,20 +1,26 @@
 //! Job handlers. Each first checks whether its work is already done, because
 //! a job can arrive more than once.
 
-use parley_domain::DomainError;
+use std::sync::Arc;
+
 use parley_domain::aggregates::bot::{Bot, BotCommand};
+use parley_domain::aggregates::source::{Source, SourceCommand};
 use parley_domain::event::Metadata;
-use parley_domain::jobs::Job;
+use parley_domain::jobs::{Job, Task};
 use parley_domain::store::{Execute, Store, StoreError};
+use parley_domain::{DomainError, content, read};
 use prometheus::{IntCounterVec, Opts, Registry};
 use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::ingest::pipeline::{self, Ingest};
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct JobContext {
     pub store: Store,
     pub metrics: JobMetrics,
+    pub ingest: Arc<Ingest>,
 }
 
 /// Job outcome counters, exported on `/metrics`.
@@ -26,7 +32,10 @@ pub struct JobMetrics {
 impl JobMetrics {
     pub fn new(registry: &Registry) -> Self {
         let jobs = IntCounterVec::new(
-            Opts::new("parley_jobs_total", "Background jobs run, by job and outcome"),
+            Opts::new(
+                "parley_jobs_total",
+                "Background jobs run by this process, by job and outcome",
+            ),
             &["job", "outcome"],
         )
         .expect("constant metric options are valid");
@@ -58,23 +67,22 @@ impl From<StoreError> for JobError {
 /// Runs one job to completion.
 pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
     let name = job.name();
-    let span = tracing::info_span!("job", job = name, event_id = %job.event_id());
+    let span = tracing::info_span!("job", job = name, event_id = %job.event_id);
+    let correlation = job.correlation_id.clone().unwrap_or_else(|| job.event_id.to_string());
+    let (store, ingest, org) = (&ctx.store, ctx.ingest.as_ref(), job.org_id);
     let result = async {
-        match job {
-            Job::PurgeBot {
-                org_id,
-                bot_id,
-                event_id,
-                correlation_id,
-            } => {
-                purge_bot(
-                    ctx,
-                    org_id,
-                    bot_id,
-                    correlation_id.unwrap_or_else(|| event_id.to_string()),
-                )
-                .await
+        match job.task {
+            Task::PurgeBot { bot_id } => purge_bot(store, org, bot_id, &correlation).await,
+            Task::FetchSource { source_id, run_id } => {
+                pipeline::fetch_source(store, ingest, org, source_id, run_id, &correlation).await
             }
+            Task::ParseSource { source_id, run_id } => {
+                pipeline::parse_source(store, ingest, org, source_id, run_id, &correlation).await
+            }
+            Task::EmbedSource { source_id, run_id } => {
+                pipeline::embed_source(store, ingest, org, source_id, run_id, &correlation).await
+            }
+            Task::PurgeSource { source_id } => pipeline::purge_source(store, org, source_id, &correlation).await,
         }
     }
     .instrument(span)
@@ -92,18 +100,37 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
     result
 }
 
-/// Removes a deleted bot's derived data, then records `bot.purged`, once.
-pub async fn purge_bot(ctx: &JobContext, org_id: Uuid, bot_id: Uuid, correlation_id: String) -> Result<(), JobError> {
-    let (state, _) = ctx.store.load::<Bot>(bot_id).await?;
+/// Deletes a deleted bot's sources (each then purges itself), removes its
+/// chunks, and records `bot.purged`, once.
+pub async fn purge_bot(store: &Store, org_id: Uuid, bot_id: Uuid, correlation_id: &str) -> Result<(), JobError> {
+    let (state, _) = store.load::<Bot>(bot_id).await?;
     if state.purged {
         tracing::info!(%bot_id, "bot already purged");
         return Ok(());
     }
-    // Derived data of later capabilities (knowledge chunks, files) is removed
-    // here, before the purge is recorded; the bot's read row goes with
-    // `bot.purged` in the same transaction as the event.
-    let executed = ctx
-        .store
+    for source_id in read::live_source_ids(store, org_id, bot_id)
+        .await
+        .map_err(StoreError::Db)?
+    {
+        let deleted = store
+            .execute::<Source>(Execute {
+                org_id,
+                stream_id: source_id,
+                expected_version: None,
+                command: SourceCommand::Delete { org_id },
+                metadata: Metadata::system(correlation_id),
+                idempotency: None,
+            })
+            .await;
+        match deleted {
+            Ok(_) | Err(StoreError::Domain(DomainError::SourceNotFound)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    content::purge_bot_chunks(store.db(), bot_id)
+        .await
+        .map_err(StoreError::Db)?;
+    let executed = store
         .execute::<Bot>(Execute {
             org_id,
             stream_id: bot_id,

@@ -3,6 +3,8 @@
 
 pub mod dispatcher;
 pub mod handlers;
+pub mod ingest;
+pub mod net;
 pub mod queue;
 pub mod runtime;
 

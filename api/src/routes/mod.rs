@@ -4,6 +4,7 @@ pub mod bots;
 pub mod events;
 pub mod keys;
 pub mod ops;
+pub mod sources;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -15,19 +16,28 @@ pub enum ApiTags {
     ApiKeys,
     /// Chatbots: persona, language, model and behaviour settings.
     Bots,
+    /// A bot's knowledge: URLs, sites, texts, Q&A pairs and documents, and their indexing status.
+    Sources,
     /// The event feed: everything that happened in your organization, in order.
     Events,
     /// Health, readiness and metrics.
     Operations,
 }
 
-pub type Apis = (keys::KeysApi, bots::BotsApi, events::EventsApi, ops::OpsApi);
+pub type Apis = (
+    keys::KeysApi,
+    bots::BotsApi,
+    sources::SourcesApi,
+    events::EventsApi,
+    ops::OpsApi,
+);
 
 /// The OpenAPI service. `state` is `None` only to print the spec.
 pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
     let apis = (
         keys::KeysApi { state: state.clone() },
         bots::BotsApi { state: state.clone() },
+        sources::SourcesApi { state: state.clone() },
         events::EventsApi { state: state.clone() },
         ops::OpsApi { state },
     );

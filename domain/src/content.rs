@@ -1,0 +1,336 @@
+//! Stored content and the search index: uploaded and fetched bytes (blobs,
+//! addressed by SHA-256), the documents of each source, and their chunks with
+//! embeddings. Derived data: written by workers, never by projections.
+
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::store::entities::{blobs, chunks, source_documents};
+use crate::store::{Store, now};
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Stores bytes once per content; returns their hash.
+pub async fn put_blob(store: &Store, org_id: Uuid, bytes: &[u8]) -> Result<String, DbErr> {
+    let hash = sha256_hex(bytes);
+    let row = blobs::ActiveModel {
+        hash: Set(hash.clone()),
+        org_id: Set(org_id),
+        size: Set(bytes.len() as i64),
+        bytes: Set(bytes.to_vec()),
+        created_at: Set(now()),
+    };
+    blobs::Entity::insert(row)
+        .on_conflict(OnConflict::column(blobs::Column::Hash).do_nothing().to_owned())
+        .exec_without_returning(store.db())
+        .await?;
+    Ok(hash)
+}
+
+pub async fn get_blob(store: &Store, hash: &str) -> Result<Option<Vec<u8>>, DbErr> {
+    Ok(blobs::Entity::find_by_id(hash.to_owned())
+        .one(store.db())
+        .await?
+        .map(|b| b.bytes))
+}
+
+/// What a fetch step found for one document of a source.
+pub struct FetchedDoc {
+    pub doc_key: String,
+    pub url: Option<String>,
+    pub title: Option<String>,
+    pub content_type: String,
+    pub raw_hash: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Records a fetched document for `run_id`, keeping its parsed text (and
+/// what was indexed) when the raw content did not change.
+pub async fn record_fetched(store: &Store, source_id: Uuid, run_id: Uuid, doc: FetchedDoc) -> Result<(), DbErr> {
+    let existing = source_documents::Entity::find_by_id((source_id, doc.doc_key.clone()))
+        .one(store.db())
+        .await?;
+    let unchanged = existing
+        .as_ref()
+        .is_some_and(|e| e.raw_hash.is_some() && e.raw_hash == doc.raw_hash);
+    let row = source_documents::ActiveModel {
+        source_id: Set(source_id),
+        doc_key: Set(doc.doc_key),
+        run_id: Set(run_id),
+        url: Set(doc.url),
+        title: Set(doc.title.or_else(|| existing.as_ref().and_then(|e| e.title.clone()))),
+        content_type: Set(doc.content_type),
+        raw_hash: Set(doc.raw_hash),
+        text: Set(if unchanged {
+            existing.as_ref().and_then(|e| e.text.clone())
+        } else {
+            None
+        }),
+        text_hash: Set(if unchanged {
+            existing.as_ref().and_then(|e| e.text_hash.clone())
+        } else {
+            None
+        }),
+        pages: Set(if unchanged {
+            existing.as_ref().and_then(|e| e.pages.clone())
+        } else {
+            None
+        }),
+        indexed_hash: Set(existing.as_ref().and_then(|e| e.indexed_hash.clone())),
+        error_code: Set(doc.error_code),
+        error_message: Set(doc.error_message),
+        updated_at: Set(now()),
+    };
+    source_documents::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([source_documents::Column::SourceId, source_documents::Column::DocKey])
+                .update_columns([
+                    source_documents::Column::RunId,
+                    source_documents::Column::Url,
+                    source_documents::Column::Title,
+                    source_documents::Column::ContentType,
+                    source_documents::Column::RawHash,
+                    source_documents::Column::Text,
+                    source_documents::Column::TextHash,
+                    source_documents::Column::Pages,
+                    source_documents::Column::ErrorCode,
+                    source_documents::Column::ErrorMessage,
+                    source_documents::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(store.db())
+        .await?;
+    Ok(())
+}
+
+/// The documents a run saw, in key order.
+pub async fn documents_of_run(
+    store: &Store,
+    source_id: Uuid,
+    run_id: Uuid,
+) -> Result<Vec<source_documents::Model>, DbErr> {
+    source_documents::Entity::find()
+        .filter(source_documents::Column::SourceId.eq(source_id))
+        .filter(source_documents::Column::RunId.eq(run_id))
+        .order_by_asc(source_documents::Column::DocKey)
+        .all(store.db())
+        .await
+}
+
+/// Keys of documents of earlier runs that this run did not see again.
+pub async fn stale_documents(store: &Store, source_id: Uuid, run_id: Uuid) -> Result<Vec<String>, DbErr> {
+    let rows = source_documents::Entity::find()
+        .select_only()
+        .column(source_documents::Column::DocKey)
+        .filter(source_documents::Column::SourceId.eq(source_id))
+        .filter(source_documents::Column::RunId.ne(run_id))
+        .into_tuple::<String>()
+        .all(store.db())
+        .await?;
+    Ok(rows)
+}
+
+/// Saves the parsed text of a document (or why it has none).
+pub async fn record_parsed(
+    store: &Store,
+    source_id: Uuid,
+    doc_key: &str,
+    parsed: Result<(String, serde_json::Value, Option<String>), (String, String)>,
+) -> Result<(), DbErr> {
+    let mut row = source_documents::ActiveModel {
+        source_id: sea_orm::ActiveValue::Unchanged(source_id),
+        doc_key: sea_orm::ActiveValue::Unchanged(doc_key.to_owned()),
+        updated_at: Set(now()),
+        ..Default::default()
+    };
+    match parsed {
+        Ok((text, blocks, title)) => {
+            row.text_hash = Set(Some(sha256_hex(text.as_bytes())));
+            row.text = Set(Some(text));
+            row.pages = Set(Some(blocks));
+            if title.is_some() {
+                row.title = Set(title);
+            }
+            row.error_code = Set(None);
+            row.error_message = Set(None);
+        }
+        Err((code, message)) => {
+            row.text = Set(None);
+            row.text_hash = Set(None);
+            row.pages = Set(None);
+            row.error_code = Set(Some(code));
+            row.error_message = Set(Some(message));
+        }
+    }
+    source_documents::Entity::update(row).exec(store.db()).await?;
+    Ok(())
+}
+
+/// A chunk ready to store.
+pub struct NewChunk {
+    pub ordinal: i32,
+    pub heading_path: String,
+    pub text: String,
+    pub tokens: i32,
+    pub page: Option<i32>,
+    pub embedding: Vec<f32>,
+}
+
+/// Vectors are stored as little-endian f32.
+pub fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The identity of a chunk's document.
+pub struct DocRef<'a> {
+    pub org_id: Uuid,
+    pub bot_id: Uuid,
+    pub source_id: Uuid,
+    pub doc_key: &'a str,
+    pub url: Option<&'a str>,
+    pub title: Option<&'a str>,
+}
+
+/// Replaces a document's chunks and marks the text as indexed, atomically:
+/// readers see the old chunks or the new ones, never a mix.
+pub async fn replace_chunks(store: &Store, doc: DocRef<'_>, text_hash: &str, new: Vec<NewChunk>) -> Result<(), DbErr> {
+    let txn = store.db().begin().await?;
+    chunks::Entity::delete_many()
+        .filter(chunks::Column::SourceId.eq(doc.source_id))
+        .filter(chunks::Column::DocKey.eq(doc.doc_key))
+        .exec(&txn)
+        .await?;
+    let created_at = now();
+    let rows: Vec<chunks::ActiveModel> = new
+        .into_iter()
+        .map(|c| chunks::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            org_id: Set(doc.org_id),
+            bot_id: Set(doc.bot_id),
+            source_id: Set(doc.source_id),
+            doc_key: Set(doc.doc_key.to_owned()),
+            ordinal: Set(c.ordinal),
+            heading_path: Set(c.heading_path),
+            text: Set(c.text),
+            tokens: Set(c.tokens),
+            page: Set(c.page),
+            url: Set(doc.url.map(str::to_owned)),
+            title: Set(doc.title.map(str::to_owned)),
+            embedding: Set(encode_vector(&c.embedding)),
+            created_at: Set(created_at),
+        })
+        .collect();
+    for batch in rows.chunks(200) {
+        chunks::Entity::insert_many(batch.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    source_documents::Entity::update_many()
+        .col_expr(
+            source_documents::Column::IndexedHash,
+            sea_orm::sea_query::Expr::value(Some(text_hash.to_owned())),
+        )
+        .filter(source_documents::Column::SourceId.eq(doc.source_id))
+        .filter(source_documents::Column::DocKey.eq(doc.doc_key))
+        .exec(&txn)
+        .await?;
+    txn.commit().await
+}
+
+/// Removes documents (and their chunks) by key.
+pub async fn remove_documents(store: &Store, source_id: Uuid, keys: &[String]) -> Result<(), DbErr> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let txn = store.db().begin().await?;
+    for batch in keys.chunks(200) {
+        chunks::Entity::delete_many()
+            .filter(chunks::Column::SourceId.eq(source_id))
+            .filter(chunks::Column::DocKey.is_in(batch.to_vec()))
+            .exec(&txn)
+            .await?;
+        source_documents::Entity::delete_many()
+            .filter(source_documents::Column::SourceId.eq(source_id))
+            .filter(source_documents::Column::DocKey.is_in(batch.to_vec()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await
+}
+
+/// Chunk and token counts of a document.
+pub async fn chunk_counts(store: &Store, source_id: Uuid, doc_key: &str) -> Result<(u32, u32), DbErr> {
+    let rows: Vec<i32> = chunks::Entity::find()
+        .select_only()
+        .column(chunks::Column::Tokens)
+        .filter(chunks::Column::SourceId.eq(source_id))
+        .filter(chunks::Column::DocKey.eq(doc_key))
+        .into_tuple()
+        .all(store.db())
+        .await?;
+    Ok((rows.len() as u32, rows.iter().map(|t| *t as u32).sum()))
+}
+
+/// Removes everything derived from a source: chunks first (they stop being
+/// retrievable), then its documents.
+pub async fn purge_source<C: ConnectionTrait>(db: &C, source_id: Uuid) -> Result<(), DbErr> {
+    chunks::Entity::delete_many()
+        .filter(chunks::Column::SourceId.eq(source_id))
+        .exec(db)
+        .await?;
+    source_documents::Entity::delete_many()
+        .filter(source_documents::Column::SourceId.eq(source_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Removes the chunks of every source of a bot.
+pub async fn purge_bot_chunks<C: ConnectionTrait>(db: &C, bot_id: Uuid) -> Result<(), DbErr> {
+    chunks::Entity::delete_many()
+        .filter(chunks::Column::BotId.eq(bot_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Blobs no document and no live document source refers to, older than `before`.
+pub async fn collect_garbage_blobs(store: &Store, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    let backend = store.backend();
+    let sql = "DELETE FROM blobs WHERE created_at < $1 \
+         AND hash NOT IN (SELECT raw_hash FROM source_documents WHERE raw_hash IS NOT NULL) \
+         AND hash NOT IN (SELECT spec_hash FROM (SELECT CAST(spec AS TEXT) AS spec_hash FROM sources) s)";
+    // Document sources keep their blob hash inside `spec`; a LIKE over the
+    // serialized spec finds it on both engines.
+    let sql = sql.replace(
+        "AND hash NOT IN (SELECT spec_hash FROM (SELECT CAST(spec AS TEXT) AS spec_hash FROM sources) s)",
+        "AND NOT EXISTS (SELECT 1 FROM sources WHERE deleted_at IS NULL AND CAST(spec AS TEXT) LIKE '%' || blobs.hash || '%')",
+    );
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        sql
+    } else {
+        sql.replace("$1", "?")
+    };
+    let result = store
+        .db()
+        .execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [before.into()]))
+        .await?;
+    Ok(result.rows_affected())
+}

@@ -1,0 +1,550 @@
+//! Crawling a site for a `sitemap` source: from a sitemap.xml (or a sitemap
+//! index), or by following links from a start page with spider. Our own
+//! client (the network guard) fetches everything; our own checks decide what
+//! is in scope before any request: same host, under the start URL's folder,
+//! include/exclude globs on the path, robots.txt (RFC 9309), the page limit.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use parley_domain::aggregates::source::{PageRecord, SourceSpec};
+use parley_domain::content::{self, FetchedDoc};
+use parley_domain::store::{Store, StoreError};
+use spider::fetch_engine::{EngineError, EngineRequest, EngineResponse, HttpFetchEngine};
+use spider::reqwest;
+use url::Url;
+use uuid::Uuid;
+
+use super::parse::{self, Kind};
+use super::pipeline::Ingest;
+use crate::handlers::JobError;
+use crate::net;
+
+/// What a crawl fetched.
+pub struct Crawled {
+    pub fetched: u32,
+    pub failures: Vec<PageRecord>,
+}
+
+/// The robots.txt token Parley answers to.
+pub const ROBOTS_AGENT: &str = "ParleyBot";
+
+/// robots.txt of a site: missing (4xx) allows everything; unreachable or 5xx
+/// disallows everything, as RFC 9309 asks.
+pub enum Robots {
+    AllowAll,
+    DisallowAll,
+    Rules(texting_robots::Robot),
+}
+
+impl Robots {
+    pub async fn fetch(client: &reqwest::Client, origin: &Url) -> Robots {
+        let Ok(url) = origin.join("/robots.txt") else {
+            return Robots::DisallowAll;
+        };
+        match client.get(url).send().await {
+            Ok(r) if r.status().is_success() => match r.bytes().await {
+                Ok(body) => texting_robots::Robot::new(ROBOTS_AGENT, &body).map_or(Robots::AllowAll, Robots::Rules),
+                Err(_) => Robots::DisallowAll,
+            },
+            Ok(r) if r.status().is_client_error() => Robots::AllowAll,
+            _ => Robots::DisallowAll,
+        }
+    }
+
+    pub fn allowed(&self, url: &str) -> bool {
+        match self {
+            Robots::AllowAll => true,
+            Robots::DisallowAll => false,
+            Robots::Rules(robot) => robot.allowed(url),
+        }
+    }
+}
+
+fn globset(patterns: &[String]) -> Result<Option<GlobSet>, String> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for p in patterns {
+        builder.add(Glob::new(p).map_err(|e| format!("`{p}`: {e}"))?);
+    }
+    builder.build().map(Some).map_err(|e| e.to_string())
+}
+
+/// Which URLs a crawl may fetch.
+pub struct Scope {
+    origin: Url,
+    prefix: String,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+    robots: Robots,
+    policy: net::NetPolicy,
+}
+
+/// Why a URL was left out, or None when it is in scope.
+impl Scope {
+    pub fn refusal(&self, raw: &str) -> Option<&'static str> {
+        let Ok(u) = Url::parse(raw) else { return Some("invalid") };
+        if u.scheme() != self.origin.scheme()
+            || u.host_str() != self.origin.host_str()
+            || u.port_or_known_default() != self.origin.port_or_known_default()
+        {
+            return Some("off-site");
+        }
+        if net::check_literal(&u, &self.policy).is_err() {
+            return Some("not allowed");
+        }
+        let path = u.path();
+        if !path.starts_with(&self.prefix) {
+            return Some("outside the start folder");
+        }
+        if self.include.as_ref().is_some_and(|g| !g.is_match(path))
+            || self.exclude.as_ref().is_some_and(|g| g.is_match(path))
+        {
+            return Some("excluded by a pattern");
+        }
+        if !self.robots.allowed(raw) {
+            return Some("disallowed by robots.txt");
+        }
+        None
+    }
+}
+
+/// A page as fetched.
+struct Page {
+    requested: String,
+    final_url: String,
+    status: u16,
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+    error: Option<String>,
+}
+
+/// The URL without its fragment: the key of a page.
+fn page_key(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut u) => {
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => raw.to_owned(),
+    }
+}
+
+async fn fetch_page(client: &reqwest::Client, url: &str, max_bytes: usize) -> Page {
+    let mut page = Page {
+        requested: url.to_owned(),
+        final_url: url.to_owned(),
+        status: 0,
+        content_type: None,
+        bytes: vec![],
+        error: None,
+    };
+    let mut response = match client.get(url).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            page.error = Some(e.to_string());
+            return page;
+        }
+    };
+    page.status = response.status().as_u16();
+    page.final_url = response.url().to_string();
+    page.content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if page.bytes.len() + chunk.len() > max_bytes {
+                    page.error = Some(format!("larger than {max_bytes} bytes"));
+                    page.bytes.clear();
+                    break;
+                }
+                page.bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                page.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    page
+}
+
+/// spider's transport: every request passes the scope check first, and every
+/// response is handed to the crawl loop.
+struct Engine {
+    client: reqwest::Client,
+    scope: Arc<Scope>,
+    max_pages: usize,
+    max_bytes: usize,
+    started: AtomicUsize,
+    seen: Mutex<HashSet<String>>,
+    out: tokio::sync::mpsc::UnboundedSender<Page>,
+}
+
+#[async_trait::async_trait]
+impl HttpFetchEngine for Engine {
+    async fn fetch(&self, req: EngineRequest<'_>) -> Result<EngineResponse, EngineError> {
+        if self.scope.refusal(req.url).is_some() {
+            return Err(EngineError::Status(403));
+        }
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if !seen.insert(page_key(req.url)) {
+                return Err(EngineError::Status(403));
+            }
+        }
+        if self.started.fetch_add(1, Ordering::SeqCst) >= self.max_pages {
+            return Err(EngineError::Status(403));
+        }
+        let page = fetch_page(&self.client, req.url, self.max_bytes).await;
+        let status = reqwest::StatusCode::from_u16(page.status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
+        let final_url = (page.final_url != req.url).then(|| page.final_url.clone());
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(ct) = page
+            .content_type
+            .as_deref()
+            .and_then(|c| reqwest::header::HeaderValue::from_str(c).ok())
+        {
+            headers.insert(reqwest::header::CONTENT_TYPE, ct);
+        }
+        let body = page.bytes.clone();
+        let failed = page.error.is_some() && page.status == 0;
+        let _ = self.out.send(page);
+        if failed {
+            return Err(EngineError::Other("fetch failed".into()));
+        }
+        Ok(EngineResponse {
+            status_code: status,
+            final_url,
+            headers,
+            body,
+            served: true,
+            ..Default::default()
+        })
+    }
+}
+
+/// Whether bytes are a sitemap or a sitemap index.
+fn is_sitemap(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).to_ascii_lowercase();
+    head.contains("<urlset") || head.contains("<sitemapindex")
+}
+
+/// Page URLs of a sitemap, following sitemap indexes (at most 50 sitemaps).
+async fn sitemap_urls(
+    client: &reqwest::Client,
+    first: Vec<u8>,
+    policy: &net::NetPolicy,
+    max_bytes: usize,
+) -> Vec<String> {
+    let mut urls = Vec::new();
+    let mut queue = vec![first];
+    let mut fetched_maps = 0;
+    while let Some(bytes) = queue.pop() {
+        let mut children = Vec::new();
+        for entity in sitemap::reader::SiteMapReader::new(&bytes[..]) {
+            match entity {
+                sitemap::reader::SiteMapEntity::Url(u) => {
+                    if let Some(loc) = u.loc.get_url() {
+                        urls.push(loc.to_string());
+                    }
+                }
+                sitemap::reader::SiteMapEntity::SiteMap(s) => {
+                    if let Some(loc) = s.loc.get_url() {
+                        children.push(loc.to_string());
+                    }
+                }
+                sitemap::reader::SiteMapEntity::Err(_) => {}
+            }
+        }
+        for child in children {
+            if fetched_maps >= 50 || net::check_url(&child, policy).await.is_err() {
+                continue;
+            }
+            fetched_maps += 1;
+            let page = fetch_page(client, &child, max_bytes).await;
+            if (200..300).contains(&page.status) && is_sitemap(&page.bytes) {
+                queue.push(page.bytes);
+            }
+        }
+    }
+    urls
+}
+
+/// Stores one fetched page; a failure becomes a page record.
+async fn keep_page(
+    store: &Store,
+    org_id: Uuid,
+    source_id: Uuid,
+    run_id: Uuid,
+    page: Page,
+) -> Result<Option<PageRecord>, JobError> {
+    let key = page_key(&page.final_url);
+    if let Some(error) = page.error.filter(|_| page.bytes.is_empty()) {
+        return Ok(Some(failure(&key, "FETCH_FAILED", &error)));
+    }
+    if !(200..300).contains(&page.status) {
+        return Ok(Some(failure(
+            &key,
+            "FETCH_FAILED",
+            &format!("the server answered {}", page.status),
+        )));
+    }
+    let kind = page
+        .content_type
+        .as_deref()
+        .and_then(Kind::from_content_type)
+        .filter(|k| matches!(k, Kind::Pdf | Kind::Docx | Kind::Html))
+        .or_else(|| parse::detect(&page.bytes, &page.final_url).ok());
+    let Some(kind) = kind else {
+        return Ok(Some(failure(&key, "UNSUPPORTED_TYPE", "not HTML, PDF, DOCX or text")));
+    };
+    let db = |e| JobError::from(StoreError::Db(e));
+    let hash = content::put_blob(store, org_id, &page.bytes).await.map_err(db)?;
+    let doc = FetchedDoc {
+        doc_key: key.clone(),
+        url: Some(key),
+        title: None,
+        content_type: kind.content_type().into(),
+        raw_hash: Some(hash),
+        error_code: None,
+        error_message: None,
+    };
+    content::record_fetched(store, source_id, run_id, doc)
+        .await
+        .map_err(db)?;
+    let _ = page.requested;
+    Ok(None)
+}
+
+fn failure(key: &str, code: &str, message: &str) -> PageRecord {
+    PageRecord {
+        doc_key: key.to_owned(),
+        url: Some(key.to_owned()),
+        title: None,
+        status: "failed".into(),
+        content_hash: None,
+        chunks: 0,
+        tokens: 0,
+        page_count: None,
+        error_code: Some(code.to_owned()),
+        error_message: Some(message.to_owned()),
+    }
+}
+
+/// Crawls a `sitemap` source into the run's documents.
+pub async fn crawl_source(
+    store: &Store,
+    ingest: &Ingest,
+    org_id: Uuid,
+    source_id: Uuid,
+    run_id: Uuid,
+    spec: &SourceSpec,
+) -> Result<Crawled, JobError> {
+    let SourceSpec::Sitemap {
+        url,
+        include,
+        exclude,
+        max_pages,
+        max_depth,
+    } = spec
+    else {
+        return Err(JobError::Permanent("not a site source".into()));
+    };
+    let settings = &ingest.settings;
+    let fail = |code: &str, message: String| Crawled {
+        fetched: 0,
+        failures: vec![failure(url, code, &message)],
+    };
+    let start = match net::check_url(url, &settings.net).await {
+        Ok(u) => u,
+        Err(e) => return Ok(fail("URL_NOT_ALLOWED", e.0)),
+    };
+    let (include, exclude) = match (globset(include), globset(exclude)) {
+        (Ok(i), Ok(e)) => (i, e),
+        (Err(e), _) | (_, Err(e)) => return Ok(fail("INVALID_PATTERN", e)),
+    };
+    let robots = Robots::fetch(&ingest.client, &start).await;
+    let first = fetch_page(&ingest.client, url, settings.max_download_bytes).await;
+    if !(200..300).contains(&first.status) {
+        let why = first
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("the server answered {}", first.status));
+        return Ok(fail("FETCH_FAILED", why));
+    }
+    let max_pages = *max_pages as usize;
+    let mut failures = Vec::new();
+    let mut fetched = 0u32;
+
+    if is_sitemap(&first.bytes) {
+        // The sitemap's folder is not a scope: a sitemap lists the site's pages.
+        let scope = Scope {
+            origin: start.clone(),
+            prefix: "/".into(),
+            include,
+            exclude,
+            robots,
+            policy: settings.net.clone(),
+        };
+        let mut seen = HashSet::new();
+        let urls: Vec<String> = sitemap_urls(&ingest.client, first.bytes, &settings.net, settings.max_download_bytes)
+            .await
+            .into_iter()
+            .filter(|u| scope.refusal(u).is_none() && seen.insert(page_key(u)))
+            .take(max_pages)
+            .collect();
+        for u in urls {
+            if fetched as usize + failures.len() > 0 {
+                tokio::time::sleep(settings.crawl_delay).await;
+            }
+            let page = fetch_page(&ingest.client, &u, settings.max_download_bytes).await;
+            match keep_page(store, org_id, source_id, run_id, page).await? {
+                None => fetched += 1,
+                Some(f) => failures.push(f),
+            }
+        }
+        return Ok(Crawled { fetched, failures });
+    }
+
+    // Link following from the start page, inside the start URL's folder.
+    let path = start.path();
+    let prefix = match path.rfind('/') {
+        Some(i) => path[..=i].to_owned(),
+        None => "/".to_owned(),
+    };
+    let depth = max_depth.map(|d| prefix.split('/').filter(|s| !s.is_empty()).count() + d as usize);
+    let scope = Arc::new(Scope {
+        origin: start.clone(),
+        prefix,
+        include,
+        exclude,
+        robots,
+        policy: settings.net.clone(),
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = Engine {
+        client: ingest.client.clone(),
+        scope: scope.clone(),
+        max_pages,
+        max_bytes: settings.max_download_bytes,
+        started: AtomicUsize::new(0),
+        seen: Mutex::new(HashSet::new()),
+        out: tx,
+    };
+    let mut website = spider::website::Website::new(url);
+    website
+        .with_fetch_engine(engine)
+        .with_respect_robots_txt(false)
+        .with_ignore_sitemap(true)
+        .with_subdomains(false)
+        .with_tld(false)
+        .with_depth(depth.unwrap_or(0))
+        .with_limit(u32::try_from(max_pages.saturating_mul(4).max(16)).unwrap_or(u32::MAX))
+        .with_concurrency_limit(Some(settings.crawl_concurrency.max(1)))
+        .with_delay(settings.crawl_delay.as_millis() as u64)
+        .with_user_agent(Some(net::USER_AGENT))
+        .with_retry(0);
+    website.set_http_client(ingest.client.clone());
+
+    let mut pdf_links: Vec<String> = Vec::new();
+    let handle_page = |page: Page, pdf_links: &mut Vec<String>| {
+        if page.status == 403 && page.bytes.is_empty() && page.error.is_none() {
+            return None;
+        }
+        if page.content_type.as_deref().and_then(Kind::from_content_type) == Some(Kind::Html) {
+            // spider does not follow links to PDFs; collect them here.
+            let html = String::from_utf8_lossy(&page.bytes);
+            let dom = scraper::Html::parse_document(&html);
+            if let Ok(sel) = scraper::Selector::parse("a[href]") {
+                for a in dom.select(&sel) {
+                    let Some(href) = a.value().attr("href") else { continue };
+                    if let Ok(abs) = Url::parse(&page.final_url).and_then(|b| b.join(href))
+                        && abs.path().to_ascii_lowercase().ends_with(".pdf")
+                    {
+                        pdf_links.push(abs.to_string());
+                    }
+                }
+            }
+        }
+        Some(page)
+    };
+    let mut pages = Vec::new();
+    {
+        let crawl = website.crawl();
+        tokio::pin!(crawl);
+        loop {
+            tokio::select! {
+                _ = &mut crawl => break,
+                Some(page) = rx.recv() => {
+                    if let Some(p) = handle_page(page, &mut pdf_links) { pages.push(p); }
+                }
+            }
+        }
+    }
+    while let Ok(page) = rx.try_recv() {
+        if let Some(p) = handle_page(page, &mut pdf_links) {
+            pages.push(p);
+        }
+    }
+    let mut seen: HashSet<String> = pages.iter().map(|p| page_key(&p.requested)).collect();
+    for link in pdf_links {
+        if pages.len() >= max_pages {
+            break;
+        }
+        if scope.refusal(&link).is_some() || !seen.insert(page_key(&link)) {
+            continue;
+        }
+        tokio::time::sleep(settings.crawl_delay).await;
+        pages.push(fetch_page(&ingest.client, &link, settings.max_download_bytes).await);
+    }
+    for page in pages.into_iter().take(max_pages) {
+        match keep_page(store, org_id, source_id, run_id, page).await? {
+            None => fetched += 1,
+            Some(f) => failures.push(f),
+        }
+    }
+    Ok(Crawled { fetched, failures })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_checks_host_folder_patterns_and_robots() {
+        let robots = texting_robots::Robot::new(ROBOTS_AGENT, b"User-agent: *\nDisallow: /book/appendix-\n").unwrap();
+        let scope = Scope {
+            origin: Url::parse("http://127.0.0.1:9/book/index.html").unwrap(),
+            prefix: "/book/".into(),
+            include: None,
+            exclude: globset(&["**/print.html".into()]).unwrap(),
+            robots: Robots::Rules(robots),
+            policy: net::NetPolicy {
+                allowed_private_hosts: vec!["127.0.0.1".into()],
+            },
+        };
+        assert_eq!(scope.refusal("http://127.0.0.1:9/book/ch01.html"), None);
+        assert_eq!(
+            scope.refusal("http://127.0.0.1:9/book/print.html"),
+            Some("excluded by a pattern")
+        );
+        assert_eq!(
+            scope.refusal("http://127.0.0.1:9/book/appendix-01.html"),
+            Some("disallowed by robots.txt")
+        );
+        assert_eq!(
+            scope.refusal("http://127.0.0.1:9/other/x.html"),
+            Some("outside the start folder")
+        );
+        assert_eq!(scope.refusal("http://example.com/book/x.html"), Some("off-site"));
+    }
+}

@@ -1,0 +1,6 @@
+//! Knowledge ingestion: fetching, parsing, chunking and embedding sources.
+
+pub mod crawl;
+pub mod embed;
+pub mod parse;
+pub mod pipeline;

@@ -1,0 +1,325 @@
+//! HTML to blocks: the title and heading structure are kept; scripts, styles,
+//! navigation, headers, footers, forms and hidden elements are dropped. When
+//! the page marks its main content (`<main>`, `<article>`, `role=main`), only
+//! that is read.
+
+use ego_tree::NodeRef;
+use parley_domain::document::{Block, Document};
+use scraper::{ElementRef, Html, Node, Selector};
+
+const SKIP: &[&str] = &[
+    "script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button",
+    "select", "input", "textarea", "canvas", "object", "embed", "head", "dialog", "menu",
+];
+
+fn hidden(el: &ElementRef) -> bool {
+    let v = el.value();
+    v.attr("hidden").is_some()
+        || v.attr("aria-hidden") == Some("true")
+        || matches!(v.attr("role"), Some("navigation" | "banner" | "contentinfo" | "search"))
+        || v.attr("style")
+            .is_some_and(|s| s.replace(' ', "").contains("display:none"))
+}
+
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+struct Walker {
+    blocks: Vec<Block>,
+    pending: String,
+}
+
+impl Walker {
+    fn flush(&mut self) {
+        let text = squash(&self.pending);
+        self.pending.clear();
+        if !text.is_empty() {
+            self.blocks.push(Block::Paragraph { text, page: None });
+        }
+    }
+
+    /// Text of inline content, skipping what is never read.
+    fn inline_text(node: NodeRef<Node>, out: &mut String, skip_lists: bool) {
+        for child in node.children() {
+            match child.value() {
+                Node::Text(t) => out.push_str(t),
+                Node::Element(e) => {
+                    let Some(el) = ElementRef::wrap(child) else { continue };
+                    let name = e.name();
+                    if SKIP.contains(&name) || hidden(&el) || (skip_lists && matches!(name, "ul" | "ol")) {
+                        continue;
+                    }
+                    if name == "br" {
+                        out.push(' ');
+                        continue;
+                    }
+                    if matches!(name, "p" | "div" | "li" | "td" | "th" | "tr") {
+                        out.push(' ');
+                    }
+                    Self::inline_text(child, out, skip_lists);
+                    if matches!(name, "p" | "div" | "li" | "td" | "th") {
+                        out.push(' ');
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn text_of(node: NodeRef<Node>) -> String {
+        let mut s = String::new();
+        Self::inline_text(node, &mut s, false);
+        squash(&s)
+    }
+
+    fn list(&mut self, node: NodeRef<Node>, depth: u8) {
+        for child in node.children() {
+            let Some(el) = ElementRef::wrap(child) else { continue };
+            match el.value().name() {
+                "li" => {
+                    let mut text = String::new();
+                    Self::inline_text(child, &mut text, true);
+                    let text = squash(&text);
+                    if !text.is_empty() {
+                        self.blocks.push(Block::ListItem {
+                            depth: depth.min(8),
+                            text,
+                            page: None,
+                        });
+                    }
+                    for nested in child.children() {
+                        if let Some(n) = ElementRef::wrap(nested)
+                            && matches!(n.value().name(), "ul" | "ol")
+                        {
+                            self.list(nested, depth + 1);
+                        }
+                    }
+                }
+                "ul" | "ol" => self.list(child, depth + 1),
+                _ => {}
+            }
+        }
+    }
+
+    fn table(&mut self, node: NodeRef<Node>) {
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut header = false;
+        let mut stack = vec![node];
+        // Rows in document order, not descending into nested tables.
+        let mut ordered = Vec::new();
+        while let Some(n) = stack.pop() {
+            for child in n.children().rev() {
+                if let Some(el) = ElementRef::wrap(child) {
+                    match el.value().name() {
+                        "tr" => ordered.push(child),
+                        "thead" | "tbody" | "tfoot" => stack.push(child),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        ordered.reverse();
+        for (i, tr) in ordered.into_iter().enumerate() {
+            let mut cells = Vec::new();
+            let mut all_th = true;
+            for cell in tr.children() {
+                let Some(el) = ElementRef::wrap(cell) else { continue };
+                match el.value().name() {
+                    "th" => cells.push(Self::text_of(cell)),
+                    "td" => {
+                        all_th = false;
+                        cells.push(Self::text_of(cell));
+                    }
+                    _ => {}
+                }
+            }
+            if i == 0 && all_th && !cells.is_empty() {
+                header = true;
+            }
+            if cells.iter().any(|c| !c.is_empty()) {
+                rows.push(cells);
+            }
+        }
+        if !rows.is_empty() {
+            self.blocks.push(Block::Table {
+                rows,
+                header,
+                page: None,
+            });
+        }
+    }
+
+    fn walk(&mut self, node: NodeRef<Node>) {
+        for child in node.children() {
+            match child.value() {
+                Node::Text(t) => self.pending.push_str(t),
+                Node::Element(e) => {
+                    let Some(el) = ElementRef::wrap(child) else { continue };
+                    let name = e.name();
+                    if SKIP.contains(&name) || hidden(&el) {
+                        continue;
+                    }
+                    match name {
+                        "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                            self.flush();
+                            let text = Self::text_of(child);
+                            if !text.is_empty() {
+                                let level = name[1..].parse().unwrap_or(1);
+                                self.blocks.push(Block::Heading {
+                                    level,
+                                    text,
+                                    page: None,
+                                });
+                            }
+                        }
+                        "p" | "blockquote" | "dt" | "dd" | "figcaption" | "summary" => {
+                            self.flush();
+                            let text = Self::text_of(child);
+                            if !text.is_empty() {
+                                self.blocks.push(Block::Paragraph { text, page: None });
+                            }
+                        }
+                        "ul" | "ol" => {
+                            self.flush();
+                            self.list(child, 0);
+                        }
+                        "table" => {
+                            self.flush();
+                            self.table(child);
+                        }
+                        "pre" => {
+                            self.flush();
+                            let text: String = el.text().collect();
+                            let text = text.trim_matches('\n').to_owned();
+                            if !text.trim().is_empty() {
+                                self.blocks.push(Block::Code { text, page: None });
+                            }
+                        }
+                        "br" => self.pending.push(' '),
+                        "div" | "section" | "article" | "main" | "body" | "details" | "dl" | "figure" | "center" => {
+                            self.flush();
+                            self.walk(child);
+                            self.flush();
+                        }
+                        _ => {
+                            // Inline element: its text joins the current paragraph.
+                            let mut s = String::new();
+                            Self::inline_text(child, &mut s, false);
+                            self.pending.push_str(&s);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Parses an HTML page into blocks. `_base_url` is where the page came from.
+pub fn parse_html(html: &str, _base_url: Option<&str>) -> Document {
+    let dom = Html::parse_document(html);
+    let select = |css: &str| Selector::parse(css).ok().and_then(|s| dom.select(&s).next());
+    let title = select("title")
+        .map(|t| squash(&t.text().collect::<String>()))
+        .filter(|t| !t.is_empty());
+    let root = select("main")
+        .or_else(|| select("[role=main]"))
+        .or_else(|| select("article"))
+        .or_else(|| select("body"))
+        .map(|e| *e)
+        .unwrap_or_else(|| dom.tree.root());
+    let mut walker = Walker {
+        blocks: Vec::new(),
+        pending: String::new(),
+    };
+    walker.walk(root);
+    walker.flush();
+    let title = title.or_else(|| {
+        walker.blocks.iter().find_map(|b| match b {
+            Block::Heading { text, .. } => Some(text.clone()),
+            Block::Paragraph { .. } | Block::ListItem { .. } | Block::Table { .. } | Block::Code { .. } => None,
+        })
+    });
+    Document {
+        title,
+        blocks: walker.blocks,
+        page_count: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn main_content_with_structure_and_without_boilerplate() {
+        let html = r#"<!doctype html><html><head><title> Pricing | Acme </title><style>p{}</style></head>
+        <body><nav><a href="/">Home</a> <a href="/docs">Docs</a></nav>
+        <header>Acme header</header>
+        <main>
+          <h1>Pricing</h1>
+          <p>Our <b>Pro</b> plan costs <a href="/p">20 EUR</a> per month.</p>
+          <script>alert(1)</script>
+          <div>Loose text in a div<br>with a break.</div>
+          <h2>Features</h2>
+          <ul><li>Fast<ul><li>Really fast</li></ul></li><li>Safe</li></ul>
+          <table><thead><tr><th>Plan</th><th>Price</th></tr></thead>
+                 <tbody><tr><td>Pro</td><td>20</td></tr></tbody></table>
+          <pre>cargo run</pre>
+          <div hidden>secret</div>
+        </main>
+        <footer>Copyright Acme</footer></body></html>"#;
+        let doc = parse_html(html, None);
+        assert_eq!(doc.title.as_deref(), Some("Pricing | Acme"));
+        assert_eq!(
+            doc.blocks,
+            vec![
+                Block::Heading {
+                    level: 1,
+                    text: "Pricing".into(),
+                    page: None
+                },
+                Block::Paragraph {
+                    text: "Our Pro plan costs 20 EUR per month.".into(),
+                    page: None
+                },
+                Block::Paragraph {
+                    text: "Loose text in a div with a break.".into(),
+                    page: None
+                },
+                Block::Heading {
+                    level: 2,
+                    text: "Features".into(),
+                    page: None
+                },
+                Block::ListItem {
+                    depth: 0,
+                    text: "Fast".into(),
+                    page: None
+                },
+                Block::ListItem {
+                    depth: 1,
+                    text: "Really fast".into(),
+                    page: None
+                },
+                Block::ListItem {
+                    depth: 0,
+                    text: "Safe".into(),
+                    page: None
+                },
+                Block::Table {
+                    rows: vec![vec!["Plan".into(), "Price".into()], vec!["Pro".into(), "20".into()]],
+                    header: true,
+                    page: None
+                },
+                Block::Code {
+                    text: "cargo run".into(),
+                    page: None
+                },
+            ]
+        );
+        let md = doc.to_markdown();
+        assert!(!md.contains("Home") && !md.contains("Copyright") && !md.contains("alert") && !md.contains("secret"));
+    }
+}
