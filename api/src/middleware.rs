@@ -66,14 +66,24 @@ fn unmatched_route(path: &str) -> String {
     }
 }
 
-/// Refuses bodies larger than `limit` bytes with 413 before reading them.
+/// Largest oversized body read before answering 413; larger ones are cut off.
+const DRAIN_CAP: u64 = 64 << 20;
+
+/// Refuses bodies larger than `limit` bytes with 413.
 pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poem::Result<Response> {
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if let Some(len) = declared.filter(|len| *len > limit as u64) {
+        // Read (and drop) a moderately oversized body first, so that the client,
+        // still sending, receives the 413 instead of a broken connection.
+        if len <= DRAIN_CAP {
+            use futures::StreamExt;
+            let mut stream = req.take_body().into_bytes_stream();
+            while let Some(Ok(_)) = stream.next().await {}
+        }
         return Err(poem::Error::from_string(
             format!("the request body is larger than {limit} bytes"),
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -194,3 +194,24 @@ pub async fn source_pages(
         .all(store.db())
         .await
 }
+
+/// Sources whose schedule says they are due, as (org, source), oldest due first.
+pub async fn due_sources(
+    store: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
+    use crate::store::entities::sources;
+    sources::Entity::find()
+        .select_only()
+        .column(sources::Column::OrgId)
+        .column(sources::Column::Id)
+        .filter(sources::Column::DeletedAt.is_null())
+        .filter(sources::Column::NextRefreshAt.lte(now))
+        .filter(sources::Column::Status.is_in(["ready", "failed"]))
+        .order_by_asc(sources::Column::NextRefreshAt)
+        .limit(limit)
+        .into_tuple()
+        .all(store.db())
+        .await
+}

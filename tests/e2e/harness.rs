@@ -25,6 +25,40 @@ fn redis_url() -> String {
     std::env::var("PARLEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Where `scripts/setup-models` installed the model (tests use the real one).
+fn models_dir() -> String {
+    std::env::var("PARLEY_MODELS_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../.parley/models").to_owned())
+}
+
+/// Serves a folder over HTTP on 127.0.0.1 (port 0) until dropped.
+pub struct StaticSite {
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StaticSite {
+    pub async fn serve(dir: std::path::PathBuf) -> StaticSite {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
+        let app = poem::endpoint::StaticFilesEndpoint::new(dir).index_file("index.html");
+        let task = tokio::spawn(async move {
+            let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+        });
+        StaticSite {
+            base: format!("http://127.0.0.1:{port}"),
+            task,
+        }
+    }
+}
+
+impl Drop for StaticSite {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// One test's database (and queue namespace); survives application restarts.
 pub struct TestEnv {
     pub backend: Backend,
@@ -91,6 +125,13 @@ impl TestEnv {
             request_timeout_secs: 30,
             shutdown_timeout_secs: 10,
             outbox_lease_secs: 2,
+            models_dir: models_dir(),
+            allowed_private_hosts: "127.0.0.1".into(),
+            max_upload_bytes: 2 * 1024 * 1024,
+            max_sources_per_bot: 20,
+            max_pages_cap: 1000,
+            crawl_delay_ms: 0,
+            crawl_concurrency: 4,
         }
     }
 
@@ -261,6 +302,43 @@ impl TestApp {
             handle.abort();
             let _ = handle.await;
         }
+    }
+
+    /// Waits until a source is `ready` or `failed`, and returns it with its pages.
+    pub async fn settled_source(&self, key: &str, bot_id: &str, source_id: &str, secs: u64) -> Value {
+        let path = format!("/api/v1/bots/{bot_id}/sources/{source_id}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.get(&path, key).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            if matches!(r.body["status"].as_str(), Some("ready" | "failed")) {
+                return r.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "source still {} after {secs}s",
+                r.body["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Uploads a file as a document source.
+    pub async fn upload(&self, key: &str, bot_id: &str, file_name: &str, bytes: Vec<u8>) -> Reply {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let resp = self
+            .client
+            .post(format!("{}/api/v1/bots/{bot_id}/sources/documents", self.base))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Reply { status, headers, body }
     }
 
     /// Waits until `check` holds, polling, for at most `secs` seconds.

@@ -3,7 +3,12 @@
 //! Redis. Each scenario body runs on both; `sqlite::` and `postgres::` name
 //! the tier.
 
+// Test code: an unwrap that fails is a failing test, which is its purpose.
+#![allow(clippy::unwrap_used)]
+
 mod harness;
+mod ingestion;
+mod quality;
 mod scenarios;
 mod spec;
 
@@ -37,4 +42,15 @@ on_both_backends!(
     outbox_survives_a_crash_and_redelivery,
     operations_endpoints,
     event_feed_is_scoped_and_filtered,
+    sources_from_texts_qa_and_files,
+    site_crawl_refresh_and_robots,
 );
+
+/// The whole Rust Book is embedded (about two minutes on 2 cores), so it runs
+/// on the embedded tier; the site scenario above covers both tiers.
+mod sqlite_book {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rust_book_crawl() {
+        crate::ingestion::rust_book_crawl(crate::harness::Backend::Sqlite).await;
+    }
+}

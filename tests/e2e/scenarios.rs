@@ -571,12 +571,33 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
     })
     .await;
 
+    // Sources and their pages, indexed and then refreshed.
+    let src = app
+        .post(
+            &format!("/api/v1/bots/{}/sources", id(&keep)),
+            &a.key,
+            json!({"type": "text", "title": "T", "body": "Hello world."}),
+        )
+        .await;
+    assert_eq!(src.status, StatusCode::ACCEPTED, "{}", src.body);
+    let src_id = id(&src.body);
+    assert_eq!(
+        app.settled_source(&a.key, &id(&keep), &src_id, 120).await["status"],
+        "ready"
+    );
+    app.patch(
+        &format!("/api/v1/bots/{}/sources/{src_id}", id(&keep)),
+        &a.key,
+        json!({"schedule": "weekly"}),
+    )
+    .await;
+
     let live = snapshots(&app).await;
     for (name, rows) in &live {
         assert!(!rows.is_empty(), "projection {name} has rows to compare");
     }
     let (rebuilt, events) = app.store.replay(None).await.expect("replay");
-    assert_eq!(rebuilt, ["orgs", "api_keys", "bots"]);
+    assert_eq!(rebuilt, ["orgs", "api_keys", "bots", "sources", "source_pages"]);
     assert!(events >= 9, "read the whole log ({events} events)");
     assert_eq!(snapshots(&app).await, live, "replayed rows equal live rows");
     // One projection alone, and the app keeps working on the rebuilt rows.
@@ -845,3 +866,5 @@ pub async fn event_feed_is_scoped_and_filtered(backend: Backend) {
     app.stop().await;
     env.cleanup().await;
 }
+
+pub use crate::ingestion::{site_crawl_refresh_and_robots, sources_from_texts_qa_and_files};

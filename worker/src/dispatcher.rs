@@ -5,8 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use parley_domain::aggregates::source::{Source, SourceCommand};
+use parley_domain::event::Metadata;
 use parley_domain::jobs::jobs_for;
-use parley_domain::store::Store;
+use parley_domain::store::{Execute, Store, StoreError};
+use parley_domain::{DomainError, read};
 
 use crate::queue::JobQueue;
 
@@ -15,6 +18,9 @@ pub const OUTBOX: &str = "outbox";
 
 /// How long a dispatcher's lease lasts without renewal: the longest pause
 /// before another process takes over from one that died.
+/// How often due scheduled refreshes are looked for.
+const SCHEDULE_EVERY: Duration = Duration::from_secs(30);
+
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 pub struct Dispatcher {
@@ -84,6 +90,39 @@ impl Dispatcher {
         Ok(events.len())
     }
 
+    /// Requests a refresh of every source whose schedule is due. Runs only
+    /// where the lease is held, so one process does it.
+    pub async fn refresh_due_sources(&mut self) -> anyhow::Result<usize> {
+        if !self.hold_lease().await? {
+            return Ok(0);
+        }
+        let due = read::due_sources(&self.store, parley_domain::store::now(), 100).await?;
+        let mut requested = 0;
+        for (org_id, source_id) in due {
+            let result = self
+                .store
+                .execute::<Source>(Execute {
+                    org_id,
+                    stream_id: source_id,
+                    expected_version: None,
+                    command: SourceCommand::Refresh {
+                        org_id,
+                        run_id: uuid::Uuid::now_v7(),
+                        reason: "scheduled".into(),
+                    },
+                    metadata: Metadata::system(format!("schedule-{source_id}")),
+                    idempotency: None,
+                })
+                .await;
+            match result {
+                Ok(_) => requested += 1,
+                Err(StoreError::Domain(DomainError::SourceBusy | DomainError::SourceNotFound)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(requested)
+    }
+
     /// Dispatches until the log is drained (for tests and `parley worker --once`).
     pub async fn drain(&mut self) -> anyhow::Result<usize> {
         let mut total = 0;
@@ -100,7 +139,16 @@ impl Dispatcher {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let appended = self.store.appended();
         tokio::pin!(shutdown);
+        let mut last_schedule_check = Instant::now() - SCHEDULE_EVERY;
         loop {
+            if last_schedule_check.elapsed() >= SCHEDULE_EVERY {
+                last_schedule_check = Instant::now();
+                match self.refresh_due_sources().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sources = n, "scheduled refreshes requested"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled refresh check failed"),
+                }
+            }
             match self.step().await {
                 Ok(n) if n as u64 >= self.batch => continue,
                 Ok(_) => {}

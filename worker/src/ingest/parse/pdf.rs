@@ -2,6 +2,10 @@
 //! citations. Word-made PDFs often omit `/Type /Font` in font dictionaries,
 //! which makes lopdf refuse them; the key is added before extraction.
 
+// PDF objects of a third-party library: kinds a match does not read are
+// skipped on purpose, including kinds a later version adds.
+#![allow(clippy::wildcard_enum_match_arm)]
+
 use std::collections::HashSet;
 
 use lopdf::{Dictionary, Object, ObjectId};
@@ -163,6 +167,110 @@ fn paragraphs(lines: Vec<String>, page: u32) -> Vec<Block> {
     blocks
 }
 
+fn number(o: &Object) -> Option<f64> {
+    match o {
+        Object::Integer(i) => Some(*i as f64),
+        Object::Real(r) => Some(f64::from(*r)),
+        _ => None,
+    }
+}
+
+/// A `TJ` offset below this (in thousandths of a text unit) is a word gap.
+const GAP: f64 = -180.0;
+
+/// One page's text from its content operators: strings decoded with their
+/// font's encoding, a space for word gaps (`TJ` offsets and horizontal
+/// moves), a line break for vertical moves. Returns None when the page's
+/// content cannot be read this way.
+fn page_text(doc: &lopdf::Document, page_id: ObjectId) -> Option<String> {
+    let fonts = doc.get_page_fonts(page_id).ok()?;
+    let encodings: std::collections::BTreeMap<Vec<u8>, lopdf::Encoding> = fonts
+        .into_iter()
+        .filter_map(|(name, font)| font.get_font_encoding(doc).ok().map(|e| (name, e)))
+        .collect();
+    let content = doc.get_and_decode_page_content(page_id).ok()?;
+    let mut out = String::new();
+    let mut encoding: Option<&lopdf::Encoding> = None;
+    let mut line_y: Option<f64> = None;
+    let space = |out: &mut String| {
+        if !out.is_empty() && !out.ends_with([' ', '\n']) {
+            out.push(' ');
+        }
+    };
+    let newline = |out: &mut String| {
+        while out.ends_with(' ') {
+            out.pop();
+        }
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+    };
+    let show = |out: &mut String, encoding: Option<&lopdf::Encoding>, o: &Object| {
+        if let (Some(enc), Object::String(bytes, _)) = (encoding, o)
+            && let Ok(text) = lopdf::Document::decode_text(enc, bytes)
+        {
+            out.push_str(&text);
+        }
+    };
+    for op in &content.operations {
+        let args = &op.operands;
+        match op.operator.as_str() {
+            "Tf" => {
+                encoding = args
+                    .first()
+                    .and_then(|n| n.as_name().ok())
+                    .and_then(|n| encodings.get(n))
+            }
+            "Td" | "TD" => {
+                let (tx, ty) = (
+                    args.first().and_then(number).unwrap_or(0.0),
+                    args.get(1).and_then(number).unwrap_or(0.0),
+                );
+                if ty.abs() > 0.01 {
+                    newline(&mut out);
+                    line_y = None;
+                } else if tx > 0.0 {
+                    space(&mut out);
+                }
+            }
+            "Tm" => {
+                let y = args.get(5).and_then(number);
+                match (line_y, y) {
+                    (Some(prev), Some(y)) if (prev - y).abs() > 0.5 => newline(&mut out),
+                    (Some(_), Some(_)) => space(&mut out),
+                    _ => newline(&mut out),
+                }
+                line_y = y;
+            }
+            "T*" => newline(&mut out),
+            "Tj" => {
+                if let Some(o) = args.first() {
+                    show(&mut out, encoding, o);
+                }
+            }
+            "'" | "\"" => {
+                newline(&mut out);
+                if let Some(o) = args.last() {
+                    show(&mut out, encoding, o);
+                }
+            }
+            "TJ" => {
+                if let Some(Object::Array(items)) = args.first() {
+                    for item in items {
+                        match number(item) {
+                            Some(n) if n < GAP => space(&mut out),
+                            Some(_) => {}
+                            None => show(&mut out, encoding, item),
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
 pub fn parse_pdf(bytes: &[u8]) -> Result<Document, ParseFailure> {
     let options = lopdf::LoadOptions {
         max_decompressed_size: Some(MAX_STREAM),
@@ -180,11 +288,11 @@ pub fn parse_pdf(bytes: &[u8]) -> Result<Document, ParseFailure> {
     let pages = doc.get_pages();
     let page_count = pages.len() as u32;
     let mut blocks = Vec::new();
-    for &number in pages.keys() {
-        let mut raw = String::new();
-        for chunk in doc.extract_text_chunks(&[number]).into_iter().flatten() {
-            raw.push_str(&chunk);
-        }
+    for (&number, &page_id) in &pages {
+        let raw = match page_text(&doc, page_id).filter(|t| t.chars().any(char::is_alphanumeric)) {
+            Some(text) => text,
+            None => doc.extract_text_chunks(&[number]).into_iter().flatten().collect(),
+        };
         blocks.extend(paragraphs(clean_text(&raw), number));
     }
     let title = doc
