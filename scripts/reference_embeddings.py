@@ -40,6 +40,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)"
     )
+    parser.add_argument(
+        "--bench-batch",
+        type=int,
+        default=0,
+        help="instead of vectors, print the raw inference throughput at this batch size "
+        "(batches padded to their longest text, as fastembed does), as JSON",
+    )
     args = parser.parse_args()
 
     model_dir = os.path.join(args.models_dir, "all-minilm-l6-v2")
@@ -59,6 +66,9 @@ def main() -> None:
         providers=["CPUExecutionProvider"],
     )
     input_names = {i.name for i in session.get_inputs()}
+    if args.bench_batch > 0:
+        bench(session, tokenizer, input_names, texts, args.bench_batch)
+        return
 
     embeddings = []
     for text in texts:
@@ -78,6 +88,29 @@ def main() -> None:
         embeddings.append([float(x) for x in vector])
 
     json.dump(embeddings, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def bench(session, tokenizer, input_names, texts, batch) -> None:
+    """Times only session.run over padded batches (tokenizing is done before)."""
+    import time
+
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    batches = []
+    for start in range(0, len(texts), batch):
+        encodings = tokenizer.encode_batch(texts[start : start + batch])
+        feed = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        batches.append({name: value for name, value in feed.items() if name in input_names})
+    session.run(["last_hidden_state"], batches[0])  # warm-up
+    started = time.perf_counter()
+    for feed in batches:
+        session.run(["last_hidden_state"], feed)
+    elapsed = time.perf_counter() - started
+    json.dump({"texts": len(texts), "batch": batch, "seconds": elapsed, "per_second": len(texts) / elapsed}, sys.stdout)
     sys.stdout.write("\n")
 
 

@@ -38,10 +38,31 @@ enum Command {
         #[arg(long)]
         output: Option<String>,
     },
+    /// Measure this machine: `parley bench ingest` prints ingestion throughput.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Operator commands.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Crawl, parse and embedding throughput, and time from source added to ready.
+    Ingest {
+        /// The Rust Book's HTML folder (default: the installed toolchain's).
+        #[arg(long)]
+        book: Option<std::path::PathBuf>,
+        /// A folder with pdf/ and docx/ subfolders of test documents.
+        #[arg(long, default_value = "../shared/data/docs")]
+        docs: std::path::PathBuf,
+        /// Chunks to embed.
+        #[arg(long, default_value_t = 320)]
+        chunks: usize,
     },
 }
 
@@ -110,6 +131,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Store the API key now: it is not shown again.");
             Ok(())
         }
+        Command::Bench {
+            command: BenchCommand::Ingest { book, docs, chunks },
+        } => parley_api::bench::ingest(&settings, parley_api::bench::BenchInputs { book, docs, chunks }).await,
         Command::Openapi { .. } => Ok(()),
     }
 }

@@ -7,8 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The HTTP client library Parley fetches with (spider's, so one client serves both).
+pub use spider::reqwest;
 use spider::reqwest::{
-    self,
     dns::{Addrs, Name, Resolve, Resolving},
     redirect,
 };

@@ -114,13 +114,13 @@ impl Scope {
 }
 
 /// A page as fetched.
-struct Page {
-    requested: String,
-    final_url: String,
-    status: u16,
-    content_type: Option<String>,
-    bytes: Vec<u8>,
-    error: Option<String>,
+pub struct Page {
+    pub requested: String,
+    pub final_url: String,
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+    pub error: Option<String>,
 }
 
 /// The URL without its fragment: the key of a page.
@@ -340,15 +340,15 @@ fn failure(key: &str, code: &str, message: &str) -> PageRecord {
     }
 }
 
-/// Crawls a `sitemap` source into the run's documents.
-pub async fn crawl_source(
-    store: &Store,
-    ingest: &Ingest,
-    org_id: Uuid,
-    source_id: Uuid,
-    run_id: Uuid,
-    spec: &SourceSpec,
-) -> Result<Crawled, JobError> {
+/// What a crawl found: pages (fetched or failed) and why nothing could start.
+pub struct SiteCrawl {
+    pub pages: Vec<Page>,
+    /// Set when the crawl could not start at all (code, message).
+    pub refused: Option<(&'static str, String)>,
+}
+
+/// Crawls a site spec: a sitemap (or index), or links from a start page.
+pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
     let SourceSpec::Sitemap {
         url,
         include,
@@ -357,20 +357,23 @@ pub async fn crawl_source(
         max_depth,
     } = spec
     else {
-        return Err(JobError::Permanent("not a site source".into()));
+        return SiteCrawl {
+            pages: vec![],
+            refused: Some(("INVALID_SOURCE", "not a site source".into())),
+        };
     };
     let settings = &ingest.settings;
-    let fail = |code: &str, message: String| Crawled {
-        fetched: 0,
-        failures: vec![failure(url, code, &message)],
+    let refuse = |code: &'static str, message: String| SiteCrawl {
+        pages: vec![],
+        refused: Some((code, message)),
     };
     let start = match net::check_url(url, &settings.net).await {
         Ok(u) => u,
-        Err(e) => return Ok(fail("URL_NOT_ALLOWED", e.0)),
+        Err(e) => return refuse("URL_NOT_ALLOWED", e.0),
     };
     let (include, exclude) = match (globset(include), globset(exclude)) {
         (Ok(i), Ok(e)) => (i, e),
-        (Err(e), _) | (_, Err(e)) => return Ok(fail("INVALID_PATTERN", e)),
+        (Err(e), _) | (_, Err(e)) => return refuse("INVALID_PATTERN", e),
     };
     let robots = Robots::fetch(&ingest.client, &start).await;
     let first = fetch_page(&ingest.client, url, settings.max_download_bytes).await;
@@ -379,11 +382,9 @@ pub async fn crawl_source(
             .error
             .clone()
             .unwrap_or_else(|| format!("the server answered {}", first.status));
-        return Ok(fail("FETCH_FAILED", why));
+        return refuse("FETCH_FAILED", why);
     }
     let max_pages = *max_pages as usize;
-    let mut failures = Vec::new();
-    let mut fetched = 0u32;
 
     if is_sitemap(&first.bytes) {
         // The sitemap's folder is not a scope: a sitemap lists the site's pages.
@@ -402,17 +403,14 @@ pub async fn crawl_source(
             .filter(|u| scope.refusal(u).is_none() && seen.insert(page_key(u)))
             .take(max_pages)
             .collect();
+        let mut pages = Vec::with_capacity(urls.len());
         for u in urls {
-            if fetched as usize + failures.len() > 0 {
+            if !pages.is_empty() {
                 tokio::time::sleep(settings.crawl_delay).await;
             }
-            let page = fetch_page(&ingest.client, &u, settings.max_download_bytes).await;
-            match keep_page(store, org_id, source_id, run_id, page).await? {
-                None => fetched += 1,
-                Some(f) => failures.push(f),
-            }
+            pages.push(fetch_page(&ingest.client, &u, settings.max_download_bytes).await);
         }
-        return Ok(Crawled { fetched, failures });
+        return SiteCrawl { pages, refused: None };
     }
 
     // Link following from the start page, inside the start URL's folder.
@@ -456,27 +454,6 @@ pub async fn crawl_source(
     website.set_http_client(ingest.client.clone());
 
     let mut pdf_links: Vec<String> = Vec::new();
-    let handle_page = |page: Page, pdf_links: &mut Vec<String>| {
-        if page.status == 403 && page.bytes.is_empty() && page.error.is_none() {
-            return None;
-        }
-        if page.content_type.as_deref().and_then(Kind::from_content_type) == Some(Kind::Html) {
-            // spider does not follow links to PDFs; collect them here.
-            let html = String::from_utf8_lossy(&page.bytes);
-            let dom = scraper::Html::parse_document(&html);
-            if let Ok(sel) = scraper::Selector::parse("a[href]") {
-                for a in dom.select(&sel) {
-                    let Some(href) = a.value().attr("href") else { continue };
-                    if let Ok(abs) = Url::parse(&page.final_url).and_then(|b| b.join(href))
-                        && abs.path().to_ascii_lowercase().ends_with(".pdf")
-                    {
-                        pdf_links.push(abs.to_string());
-                    }
-                }
-            }
-        }
-        Some(page)
-    };
     let mut pages = Vec::new();
     {
         let crawl = website.crawl();
@@ -485,13 +462,13 @@ pub async fn crawl_source(
             tokio::select! {
                 _ = &mut crawl => break,
                 Some(page) = rx.recv() => {
-                    if let Some(p) = handle_page(page, &mut pdf_links) { pages.push(p); }
+                    if let Some(p) = keep_crawled(page, &mut pdf_links) { pages.push(p); }
                 }
             }
         }
     }
     while let Ok(page) = rx.try_recv() {
-        if let Some(p) = handle_page(page, &mut pdf_links) {
+        if let Some(p) = keep_crawled(page, &mut pdf_links) {
             pages.push(p);
         }
     }
@@ -506,7 +483,58 @@ pub async fn crawl_source(
         tokio::time::sleep(settings.crawl_delay).await;
         pages.push(fetch_page(&ingest.client, &link, settings.max_download_bytes).await);
     }
-    for page in pages.into_iter().take(max_pages) {
+    pages.truncate(max_pages);
+    SiteCrawl { pages, refused: None }
+}
+
+/// Keeps a page spider reported (not the scope refusals), collecting the
+/// PDF links of HTML pages, which spider does not follow.
+fn keep_crawled(page: Page, pdf_links: &mut Vec<String>) -> Option<Page> {
+    if page.status == 403 && page.bytes.is_empty() && page.error.is_none() {
+        return None;
+    }
+    if page.content_type.as_deref().and_then(Kind::from_content_type) == Some(Kind::Html) {
+        let html = String::from_utf8_lossy(&page.bytes);
+        let dom = scraper::Html::parse_document(&html);
+        if let Ok(sel) = scraper::Selector::parse("a[href]") {
+            for a in dom.select(&sel) {
+                let Some(href) = a.value().attr("href") else { continue };
+                if let Ok(abs) = Url::parse(&page.final_url).and_then(|b| b.join(href))
+                    && abs.path().to_ascii_lowercase().ends_with(".pdf")
+                {
+                    pdf_links.push(abs.to_string());
+                }
+            }
+        }
+    }
+    Some(page)
+}
+
+/// Crawls a `sitemap` source into the run's documents.
+pub async fn crawl_source(
+    store: &Store,
+    ingest: &Ingest,
+    org_id: Uuid,
+    source_id: Uuid,
+    run_id: Uuid,
+    spec: &SourceSpec,
+) -> Result<Crawled, JobError> {
+    let crawl = crawl_site(ingest, spec).await;
+    if let Some((code, message)) = crawl.refused {
+        let url = match spec {
+            SourceSpec::Sitemap { url, .. } => url.as_str(),
+            SourceSpec::Url { .. } | SourceSpec::Text { .. } | SourceSpec::Qa { .. } | SourceSpec::Document { .. } => {
+                ""
+            }
+        };
+        return Ok(Crawled {
+            fetched: 0,
+            failures: vec![failure(url, code, &message)],
+        });
+    }
+    let mut failures = Vec::new();
+    let mut fetched = 0u32;
+    for page in crawl.pages {
         match keep_page(store, org_id, source_id, run_id, page).await? {
             None => fetched += 1,
             Some(f) => failures.push(f),
