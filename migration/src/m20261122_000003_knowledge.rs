@@ -95,7 +95,7 @@ impl MigrationTrait for Migration {
                     .col(uuid("run_id"))
                     .col(text_null("url"))
                     .col(text_null("title"))
-                    .col(string_len("content_type", 64))
+                    .col(string_len("content_type", 255))
                     .col(string_len_null("raw_hash", 64))
                     .col(text_null("text"))
                     .col(string_len_null("text_hash", 64))

@@ -137,10 +137,16 @@ impl TestEnv {
 
     /// Starts the application with these roles on this environment's database.
     pub async fn start(&self, roles: Roles) -> TestApp {
+        self.start_with(roles, |_| {}).await
+    }
+
+    /// Starts the application with adjusted settings.
+    pub async fn start_with(&self, roles: Roles, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         if let Ok(level) = std::env::var("PARLEY_TEST_LOG") {
             parley_api::telemetry::init(LogFormat::Text, &level);
         }
         let mut settings = self.settings();
+        adjust(&mut settings);
         settings.validate().expect("test settings are valid");
         if !roles.api {
             settings.listen = "127.0.0.1:0".into();

@@ -591,3 +591,115 @@ pub async fn rust_book_crawl(backend: Backend) {
     env.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The worker dies in the middle of a crawl; after a restart the source
+/// still reaches `ready`, with each page and chunk once.
+pub async fn crawl_survives_a_killed_worker(backend: Backend) {
+    let dir = tempdir("slow-site");
+    let links: Vec<String> = (1..=11).map(|i| format!("p{i}.html")).collect();
+    let anchors: String = links.iter().map(|l| format!("<a href=\"{l}\">{l}</a> ")).collect();
+    std::fs::write(
+        dir.join("index.html"),
+        format!("<html><body><main><h1>Index</h1><p>{anchors}</p></main></body></html>"),
+    )
+    .unwrap();
+    for (i, l) in links.iter().enumerate() {
+        let body = format!(
+            "<html><head><title>Page {i}</title></head><body><main><h1>Page {i}</h1><p>Fact number {i} about the product is stated here.</p></main></body></html>"
+        );
+        std::fs::write(dir.join(l), body).unwrap();
+    }
+    let site = StaticSite::serve(dir.clone()).await;
+    let env = TestEnv::new(backend).await;
+    // A slow crawl (one request at a time, 500 ms apart) so the kill lands in its middle.
+    let slow = env
+        .start_with(Roles::ALL, |s| {
+            s.crawl_delay_ms = 500;
+            s.crawl_concurrency = 1;
+        })
+        .await;
+    let a = slow.create_org("Acme").await;
+    let bot_id = bot(&slow, &a.key).await;
+    let source = add(
+        &slow,
+        &a.key,
+        &bot_id,
+        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
+    )
+    .await;
+    let path = format!("/api/v1/bots/{bot_id}/sources/{source}");
+    let probe = (slow.client.clone(), format!("{}{path}", slow.base), a.key.clone());
+    slow.eventually(30, "the crawl started", || {
+        let (client, url, key) = probe.clone();
+        async move {
+            let r = client.get(url).bearer_auth(key).send().await.unwrap();
+            r.json::<Value>().await.unwrap()["status"] == "fetching"
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    slow.kill().await;
+
+    let app = env.start(Roles::ALL).await;
+    let done = app.settled_source(&a.key, &bot_id, &source, 120).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let keys: Vec<&str> = done["page_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&str> = keys.iter().copied().collect();
+    assert_eq!(keys.len(), 12, "{keys:?}");
+    assert_eq!(unique.len(), 12, "no duplicate pages");
+    let chunks = chunk_texts(&app, &source).await;
+    let distinct: std::collections::HashSet<(String, i32)> =
+        chunks.iter().map(|c| (c.doc_key.clone(), c.ordinal)).collect();
+    assert_eq!(distinct.len(), chunks.len(), "no duplicate chunks");
+    assert_eq!(chunks.len() as i64, done["chunks"].as_i64().unwrap());
+    app.stop().await;
+    env.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The crawl reaches every page whatever its politeness settings (spider
+/// alone stops after two or three pages when allowed one request at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_settings_do_not_lose_pages() {
+    use parley_worker::ingest::crawl::crawl_site;
+    use parley_worker::ingest::pipeline::{Ingest, IngestSettings};
+    use parley_worker::net::NetPolicy;
+    let dir = tempdir("settings-site");
+    let links: Vec<String> = (1..=11).map(|i| format!("p{i}.html")).collect();
+    let anchors: String = links.iter().map(|l| format!("<a href=\"{l}\">{l}</a> ")).collect();
+    std::fs::write(
+        dir.join("index.html"),
+        format!("<html><body><main><p>{anchors}</p></main></body></html>"),
+    )
+    .unwrap();
+    for l in &links {
+        std::fs::write(dir.join(l), "<html><body><main><p>text</p></main></body></html>").unwrap();
+    }
+    let site = StaticSite::serve(dir.clone()).await;
+    for (delay_ms, concurrency) in [(0u64, 4usize), (0, 1), (100, 1), (100, 2)] {
+        let ingest = Ingest::new(IngestSettings {
+            net: NetPolicy {
+                allowed_private_hosts: vec!["127.0.0.1".into()],
+            },
+            crawl_delay: std::time::Duration::from_millis(delay_ms),
+            crawl_concurrency: concurrency,
+            ..Default::default()
+        })
+        .unwrap();
+        let spec = parley_domain::aggregates::source::SourceSpec::Sitemap {
+            url: format!("{}/index.html", site.base),
+            include: vec![],
+            exclude: vec![],
+            max_pages: 100,
+            max_depth: None,
+        };
+        let crawl = crawl_site(&ingest, &spec).await;
+        assert_eq!(crawl.pages.len(), 12, "delay {delay_ms} ms, concurrency {concurrency}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -867,4 +867,6 @@ pub async fn event_feed_is_scoped_and_filtered(backend: Backend) {
     env.cleanup().await;
 }
 
-pub use crate::ingestion::{site_crawl_refresh_and_robots, sources_from_texts_qa_and_files};
+pub use crate::ingestion::{
+    crawl_survives_a_killed_worker, site_crawl_refresh_and_robots, sources_from_texts_qa_and_files,
+};

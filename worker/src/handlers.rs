@@ -100,6 +100,40 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
     result
 }
 
+/// When a job will not be run again (it failed for good, or used up its
+/// retries): a source step records `source.failed`, so the source does not
+/// stay "fetching" forever. The reason is logged; the source says "internal error".
+pub async fn give_up(job: &Job, ctx: &JobContext, reason: &str) {
+    let (source_id, run_id) = match job.task {
+        Task::FetchSource { source_id, run_id }
+        | Task::ParseSource { source_id, run_id }
+        | Task::EmbedSource { source_id, run_id } => (source_id, run_id),
+        Task::PurgeBot { .. } | Task::PurgeSource { .. } => return,
+    };
+    tracing::error!(job = job.name(), %source_id, reason, "job abandoned; the source is marked failed");
+    let correlation = job.correlation_id.clone().unwrap_or_else(|| job.event_id.to_string());
+    let failed = parley_domain::aggregates::source::Failed {
+        run_id,
+        code: "INTERNAL".into(),
+        message: "an internal error stopped the indexing; try a refresh".into(),
+        pages: vec![],
+    };
+    let result = ctx
+        .store
+        .execute::<Source>(Execute {
+            org_id: job.org_id,
+            stream_id: source_id,
+            expected_version: None,
+            command: SourceCommand::Fail(failed),
+            metadata: Metadata::system(correlation),
+            idempotency: None,
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, %source_id, "could not mark the source failed");
+    }
+}
+
 /// Deletes a deleted bot's sources (each then purges itself), removes its
 /// chunks, and records `bot.purged`, once.
 pub async fn purge_bot(store: &Store, org_id: Uuid, bot_id: Uuid, correlation_id: &str) -> Result<(), JobError> {

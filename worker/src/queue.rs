@@ -6,6 +6,11 @@ use apalis_redis::RedisStorage;
 use apalis_sqlite::{SqlitePool, SqliteStorage};
 use parley_domain::jobs::{JOBS_QUEUE, Job};
 
+/// How often a worker says it is alive. A job whose worker missed
+/// `MISSED_HEARTBEATS` of them (it crashed) is queued again.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+const MISSED_HEARTBEATS: usize = 2;
+
 #[derive(Clone)]
 pub enum JobQueue {
     Sqlite(SqliteStorage<Job>),
@@ -27,7 +32,10 @@ impl JobQueue {
         // Only the queue's tables: the storage's own `setup` would also relax
         // the durability pragmas of the event log that shares this file.
         SqliteStorage::migrations().run(pool).await?;
-        let config = apalis_sqlite::Config::default().queue(JOBS_QUEUE);
+        let config = apalis_sqlite::Config::default()
+            .queue(JOBS_QUEUE)
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(MISSED_HEARTBEATS);
         Ok(JobQueue::Sqlite(SqliteStorage::new(pool).with_config(config)))
     }
 
@@ -39,7 +47,10 @@ impl JobQueue {
             Some(ns) if !ns.is_empty() => format!("{ns}:{JOBS_QUEUE}"),
             _ => JOBS_QUEUE.to_owned(),
         };
-        let config = apalis_redis::Config::default().queue(queue);
+        let config = apalis_redis::Config::default()
+            .queue(queue)
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(MISSED_HEARTBEATS);
         let storage = RedisStorage::new(conn.clone()).with_config(config);
         Ok(JobQueue::Redis { storage, conn })
     }

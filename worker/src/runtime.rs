@@ -8,19 +8,22 @@ use parley_domain::jobs::Job;
 use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use tower::util::rng::HasherRng;
 
-use crate::handlers::{JobContext, JobError, run_job};
+use crate::handlers::{JobContext, JobError, give_up, run_job};
 use crate::queue::JobQueue;
 
 /// How often an idle worker looks for new jobs.
 const POLL: Duration = Duration::from_millis(250);
 const RETRIES: usize = 8;
 
-async fn handle(job: Job, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    match run_job(job, &ctx).await {
+async fn handle(job: Job, ctx: Data<JobContext>, attempt: Attempt) -> Result<(), BoxDynError> {
+    match run_job(job.clone(), &ctx).await {
         Ok(()) => Ok(()),
-        Err(e @ JobError::Transient(_)) => Err(Box::new(e)),
-        // Retrying cannot help: stop here.
-        Err(e @ JobError::Permanent(_)) => Err(Box::new(AbortError::new(e))),
+        Err(e @ JobError::Transient(_)) if attempt.current() < RETRIES => Err(Box::new(e)),
+        // Retrying cannot help (or will not happen again): stop here.
+        Err(e @ (JobError::Transient(_) | JobError::Permanent(_))) => {
+            give_up(&job, &ctx, &e.to_string()).await;
+            Err(Box::new(AbortError::new(e)))
+        }
     }
 }
 

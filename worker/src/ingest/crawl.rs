@@ -186,6 +186,8 @@ struct Engine {
     max_bytes: usize,
     started: AtomicUsize,
     seen: Mutex<HashSet<String>>,
+    /// Requests in flight on the host: the crawl's concurrency limit.
+    slots: tokio::sync::Semaphore,
     out: tokio::sync::mpsc::UnboundedSender<Page>,
 }
 
@@ -204,7 +206,14 @@ impl HttpFetchEngine for Engine {
         if self.started.fetch_add(1, Ordering::SeqCst) >= self.max_pages {
             return Err(EngineError::Status(403));
         }
-        let page = fetch_page(&self.client, req.url, self.max_bytes).await;
+        let page = {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| EngineError::Other("crawl closed".into()))?;
+            fetch_page(&self.client, req.url, self.max_bytes).await
+        };
         let status = reqwest::StatusCode::from_u16(page.status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
         let final_url = (page.final_url != req.url).then(|| page.final_url.clone());
         let mut headers = reqwest::header::HeaderMap::new();
@@ -436,6 +445,7 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
         max_bytes: settings.max_download_bytes,
         started: AtomicUsize::new(0),
         seen: Mutex::new(HashSet::new()),
+        slots: tokio::sync::Semaphore::new(settings.crawl_concurrency.max(1)),
         out: tx,
     };
     let mut website = spider::website::Website::new(url);
@@ -447,7 +457,9 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
         .with_tld(false)
         .with_depth(depth.unwrap_or(0))
         .with_limit(u32::try_from(max_pages.saturating_mul(4).max(16)).unwrap_or(u32::MAX))
-        .with_concurrency_limit(Some(settings.crawl_concurrency.max(1)))
+        // spider stops early with fewer than a few slots; the engine's
+        // semaphore is what limits requests to the host.
+        .with_concurrency_limit(Some(settings.crawl_concurrency.max(4)))
         .with_delay(settings.crawl_delay.as_millis() as u64)
         .with_user_agent(Some(net::USER_AGENT))
         .with_retry(0);

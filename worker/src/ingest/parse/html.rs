@@ -110,21 +110,20 @@ impl Walker {
     fn table(&mut self, node: NodeRef<Node>) {
         let mut rows: Vec<Vec<String>> = Vec::new();
         let mut header = false;
-        let mut stack = vec![node];
         // Rows in document order, not descending into nested tables.
-        let mut ordered = Vec::new();
-        while let Some(n) = stack.pop() {
-            for child in n.children().rev() {
+        fn rows_in<'a>(node: NodeRef<'a, Node>, out: &mut Vec<NodeRef<'a, Node>>) {
+            for child in node.children() {
                 if let Some(el) = ElementRef::wrap(child) {
                     match el.value().name() {
-                        "tr" => ordered.push(child),
-                        "thead" | "tbody" | "tfoot" => stack.push(child),
+                        "tr" => out.push(child),
+                        "thead" | "tbody" | "tfoot" => rows_in(child, out),
                         _ => {}
                     }
                 }
             }
         }
-        ordered.reverse();
+        let mut ordered = Vec::new();
+        rows_in(node, &mut ordered);
         for (i, tr) in ordered.into_iter().enumerate() {
             let mut cells = Vec::new();
             let mut all_th = true;
