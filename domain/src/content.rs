@@ -311,20 +311,17 @@ pub async fn purge_bot_chunks<C: ConnectionTrait>(db: &C, bot_id: Uuid) -> Resul
     Ok(())
 }
 
-/// Blobs no document and no live document source refers to, older than `before`.
+/// Deletes blobs that no document and no live document source refers to,
+/// stored before `before`. Returns how many went.
 pub async fn collect_garbage_blobs(store: &Store, before: DateTime<Utc>) -> Result<u64, DbErr> {
     let backend = store.backend();
+    // Document sources keep their file's hash inside `spec`.
     let sql = "DELETE FROM blobs WHERE created_at < $1 \
          AND hash NOT IN (SELECT raw_hash FROM source_documents WHERE raw_hash IS NOT NULL) \
-         AND hash NOT IN (SELECT spec_hash FROM (SELECT CAST(spec AS TEXT) AS spec_hash FROM sources) s)";
-    // Document sources keep their blob hash inside `spec`; a LIKE over the
-    // serialized spec finds it on both engines.
-    let sql = sql.replace(
-        "AND hash NOT IN (SELECT spec_hash FROM (SELECT CAST(spec AS TEXT) AS spec_hash FROM sources) s)",
-        "AND NOT EXISTS (SELECT 1 FROM sources WHERE deleted_at IS NULL AND CAST(spec AS TEXT) LIKE '%' || blobs.hash || '%')",
-    );
+         AND NOT EXISTS (SELECT 1 FROM sources WHERE deleted_at IS NULL \
+                         AND CAST(spec AS TEXT) LIKE '%' || blobs.hash || '%')";
     let sql = if backend == sea_orm::DbBackend::Postgres {
-        sql
+        sql.to_owned()
     } else {
         sql.replace("$1", "?")
     };

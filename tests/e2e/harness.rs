@@ -128,7 +128,7 @@ impl TestEnv {
             models_dir: models_dir(),
             allowed_private_hosts: "127.0.0.1".into(),
             max_upload_bytes: 2 * 1024 * 1024,
-            max_sources_per_bot: 20,
+            max_sources_per_bot: 6,
             max_pages_cap: 1000,
             crawl_delay_ms: 0,
             crawl_concurrency: 4,

@@ -113,6 +113,19 @@ pub async fn sources_from_texts_qa_and_files(backend: Backend) {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {}", r.body);
         assert_eq!(r.error_code(), "URL_NOT_ALLOWED", "{url}");
     }
+    let r = app
+        .post(
+            &sources,
+            &a.key,
+            json!({"type": "text", "title": "Seventh", "body": "One too many."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(
+        r.error_code(),
+        "SOURCE_LIMIT_REACHED",
+        "the test settings allow 6 sources per bot"
+    );
     let r = app.post(&sources, &a.key, json!({"type": "qa", "pairs": []})).await;
     assert_eq!(r.error_code(), "VALIDATION_FAILED");
     let r = app
@@ -265,6 +278,20 @@ pub async fn sources_from_texts_qa_and_files(backend: Backend) {
         }
     })
     .await;
+
+    // Storage of the deleted text is reclaimed; a live document keeps its file.
+    let later = parley_domain::store::now() + chrono::TimeDelta::hours(2);
+    let reclaimed = parley_domain::content::collect_garbage_blobs(&app.store, later)
+        .await
+        .unwrap();
+    assert!(reclaimed >= 1, "the deleted text's stored body is reclaimed");
+    let pdf_hash = pdf.body["spec"]["blob_hash"].as_str().unwrap();
+    assert!(
+        parley_domain::content::get_blob(&app.store, pdf_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // The feed shows sources without repeating their bodies.
     let added = app.get("/api/v1/events?type=source.added", &a.key).await;

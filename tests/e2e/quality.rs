@@ -8,7 +8,7 @@ use parley_worker::ingest::embed::MiniLm;
 use parley_worker::ingest::parse::{self, ParseLimits};
 
 fn docs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/docs")
+    crate::harness::shared_dir().join("data/docs")
 }
 
 fn models_dir() -> PathBuf {

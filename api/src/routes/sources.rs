@@ -352,6 +352,8 @@ async fn add(
         return accepted(state, org_id, bot_id, source_id, true).await;
     }
     live_bot(state, org_id, bot_id).await?;
+    // A malformed source is reported as such, even to a bot that is full.
+    spec.validate(state.settings.max_pages_cap)?;
     let limit = state.settings.max_sources_per_bot;
     if read::source_count(&state.store, org_id, bot_id)
         .await

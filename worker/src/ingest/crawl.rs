@@ -417,7 +417,11 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
             if !pages.is_empty() {
                 tokio::time::sleep(settings.crawl_delay).await;
             }
-            pages.push(fetch_page(&ingest.client, &u, settings.max_download_bytes).await);
+            let page = fetch_page(&ingest.client, &u, settings.max_download_bytes).await;
+            // A redirect may leave the site: such pages are not kept.
+            if scope.refusal(&page.final_url).is_none() {
+                pages.push(page);
+            }
         }
         return SiteCrawl { pages, refused: None };
     }
@@ -495,6 +499,8 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
         tokio::time::sleep(settings.crawl_delay).await;
         pages.push(fetch_page(&ingest.client, &link, settings.max_download_bytes).await);
     }
+    // A redirect may leave the allowed scope: such pages are not kept.
+    pages.retain(|p| scope.refusal(&p.final_url).is_none());
     pages.truncate(max_pages);
     SiteCrawl { pages, refused: None }
 }

@@ -601,5 +601,12 @@ pub async fn purge_source(store: &Store, org_id: Uuid, source_id: Uuid, correlat
         return Ok(());
     }
     content::purge_source(store.db(), source_id).await.map_err(db)?;
-    command(store, org_id, source_id, SourceCommand::Purge, correlation).await
+    command(store, org_id, source_id, SourceCommand::Purge, correlation).await?;
+    // Stored files nothing refers to any more (kept an hour: an upload whose
+    // source is being added refers to its file only once the source exists).
+    let reclaimed = content::collect_garbage_blobs(store, parley_domain::store::now() - chrono::TimeDelta::hours(1))
+        .await
+        .map_err(db)?;
+    tracing::info!(%source_id, blobs = reclaimed, "source purged");
+    Ok(())
 }
