@@ -25,6 +25,13 @@ fn redis_url() -> String {
     std::env::var("PARLEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The shared test data: `$PARLEY_SHARED_DIR`, or `shared/` beside the checkout.
+pub fn shared_dir() -> std::path::PathBuf {
+    std::env::var("PARLEY_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
 /// Where `scripts/setup-models` installed the model (tests use the real one).
 fn models_dir() -> String {
     std::env::var("PARLEY_MODELS_DIR")

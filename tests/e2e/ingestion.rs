@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::{Backend, StaticSite, TestApp, TestEnv};
 
 fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/docs")
-        .join(path)
+    crate::harness::shared_dir().join("data/docs").join(path)
 }
 
 async fn bot(app: &TestApp, key: &str) -> String {
