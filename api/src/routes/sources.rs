@@ -396,6 +396,30 @@ async fn add(
     }
 }
 
+/// Runs a command on a live source of one of the caller's bots.
+async fn source_command(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &RequestId,
+    bot_id: Uuid,
+    source_id: Uuid,
+    command: SourceCommand,
+) -> Result<(), ApiError> {
+    find(state, principal.org_id, bot_id, source_id).await?;
+    state
+        .store
+        .execute::<SourceAggregate>(Execute {
+            org_id: principal.org_id,
+            stream_id: source_id,
+            expected_version: None,
+            command,
+            metadata: metadata(principal, request_id),
+            idempotency: None,
+        })
+        .await?;
+    Ok(())
+}
+
 async fn accepted(
     state: &AppState,
     org_id: Uuid,
@@ -627,22 +651,19 @@ impl SourcesApi {
     ) -> Result<AcceptedResponse, ApiError> {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
-        find(state, org_id, bot_id.0, source_id.0).await?;
-        state
-            .store
-            .execute::<SourceAggregate>(Execute {
+        source_command(
+            state,
+            &auth.0,
+            &request_id,
+            bot_id.0,
+            source_id.0,
+            SourceCommand::Refresh {
                 org_id,
-                stream_id: source_id.0,
-                expected_version: None,
-                command: SourceCommand::Refresh {
-                    org_id,
-                    run_id: new_id(),
-                    reason: "manual".into(),
-                },
-                metadata: metadata(&auth.0, &request_id),
-                idempotency: None,
-            })
-            .await?;
+                run_id: new_id(),
+                reason: "manual".into(),
+            },
+        )
+        .await?;
         accepted(state, org_id, bot_id.0, source_id.0, false).await
     }
 
@@ -664,21 +685,18 @@ impl SourcesApi {
     ) -> Result<Json<SourceInfo>, ApiError> {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
-        find(state, org_id, bot_id.0, source_id.0).await?;
-        state
-            .store
-            .execute::<SourceAggregate>(Execute {
+        source_command(
+            state,
+            &auth.0,
+            &request_id,
+            bot_id.0,
+            source_id.0,
+            SourceCommand::SetSchedule {
                 org_id,
-                stream_id: source_id.0,
-                expected_version: None,
-                command: SourceCommand::SetSchedule {
-                    org_id,
-                    schedule: body.0.schedule.into(),
-                },
-                metadata: metadata(&auth.0, &request_id),
-                idempotency: None,
-            })
-            .await?;
+                schedule: body.0.schedule.into(),
+            },
+        )
+        .await?;
         Ok(Json(find(state, org_id, bot_id.0, source_id.0).await?))
     }
 
@@ -699,18 +717,15 @@ impl SourcesApi {
     ) -> Result<DeleteSourceResponse, ApiError> {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
-        find(state, org_id, bot_id.0, source_id.0).await?;
-        state
-            .store
-            .execute::<SourceAggregate>(Execute {
-                org_id,
-                stream_id: source_id.0,
-                expected_version: None,
-                command: SourceCommand::Delete { org_id },
-                metadata: metadata(&auth.0, &request_id),
-                idempotency: None,
-            })
-            .await?;
+        source_command(
+            state,
+            &auth.0,
+            &request_id,
+            bot_id.0,
+            source_id.0,
+            SourceCommand::Delete { org_id },
+        )
+        .await?;
         Ok(DeleteSourceResponse::Deleted)
     }
 }

@@ -312,6 +312,24 @@ pub struct PageRecord {
     pub error_message: Option<String>,
 }
 
+impl PageRecord {
+    /// A page that could not be read, and why.
+    pub fn failed(doc_key: &str, url: Option<&str>, code: &str, message: &str) -> Self {
+        PageRecord {
+            doc_key: doc_key.to_owned(),
+            url: url.map(str::to_owned),
+            title: None,
+            status: "failed".into(),
+            content_hash: None,
+            chunks: 0,
+            tokens: 0,
+            page_count: None,
+            error_code: Some(code.to_owned()),
+            error_message: Some(message.to_owned()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceAdded {
     pub source_id: Uuid,

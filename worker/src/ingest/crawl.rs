@@ -298,11 +298,12 @@ async fn keep_page(
 ) -> Result<Option<PageRecord>, JobError> {
     let key = page_key(&page.final_url);
     if let Some(error) = page.error.filter(|_| page.bytes.is_empty()) {
-        return Ok(Some(failure(&key, "FETCH_FAILED", &error)));
+        return Ok(Some(PageRecord::failed(&key, Some(&key), "FETCH_FAILED", &error)));
     }
     if !(200..300).contains(&page.status) {
-        return Ok(Some(failure(
+        return Ok(Some(PageRecord::failed(
             &key,
+            Some(&key),
             "FETCH_FAILED",
             &format!("the server answered {}", page.status),
         )));
@@ -314,7 +315,12 @@ async fn keep_page(
         .filter(|k| matches!(k, Kind::Pdf | Kind::Docx | Kind::Html))
         .or_else(|| parse::detect(&page.bytes, &page.final_url).ok());
     let Some(kind) = kind else {
-        return Ok(Some(failure(&key, "UNSUPPORTED_TYPE", "not HTML, PDF, DOCX or text")));
+        return Ok(Some(PageRecord::failed(
+            &key,
+            Some(&key),
+            "UNSUPPORTED_TYPE",
+            "not HTML, PDF, DOCX or text",
+        )));
     };
     let db = |e| JobError::from(StoreError::Db(e));
     let hash = content::put_blob(store, org_id, &page.bytes).await.map_err(db)?;
@@ -332,21 +338,6 @@ async fn keep_page(
         .map_err(db)?;
     let _ = page.requested;
     Ok(None)
-}
-
-fn failure(key: &str, code: &str, message: &str) -> PageRecord {
-    PageRecord {
-        doc_key: key.to_owned(),
-        url: Some(key.to_owned()),
-        title: None,
-        status: "failed".into(),
-        content_hash: None,
-        chunks: 0,
-        tokens: 0,
-        page_count: None,
-        error_code: Some(code.to_owned()),
-        error_message: Some(message.to_owned()),
-    }
 }
 
 /// What a crawl found: pages (fetched or failed) and why nothing could start.
@@ -547,7 +538,7 @@ pub async fn crawl_source(
         };
         return Ok(Crawled {
             fetched: 0,
-            failures: vec![failure(url, code, &message)],
+            failures: vec![PageRecord::failed(url, Some(url), code, &message)],
         });
     }
     let mut failures = Vec::new();

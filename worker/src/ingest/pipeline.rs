@@ -201,21 +201,6 @@ fn qa_markdown(pairs: &[parley_domain::aggregates::source::QaPair]) -> String {
         .join("\n\n")
 }
 
-fn failed_page(doc_key: &str, url: Option<&str>, code: &str, message: &str) -> PageRecord {
-    PageRecord {
-        doc_key: doc_key.to_owned(),
-        url: url.map(str::to_owned),
-        title: None,
-        status: "failed".into(),
-        content_hash: None,
-        chunks: 0,
-        tokens: 0,
-        page_count: None,
-        error_code: Some(code.to_owned()),
-        error_message: Some(message.to_owned()),
-    }
-}
-
 /// Step 1: get the content (download, read the upload, or take the text).
 pub async fn fetch_source(
     store: &Store,
@@ -325,7 +310,7 @@ pub async fn fetch_source(
                     .map_err(db)?;
                 fetched += 1;
             }
-            Err((code, message)) => failures.push(failed_page(url, Some(url), code, &message)),
+            Err((code, message)) => failures.push(PageRecord::failed(url, Some(url), code, &message)),
         },
         SourceSpec::Sitemap { .. } => {
             let crawled = super::crawl::crawl_source(store, ingest, org_id, source_id, run_id, &added.spec).await?;
@@ -453,7 +438,7 @@ pub async fn parse_source(
         let pages = docs
             .iter()
             .map(|d| {
-                failed_page(
+                PageRecord::failed(
                     &d.doc_key,
                     d.url.as_deref(),
                     d.error_code.as_deref().unwrap_or("NO_TEXT"),
@@ -519,7 +504,7 @@ pub async fn embed_source(
     let (mut total_chunks, mut total_tokens, mut embedded) = (0u64, 0u64, 0u32);
     for doc in &docs {
         let (Some(text_hash), Some(blocks)) = (&doc.text_hash, &doc.pages) else {
-            pages.push(failed_page(
+            pages.push(PageRecord::failed(
                 &doc.doc_key,
                 doc.url.as_deref(),
                 doc.error_code.as_deref().unwrap_or("NO_TEXT"),
