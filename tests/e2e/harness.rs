@@ -161,6 +161,7 @@ impl TestEnv {
         let app = Application::build(settings, roles).await.expect("application starts");
         let port = app.port();
         let store = app.state().store.clone();
+        let queue = app.state().queue.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
             let _ = stop_rx.await;
@@ -172,6 +173,7 @@ impl TestEnv {
                 .build()
                 .expect("client"),
             store,
+            queue,
             stop: Some(stop_tx),
             handle: Some(handle),
         }
@@ -198,6 +200,7 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Store,
+    pub queue: parley_worker::JobQueue,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }

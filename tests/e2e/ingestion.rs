@@ -728,3 +728,81 @@ async fn crawl_settings_do_not_lose_pages() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A scheduled source refreshes itself when due. Time passing is simulated by
+/// moving its `next_refresh_at` into the past.
+pub async fn scheduled_refresh(backend: Backend) {
+    use parley_domain::store::entities::sources;
+    use sea_orm::{ActiveValue::Set, ActiveValue::Unchanged};
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+    let a = app.create_org("Acme").await;
+    let bot_id = bot(&app, &a.key).await;
+    let source = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "text", "title": "T", "body": "Opening hours: 9 to 5."}),
+    )
+    .await;
+    assert_eq!(
+        app.settled_source(&a.key, &bot_id, &source, 120).await["status"],
+        "ready"
+    );
+    let r = app
+        .patch(
+            &format!("/api/v1/bots/{bot_id}/sources/{source}"),
+            &a.key,
+            json!({"schedule": "daily"}),
+        )
+        .await;
+    let next: chrono::DateTime<chrono::Utc> = r.body["next_refresh_at"].as_str().unwrap().parse().unwrap();
+    let last: chrono::DateTime<chrono::Utc> = r.body["last_indexed_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        next - last,
+        chrono::TimeDelta::days(1),
+        "due a day after the last indexing"
+    );
+
+    // A second dispatcher does nothing while the running worker holds the lease.
+    let mut other = parley_worker::Dispatcher::new(app.store.clone(), app.queue.clone());
+    assert_eq!(other.refresh_due_sources().await.unwrap(), 0);
+
+    // A day later: the worker's dispatcher (checking every 30 s) requests the refresh.
+    let id: uuid::Uuid = source.parse().unwrap();
+    let past = parley_domain::store::now() - chrono::TimeDelta::minutes(1);
+    sources::Entity::update(sources::ActiveModel {
+        id: Unchanged(id),
+        next_refresh_at: Set(Some(past)),
+        ..Default::default()
+    })
+    .exec(app.store.db())
+    .await
+    .unwrap();
+    let probe = app.store.clone();
+    app.eventually(60, "a scheduled refresh", || {
+        let s = probe.clone();
+        async move {
+            !s.read_log(None, 0, 100, &["source.refresh_requested".to_owned()])
+                .await
+                .unwrap()
+                .is_empty()
+        }
+    })
+    .await;
+    let refreshed = app.settled_source(&a.key, &bot_id, &source, 120).await;
+    assert_eq!(refreshed["status"], "ready");
+    let requested = app.get("/api/v1/events?type=source.refresh_requested", &a.key).await;
+    assert_eq!(
+        requested.body["data"][0]["data"]["reason"], "scheduled",
+        "{}",
+        requested.body
+    );
+    let next_again: chrono::DateTime<chrono::Utc> = refreshed["next_refresh_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        next_again > parley_domain::store::now(),
+        "the next refresh moved a day ahead"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}

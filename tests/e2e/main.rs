@@ -45,6 +45,7 @@ on_both_backends!(
     sources_from_texts_qa_and_files,
     site_crawl_refresh_and_robots,
     crawl_survives_a_killed_worker,
+    scheduled_refresh,
 );
 
 /// The whole Rust Book is embedded (about two minutes on 2 cores), so it runs

@@ -868,5 +868,5 @@ pub async fn event_feed_is_scoped_and_filtered(backend: Backend) {
 }
 
 pub use crate::ingestion::{
-    crawl_survives_a_killed_worker, site_crawl_refresh_and_robots, sources_from_texts_qa_and_files,
+    crawl_survives_a_killed_worker, scheduled_refresh, site_crawl_refresh_and_robots, sources_from_texts_qa_and_files,
 };
