@@ -42,15 +42,14 @@ pub async fn get_blob(store: &Store, hash: &str) -> Result<Option<Vec<u8>>, DbEr
         .map(|b| b.bytes))
 }
 
-/// What a fetch step found for one document of a source.
+/// A document a fetch step stored (failures travel as page records instead).
 pub struct FetchedDoc {
     pub doc_key: String,
     pub url: Option<String>,
     pub title: Option<String>,
     pub content_type: String,
-    pub raw_hash: Option<String>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
+    /// The blob holding its bytes.
+    pub raw_hash: String,
 }
 
 /// Records a fetched document for `run_id`, keeping its parsed text (and
@@ -61,7 +60,7 @@ pub async fn record_fetched(store: &Store, source_id: Uuid, run_id: Uuid, doc: F
         .await?;
     let unchanged = existing
         .as_ref()
-        .is_some_and(|e| e.raw_hash.is_some() && e.raw_hash == doc.raw_hash);
+        .is_some_and(|e| e.raw_hash.as_deref() == Some(doc.raw_hash.as_str()));
     let row = source_documents::ActiveModel {
         source_id: Set(source_id),
         doc_key: Set(doc.doc_key),
@@ -69,7 +68,7 @@ pub async fn record_fetched(store: &Store, source_id: Uuid, run_id: Uuid, doc: F
         url: Set(doc.url),
         title: Set(doc.title.or_else(|| existing.as_ref().and_then(|e| e.title.clone()))),
         content_type: Set(doc.content_type),
-        raw_hash: Set(doc.raw_hash),
+        raw_hash: Set(Some(doc.raw_hash)),
         text: Set(if unchanged {
             existing.as_ref().and_then(|e| e.text.clone())
         } else {
@@ -86,8 +85,8 @@ pub async fn record_fetched(store: &Store, source_id: Uuid, run_id: Uuid, doc: F
             None
         }),
         indexed_hash: Set(existing.as_ref().and_then(|e| e.indexed_hash.clone())),
-        error_code: Set(doc.error_code),
-        error_message: Set(doc.error_message),
+        error_code: Set(None),
+        error_message: Set(None),
         updated_at: Set(now()),
     };
     source_documents::Entity::insert(row)

@@ -118,17 +118,14 @@ pub async fn give_up(job: &Job, ctx: &JobContext, reason: &str) {
         message: "an internal error stopped the indexing; try a refresh".into(),
         pages: vec![],
     };
-    let result = ctx
-        .store
-        .execute::<Source>(Execute {
-            org_id: job.org_id,
-            stream_id: source_id,
-            expected_version: None,
-            command: SourceCommand::Fail(failed),
-            metadata: Metadata::system(correlation),
-            idempotency: None,
-        })
-        .await;
+    let result = pipeline::command(
+        &ctx.store,
+        job.org_id,
+        source_id,
+        SourceCommand::Fail(failed),
+        &correlation,
+    )
+    .await;
     if let Err(e) = result {
         tracing::error!(error = %e, %source_id, "could not mark the source failed");
     }

@@ -329,14 +329,11 @@ async fn keep_page(
         url: Some(key),
         title: None,
         content_type: kind.content_type().into(),
-        raw_hash: Some(hash),
-        error_code: None,
-        error_message: None,
+        raw_hash: hash,
     };
     content::record_fetched(store, source_id, run_id, doc)
         .await
         .map_err(db)?;
-    let _ = page.requested;
     Ok(None)
 }
 

@@ -76,7 +76,7 @@ fn metadata(correlation: &str) -> Metadata {
     Metadata::system(correlation)
 }
 
-async fn command(
+pub(crate) async fn command(
     store: &Store,
     org_id: Uuid,
     source_id: Uuid,
@@ -240,9 +240,7 @@ pub async fn fetch_source(
                 url: None,
                 title: Some(title.clone()),
                 content_type: Kind::Markdown.content_type().into(),
-                raw_hash: Some(hash),
-                error_code: None,
-                error_message: None,
+                raw_hash: hash,
             };
             content::record_fetched(store, source_id, run_id, doc)
                 .await
@@ -258,9 +256,7 @@ pub async fn fetch_source(
                 url: None,
                 title: Some(format!("Q&A ({} pairs)", pairs.len())),
                 content_type: Kind::Markdown.content_type().into(),
-                raw_hash: Some(hash),
-                error_code: None,
-                error_message: None,
+                raw_hash: hash,
             };
             content::record_fetched(store, source_id, run_id, doc)
                 .await
@@ -278,9 +274,7 @@ pub async fn fetch_source(
                 url: None,
                 title: Some(file_name.clone()),
                 content_type: content_type.clone(),
-                raw_hash: Some(blob_hash.clone()),
-                error_code: None,
-                error_message: None,
+                raw_hash: blob_hash.clone(),
             };
             content::record_fetched(store, source_id, run_id, doc)
                 .await
@@ -301,9 +295,7 @@ pub async fn fetch_source(
                     url: Some(d.final_url),
                     title: None,
                     content_type: kind.map_or("application/octet-stream", Kind::content_type).into(),
-                    raw_hash: Some(hash),
-                    error_code: None,
-                    error_message: None,
+                    raw_hash: hash,
                 };
                 content::record_fetched(store, source_id, run_id, doc)
                     .await
