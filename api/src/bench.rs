@@ -16,7 +16,7 @@ use parley_worker::ingest::crawl::crawl_site;
 use parley_worker::ingest::embed::{BATCH, Embedder};
 use parley_worker::ingest::parse::{self, Kind, ParseLimits};
 use parley_worker::ingest::pipeline::{Ingest, IngestSettings};
-use parley_worker::net::{NetPolicy, reqwest};
+use parley_worker::net::NetPolicy;
 
 use crate::app::{Application, Roles};
 use crate::config::Settings;
@@ -210,32 +210,7 @@ pub async fn ingest(settings: &Settings, inputs: BenchInputs) -> anyhow::Result<
     }
 
     // 4. Source added → ready, through the real application (SQLite).
-    let dir = std::env::temp_dir().join(format!("parley-bench-{}", uuid::Uuid::new_v4().simple()));
-    let mut app_settings = settings.clone();
-    app_settings.listen = "127.0.0.1:0".into();
-    app_settings.database_url = format!("sqlite://{}/bench.db", dir.display()).into();
-    app_settings.redis_url = None;
-    app_settings.allowed_private_hosts = "127.0.0.1".into();
-    app_settings.crawl_delay_ms = 0;
-    app_settings.crawl_concurrency = 4;
-    let app = Application::build(app_settings, Roles::ALL).await?;
-    let port = app.port().context("no port")?;
-    let store = app.state().store.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run_until(async move {
-        let _ = stop_rx.await;
-    }));
-    let org = crate::admin::create_org(&store, "Bench").await?;
-    let client = reqwest::Client::new();
-    let api = format!("http://127.0.0.1:{port}/api/v1");
-    let bot = post_json(
-        &client,
-        &format!("{api}/bots"),
-        &org.api_key,
-        &serde_json::json!({"name": "Bench"}),
-    )
-    .await?;
-    let bot_id = bot["id"].as_str().context("bot id")?.to_owned();
+    let app = BenchApp::start(settings).await?;
     for (label, body) in [
         (
             "text (1 page)",
@@ -247,22 +222,7 @@ pub async fn ingest(settings: &Settings, inputs: BenchInputs) -> anyhow::Result<
         ),
     ] {
         let started = Instant::now();
-        let source = post_json(&client, &format!("{api}/bots/{bot_id}/sources"), &org.api_key, &body).await?;
-        let id = source["id"].as_str().context("source id")?.to_owned();
-        let final_state = loop {
-            let bytes = client
-                .get(format!("{api}/bots/{bot_id}/sources/{id}"))
-                .bearer_auth(&org.api_key)
-                .send()
-                .await?
-                .bytes()
-                .await?;
-            let s: serde_json::Value = serde_json::from_slice(&bytes)?;
-            if matches!(s["status"].as_str(), Some("ready" | "failed")) {
-                break s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let final_state = app.add_source(&body).await?;
         println!(
             "added → {:<7} {:>8.2} s         ({label}: {} chunks)",
             final_state["status"].as_str().unwrap_or_default(),
@@ -270,9 +230,193 @@ pub async fn ingest(settings: &Settings, inputs: BenchInputs) -> anyhow::Result<
             final_state["chunks"]
         );
     }
-    let _ = stop_tx.send(());
-    let _ = running.await;
-    let _ = std::fs::remove_dir_all(dir);
+    app.stop().await;
+    server.abort();
+    Ok(())
+}
+
+/// The real application on a fresh SQLite database, with one org and bot.
+struct BenchApp {
+    dir: PathBuf,
+    client: reqwest::Client,
+    api: String,
+    key: String,
+    bot_id: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl BenchApp {
+    async fn start(settings: &Settings) -> anyhow::Result<BenchApp> {
+        let dir = std::env::temp_dir().join(format!("parley-bench-{}", uuid::Uuid::new_v4().simple()));
+        let mut app_settings = settings.clone();
+        app_settings.listen = "127.0.0.1:0".into();
+        app_settings.database_url = format!("sqlite://{}/bench.db", dir.display()).into();
+        app_settings.redis_url = None;
+        app_settings.allowed_private_hosts = "127.0.0.1".into();
+        app_settings.crawl_delay_ms = 0;
+        app_settings.crawl_concurrency = 4;
+        let app = Application::build(app_settings, Roles::ALL).await?;
+        let port = app.port().context("no port")?;
+        let store = app.state().store.clone();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until(async move {
+            let _ = stop_rx.await;
+        }));
+        let org = crate::admin::create_org(&store, "Bench").await?;
+        let client = reqwest::Client::new();
+        let api = format!("http://127.0.0.1:{port}/api/v1");
+        let bot = post_json(
+            &client,
+            &format!("{api}/bots"),
+            &org.api_key,
+            &serde_json::json!({"name": "Bench"}),
+        )
+        .await?;
+        let bot_id = bot["id"].as_str().context("bot id")?.to_owned();
+        Ok(BenchApp {
+            dir,
+            client,
+            api,
+            key: org.api_key,
+            bot_id,
+            stop,
+            running,
+        })
+    }
+
+    /// Adds a source and waits until it is ready or failed.
+    async fn add_source(&self, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let (api, bot_id) = (&self.api, &self.bot_id);
+        let source = post_json(&self.client, &format!("{api}/bots/{bot_id}/sources"), &self.key, body).await?;
+        let id = source["id"].as_str().context("source id")?.to_owned();
+        loop {
+            let bytes = self
+                .client
+                .get(format!("{api}/bots/{bot_id}/sources/{id}"))
+                .bearer_auth(&self.key)
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            let s: serde_json::Value = serde_json::from_slice(&bytes)?;
+            if matches!(s["status"].as_str(), Some("ready" | "failed")) {
+                return Ok(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.running.await;
+        let _ = std::fs::remove_dir_all(self.dir);
+    }
+}
+
+/// Questions about the Rust Book, asked in turn.
+const QUESTIONS: &[&str] = &[
+    "How do I install Rust with rustup?",
+    "What is ownership?",
+    "How do references and borrowing work?",
+    "What is a slice?",
+    "How do I define a struct?",
+    "What does the match expression do?",
+    "How do I read a line from standard input?",
+    "What is shadowing?",
+    "How do I create a new project with cargo?",
+    "What are the scalar types in Rust?",
+];
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+/// `parley bench chat`: time to the first SSE byte and to `[DONE]` for the
+/// extractive provider, through the real API, over 40 pages of the Rust Book.
+pub async fn chat(settings: &Settings, book: Option<PathBuf>, rounds: usize) -> anyhow::Result<()> {
+    let book = book.or_else(find_book).context("no Rust Book found: pass --book DIR")?;
+    let (base, server) = serve_dir(book).await?;
+    println!(
+        "parley bench chat ({} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let app = BenchApp::start(settings).await?;
+    let source = app
+        .add_source(
+            &serde_json::json!({"type": "sitemap", "url": format!("{base}/index.html"),
+                                         "exclude": ["**/print.html"], "max_pages": 40}),
+        )
+        .await?;
+    println!(
+        "knowledge: {} pages, {} chunks of the Rust Book",
+        source["pages"], source["chunks"]
+    );
+    let url = format!("{}/bots/{}/chat", app.api, app.bot_id);
+    let (mut first_bytes, mut dones, mut wholes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unanswered = 0;
+    for round in 0..=rounds {
+        for q in QUESTIONS {
+            let started = Instant::now();
+            let resp = app
+                .client
+                .post(&url)
+                .bearer_auth(&app.key)
+                .json(&serde_json::json!({"message": q, "stream": true}))
+                .send()
+                .await?;
+            let mut body = resp.bytes_stream();
+            let mut first = None;
+            let mut text = String::new();
+            while let Some(bytes) = futures::StreamExt::next(&mut body).await {
+                first.get_or_insert_with(|| started.elapsed());
+                text.push_str(&String::from_utf8_lossy(&bytes?));
+            }
+            let done = started.elapsed();
+            if !text.trim_end().ends_with("data: [DONE]") {
+                bail!("the stream did not end with [DONE]: {text}");
+            }
+            let started = Instant::now();
+            let whole = post_json(
+                &app.client,
+                &url,
+                &app.key,
+                &serde_json::json!({"message": q, "stream": false}),
+            )
+            .await?;
+            let whole_time = started.elapsed();
+            // The first round warms the index and the model up.
+            if round > 0 {
+                first_bytes.push(first.unwrap_or(done));
+                dones.push(done);
+                wholes.push(whole_time);
+                unanswered += usize::from(whole["unanswered"] == true);
+            }
+        }
+    }
+    for v in [&mut first_bytes, &mut dones, &mut wholes] {
+        v.sort();
+    }
+    let n = dones.len();
+    println!(
+        "first SSE byte   p50 {:>7.1} ms   p99 {:>7.1} ms   ({n} streamed questions)",
+        percentile_ms(&first_bytes, 0.5),
+        percentile_ms(&first_bytes, 0.99)
+    );
+    println!(
+        "[DONE]           p50 {:>7.1} ms   p99 {:>7.1} ms",
+        percentile_ms(&dones, 0.5),
+        percentile_ms(&dones, 0.99)
+    );
+    println!(
+        "whole JSON       p50 {:>7.1} ms   p99 {:>7.1} ms   ({unanswered} of {n} fell back to \"I don't know\")",
+        percentile_ms(&wholes, 0.5),
+        percentile_ms(&wholes, 0.99)
+    );
+    app.stop().await;
     server.abort();
     Ok(())
 }

@@ -56,9 +56,32 @@ pub struct Settings {
     pub crawl_delay_ms: u64,
     /// Requests of one crawl in flight at once.
     pub crawl_concurrency: usize,
+    /// Least cosine similarity between the question and the best passage for
+    /// the bot to answer; below it the fallback message is given.
+    pub chat_min_relevance: f32,
+    /// The answer when nothing relevant is found (it should offer a person).
+    pub chat_fallback_message: String,
+    /// Passages retrieved for an answer.
+    pub chat_passages: usize,
+    /// Seconds between heartbeat comments on a quiet chat stream.
+    pub sse_heartbeat_secs: u64,
+    /// Base URL of the OpenAI-compatible chat-completions API.
+    pub openai_base_url: String,
+    /// Its API key (sent as a bearer token), if it needs one.
+    #[serde(default)]
+    pub openai_api_key: Option<SecretString>,
+    /// The model when a bot names none.
+    pub openai_model: String,
+    /// Longest wait for the provider's first byte, in seconds.
+    pub openai_timeout_secs: u64,
+    /// Longest silence within a streamed answer, in seconds.
+    pub openai_idle_timeout_secs: u64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
+
+pub const DEFAULT_FALLBACK: &str = "I'm sorry, I couldn't find the answer to that in what I know. \
+     Would you like me to connect you with a person?";
 
 /// Where the configuration came from, for `--config`.
 pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
@@ -78,7 +101,15 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
         .set_default("max_sources_per_bot", 200)?
         .set_default("max_pages_cap", 5000)?
         .set_default("crawl_delay_ms", 100)?
-        .set_default("crawl_concurrency", 2)?;
+        .set_default("crawl_concurrency", 2)?
+        .set_default("chat_min_relevance", 0.35)?
+        .set_default("chat_fallback_message", DEFAULT_FALLBACK)?
+        .set_default("chat_passages", 5)?
+        .set_default("sse_heartbeat_secs", 15)?
+        .set_default("openai_base_url", "https://api.openai.com/v1")?
+        .set_default("openai_model", "gpt-4o-mini")?
+        .set_default("openai_timeout_secs", 60)?
+        .set_default("openai_idle_timeout_secs", 30)?;
     let file = file.map(str::to_owned).or_else(|| std::env::var("PARLEY_CONFIG").ok());
     match file {
         Some(path) => builder = builder.add_source(config::File::with_name(&path).required(true)),
@@ -172,6 +203,27 @@ impl Settings {
         if self.request_timeout_secs == 0 {
             return Err(invalid("PARLEY_REQUEST_TIMEOUT_SECS", "must be at least 1"));
         }
+        if !(0.0..=1.0).contains(&self.chat_min_relevance) {
+            return Err(invalid("PARLEY_CHAT_MIN_RELEVANCE", "must be between 0 and 1"));
+        }
+        if self.chat_fallback_message.trim().is_empty() {
+            return Err(invalid("PARLEY_CHAT_FALLBACK_MESSAGE", "must not be empty"));
+        }
+        if !(1..=20).contains(&self.chat_passages) {
+            return Err(invalid("PARLEY_CHAT_PASSAGES", "must be between 1 and 20"));
+        }
+        if !(1..=300).contains(&self.sse_heartbeat_secs) {
+            return Err(invalid("PARLEY_SSE_HEARTBEAT_SECS", "must be between 1 and 300"));
+        }
+        if !(self.openai_base_url.starts_with("http://") || self.openai_base_url.starts_with("https://")) {
+            return Err(invalid("PARLEY_OPENAI_BASE_URL", "must be an http(s) URL"));
+        }
+        if self.openai_timeout_secs == 0 || self.openai_idle_timeout_secs == 0 {
+            return Err(invalid(
+                "PARLEY_OPENAI_TIMEOUT_SECS",
+                "timeouts must be at least 1 second",
+            ));
+        }
         Ok(())
     }
 
@@ -233,6 +285,15 @@ mod tests {
             max_pages_cap: 5000,
             crawl_delay_ms: 100,
             crawl_concurrency: 2,
+            chat_min_relevance: 0.35,
+            chat_fallback_message: DEFAULT_FALLBACK.into(),
+            chat_passages: 5,
+            sse_heartbeat_secs: 15,
+            openai_base_url: "https://api.openai.com/v1".into(),
+            openai_api_key: None,
+            openai_model: "gpt-4o-mini".into(),
+            openai_timeout_secs: 60,
+            openai_idle_timeout_secs: 30,
         }
     }
 

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// An unexpected error; the cause is logged under the request id.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
+    /// The answer provider (an upstream model server) failed or timed out.
+    #[oai(status = 502)]
+    BadGateway(Json<ErrorBody>),
     /// A dependency (database, queue) is unavailable; try again later.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -100,6 +103,7 @@ impl ApiError {
             415 => ApiError::UnsupportedMediaType(body),
             422 => ApiError::Unprocessable(body),
             429 => ApiError::TooManyRequests(body),
+            502 => ApiError::BadGateway(body),
             503 => ApiError::Unavailable(body),
             _ => ApiError::Internal(body),
         }
@@ -123,6 +127,7 @@ impl ApiError {
             | ApiError::Unprocessable(b)
             | ApiError::TooManyRequests(b)
             | ApiError::Internal(b)
+            | ApiError::BadGateway(b)
             | ApiError::Unavailable(b) => &b.0,
         }
     }
@@ -162,6 +167,8 @@ fn framework_error(status: StatusCode, message: String) -> Response {
         | ErrorCode::BotNotFound
         | ErrorCode::ApiKeyNotFound
         | ErrorCode::SourceNotFound
+        | ErrorCode::ConversationNotFound
+        | ErrorCode::ProviderFailed
         | ErrorCode::SourceBusy
         | ErrorCode::UrlNotAllowed
         | ErrorCode::SourceLimitReached
@@ -200,6 +207,7 @@ impl From<DomainError> for ApiError {
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
             | DomainError::SourceNotFound
+            | DomainError::ConversationNotFound
             | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. } => vec![],
@@ -209,6 +217,7 @@ impl From<DomainError> for ApiError {
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
             | DomainError::SourceNotFound
+            | DomainError::ConversationNotFound
             | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. } => e.to_string(),

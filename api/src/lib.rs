@@ -5,6 +5,8 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod bench_retrieval;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod idempotency;

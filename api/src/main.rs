@@ -38,7 +38,7 @@ enum Command {
         #[arg(long)]
         output: Option<String>,
     },
-    /// Measure this machine: `parley bench ingest` prints ingestion throughput.
+    /// Measure this machine: `parley bench ingest` (ingestion throughput), `parley bench retrieval` (quality and latency).
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
@@ -63,6 +63,24 @@ enum BenchCommand {
         /// Chunks to embed.
         #[arg(long, default_value_t = 320)]
         chunks: usize,
+    },
+    /// Time to the first SSE byte and to [DONE] for the extractive provider.
+    Chat {
+        /// The Rust Book's HTML folder (default: the installed toolchain's).
+        #[arg(long)]
+        book: Option<std::path::PathBuf>,
+        /// Rounds of the 10 questions (after one warm-up round).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// SciFact nDCG@10 and recall@100 (BM25, vector, hybrid) and search latency by index size.
+    Retrieval {
+        /// The BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/).
+        #[arg(long, default_value = "../shared/data/scifact")]
+        scifact: std::path::PathBuf,
+        /// Index sizes (chunks) to time searches at.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sizes: Vec<usize>,
     },
 }
 
@@ -134,6 +152,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Ingest { book, docs, chunks },
         } => parley_api::bench::ingest(&settings, parley_api::bench::BenchInputs { book, docs, chunks }).await,
+        Command::Bench {
+            command: BenchCommand::Chat { book, rounds },
+        } => parley_api::bench::chat(&settings, book, rounds).await,
+        Command::Bench {
+            command: BenchCommand::Retrieval { scifact, sizes },
+        } => parley_api::bench_retrieval::retrieval(&settings, scifact, sizes).await,
         Command::Openapi { .. } => Ok(()),
     }
 }

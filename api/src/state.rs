@@ -23,6 +23,7 @@ pub struct AppState {
     pub queue: JobQueue,
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
+    pub chat: Arc<crate::chat::ChatEngine>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
@@ -42,6 +43,7 @@ impl AppState {
         ingest: Arc<parley_worker::ingest::pipeline::Ingest>,
     ) -> Self {
         AppState {
+            chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
             store,
             ingest,
             queue,

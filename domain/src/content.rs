@@ -11,7 +11,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::store::entities::{blobs, chunks, source_documents};
+use crate::store::entities::{blobs, chunk_sets, chunks, source_documents};
 use crate::store::{Store, now};
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -250,7 +250,69 @@ pub async fn replace_chunks(store: &Store, doc: DocRef<'_>, text_hash: &str, new
         .filter(source_documents::Column::DocKey.eq(doc.doc_key))
         .exec(&txn)
         .await?;
+    bump_generation(&txn, doc.source_id, Some(doc.bot_id)).await?;
     txn.commit().await
+}
+
+/// Marks a source's chunks as changed, so searchers reload them. With a bot
+/// id the row is created when missing (the source's first chunks).
+async fn bump_generation<C: ConnectionTrait>(db: &C, source_id: Uuid, bot_id: Option<Uuid>) -> Result<(), DbErr> {
+    use sea_orm::sea_query::ExprTrait;
+    let bump = sea_orm::sea_query::Expr::col((chunk_sets::Entity, chunk_sets::Column::Generation)).add(1);
+    match bot_id {
+        Some(bot_id) => {
+            let row = chunk_sets::ActiveModel {
+                source_id: Set(source_id),
+                bot_id: Set(bot_id),
+                generation: Set(1),
+            };
+            chunk_sets::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(chunk_sets::Column::SourceId)
+                        .value(chunk_sets::Column::Generation, bump)
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
+        None => {
+            chunk_sets::Entity::update_many()
+                .col_expr(chunk_sets::Column::Generation, bump)
+                .filter(chunk_sets::Column::SourceId.eq(source_id))
+                .exec(db)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The sources of a bot that have chunks, with their generations; deleted
+/// sources are left out (their chunks stop being retrievable at once).
+pub async fn chunk_generations(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<Vec<(Uuid, i64)>, DbErr> {
+    let live: std::collections::HashSet<Uuid> = crate::read::live_source_ids(store, org_id, bot_id)
+        .await?
+        .into_iter()
+        .collect();
+    let rows: Vec<(Uuid, i64)> = chunk_sets::Entity::find()
+        .select_only()
+        .column(chunk_sets::Column::SourceId)
+        .column(chunk_sets::Column::Generation)
+        .filter(chunk_sets::Column::BotId.eq(bot_id))
+        .order_by_asc(chunk_sets::Column::SourceId)
+        .into_tuple()
+        .all(store.db())
+        .await?;
+    Ok(rows.into_iter().filter(|(s, _)| live.contains(s)).collect())
+}
+
+/// Every chunk of a source with its embedding, in document order.
+pub async fn source_chunks(store: &Store, source_id: Uuid) -> Result<Vec<chunks::Model>, DbErr> {
+    chunks::Entity::find()
+        .filter(chunks::Column::SourceId.eq(source_id))
+        .order_by_asc(chunks::Column::DocKey)
+        .order_by_asc(chunks::Column::Ordinal)
+        .all(store.db())
+        .await
 }
 
 /// Removes documents (and their chunks) by key.
@@ -271,6 +333,7 @@ pub async fn remove_documents(store: &Store, source_id: Uuid, keys: &[String]) -
             .exec(&txn)
             .await?;
     }
+    bump_generation(&txn, source_id, None).await?;
     txn.commit().await
 }
 
@@ -298,6 +361,7 @@ pub async fn purge_source<C: ConnectionTrait>(db: &C, source_id: Uuid) -> Result
         .filter(source_documents::Column::SourceId.eq(source_id))
         .exec(db)
         .await?;
+    chunk_sets::Entity::delete_by_id(source_id).exec(db).await?;
     Ok(())
 }
 
@@ -305,6 +369,10 @@ pub async fn purge_source<C: ConnectionTrait>(db: &C, source_id: Uuid) -> Result
 pub async fn purge_bot_chunks<C: ConnectionTrait>(db: &C, bot_id: Uuid) -> Result<(), DbErr> {
     chunks::Entity::delete_many()
         .filter(chunks::Column::BotId.eq(bot_id))
+        .exec(db)
+        .await?;
+    chunk_sets::Entity::delete_many()
+        .filter(chunk_sets::Column::BotId.eq(bot_id))
         .exec(db)
         .await?;
     Ok(())

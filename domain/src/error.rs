@@ -16,6 +16,7 @@ pub enum ErrorCode {
     BotNotFound,
     ApiKeyNotFound,
     SourceNotFound,
+    ConversationNotFound,
     Conflict,
     SourceBusy,
     BotSlugTaken,
@@ -25,6 +26,7 @@ pub enum ErrorCode {
     UrlNotAllowed,
     SourceLimitReached,
     RateLimited,
+    ProviderFailed,
     ServiceUnavailable,
     Internal,
 }
@@ -41,6 +43,7 @@ impl ErrorCode {
         ErrorCode::BotNotFound,
         ErrorCode::ApiKeyNotFound,
         ErrorCode::SourceNotFound,
+        ErrorCode::ConversationNotFound,
         ErrorCode::Conflict,
         ErrorCode::SourceBusy,
         ErrorCode::BotSlugTaken,
@@ -50,6 +53,7 @@ impl ErrorCode {
         ErrorCode::UrlNotAllowed,
         ErrorCode::SourceLimitReached,
         ErrorCode::RateLimited,
+        ErrorCode::ProviderFailed,
         ErrorCode::ServiceUnavailable,
         ErrorCode::Internal,
     ];
@@ -65,6 +69,8 @@ impl ErrorCode {
             ErrorCode::BotNotFound => "BOT_NOT_FOUND",
             ErrorCode::ApiKeyNotFound => "API_KEY_NOT_FOUND",
             ErrorCode::SourceNotFound => "SOURCE_NOT_FOUND",
+            ErrorCode::ConversationNotFound => "CONVERSATION_NOT_FOUND",
+            ErrorCode::ProviderFailed => "PROVIDER_FAILED",
             ErrorCode::SourceBusy => "SOURCE_BUSY",
             ErrorCode::UrlNotAllowed => "URL_NOT_ALLOWED",
             ErrorCode::SourceLimitReached => "SOURCE_LIMIT_REACHED",
@@ -84,7 +90,11 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound | ErrorCode::BotNotFound | ErrorCode::ApiKeyNotFound | ErrorCode::SourceNotFound => 404,
+            ErrorCode::NotFound
+            | ErrorCode::BotNotFound
+            | ErrorCode::ApiKeyNotFound
+            | ErrorCode::SourceNotFound
+            | ErrorCode::ConversationNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::BotSlugTaken | ErrorCode::SourceBusy => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -95,6 +105,7 @@ impl ErrorCode {
             | ErrorCode::SourceLimitReached => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::ProviderFailed => 502,
             ErrorCode::ServiceUnavailable => 503,
         }
     }
@@ -118,6 +129,8 @@ pub enum DomainError {
     ApiKeyNotFound,
     #[error("source not found")]
     SourceNotFound,
+    #[error("conversation not found")]
+    ConversationNotFound,
     #[error("the source is being indexed; try again when it is ready or failed")]
     SourceBusy,
     #[error("the slug `{0}` is already used by another bot of this organization")]
@@ -140,6 +153,7 @@ impl DomainError {
             DomainError::BotNotFound => ErrorCode::BotNotFound,
             DomainError::ApiKeyNotFound => ErrorCode::ApiKeyNotFound,
             DomainError::SourceNotFound => ErrorCode::SourceNotFound,
+            DomainError::ConversationNotFound => ErrorCode::ConversationNotFound,
             DomainError::SourceBusy => ErrorCode::SourceBusy,
             DomainError::SlugTaken(_) => ErrorCode::BotSlugTaken,
             DomainError::VersionConflict { .. } => ErrorCode::Conflict,

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod jobs;
 pub mod projections;
 pub mod read;
+pub mod retrieval;
 pub mod store;
 
 pub use error::{DomainError, ErrorCode, FieldError};

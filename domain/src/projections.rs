@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use crate::aggregates::api_key::{API_KEY_CREATED, API_KEY_REVOKED, ApiKeyEvent};
 use crate::aggregates::bot::{BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings};
+use crate::aggregates::conversation::{
+    ANSWER_FAILED, ANSWERED, CONVERSATION_EVENTS, ConversationEvent, MESSAGE_RECEIVED,
+};
 use crate::aggregates::org::{ORG_CREATED, OrgEvent};
 use crate::aggregates::source::{PageRecord, SOURCE_EVENTS, SourceEvent};
 use crate::event::{DomainEvent, RecordedEvent};
-use crate::store::entities::{api_keys, bots, orgs, source_pages, sources};
+use crate::store::entities::{api_keys, bots, conversations, messages, orgs, source_pages, sources};
 
 /// One read model.
 #[async_trait]
@@ -48,6 +51,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(BotsProjection),
         Arc::new(SourcesProjection),
         Arc::new(SourcePagesProjection),
+        Arc::new(ConversationsProjection),
+        Arc::new(MessagesProjection),
     ]
 }
 
@@ -445,4 +450,156 @@ impl Projection for SourcePagesProjection {
             .all(db.connection())
             .await
     }
+}
+
+pub struct ConversationsProjection;
+
+#[async_trait]
+impl Projection for ConversationsProjection {
+    fn name(&self) -> &'static str {
+        "conversations"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        CONVERSATION_EVENTS.contains(&event_type)
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
+        let id = event.stream_id;
+        let decoded = match decode::<ConversationEvent>(event)? {
+            ConversationEvent::Started(e) => {
+                let row = conversations::ActiveModel {
+                    id: Set(id),
+                    org_id: Set(e.org_id),
+                    bot_id: Set(e.bot_id),
+                    visitor_id: Set(e.visitor_id),
+                    channel: Set(e.channel),
+                    status: Set("open".into()),
+                    messages: Set(0),
+                    unanswered: Set(0),
+                    created_at: Set(event.recorded_at),
+                    last_message_at: Set(event.recorded_at),
+                };
+                conversations::Entity::insert(row).exec_without_returning(txn).await?;
+                return Ok(());
+            }
+            other @ (ConversationEvent::MessageReceived(_)
+            | ConversationEvent::Answered(_)
+            | ConversationEvent::AnswerFailed(_)) => other,
+        };
+        let Some(current) = conversations::Entity::find_by_id(id).one(txn).await? else {
+            return Err(DbErr::Custom(format!("conversation {id} has no row")));
+        };
+        let unanswered = matches!(&decoded, ConversationEvent::Answered(a) if a.unanswered);
+        let mut row: conversations::ActiveModel = current.clone().into();
+        row.messages = Set(current.messages + 1);
+        row.unanswered = Set(current.unanswered + i64::from(unanswered));
+        row.last_message_at = Set(event.recorded_at);
+        conversations::Entity::update(row).exec(txn).await?;
+        Ok(())
+    }
+
+    async fn reset(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        conversations::Entity::delete_many().exec(txn).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
+        conversations::Entity::find()
+            .order_by_asc(conversations::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
+    }
+}
+
+pub struct MessagesProjection;
+
+#[async_trait]
+impl Projection for MessagesProjection {
+    fn name(&self) -> &'static str {
+        "messages"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        matches!(event_type, MESSAGE_RECEIVED | ANSWERED | ANSWER_FAILED)
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
+        let Some(conversation) = conversations_row(txn, event.stream_id).await? else {
+            return Err(DbErr::Custom(format!("conversation {} has no row", event.stream_id)));
+        };
+        let mut row = messages::ActiveModel {
+            conversation_id: Set(event.stream_id),
+            org_id: Set(conversation.org_id),
+            bot_id: Set(conversation.bot_id),
+            seq: Set(event.stream_version),
+            system: Set(None),
+            reply_to: Set(None),
+            provider: Set(None),
+            model: Set(None),
+            unanswered: Set(false),
+            sources: Set(Value::Array(vec![])),
+            usage: Set(None),
+            language: Set(None),
+            metadata: Set(None),
+            error_code: Set(None),
+            error_message: Set(None),
+            created_at: Set(event.recorded_at),
+            ..Default::default()
+        };
+        match decode::<ConversationEvent>(event)? {
+            ConversationEvent::Started(_) => return Ok(()),
+            ConversationEvent::MessageReceived(e) => {
+                row.id = Set(e.message_id);
+                row.role = Set("user".into());
+                row.text = Set(e.text);
+                row.system = Set(e.system);
+                row.status = Set("complete".into());
+                row.language = Set(e.language);
+                row.metadata = Set((!e.metadata.is_null()).then_some(e.metadata));
+            }
+            ConversationEvent::Answered(e) => {
+                row.id = Set(e.message_id);
+                row.role = Set("assistant".into());
+                row.text = Set(e.text);
+                row.status = Set(e.status);
+                row.reply_to = Set(Some(e.reply_to));
+                row.provider = Set(Some(e.provider));
+                row.model = Set(e.model);
+                row.unanswered = Set(e.unanswered);
+                row.sources = Set(crate::event::to_payload(&e.sources));
+                row.usage = Set(Some(crate::event::to_payload(&e.usage)));
+            }
+            ConversationEvent::AnswerFailed(e) => {
+                row.id = Set(e.message_id);
+                row.role = Set("assistant".into());
+                row.text = Set(e.partial_text);
+                row.status = Set("failed".into());
+                row.reply_to = Set(Some(e.reply_to));
+                row.provider = Set(Some(e.provider));
+                row.error_code = Set(Some(e.code));
+                row.error_message = Set(Some(e.reason));
+            }
+        }
+        messages::Entity::insert(row).exec_without_returning(txn).await?;
+        Ok(())
+    }
+
+    async fn reset(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        messages::Entity::delete_many().exec(txn).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
+        messages::Entity::find()
+            .order_by_asc(messages::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
+    }
+}
+
+async fn conversations_row(txn: &DatabaseTransaction, id: uuid::Uuid) -> Result<Option<conversations::Model>, DbErr> {
+    conversations::Entity::find_by_id(id).one(txn).await
 }

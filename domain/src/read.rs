@@ -215,3 +215,52 @@ pub async fn due_sources(
         .all(store.db())
         .await
 }
+
+/// A conversation of the organization.
+pub async fn conversation(
+    store: &Store,
+    org_id: Uuid,
+    conversation_id: Uuid,
+) -> Result<Option<crate::store::entities::conversations::Model>, DbErr> {
+    use crate::store::entities::conversations;
+    conversations::Entity::find_by_id(conversation_id)
+        .filter(conversations::Column::OrgId.eq(org_id))
+        .one(store.db())
+        .await
+}
+
+/// The organization's conversations, newest first (ids are time-ordered),
+/// optionally of one bot, after `cursor`.
+pub async fn conversations(
+    store: &Store,
+    org_id: Uuid,
+    bot_id: Option<Uuid>,
+    cursor: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<crate::store::entities::conversations::Model>, DbErr> {
+    use crate::store::entities::conversations;
+    let mut q = conversations::Entity::find().filter(conversations::Column::OrgId.eq(org_id));
+    if let Some(bot_id) = bot_id {
+        q = q.filter(conversations::Column::BotId.eq(bot_id));
+    }
+    if let Some(cursor) = cursor {
+        q = q.filter(conversations::Column::Id.lt(cursor));
+    }
+    q.order_by_desc(conversations::Column::Id)
+        .limit(limit)
+        .all(store.db())
+        .await
+}
+
+/// A conversation's messages in order.
+pub async fn messages(
+    store: &Store,
+    conversation_id: Uuid,
+) -> Result<Vec<crate::store::entities::messages::Model>, DbErr> {
+    use crate::store::entities::messages;
+    messages::Entity::find()
+        .filter(messages::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(messages::Column::Seq)
+        .all(store.db())
+        .await
+}

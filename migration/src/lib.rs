@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_event_log;
 mod m20261122_000002_core_projections;
 mod m20261122_000003_knowledge;
+mod m20261122_000004_conversations;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_event_log::Migration),
             Box::new(m20261122_000002_core_projections::Migration),
             Box::new(m20261122_000003_knowledge::Migration),
+            Box::new(m20261122_000004_conversations::Migration),
         ]
     }
 }

@@ -139,6 +139,15 @@ impl TestEnv {
             max_pages_cap: 1000,
             crawl_delay_ms: 0,
             crawl_concurrency: 4,
+            chat_min_relevance: 0.35,
+            chat_fallback_message: parley_api::config::DEFAULT_FALLBACK.into(),
+            chat_passages: 5,
+            sse_heartbeat_secs: 1,
+            openai_base_url: "https://api.openai.com/v1".into(),
+            openai_api_key: None,
+            openai_model: "gpt-4o-mini".into(),
+            openai_timeout_secs: 60,
+            openai_idle_timeout_secs: 30,
         }
     }
 

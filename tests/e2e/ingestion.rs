@@ -15,13 +15,13 @@ fn shared(path: &str) -> PathBuf {
     crate::harness::shared_dir().join("data/docs").join(path)
 }
 
-async fn bot(app: &TestApp, key: &str) -> String {
+pub(crate) async fn bot(app: &TestApp, key: &str) -> String {
     let r = app.post("/api/v1/bots", key, json!({"name": "Knowledge"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     r.body["id"].as_str().expect("id").to_owned()
 }
 
-async fn add(app: &TestApp, key: &str, bot: &str, body: Value) -> String {
+pub(crate) async fn add(app: &TestApp, key: &str, bot: &str, body: Value) -> String {
     let r = app.post(&format!("/api/v1/bots/{bot}/sources"), key, body).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     assert_eq!(r.body["status"], "queued");
@@ -508,7 +508,7 @@ pub async fn site_crawl_refresh_and_robots(backend: Backend) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn tempdir(name: &str) -> PathBuf {
+pub(crate) fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("parley-{name}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -6,6 +6,7 @@
 // Test code: an unwrap that fails is a failing test, which is its purpose.
 #![allow(clippy::unwrap_used)]
 
+mod chat;
 mod harness;
 mod ingestion;
 mod quality;
@@ -14,11 +15,14 @@ mod spec;
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
+        on_both_backends!(scenarios: $($name),*);
+    };
+    ($module:ident: $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::scenarios::$name(crate::harness::Backend::Sqlite).await;
+                    crate::$module::$name(crate::harness::Backend::Sqlite).await;
                 }
             )*
         }
@@ -26,7 +30,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::scenarios::$name(crate::harness::Backend::Postgres).await;
+                    crate::$module::$name(crate::harness::Backend::Postgres).await;
                 }
             )*
         }
@@ -47,6 +51,11 @@ on_both_backends!(
     crawl_survives_a_killed_worker,
     scheduled_refresh,
 );
+
+/// Chat scenarios, on both tiers (`chat_tests::sqlite::...`).
+mod chat_tests {
+    on_both_backends!(chat: grounded_chat, openai_provider);
+}
 
 /// The whole Rust Book is embedded (about two minutes on 2 cores), so it runs
 /// on the embedded tier; the site scenario above covers both tiers.

@@ -1,6 +1,7 @@
 //! The OpenAPI operations, one `OpenApi` struct per tag.
 
 pub mod bots;
+pub mod chat;
 pub mod events;
 pub mod keys;
 pub mod ops;
@@ -18,6 +19,8 @@ pub enum ApiTags {
     Bots,
     /// A bot's knowledge: URLs, sites, texts, Q&A pairs and documents, and their indexing status.
     Sources,
+    /// Answers (streamed or whole), the retrieval debug search, and conversations.
+    Chat,
     /// The event feed: everything that happened in your organization, in order.
     Events,
     /// Health, readiness and metrics.
@@ -28,6 +31,7 @@ pub type Apis = (
     keys::KeysApi,
     bots::BotsApi,
     sources::SourcesApi,
+    chat::ChatApi,
     events::EventsApi,
     ops::OpsApi,
 );
@@ -38,6 +42,7 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
         keys::KeysApi { state: state.clone() },
         bots::BotsApi { state: state.clone() },
         sources::SourcesApi { state: state.clone() },
+        chat::ChatApi { state: state.clone() },
         events::EventsApi { state: state.clone() },
         ops::OpsApi { state },
     );

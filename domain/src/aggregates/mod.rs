@@ -2,5 +2,6 @@
 
 pub mod api_key;
 pub mod bot;
+pub mod conversation;
 pub mod org;
 pub mod source;

@@ -296,3 +296,81 @@ pub mod chunks {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod chunk_sets {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunk_sets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source_id: Uuid,
+        pub bot_id: Uuid,
+        pub generation: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod conversations {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conversations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub bot_id: Uuid,
+        pub visitor_id: Option<String>,
+        pub channel: String,
+        pub status: String,
+        pub messages: i64,
+        pub unanswered: i64,
+        pub created_at: DateTimeUtc,
+        pub last_message_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod messages {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub conversation_id: Uuid,
+        pub org_id: Uuid,
+        pub bot_id: Uuid,
+        pub seq: i64,
+        pub role: String,
+        pub text: String,
+        pub system: Option<String>,
+        pub status: String,
+        pub reply_to: Option<Uuid>,
+        pub provider: Option<String>,
+        pub model: Option<String>,
+        pub unanswered: bool,
+        pub sources: Json,
+        pub usage: Option<Json>,
+        pub language: Option<String>,
+        pub metadata: Option<Json>,
+        pub error_code: Option<String>,
+        pub error_message: Option<String>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,959 @@
+//! `/api/v1/bots/{id}/chat` (answers, streamed or whole), the retrieval debug
+//! search, and reading conversations.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use parley_domain::aggregates::bot::{Bot as BotAggregate, BotSettings};
+use parley_domain::aggregates::conversation::{
+    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, MAX_MESSAGE_CHARS,
+};
+use parley_domain::retrieval::Mode;
+use parley_domain::store::entities::{conversations, messages};
+use parley_domain::store::{Execute, StoreError};
+use parley_domain::{Actor, DomainError, ErrorCode, Metadata, read};
+use poem::web::Data;
+use poem::web::sse::{Event as SseEvent, SSE};
+use poem::{IntoResponse, Response};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{ApiTags, live};
+use crate::auth::ApiKeyAuth;
+use crate::chat::{ChatEvent, ChatTurn, SearchSpec, citation};
+use crate::error::{ApiError, ErrorDetail};
+use crate::middleware::RequestId;
+use crate::state::AppState;
+use crate::types::Text;
+
+pub struct ChatApi {
+    pub state: Option<AppState>,
+}
+
+/// Largest `metadata` object, as JSON bytes.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// One turn of `messages`.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ChatMessageIn {
+    /// `user`, `assistant` or `system`.
+    pub role: Text,
+    /// The turn's text.
+    pub content: Text,
+}
+
+/// A visitor's message to a bot.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ChatRequest {
+    /// The visitor's message (give this or `messages`). Empty: 400; over
+    /// 10,000 characters: 422.
+    pub message: Option<Text>,
+    /// Turns with roles `user`, `assistant` and `system`; the last `user` turn
+    /// is the question, earlier turns are context, `system` text is appended
+    /// to the bot's persona.
+    pub messages: Option<Vec<ChatMessageIn>>,
+    /// Continue this conversation; absent, a new one starts.
+    pub conversation_id: Option<Uuid>,
+    /// Your identifier of the visitor, up to 255 characters.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub visitor_id: Option<Text>,
+    /// Stream the answer as server-sent events; absent, the bot's `streaming` setting decides.
+    pub stream: Option<bool>,
+    /// Language tag to answer in, e.g. `en` or `pt-BR`.
+    #[oai(validator(min_length = 2, max_length = 35))]
+    pub language: Option<Text>,
+    /// Any JSON object, stored with the visitor's message (up to 16 KB).
+    pub metadata: Option<Value>,
+}
+
+/// A cited passage; `[n]` in the answer is the n-th source.
+#[derive(Debug, Clone, Object)]
+pub struct Source {
+    /// The passage (chunk).
+    pub chunk_id: Uuid,
+    /// The knowledge source it belongs to.
+    pub source_id: Uuid,
+    /// The document's title.
+    pub title: Option<String>,
+    /// The page's URL (web sources).
+    pub url: Option<String>,
+    /// The document within the source (URL or file name).
+    pub document: String,
+    /// Headings above the passage, `A > B`.
+    pub heading_path: String,
+    /// Page number (PDF).
+    pub page: Option<i32>,
+    /// Retrieval score (fused).
+    pub score: f32,
+    /// The start of the passage.
+    pub snippet: String,
+}
+
+impl From<Citation> for Source {
+    fn from(c: Citation) -> Self {
+        Source {
+            chunk_id: c.chunk_id,
+            source_id: c.source_id,
+            title: c.title,
+            url: c.url,
+            document: c.doc_key,
+            heading_path: c.heading_path,
+            page: c.page,
+            score: c.score,
+            snippet: c.snippet,
+        }
+    }
+}
+
+/// Tokens and timings of an answer.
+#[derive(Debug, Clone, Object)]
+pub struct ChatUsage {
+    /// Prompt tokens as the provider counted them (0 for the extractive provider).
+    pub prompt_tokens: u32,
+    /// Answer tokens as the provider counted them (words for the extractive provider).
+    pub completion_tokens: u32,
+    /// Time spent retrieving passages, in milliseconds.
+    pub retrieval_ms: u32,
+    /// Time spent writing the answer, in milliseconds.
+    pub generation_ms: u32,
+}
+
+/// A whole answer (`stream: false`).
+#[derive(Debug, Clone, Object)]
+pub struct ChatReply {
+    /// The conversation (new or continued).
+    pub conversation_id: Uuid,
+    /// The visitor's message as stored.
+    pub user_message_id: Uuid,
+    /// The bot's answer message.
+    pub message_id: Uuid,
+    /// The answer, with citation markers `[1]`, `[2]` matching `sources`.
+    pub answer: String,
+    /// The passages cited, in marker order.
+    pub sources: Vec<Source>,
+    /// True when nothing relevant was found and the fallback answer was given.
+    pub unanswered: bool,
+    /// Set with `unanswered`: the visitor may be offered a person.
+    pub handoff_offered: bool,
+    /// `extractive`, `openai` or `fallback`.
+    pub provider: String,
+    /// Model used by the `openai` provider.
+    pub model: Option<String>,
+    /// Tokens and timings.
+    pub usage: ChatUsage,
+}
+
+/// Kinds of streamed events (also the SSE `event:` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ChatEventType {
+    /// A piece of the answer's text.
+    Delta,
+    /// The cited passages, in marker order.
+    Sources,
+    /// The answer is complete and stored.
+    Done,
+    /// The answer failed; it is stored as a failed message.
+    Error,
+}
+
+/// The error of an `error` event.
+#[derive(Debug, Clone, Object)]
+pub struct ChatError {
+    /// Stable code, e.g. `PROVIDER_FAILED`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One server-sent event of a streamed answer (`stream: true`). Each has an
+/// SSE `event:` name equal to `type` and this JSON as `data:`; the stream
+/// ends with `data: [DONE]`. Comments (`:`) are heartbeats.
+#[derive(Debug, Clone, Object)]
+pub struct ChatStreamEvent {
+    /// `delta`, `sources`, `done` or `error` (also the SSE `event:` name).
+    #[oai(rename = "type")]
+    pub event_type: ChatEventType,
+    /// The conversation (new or continued).
+    pub conversation_id: Uuid,
+    /// The bot message being written.
+    pub message_id: Uuid,
+    /// `delta`: the next piece of text.
+    #[oai(skip_serializing_if_is_none)]
+    pub text: Option<String>,
+    /// `sources`: the cited passages.
+    #[oai(skip_serializing_if_is_none)]
+    pub sources: Option<Vec<Source>>,
+    /// `done`: whether the fallback answer was given.
+    #[oai(skip_serializing_if_is_none)]
+    pub unanswered: Option<bool>,
+    /// `done`: the provider that answered.
+    #[oai(skip_serializing_if_is_none)]
+    pub provider: Option<String>,
+    /// `done`: tokens and timings.
+    #[oai(skip_serializing_if_is_none)]
+    pub usage: Option<ChatUsage>,
+    /// `error`: what failed.
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<ChatError>,
+}
+
+fn usage_of(u: &parley_domain::aggregates::conversation::Usage) -> ChatUsage {
+    ChatUsage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        retrieval_ms: u.retrieval_ms,
+        generation_ms: u.generation_ms,
+    }
+}
+
+fn reply_of(user_message_id: Uuid, a: Answered) -> ChatReply {
+    ChatReply {
+        conversation_id: a.conversation_id,
+        user_message_id,
+        message_id: a.message_id,
+        answer: a.text,
+        sources: a.sources.into_iter().map(Source::from).collect(),
+        unanswered: a.unanswered,
+        handoff_offered: a.unanswered,
+        provider: a.provider,
+        model: a.model,
+        usage: usage_of(&a.usage),
+    }
+}
+
+/// The chat answer: JSON, or an event stream.
+pub enum ChatResponse {
+    Whole(ChatReply),
+    Stream {
+        conversation_id: Uuid,
+        events: mpsc::Receiver<ChatEvent>,
+        heartbeat: Duration,
+    },
+}
+
+impl ApiResponse for ChatResponse {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The answer: `application/json` (a ChatReply) when not streaming, \
+                    `text/event-stream` (ChatStreamEvent events, then `data: [DONE]`) when streaming.",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: ChatReply::schema_ref(),
+                    },
+                    MetaMediaType {
+                        content_type: "text/event-stream",
+                        schema: ChatStreamEvent::schema_ref(),
+                    },
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ChatReply::register(registry);
+        ChatStreamEvent::register(registry);
+    }
+}
+
+fn stream_event(conversation_id: Uuid, message_id: Uuid, kind: ChatEventType) -> ChatStreamEvent {
+    ChatStreamEvent {
+        event_type: kind,
+        conversation_id,
+        message_id,
+        text: None,
+        sources: None,
+        unanswered: None,
+        provider: None,
+        usage: None,
+        error: None,
+    }
+}
+
+fn to_sse(conversation_id: Uuid, message_id: &mut Option<Uuid>, event: ChatEvent) -> ChatStreamEvent {
+    let id_of = |m: &Option<Uuid>| m.unwrap_or(Uuid::nil());
+    match event {
+        ChatEvent::Delta(text) => ChatStreamEvent {
+            text: Some(text),
+            ..stream_event(conversation_id, id_of(message_id), ChatEventType::Delta)
+        },
+        ChatEvent::Sources(sources) => ChatStreamEvent {
+            sources: Some(sources.into_iter().map(Source::from).collect()),
+            ..stream_event(conversation_id, id_of(message_id), ChatEventType::Sources)
+        },
+        ChatEvent::Done(a) => ChatStreamEvent {
+            unanswered: Some(a.unanswered),
+            provider: Some(a.provider.clone()),
+            usage: Some(usage_of(&a.usage)),
+            ..stream_event(conversation_id, a.message_id, ChatEventType::Done)
+        },
+        ChatEvent::Failed(f) => ChatStreamEvent {
+            error: Some(ChatError {
+                code: f.code.clone(),
+                message: f.reason.clone(),
+            }),
+            ..stream_event(conversation_id, f.message_id, ChatEventType::Error)
+        },
+    }
+}
+
+impl IntoResponse for ChatResponse {
+    fn into_response(self) -> Response {
+        match self {
+            ChatResponse::Whole(reply) => Json(reply).into_response(),
+            ChatResponse::Stream {
+                conversation_id,
+                events,
+                heartbeat,
+            } => {
+                let stream = async_stream::stream! {
+                    let mut events = events;
+                    let mut message_id = None;
+                    while let Some(event) = events.recv().await {
+                        let name = match &event {
+                            ChatEvent::Delta(_) => "delta",
+                            ChatEvent::Sources(_) => "sources",
+                            ChatEvent::Done(_) => "done",
+                            ChatEvent::Failed(_) => "error",
+                        };
+                        let payload = to_sse(conversation_id, &mut message_id, event);
+                        yield SseEvent::message(payload.to_json_string()).event_type(name);
+                    }
+                    yield SseEvent::message("[DONE]");
+                };
+                SSE::new(stream.boxed())
+                    .keep_alive(heartbeat)
+                    .into_response()
+                    .with_header("X-Accel-Buffering", "no")
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// How the debug search ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// BM25 and vectors, fused (what chat uses).
+    Hybrid,
+    /// BM25 over chunk text only.
+    Bm25,
+    /// Vector similarity only.
+    Vector,
+}
+
+/// A retrieval debug query.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The question, 1 to 2,000 characters.
+    #[oai(validator(min_length = 1, max_length = 2000))]
+    pub query: Text,
+    /// Results to return, 1 to 50 (default 10).
+    #[oai(validator(minimum(value = "1"), maximum(value = "50")))]
+    pub limit: Option<u32>,
+    /// Only these sources.
+    #[oai(validator(max_items = 200))]
+    pub source_ids: Option<Vec<Uuid>>,
+    /// Default `hybrid`.
+    pub mode: Option<SearchMode>,
+}
+
+/// A retriever's opinion of a result.
+#[derive(Debug, Clone, Object)]
+pub struct RetrieverScore {
+    /// 1-based rank in that retriever's list.
+    pub rank: u32,
+    /// BM25 score, or cosine similarity for vectors.
+    pub score: f32,
+}
+
+/// One retrieved chunk with its scores.
+#[derive(Debug, Clone, Object)]
+pub struct SearchResult {
+    /// The chunk.
+    pub chunk_id: Uuid,
+    /// The knowledge source it belongs to.
+    pub source_id: Uuid,
+    /// The document within the source (URL or file name).
+    pub document: String,
+    /// The document's title.
+    pub title: Option<String>,
+    /// The page's URL (web sources).
+    pub url: Option<String>,
+    /// Headings above the chunk, `A > B`.
+    pub heading_path: String,
+    /// Page number (PDF).
+    pub page: Option<i32>,
+    /// The chunk's text.
+    pub text: String,
+    /// The fused score (reciprocal rank fusion) or the single retriever's score.
+    pub score: f32,
+    /// Set when BM25 found it.
+    pub bm25: Option<RetrieverScore>,
+    /// Set when vector search found it.
+    pub vector: Option<RetrieverScore>,
+    /// Which retrievers found it: `bm25`, `vector`.
+    pub found_by: Vec<String>,
+}
+
+/// What a question would retrieve.
+#[derive(Debug, Clone, Object)]
+pub struct SearchResponse {
+    /// Best first.
+    pub results: Vec<SearchResult>,
+    /// Cosine similarity of the closest chunk; chat answers only above the
+    /// configured minimum.
+    pub best_similarity: f32,
+    /// Whether chat would answer from these results.
+    pub relevant: bool,
+    /// Time taken, in milliseconds.
+    pub took_ms: f64,
+}
+
+/// A message of a conversation.
+#[derive(Debug, Clone, Object)]
+pub struct Message {
+    /// The message's id.
+    pub id: Uuid,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text (for failed answers, what was written before the failure).
+    pub text: String,
+    /// `complete`, `interrupted` or `failed`.
+    pub status: String,
+    /// For answers: the visitor message answered.
+    pub reply_to: Option<Uuid>,
+    /// For answers: `extractive`, `openai` or `fallback`.
+    pub provider: Option<String>,
+    /// For answers of the `openai` provider: the model.
+    pub model: Option<String>,
+    /// For answers: nothing relevant was found.
+    pub unanswered: bool,
+    /// For answers: the cited passages.
+    pub sources: Vec<Source>,
+    /// For answers: tokens and timings.
+    pub usage: Option<ChatUsage>,
+    /// For visitor messages: extra instructions sent with it.
+    pub system: Option<String>,
+    /// For visitor messages: the language asked for.
+    pub language: Option<String>,
+    /// For visitor messages: the metadata sent with it.
+    pub metadata: Option<Value>,
+    /// For failed answers.
+    pub error: Option<ChatError>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<messages::Model> for Message {
+    fn from(m: messages::Model) -> Self {
+        let sources: Vec<Citation> = serde_json::from_value(m.sources).unwrap_or_default();
+        let usage = m
+            .usage
+            .and_then(|u| serde_json::from_value::<parley_domain::aggregates::conversation::Usage>(u).ok())
+            .map(|u| usage_of(&u));
+        Message {
+            id: m.id,
+            role: m.role,
+            text: m.text,
+            status: m.status,
+            reply_to: m.reply_to,
+            provider: m.provider,
+            model: m.model,
+            unanswered: m.unanswered,
+            sources: sources.into_iter().map(Source::from).collect(),
+            usage,
+            system: m.system,
+            language: m.language,
+            metadata: m.metadata,
+            error: m.error_code.map(|code| ChatError {
+                code,
+                message: m.error_message.unwrap_or_default(),
+            }),
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A conversation between a visitor and a bot.
+#[derive(Debug, Clone, Object)]
+pub struct ConversationInfo {
+    /// The conversation's id.
+    pub id: Uuid,
+    /// The bot it is with.
+    pub bot_id: Uuid,
+    /// Your identifier of the visitor, when given.
+    pub visitor_id: Option<String>,
+    /// `api` or `widget`.
+    pub channel: String,
+    /// `open`.
+    pub status: String,
+    /// Messages so far (visitor and bot).
+    pub message_count: i64,
+    /// Answers that were the fallback ("I don't know").
+    pub unanswered_count: i64,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When its last message was stored.
+    pub last_message_at: DateTime<Utc>,
+}
+
+impl From<conversations::Model> for ConversationInfo {
+    fn from(c: conversations::Model) -> Self {
+        ConversationInfo {
+            id: c.id,
+            bot_id: c.bot_id,
+            visitor_id: c.visitor_id,
+            channel: c.channel,
+            status: c.status,
+            message_count: c.messages,
+            unanswered_count: c.unanswered,
+            created_at: c.created_at,
+            last_message_at: c.last_message_at,
+        }
+    }
+}
+
+/// A conversation with its messages.
+#[derive(Debug, Clone, Object)]
+pub struct ConversationDetail {
+    /// The conversation.
+    #[oai(flatten)]
+    pub conversation: ConversationInfo,
+    /// Every message, in order.
+    pub messages: Vec<Message>,
+}
+
+/// A page of conversations.
+#[derive(Debug, Clone, Object)]
+pub struct ConversationList {
+    /// Newest first.
+    pub items: Vec<ConversationInfo>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+fn bad_request(message: &str, field: &str, detail: &str) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::InvalidRequest,
+        message,
+        vec![ErrorDetail {
+            field: Some(field.to_owned()),
+            message: detail.to_owned(),
+        }],
+    )
+}
+
+/// The question, earlier turns and system text from `message` / `messages`.
+struct Parsed {
+    question: String,
+    system: Option<String>,
+    history: Vec<parley_domain::aggregates::conversation::Turn>,
+}
+
+fn parse_turns(req: &ChatRequest) -> Result<Parsed, ApiError> {
+    match (&req.message, &req.messages) {
+        (Some(_), Some(_)) => Err(bad_request(
+            "give either `message` or `messages`, not both",
+            "messages",
+            "not allowed with `message`",
+        )),
+        (None, None) => Err(bad_request(
+            "`message` or `messages` is required",
+            "message",
+            "required",
+        )),
+        (Some(m), None) => {
+            if m.0.trim().is_empty() {
+                return Err(bad_request("the message is empty", "message", "must not be empty"));
+            }
+            Ok(Parsed {
+                question: m.0.clone(),
+                system: None,
+                history: vec![],
+            })
+        }
+        (None, Some(turns)) => {
+            let mut details = Vec::new();
+            let mut system = Vec::new();
+            let mut history = Vec::new();
+            for (i, t) in turns.iter().enumerate() {
+                let role = match t.role.0.as_str() {
+                    "user" => "user",
+                    "assistant" => "assistant",
+                    "system" => "system",
+                    other => {
+                        details.push(ErrorDetail {
+                            field: Some(format!("messages[{i}].role")),
+                            message: format!("`{other}` is not one of user, assistant, system"),
+                        });
+                        continue;
+                    }
+                };
+                if t.content.0.trim().is_empty() {
+                    details.push(ErrorDetail {
+                        field: Some(format!("messages[{i}].content")),
+                        message: "must not be empty".into(),
+                    });
+                    continue;
+                }
+                if role == "system" {
+                    system.push(t.content.0.clone());
+                } else {
+                    history.push(parley_domain::aggregates::conversation::Turn {
+                        message_id: Uuid::nil(),
+                        role,
+                        text: t.content.0.clone(),
+                    });
+                }
+            }
+            if !details.is_empty() {
+                return Err(ApiError::with_details(
+                    ErrorCode::InvalidRequest,
+                    "malformed `messages`",
+                    details,
+                ));
+            }
+            match history.last() {
+                Some(last) if last.role == "user" => {}
+                Some(_) => {
+                    return Err(bad_request(
+                        "malformed `messages`: the last turn must be the user's question",
+                        "messages",
+                        "the last non-system turn must have role `user`",
+                    ));
+                }
+                None => {
+                    return Err(bad_request(
+                        "malformed `messages`: there is no user turn",
+                        "messages",
+                        "at least one turn with role `user` is required",
+                    ));
+                }
+            }
+            let question = history.pop().map(|t| t.text).unwrap_or_default();
+            Ok(Parsed {
+                question,
+                system: (!system.is_empty()).then(|| system.join("\n\n")),
+                history,
+            })
+        }
+    }
+}
+
+/// The settings of an active bot of the organization, or 404.
+async fn active_bot(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<BotSettings, ApiError> {
+    let (bot, _) = state.store.load::<BotAggregate>(bot_id).await?;
+    match bot.settings {
+        Some(settings) if bot.org_id == Some(org_id) && !bot.deleted && settings.active => Ok(settings),
+        _ => Err(DomainError::BotNotFound.into()),
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
+impl ChatApi {
+    /// Ask a bot
+    ///
+    /// Answers a visitor's message from the bot's knowledge, with the passages
+    /// it used as sources. Streams server-sent events when `stream` is true
+    /// (or the bot streams by default): `delta` events with text, a `sources`
+    /// event, then `done` (or `error`), then `data: [DONE]`. The visitor's
+    /// message and the answer are stored in the conversation, even if the
+    /// client disconnects mid-stream. When nothing relevant is found the bot
+    /// gives its fallback answer and the message is marked unanswered.
+    #[oai(path = "/bots/:bot_id/chat", method = "post", operation_id = "chat")]
+    async fn chat(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        body: Json<ChatRequest>,
+    ) -> Result<ChatResponse, ApiError> {
+        let state = live(&self.state)?;
+        let req = body.0;
+        let parsed = parse_turns(&req)?;
+        if let Some(metadata) = &req.metadata {
+            if !metadata.is_object() {
+                return Err(bad_request(
+                    "`metadata` must be an object",
+                    "metadata",
+                    "must be an object",
+                ));
+            }
+            if metadata.to_string().len() > MAX_METADATA_BYTES {
+                return Err(ApiError::with_details(
+                    ErrorCode::ValidationFailed,
+                    "`metadata` is too large",
+                    vec![ErrorDetail {
+                        field: Some("metadata".into()),
+                        message: format!("at most {MAX_METADATA_BYTES} bytes of JSON"),
+                    }],
+                ));
+            }
+        }
+        let chars = parsed.question.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Err(ApiError::with_details(
+                ErrorCode::ValidationFailed,
+                "the message is too long",
+                vec![ErrorDetail {
+                    field: Some("message".into()),
+                    message: format!("is {chars} characters long; at most {MAX_MESSAGE_CHARS} are allowed"),
+                }],
+            ));
+        }
+        let org_id = auth.0.org_id;
+        let bot = active_bot(state, org_id, bot_id.0).await?;
+        let conversation_id = match req.conversation_id {
+            Some(id) => {
+                let (existing, _) = state.store.load::<Conversation>(id).await?;
+                if !existing.belongs_to(org_id, bot_id.0) {
+                    return Err(DomainError::ConversationNotFound.into());
+                }
+                id
+            }
+            None => Uuid::now_v7(),
+        };
+        let metadata = Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone()));
+        let user_message_id = Uuid::now_v7();
+        let executed = state
+            .store
+            .execute::<Conversation>(Execute {
+                org_id,
+                stream_id: conversation_id,
+                expected_version: None,
+                command: ConversationCommand::Receive {
+                    conversation_id,
+                    org_id,
+                    bot_id: bot_id.0,
+                    visitor_id: req.visitor_id.clone().map(Text::into_inner),
+                    channel: "api".into(),
+                    message_id: user_message_id,
+                    text: parsed.question.clone(),
+                    system: parsed.system.clone(),
+                    language: req.language.clone().map(Text::into_inner),
+                    metadata: req.metadata.clone().unwrap_or(Value::Null),
+                },
+                metadata: metadata.clone(),
+                idempotency: None,
+            })
+            .await?;
+        // Stored turns first, then turns the client sent along.
+        let mut history: Vec<_> = executed
+            .state
+            .turns
+            .iter()
+            .filter(|t| t.message_id != user_message_id)
+            .cloned()
+            .collect();
+        history.extend(parsed.history);
+        let language = req
+            .language
+            .map(Text::into_inner)
+            .or_else(|| Some(bot.language.clone()));
+        let stream = req.stream.unwrap_or(bot.streaming);
+        let events = state.chat.start(ChatTurn {
+            org_id,
+            bot_id: bot_id.0,
+            bot,
+            conversation_id,
+            user_message_id,
+            question: parsed.question,
+            system: parsed.system,
+            language,
+            history,
+            metadata,
+        });
+        if stream {
+            return Ok(ChatResponse::Stream {
+                conversation_id,
+                events,
+                heartbeat: Duration::from_secs(state.settings.sse_heartbeat_secs),
+            });
+        }
+        let mut events = events;
+        while let Some(event) = events.recv().await {
+            match event {
+                ChatEvent::Done(answered) => return Ok(ChatResponse::Whole(reply_of(user_message_id, *answered))),
+                ChatEvent::Failed(failed) => return Err(failure(*failed)),
+                ChatEvent::Delta(_) | ChatEvent::Sources(_) => {}
+            }
+        }
+        Err(ApiError::internal("the answer task ended without a result"))
+    }
+
+    /// Search a bot's knowledge
+    ///
+    /// A retrieval debug view: the chunks a question would get, with their
+    /// fused score and each retriever's rank and score.
+    #[oai(path = "/bots/:bot_id/search", method = "post", operation_id = "search_knowledge")]
+    async fn search(
+        &self,
+        auth: ApiKeyAuth,
+        bot_id: Path<Uuid>,
+        body: Json<SearchRequest>,
+    ) -> Result<Json<SearchResponse>, ApiError> {
+        let state = live(&self.state)?;
+        let org_id = auth.0.org_id;
+        if read::bot(&state.store, org_id, bot_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .is_none()
+        {
+            return Err(DomainError::BotNotFound.into());
+        }
+        let req = body.0;
+        if req.query.0.trim().is_empty() {
+            return Err(bad_request("the query is empty", "query", "must not be empty"));
+        }
+        let mode = match req.mode.unwrap_or(SearchMode::Hybrid) {
+            SearchMode::Hybrid => Mode::Hybrid,
+            SearchMode::Bm25 => Mode::Bm25,
+            SearchMode::Vector => Mode::Vector,
+        };
+        let retrieved = state
+            .chat
+            .retrieve(
+                org_id,
+                bot_id.0,
+                SearchSpec {
+                    question: &req.query.0,
+                    context: None,
+                    sources: req.source_ids.as_deref(),
+                    limit: req.limit.unwrap_or(10) as usize,
+                    mode,
+                },
+            )
+            .await?;
+        let min = state.settings.chat_min_relevance;
+        let results = retrieved
+            .passages
+            .iter()
+            .map(|p| {
+                let c = citation(p);
+                let mut found_by = Vec::new();
+                if p.bm25.is_some() {
+                    found_by.push("bm25".to_owned());
+                }
+                if p.vector.is_some() {
+                    found_by.push("vector".to_owned());
+                }
+                SearchResult {
+                    chunk_id: c.chunk_id,
+                    source_id: c.source_id,
+                    document: c.doc_key,
+                    title: c.title,
+                    url: c.url,
+                    heading_path: c.heading_path,
+                    page: c.page,
+                    text: p.text.clone(),
+                    score: p.score,
+                    bm25: p.bm25.map(|r| RetrieverScore {
+                        rank: r.rank,
+                        score: r.score,
+                    }),
+                    vector: p.vector.map(|r| RetrieverScore {
+                        rank: r.rank,
+                        score: r.score,
+                    }),
+                    found_by,
+                }
+            })
+            .collect::<Vec<_>>();
+        Ok(Json(SearchResponse {
+            relevant: !results.is_empty() && retrieved.best_similarity >= min,
+            results,
+            best_similarity: retrieved.best_similarity,
+            took_ms: retrieved.elapsed.as_secs_f64() * 1000.0,
+        }))
+    }
+
+    /// List conversations
+    ///
+    /// Your organization's conversations, newest first, optionally of one bot.
+    #[oai(path = "/conversations", method = "get", operation_id = "list_conversations")]
+    async fn list_conversations(
+        &self,
+        auth: ApiKeyAuth,
+        /// Only this bot's conversations.
+        bot_id: Query<Option<Uuid>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<Uuid>>,
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u64>>,
+    ) -> Result<Json<ConversationList>, ApiError> {
+        let state = live(&self.state)?;
+        let limit = limit.0.unwrap_or(20);
+        let mut rows = read::conversations(&state.store, auth.0.org_id, bot_id.0, cursor.0, limit + 1)
+            .await
+            .map_err(StoreError::Db)?;
+        let next_cursor = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|c| c.id)
+        } else {
+            None
+        };
+        Ok(Json(ConversationList {
+            items: rows.into_iter().map(ConversationInfo::from).collect(),
+            next_cursor,
+        }))
+    }
+
+    /// Get a conversation
+    ///
+    /// One conversation with all its messages in order: the visitor's, the
+    /// bot's answers with their sources, and failed answers.
+    #[oai(
+        path = "/conversations/:conversation_id",
+        method = "get",
+        operation_id = "get_conversation"
+    )]
+    async fn get_conversation(
+        &self,
+        auth: ApiKeyAuth,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationDetail>, ApiError> {
+        let state = live(&self.state)?;
+        let conversation = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or(DomainError::ConversationNotFound)?;
+        let messages = read::messages(&state.store, conversation.id)
+            .await
+            .map_err(StoreError::Db)?;
+        Ok(Json(ConversationDetail {
+            conversation: conversation.into(),
+            messages: messages.into_iter().map(Message::from).collect(),
+        }))
+    }
+}
+
+/// A failed answer as an HTTP error (non-streaming).
+fn failure(f: AnswerFailed) -> ApiError {
+    let code = match f.code.as_str() {
+        "PROVIDER_FAILED" => ErrorCode::ProviderFailed,
+        "SERVICE_UNAVAILABLE" => ErrorCode::ServiceUnavailable,
+        _ => ErrorCode::Internal,
+    };
+    if code == ErrorCode::Internal {
+        return ApiError::internal(f.reason);
+    }
+    ApiError::new(code, f.reason)
+}

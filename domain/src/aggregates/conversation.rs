@@ -1,0 +1,402 @@
+//! A conversation between a visitor and a bot: its stream holds every message
+//! in order, the visitor's and the bot's, and the answers that failed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::DomainError;
+use crate::event::{Aggregate, DomainEvent, NewEvent, UpcastError, payload_of, to_payload};
+
+pub const CONVERSATION_STARTED: &str = "conversation.started";
+pub const MESSAGE_RECEIVED: &str = "conversation.message_received";
+pub const ANSWERED: &str = "conversation.answered";
+pub const ANSWER_FAILED: &str = "conversation.answer_failed";
+pub const CONVERSATION_EVENTS: &[&str] = &[CONVERSATION_STARTED, MESSAGE_RECEIVED, ANSWERED, ANSWER_FAILED];
+
+/// Longest visitor message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationStarted {
+    pub conversation_id: Uuid,
+    pub org_id: Uuid,
+    pub bot_id: Uuid,
+    pub visitor_id: Option<String>,
+    /// Where it started: `api` (secret key) or `widget`.
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageReceived {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub text: String,
+    /// Extra instructions sent with the message (`system` turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub metadata: Value,
+}
+
+/// A passage an answer used, as cited (`[n]` is its position, from 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    pub chunk_id: Uuid,
+    pub source_id: Uuid,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub doc_key: String,
+    pub heading_path: String,
+    pub page: Option<i32>,
+    pub score: f32,
+    /// A short excerpt of the passage.
+    pub snippet: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub retrieval_ms: u32,
+    pub generation_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answered {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    /// The visitor message this answers.
+    pub reply_to: Uuid,
+    pub text: String,
+    pub sources: Vec<Citation>,
+    /// `extractive`, `openai` or `fallback` (nothing relevant was found).
+    pub provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Nothing relevant was found: the "I don't know" answer was given.
+    pub unanswered: bool,
+    /// `complete`, or `interrupted` when generation stopped early.
+    pub status: String,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerFailed {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub reply_to: Uuid,
+    pub provider: String,
+    pub code: String,
+    pub reason: String,
+    /// What had been generated before the failure.
+    pub partial_text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConversationEvent {
+    Started(ConversationStarted),
+    MessageReceived(MessageReceived),
+    Answered(Answered),
+    AnswerFailed(AnswerFailed),
+}
+
+impl DomainEvent for ConversationEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            ConversationEvent::Started(_) => CONVERSATION_STARTED,
+            ConversationEvent::MessageReceived(_) => MESSAGE_RECEIVED,
+            ConversationEvent::Answered(_) => ANSWERED,
+            ConversationEvent::AnswerFailed(_) => ANSWER_FAILED,
+        }
+    }
+
+    fn to_new_event(&self) -> NewEvent {
+        let payload = match self {
+            ConversationEvent::Started(e) => to_payload(e),
+            ConversationEvent::MessageReceived(e) => to_payload(e),
+            ConversationEvent::Answered(e) => to_payload(e),
+            ConversationEvent::AnswerFailed(e) => to_payload(e),
+        };
+        NewEvent {
+            event_type: self.event_type(),
+            schema_version: 1,
+            payload,
+        }
+    }
+
+    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
+        match (event_type, schema_version) {
+            (CONVERSATION_STARTED, 1) => Ok(ConversationEvent::Started(payload_of(event_type, payload)?)),
+            (MESSAGE_RECEIVED, 1) => Ok(ConversationEvent::MessageReceived(payload_of(event_type, payload)?)),
+            (ANSWERED, 1) => Ok(ConversationEvent::Answered(payload_of(event_type, payload)?)),
+            (ANSWER_FAILED, 1) => Ok(ConversationEvent::AnswerFailed(payload_of(event_type, payload)?)),
+            (t, v) if CONVERSATION_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
+                event_type: t.into(),
+                version: v,
+            }),
+            (other, _) => Err(UpcastError::UnknownType(other.into())),
+        }
+    }
+}
+
+/// One turn as the decider remembers it (what prompts need).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub message_id: Uuid,
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationState {
+    pub conversation_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+    pub bot_id: Option<Uuid>,
+    pub turns: Vec<Turn>,
+    /// Visitor messages not answered (nor failed) yet.
+    pub pending: Vec<Uuid>,
+}
+
+impl ConversationState {
+    /// Whether the conversation exists and belongs to this org and bot.
+    pub fn belongs_to(&self, org_id: Uuid, bot_id: Uuid) -> bool {
+        self.org_id == Some(org_id) && self.bot_id == Some(bot_id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ConversationCommand {
+    /// A visitor message; starts the conversation when it is new.
+    Receive {
+        /// The stream's id: a new conversation takes it.
+        conversation_id: Uuid,
+        org_id: Uuid,
+        bot_id: Uuid,
+        visitor_id: Option<String>,
+        channel: String,
+        message_id: Uuid,
+        text: String,
+        system: Option<String>,
+        language: Option<String>,
+        metadata: Value,
+    },
+    /// The bot's answer to a pending visitor message.
+    Answer(Box<Answered>),
+    /// Generation failed for a pending visitor message.
+    Fail(AnswerFailed),
+}
+
+pub struct Conversation;
+
+fn validate_text(text: &str) -> Result<(), DomainError> {
+    if text.trim().is_empty() {
+        return Err(DomainError::invalid("message", "must not be empty"));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(DomainError::invalid(
+            "message",
+            format!("is {chars} characters long; at most {MAX_MESSAGE_CHARS} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+impl Aggregate for Conversation {
+    const STREAM_TYPE: &'static str = "conversation";
+    type State = ConversationState;
+    type Event = ConversationEvent;
+    type Command = ConversationCommand;
+
+    fn apply(state: &mut ConversationState, event: &ConversationEvent) {
+        match event {
+            ConversationEvent::Started(e) => {
+                state.conversation_id = Some(e.conversation_id);
+                state.org_id = Some(e.org_id);
+                state.bot_id = Some(e.bot_id);
+            }
+            ConversationEvent::MessageReceived(e) => {
+                state.turns.push(Turn {
+                    message_id: e.message_id,
+                    role: "user",
+                    text: e.text.clone(),
+                });
+                state.pending.push(e.message_id);
+            }
+            ConversationEvent::Answered(e) => {
+                state.turns.push(Turn {
+                    message_id: e.message_id,
+                    role: "assistant",
+                    text: e.text.clone(),
+                });
+                state.pending.retain(|m| *m != e.reply_to);
+            }
+            ConversationEvent::AnswerFailed(e) => state.pending.retain(|m| *m != e.reply_to),
+        }
+    }
+
+    fn decide(state: &ConversationState, command: ConversationCommand) -> Result<Vec<ConversationEvent>, DomainError> {
+        match command {
+            ConversationCommand::Receive {
+                conversation_id,
+                org_id,
+                bot_id,
+                visitor_id,
+                channel,
+                message_id,
+                text,
+                system,
+                language,
+                metadata,
+            } => {
+                validate_text(&text)?;
+                let mut events = Vec::new();
+                match state.conversation_id {
+                    Some(_) if state.belongs_to(org_id, bot_id) => {}
+                    Some(_) => return Err(DomainError::ConversationNotFound),
+                    None => events.push(ConversationEvent::Started(ConversationStarted {
+                        conversation_id,
+                        org_id,
+                        bot_id,
+                        visitor_id,
+                        channel,
+                    })),
+                }
+                events.push(ConversationEvent::MessageReceived(MessageReceived {
+                    conversation_id,
+                    message_id,
+                    text,
+                    system,
+                    language,
+                    metadata,
+                }));
+                Ok(events)
+            }
+            ConversationCommand::Answer(answer) => {
+                if state.conversation_id != Some(answer.conversation_id) {
+                    return Err(DomainError::ConversationNotFound);
+                }
+                if !state.pending.contains(&answer.reply_to) {
+                    // Already answered (a retried append): nothing to do.
+                    return Ok(vec![]);
+                }
+                Ok(vec![ConversationEvent::Answered(*answer)])
+            }
+            ConversationCommand::Fail(failed) => {
+                if state.conversation_id != Some(failed.conversation_id) {
+                    return Err(DomainError::ConversationNotFound);
+                }
+                if !state.pending.contains(&failed.reply_to) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ConversationEvent::AnswerFailed(failed)])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(events: &[ConversationEvent]) -> ConversationState {
+        let mut state = ConversationState::default();
+        for e in events {
+            Conversation::apply(&mut state, e);
+        }
+        state
+    }
+
+    fn receive(org_id: Uuid, bot_id: Uuid, text: &str) -> ConversationCommand {
+        ConversationCommand::Receive {
+            conversation_id: Uuid::now_v7(),
+            org_id,
+            bot_id,
+            visitor_id: Some("v1".into()),
+            channel: "api".into(),
+            message_id: Uuid::now_v7(),
+            text: text.into(),
+            system: None,
+            language: None,
+            metadata: Value::Null,
+        }
+    }
+
+    fn answer(conversation_id: Uuid, reply_to: Uuid) -> Answered {
+        Answered {
+            conversation_id,
+            message_id: Uuid::now_v7(),
+            reply_to,
+            text: "It costs 10 € [1].".into(),
+            sources: vec![],
+            provider: "extractive".into(),
+            model: None,
+            unanswered: false,
+            status: "complete".into(),
+            usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn first_message_starts_the_conversation_and_waits_for_an_answer() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let events = Conversation::decide(&ConversationState::default(), receive(org, bot, "Hello?")).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event_type(), CONVERSATION_STARTED);
+        assert_eq!(events[1].event_type(), MESSAGE_RECEIVED);
+        let state = given(&events);
+        assert!(state.belongs_to(org, bot));
+        assert_eq!(state.pending.len(), 1);
+
+        let again = Conversation::decide(&state, receive(org, bot, "Anyone?")).unwrap();
+        assert_eq!(again.len(), 1, "an existing conversation is not started again");
+    }
+
+    #[test]
+    fn an_answer_clears_the_pending_message_once() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let events = Conversation::decide(&ConversationState::default(), receive(org, bot, "Price?")).unwrap();
+        let state = given(&events);
+        let (cid, mid) = (state.conversation_id.unwrap(), state.pending[0]);
+        let answered = Conversation::decide(&state, ConversationCommand::Answer(Box::new(answer(cid, mid)))).unwrap();
+        let mut all = events.clone();
+        all.extend(answered);
+        let state = given(&all);
+        assert!(state.pending.is_empty());
+        assert_eq!(
+            state.turns.iter().map(|t| t.role).collect::<Vec<_>>(),
+            ["user", "assistant"]
+        );
+        let twice = Conversation::decide(&state, ConversationCommand::Answer(Box::new(answer(cid, mid)))).unwrap();
+        assert!(twice.is_empty());
+    }
+
+    #[test]
+    fn refuses_other_bots_and_bad_text() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let state = given(&Conversation::decide(&ConversationState::default(), receive(org, bot, "Hi")).unwrap());
+        assert_eq!(
+            Conversation::decide(&state, receive(org, Uuid::now_v7(), "Hi")).unwrap_err(),
+            DomainError::ConversationNotFound
+        );
+        assert_eq!(
+            Conversation::decide(&state, receive(Uuid::now_v7(), bot, "Hi")).unwrap_err(),
+            DomainError::ConversationNotFound
+        );
+        assert!(matches!(
+            Conversation::decide(&state, receive(org, bot, "  ")),
+            Err(DomainError::Validation(_))
+        ));
+        let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
+        assert!(matches!(
+            Conversation::decide(&state, receive(org, bot, &long)),
+            Err(DomainError::Validation(_))
+        ));
+        let exactly = "é".repeat(MAX_MESSAGE_CHARS);
+        assert!(Conversation::decide(&state, receive(org, bot, &exactly)).is_ok());
+    }
+}

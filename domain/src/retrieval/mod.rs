@@ -1,0 +1,14 @@
+//! Retrieval: BM25 over chunk text and cosine similarity over the local
+//! embeddings, fused. An index is a set of segments, one per source, so a
+//! source that changes is reloaded alone; corpus statistics (document count,
+//! average length, document frequencies) are summed across segments at query
+//! time, which keeps BM25 exact for the whole bot.
+
+pub mod analyzer;
+pub mod cache;
+pub mod eval;
+pub mod index;
+
+pub use analyzer::Analyzer;
+pub use cache::IndexCache;
+pub use index::{Bm25Params, ChunkMeta, Fusion, Hit, Mode, Query, Ranked, Segment, search};
