@@ -17,6 +17,8 @@ use super::{AnswerProvider, AnswerRequest, Generated, ProviderError};
 const PASSAGES: usize = 3;
 /// Sentences in an answer, at most.
 const MAX_SENTENCES: usize = 3;
+/// Sentences compared with the question by the model, at most.
+const EMBEDDED_SENTENCES: usize = 12;
 /// Words in an answer, about.
 const MAX_WORDS: usize = 90;
 
@@ -204,9 +206,14 @@ fn compose(
 /// when it is not available. The question alone: its intent ("how much")
 /// picks the sentence, while the previous message's words (in the lexical
 /// score) pick what it is about.
-async fn similarities(embedder: &Arc<Embedder>, question: &str, sentences: &[Sentence]) -> Option<Vec<f32>> {
+async fn similarities(
+    embedder: &Arc<Embedder>,
+    question: &str,
+    sentences: &[Sentence],
+    picked: &[usize],
+) -> Option<Vec<f32>> {
     let mut texts = vec![question.to_owned()];
-    texts.extend(sentences.iter().map(|s| s.text.clone()));
+    texts.extend(picked.iter().map(|i| sentences[*i].text.clone()));
     let vectors = match embedder.embed(texts).await {
         Ok(v) => v,
         Err(e) => {
@@ -215,12 +222,34 @@ async fn similarities(embedder: &Arc<Embedder>, question: &str, sentences: &[Sen
         }
     };
     let query = &vectors[0];
-    Some(
-        vectors[1..]
-            .iter()
-            .map(|v| v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>())
-            .collect(),
-    )
+    let mut out = vec![0.0; sentences.len()];
+    for (i, v) in picked.iter().zip(&vectors[1..]) {
+        out[*i] = v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>();
+    }
+    Some(out)
+}
+
+/// The sentences worth embedding (embedding is most of an answer's time):
+/// those sharing the most question words, then the best passage's first.
+fn shortlist(question: &str, context: Option<&str>, sentences: &[Sentence], analyzer: &Analyzer) -> Vec<usize> {
+    let mut terms: HashSet<String> = analyzer.terms(question).into_iter().collect();
+    terms.extend(context.map(|c| analyzer.terms(c)).unwrap_or_default());
+    let mut ranked: Vec<(usize, usize)> = sentences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let shared = analyzer.terms(&s.text).iter().filter(|t| terms.contains(*t)).count();
+            (i, shared)
+        })
+        .collect();
+    ranked.sort_by_key(|(i, shared)| {
+        (
+            std::cmp::Reverse(*shared),
+            sentences[*i].passage,
+            sentences[*i].position,
+        )
+    });
+    ranked.into_iter().take(EMBEDDED_SENTENCES).map(|(i, _)| i).collect()
 }
 
 #[async_trait]
@@ -238,7 +267,8 @@ impl AnswerProvider for Extractive {
             .find(|t| t.role == "user")
             .map(|t| t.text.as_str());
         let sentences = candidates(&passages);
-        let similarity = similarities(&self.embedder, &req.question, &sentences).await;
+        let picked = shortlist(&req.question, context, &sentences, &req.analyzer);
+        let similarity = similarities(&self.embedder, &req.question, &sentences, &picked).await;
         let (text, cited) = compose(&req.question, context, sentences, similarity.as_deref(), &req.analyzer);
         // Streamed word by word, as a model would.
         let mut sent = String::new();

@@ -178,7 +178,8 @@ pub fn citation(p: &Passage) -> Citation {
 
 impl ChatEngine {
     pub fn new(store: Store, settings: &Settings) -> Self {
-        let embedder = Arc::new(Embedder::new(settings.models_dir.clone().into(), 1));
+        // Two threads: a question and a dozen sentences are one small batch.
+        let embedder = Arc::new(Embedder::new(settings.models_dir.clone().into(), 2));
         ChatEngine {
             store,
             analyzer: Arc::new(Analyzer::default()),

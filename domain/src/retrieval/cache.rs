@@ -28,6 +28,14 @@ impl IndexCache {
     /// The current segments of a bot's live sources.
     pub async fn segments(&self, store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<Vec<Arc<Segment>>, DbErr> {
         let generations = content::chunk_generations(store, org_id, bot_id).await?;
+        if generations.is_empty() {
+            // Nothing to search (or a deleted bot): hold no memory for it.
+            self.bots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&bot_id);
+            return Ok(Vec::new());
+        }
         let slot = self
             .bots
             .lock()
