@@ -108,6 +108,7 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .at("/jobs", poem::get(jobs_redirect))
         .around(move |ep, req| {
             // Document uploads have their own, larger limit.
             let limit = if req.uri().path().ends_with("/sources/documents") {
@@ -128,12 +129,24 @@ pub struct Application {
     roles: Roles,
     acceptor: Option<TcpAcceptor>,
     port: Option<u16>,
+    board: Option<tokio::net::TcpListener>,
     job_metrics: JobMetrics,
 }
 
 impl Application {
     /// Connects everything and binds the listener (port 0 picks a free port).
-    pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        let board = match (&settings.board_listen, roles.api) {
+            (Some(addr), true) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (PARLEY_BOARD_LISTEN)"))?;
+                // The bound address (port 0 picks one), for `/jobs` to point at.
+                settings.board_listen = Some(listener.local_addr()?.to_string());
+                Some(listener)
+            }
+            _ => None,
+        };
         let settings = Arc::new(settings);
         let store = open_store(&settings, roles.migrate).await?;
         let queue = open_queue(&settings, &store).await?;
@@ -159,6 +172,7 @@ impl Application {
             roles,
             acceptor,
             port,
+            board,
             job_metrics,
         })
     }
@@ -166,6 +180,11 @@ impl Application {
     /// The port the API listens on (when this process serves the API).
     pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// The port of the job dashboard, when this process serves it.
+    pub fn board_port(&self) -> Option<u16> {
+        self.board.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -193,6 +212,20 @@ impl Application {
                     .run_with_graceful_shutdown(ep, signal, Some(grace))
                     .await
                     .context("HTTP server failed")
+            });
+        }
+        if let (Some(listener), Some(password)) = (self.board, self.state.settings.board_password.clone()) {
+            let credentials = crate::board::BoardCredentials {
+                user: self.state.settings.board_user.clone(),
+                password,
+            };
+            let app = crate::board::router(&self.state.queue, &credentials);
+            let signal = stopped();
+            tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(signal)
+                    .await
+                    .context("job dashboard failed")
             });
         }
         if self.roles.dispatcher {
@@ -265,4 +298,32 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown requested");
+}
+
+/// `/jobs`: the job dashboard lives on its own port; send the browser there.
+#[poem::handler]
+fn jobs_redirect(req: &poem::Request, state: poem::web::Data<&AppState>) -> poem::Response {
+    let port = state
+        .settings
+        .board_listen
+        .as_deref()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.port());
+    match port {
+        Some(port) if port != 0 => {
+            let host = req.uri().host().map(str::to_owned).or_else(|| {
+                req.header("host")
+                    .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned())
+            });
+            let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
+            poem::Response::builder()
+                .status(poem::http::StatusCode::TEMPORARY_REDIRECT)
+                .header("Location", format!("http://{host}:{port}/"))
+                .finish()
+        }
+        _ => poem::IntoResponse::into_response(crate::error::ApiError::new(
+            parley_domain::ErrorCode::NotFound,
+            "the job dashboard is not enabled: set PARLEY_BOARD_LISTEN and PARLEY_BOARD_PASSWORD",
+        )),
+    }
 }

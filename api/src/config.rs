@@ -76,6 +76,14 @@ pub struct Settings {
     pub openai_timeout_secs: u64,
     /// Longest silence within a streamed answer, in seconds.
     pub openai_idle_timeout_secs: u64,
+    /// Address of the job dashboard (its own port); unset: no dashboard.
+    #[serde(default)]
+    pub board_listen: Option<String>,
+    /// The dashboard's user name (HTTP Basic).
+    pub board_user: String,
+    /// The dashboard's password; required with `board_listen`.
+    #[serde(default)]
+    pub board_password: Option<SecretString>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -109,7 +117,8 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
         .set_default("openai_base_url", "https://api.openai.com/v1")?
         .set_default("openai_model", "gpt-4o-mini")?
         .set_default("openai_timeout_secs", 60)?
-        .set_default("openai_idle_timeout_secs", 30)?;
+        .set_default("openai_idle_timeout_secs", 30)?
+        .set_default("board_user", "admin")?;
     let file = file.map(str::to_owned).or_else(|| std::env::var("PARLEY_CONFIG").ok());
     match file {
         Some(path) => builder = builder.add_source(config::File::with_name(&path).required(true)),
@@ -132,6 +141,9 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
     }
     if settings.queue_namespace.as_ref().is_some_and(|n| n.trim().is_empty()) {
         settings.queue_namespace = None;
+    }
+    if settings.board_listen.as_ref().is_some_and(|n| n.trim().is_empty()) {
+        settings.board_listen = None;
     }
     settings.validate()?;
     Ok(settings)
@@ -218,6 +230,24 @@ impl Settings {
         if !(self.openai_base_url.starts_with("http://") || self.openai_base_url.starts_with("https://")) {
             return Err(invalid("PARLEY_OPENAI_BASE_URL", "must be an http(s) URL"));
         }
+        if let Some(board) = &self.board_listen {
+            board.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "PARLEY_BOARD_LISTEN",
+                    format!("`{board}` is not an address such as 127.0.0.1:8081"),
+                )
+            })?;
+            let password = self.board_password.as_ref().map(|p| p.expose_secret().len());
+            if password.is_none_or(|n| n < 12) {
+                return Err(invalid(
+                    "PARLEY_BOARD_PASSWORD",
+                    "the job dashboard needs a password of at least 12 characters",
+                ));
+            }
+            if self.board_user.trim().is_empty() || self.board_user.contains(':') {
+                return Err(invalid("PARLEY_BOARD_USER", "must be non-empty and contain no `:`"));
+            }
+        }
         if self.openai_timeout_secs == 0 || self.openai_idle_timeout_secs == 0 {
             return Err(invalid(
                 "PARLEY_OPENAI_TIMEOUT_SECS",
@@ -294,6 +324,9 @@ mod tests {
             openai_model: "gpt-4o-mini".into(),
             openai_timeout_secs: 60,
             openai_idle_timeout_secs: 30,
+            board_listen: None,
+            board_user: "admin".into(),
+            board_password: None,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod bench_retrieval;
+pub mod board;
 pub mod chat;
 pub mod config;
 pub mod error;

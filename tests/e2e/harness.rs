@@ -148,6 +148,9 @@ impl TestEnv {
             openai_model: "gpt-4o-mini".into(),
             openai_timeout_secs: 60,
             openai_idle_timeout_secs: 30,
+            board_listen: None,
+            board_user: "admin".into(),
+            board_password: None,
         }
     }
 
@@ -169,6 +172,7 @@ impl TestEnv {
         }
         let app = Application::build(settings, roles).await.expect("application starts");
         let port = app.port();
+        let board = app.board_port().map(|p| format!("http://127.0.0.1:{p}"));
         let store = app.state().store.clone();
         let queue = app.state().queue.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -177,6 +181,7 @@ impl TestEnv {
         }));
         TestApp {
             base: port.map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default(),
+            board,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -207,6 +212,8 @@ impl TestEnv {
 /// A running application.
 pub struct TestApp {
     pub base: String,
+    /// The job dashboard's base URL, when it is enabled.
+    pub board: Option<String>,
     pub client: reqwest::Client,
     pub store: Store,
     pub queue: parley_worker::JobQueue,

@@ -6,6 +6,7 @@
 // Test code: an unwrap that fails is a failing test, which is its purpose.
 #![allow(clippy::unwrap_used)]
 
+mod board;
 mod chat;
 mod harness;
 mod ingestion;
@@ -55,6 +56,11 @@ on_both_backends!(
 /// Chat scenarios, on both tiers (`chat_tests::sqlite::...`).
 mod chat_tests {
     on_both_backends!(chat: grounded_chat, openai_provider);
+}
+
+/// The job dashboard, on both tiers.
+mod board_tests {
+    on_both_backends!(board: job_dashboard);
 }
 
 /// The whole Rust Book is embedded (about two minutes on 2 cores), so it runs

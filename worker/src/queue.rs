@@ -17,6 +17,8 @@ pub enum JobQueue {
     Redis {
         storage: RedisStorage<Job>,
         conn: redis::aio::ConnectionManager,
+        /// The queue's name, with the namespace.
+        queue: String,
     },
 }
 
@@ -48,11 +50,19 @@ impl JobQueue {
             _ => JOBS_QUEUE.to_owned(),
         };
         let config = apalis_redis::Config::default()
-            .queue(queue)
+            .queue(&queue)
             .heartbeat_interval(HEARTBEAT)
             .missed_heartbeats(MISSED_HEARTBEATS);
         let storage = RedisStorage::new(conn.clone()).with_config(config);
-        Ok(JobQueue::Redis { storage, conn })
+        Ok(JobQueue::Redis { storage, conn, queue })
+    }
+
+    /// The queue's name (with the namespace, in Redis).
+    pub fn name(&self) -> &str {
+        match self {
+            JobQueue::Sqlite(_) => JOBS_QUEUE,
+            JobQueue::Redis { queue, .. } => queue,
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -75,9 +85,10 @@ impl JobQueue {
     pub async fn stats(&self) -> anyhow::Result<Vec<(String, f64)>> {
         let stats = match self {
             JobQueue::Sqlite(storage) => storage.fetch_by_queue().await?,
-            JobQueue::Redis { storage, conn } => {
+            JobQueue::Redis { storage, conn, .. } => {
                 // apalis-redis 1.0.0's own per-queue statistics script expects an
-                // argument its caller never passes, so count its structures here.
+                // argument its caller never passes, so count its structures here
+                // (done and dead jobs are plain sets, whatever its scripts assume).
                 let config = storage.get_config();
                 let mut conn = conn.clone();
                 let (pending, running, done, failed): (f64, f64, f64, f64) = redis::pipe()
@@ -85,9 +96,9 @@ impl JobQueue {
                     .arg(config.active_jobs_list())
                     .cmd("SCARD")
                     .arg(config.inflight_jobs_set())
-                    .cmd("ZCARD")
+                    .cmd("SCARD")
                     .arg(config.done_jobs_set())
-                    .cmd("ZCARD")
+                    .cmd("SCARD")
                     .arg(config.dead_jobs_set())
                     .query_async(&mut conn)
                     .await?;
@@ -111,6 +122,87 @@ impl JobQueue {
                 s.value.parse::<f64>().ok().map(|v| (name, v))
             })
             .collect())
+    }
+
+    /// Jobs of a Redis queue with a status (`Done`, `Failed`, `Killed`,
+    /// `Running`, `Pending`; `None`: all), newest first, as the job dashboard
+    /// shows them (`{"args", "ctx"}`). apalis-redis 1.0.0's own listing reads
+    /// a key nothing writes, so this reads its sets and hashes directly.
+    /// `None` for a SQLite queue, whose own listing works.
+    pub async fn redis_jobs(
+        &self,
+        status: Option<&str>,
+        page: usize,
+        page_size: usize,
+    ) -> anyhow::Result<Option<Vec<serde_json::Value>>> {
+        let JobQueue::Redis { storage, conn, queue } = self else {
+            return Ok(None);
+        };
+        let config = storage.get_config();
+        let mut conn = conn.clone();
+        let mut ids: Vec<(String, &'static str)> = Vec::new();
+        // `Killed` jobs sit with the failed ones, `Queued` with the pending.
+        let wanted = |s: &str| {
+            status.is_none_or(|w| w == s || (s == "Failed" && w == "Killed") || (s == "Pending" && w == "Queued"))
+        };
+        for (key, label, is_set) in [
+            (config.done_jobs_set(), "Done", true),
+            (config.dead_jobs_set(), "Failed", true),
+            (config.inflight_jobs_set(), "Running", true),
+            (config.active_jobs_list(), "Pending", false),
+        ] {
+            if !wanted(label) {
+                continue;
+            }
+            let found: Vec<String> = if is_set {
+                redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await?
+            } else {
+                redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await?
+            };
+            ids.extend(found.into_iter().map(|id| (id, label)));
+        }
+        // Task ids are ULIDs: their order is their creation order.
+        ids.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut out = Vec::new();
+        for (id, label) in ids.into_iter().skip(page.saturating_sub(1) * page_size).take(page_size) {
+            let data: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(config.job_data_hash())
+                .arg(&id)
+                .query_async(&mut conn)
+                .await?;
+            let meta: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(format!("{}:{id}", config.job_meta_hash()))
+                .query_async(&mut conn)
+                .await?;
+            let args = data
+                .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let number = |field: &str| meta.get(field).and_then(|v| v.parse::<u64>().ok());
+            out.push(serde_json::json!({
+                "args": args,
+                "ctx": {
+                    "task_id": id,
+                    "status": meta.get("status").map_or(label, String::as_str),
+                    "attempt": number("attempts").unwrap_or(0),
+                    "done_at": number("done_at"),
+                    "run_at": number("run_at"),
+                    "lock_at": null,
+                    "lock_by": null,
+                    "idempotency_key": null,
+                    "metadata": {},
+                    "max_attempts": 25,
+                    "priority": 0,
+                    "queue": queue,
+                    "runs": [],
+                }
+            }));
+        }
+        Ok(Some(out))
     }
 
     /// Whether the queue's backend answers.
