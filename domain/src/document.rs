@@ -80,7 +80,60 @@ pub struct Document {
     pub page_count: Option<u32>,
 }
 
+/// Fewest documents a site must have before repeated text counts as boilerplate.
+const BOILERPLATE_MIN_DOCS: usize = 4;
+
+/// Paragraphs and list items that appear, word for word, in at least half
+/// of a site's documents (and in three or more): footers, cookie notices,
+/// "share this page" lines that survived the HTML cleanup. Headings and
+/// tables are never counted.
+pub fn repeated_text(docs: &[Document]) -> std::collections::HashSet<String> {
+    use std::collections::{HashMap, HashSet};
+    if docs.len() < BOILERPLATE_MIN_DOCS {
+        return HashSet::new();
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for doc in docs {
+        let mut in_doc: HashSet<String> = HashSet::new();
+        for block in &doc.blocks {
+            if let Some(key) = block.boilerplate_key() {
+                in_doc.insert(key);
+            }
+        }
+        for key in in_doc {
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+    let threshold = (docs.len() / 2).max(3);
+    seen.into_iter()
+        .filter(|(_, n)| *n >= threshold)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+impl Block {
+    /// The normalized text by which repeated blocks are recognized.
+    fn boilerplate_key(&self) -> Option<String> {
+        match self {
+            Block::Paragraph { text, .. } | Block::ListItem { text, .. } => {
+                let key = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+                (!key.is_empty()).then_some(key)
+            }
+            Block::Heading { .. } | Block::Table { .. } | Block::Code { .. } => None,
+        }
+    }
+}
+
 impl Document {
+    /// The document without the given repeated text.
+    pub fn without_repeated(mut self, repeated: &std::collections::HashSet<String>) -> Document {
+        if !repeated.is_empty() {
+            self.blocks
+                .retain(|b| b.boilerplate_key().is_none_or(|k| !repeated.contains(&k)));
+        }
+        self
+    }
+
     pub fn to_markdown(&self) -> String {
         self.blocks
             .iter()
@@ -216,6 +269,48 @@ pub fn parse_markdown(text: &str) -> Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn page(body: &str, footer: &str) -> Document {
+        Document {
+            title: None,
+            blocks: vec![
+                Block::Heading {
+                    level: 1,
+                    text: "Docs".into(),
+                    page: None,
+                },
+                Block::Paragraph {
+                    text: body.into(),
+                    page: None,
+                },
+                Block::Paragraph {
+                    text: footer.into(),
+                    page: None,
+                },
+            ],
+            page_count: None,
+        }
+    }
+
+    #[test]
+    fn text_on_most_pages_of_a_site_is_boilerplate() {
+        let footer = "© 2026 Acme  Inc. All rights reserved.";
+        let docs: Vec<Document> = (0..6)
+            .map(|i| {
+                page(
+                    &format!("Page {i} explains topic {i}."),
+                    if i < 4 { footer } else { "Other" },
+                )
+            })
+            .collect();
+        let repeated = repeated_text(&docs);
+        assert_eq!(repeated.len(), 1, "{repeated:?}");
+        let cleaned = docs[0].clone().without_repeated(&repeated);
+        assert_eq!(cleaned.blocks.len(), 2, "the heading stays, the footer goes");
+        assert!(cleaned.to_markdown().contains("Page 0 explains"));
+        // Too few documents to tell boilerplate from content.
+        assert!(repeated_text(&docs[..3]).is_empty());
+    }
 
     #[test]
     fn markdown_blocks() {

@@ -592,12 +592,39 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
     )
     .await;
 
+    // A conversation: a question and its answer (the bot answers once active).
+    app.patch(
+        &format!("/api/v1/bots/{}", id(&keep)),
+        &a.key,
+        json!({"active": true, "model": {"provider": "extractive"}}),
+    )
+    .await;
+    let chat = app
+        .post(
+            &format!("/api/v1/bots/{}/chat", id(&keep)),
+            &a.key,
+            json!({"message": "What does the text say?", "stream": false}),
+        )
+        .await;
+    assert_eq!(chat.status, StatusCode::OK, "{}", chat.body);
+
     let live = snapshots(&app).await;
     for (name, rows) in &live {
         assert!(!rows.is_empty(), "projection {name} has rows to compare");
     }
     let (rebuilt, events) = app.store.replay(None).await.expect("replay");
-    assert_eq!(rebuilt, ["orgs", "api_keys", "bots", "sources", "source_pages"]);
+    assert_eq!(
+        rebuilt,
+        [
+            "orgs",
+            "api_keys",
+            "bots",
+            "sources",
+            "source_pages",
+            "conversations",
+            "messages"
+        ]
+    );
     assert!(events >= 9, "read the whole log ({events} events)");
     assert_eq!(snapshots(&app).await, live, "replayed rows equal live rows");
     // One projection alone, and the app keeps working on the rebuilt rows.

@@ -492,6 +492,14 @@ pub async fn embed_source(
         .await
         .map_err(db)?;
     let docs = content::documents_of_run(store, source_id, run_id).await.map_err(db)?;
+    let parsed: Vec<Document> = docs
+        .iter()
+        .filter_map(|d| d.pages.as_ref())
+        .map(|blocks| serde_json::from_value(blocks.clone()).unwrap_or_default())
+        .collect();
+    // Text repeated across a site's pages is not knowledge (pages unchanged
+    // since they were embedded keep their chunks as they are).
+    let repeated = parley_domain::document::repeated_text(&parsed);
     let mut pages = Vec::with_capacity(docs.len());
     let (mut total_chunks, mut total_tokens, mut embedded) = (0u64, 0u64, 0u32);
     for doc in &docs {
@@ -507,7 +515,8 @@ pub async fn embed_source(
         let document: Document = serde_json::from_value(blocks.clone()).unwrap_or_default();
         let unchanged = doc.indexed_hash.as_deref() == Some(text_hash.as_str());
         if !unchanged {
-            let chunks = chunk(&document, &model.counter, ChunkConfig::default());
+            let cleaned = document.clone().without_repeated(&repeated);
+            let chunks = chunk(&cleaned, &model.counter, ChunkConfig::default());
             let texts: Vec<String> = chunks.iter().map(|c| c.embedding_text()).collect();
             let vectors = ingest.embedder.embed(texts).await.map_err(JobError::Transient)?;
             let new: Vec<NewChunk> = chunks

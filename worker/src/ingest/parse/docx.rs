@@ -24,7 +24,35 @@ struct Ctx<'a> {
     blocks: Vec<Block>,
 }
 
+/// Most bytes a Word document may expand to: a zip bomb stops here, before
+/// the reader inflates it into memory.
+const MAX_EXPANDED: u64 = 256 * 1024 * 1024;
+
+/// Inflates every part into nothing, counting, and refuses the document once
+/// the total passes `limit` (declared sizes are not trusted).
+fn check_expanded_size(bytes: &[u8], limit: u64) -> Result<(), ParseFailure> {
+    use std::io::Read;
+    let corrupt = |e: &dyn std::fmt::Display| {
+        ParseFailure::new("CORRUPT_DOCUMENT", format!("cannot read the Word document: {e}"))
+    };
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| corrupt(&e))?;
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| corrupt(&e))?;
+        let allowed = limit - total + 1;
+        total += std::io::copy(&mut (&mut entry).take(allowed), &mut std::io::sink()).map_err(|e| corrupt(&e))?;
+        if total > limit {
+            return Err(ParseFailure::new(
+                "TOO_LARGE",
+                format!("the Word document expands to more than {} MB", limit >> 20),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn parse_docx(bytes: &[u8]) -> Result<Document, ParseFailure> {
+    check_expanded_size(bytes, MAX_EXPANDED)?;
     let options = dx::ReadDocxOptions::default().with_image_previews(false);
     let docx = dx::read_docx_with_options(bytes, options)
         .map_err(|e| ParseFailure::new("CORRUPT_DOCUMENT", format!("cannot read the Word document: {e}")))?;
@@ -296,5 +324,37 @@ fn push_run(run: &dx::Run, s: &mut String) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zip_bomb_is_refused_before_it_is_inflated() {
+        use std::io::Write;
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut out);
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("word/document.xml", options).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..3 {
+            zip.write_all(&zeros).unwrap();
+        }
+        zip.finish().unwrap();
+        let bytes = out.into_inner();
+        assert!(
+            bytes.len() < 64 * 1024,
+            "3 MB of zeros compress to {} bytes",
+            bytes.len()
+        );
+        let err = check_expanded_size(&bytes, 2 << 20).unwrap_err();
+        assert_eq!(err.code, "TOO_LARGE");
+        assert!(check_expanded_size(&bytes, 4 << 20).is_ok());
+        assert_eq!(
+            check_expanded_size(b"not a zip", 4 << 20).unwrap_err().code,
+            "CORRUPT_DOCUMENT"
+        );
     }
 }
