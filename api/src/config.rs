@@ -91,34 +91,15 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
 pub const DEFAULT_FALLBACK: &str = "I'm sorry, I couldn't find the answer to that in what I know. \
      Would you like me to connect you with a person?";
 
+/// The compiled-in defaults, without a file or the environment (a base
+/// for tests and tools to adjust).
+pub fn defaults() -> Result<Settings, ConfigError> {
+    Ok(with_defaults()?.build()?.try_deserialize()?)
+}
+
 /// Where the configuration came from, for `--config`.
 pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
-    let mut builder = config::Config::builder()
-        .set_default("listen", "127.0.0.1:8080")?
-        .set_default("database_url", DEFAULT_DATABASE_URL)?
-        .set_default("log_format", "text")?
-        .set_default("log_level", "info")?
-        .set_default("worker_concurrency", 2)?
-        .set_default("max_body_bytes", 1_048_576)?
-        .set_default("request_timeout_secs", 120)?
-        .set_default("shutdown_timeout_secs", 30)?
-        .set_default("outbox_lease_secs", 15)?
-        .set_default("models_dir", ".parley/models")?
-        .set_default("allowed_private_hosts", "")?
-        .set_default("max_upload_bytes", 25 * 1024 * 1024)?
-        .set_default("max_sources_per_bot", 200)?
-        .set_default("max_pages_cap", 5000)?
-        .set_default("crawl_delay_ms", 100)?
-        .set_default("crawl_concurrency", 2)?
-        .set_default("chat_min_relevance", 0.35)?
-        .set_default("chat_fallback_message", DEFAULT_FALLBACK)?
-        .set_default("chat_passages", 5)?
-        .set_default("sse_heartbeat_secs", 15)?
-        .set_default("openai_base_url", "https://api.openai.com/v1")?
-        .set_default("openai_model", "gpt-4o-mini")?
-        .set_default("openai_timeout_secs", 60)?
-        .set_default("openai_idle_timeout_secs", 30)?
-        .set_default("board_user", "admin")?;
+    let mut builder = with_defaults()?;
     let file = file.map(str::to_owned).or_else(|| std::env::var("PARLEY_CONFIG").ok());
     match file {
         Some(path) => builder = builder.add_source(config::File::with_name(&path).required(true)),
@@ -147,6 +128,35 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
     }
     settings.validate()?;
     Ok(settings)
+}
+
+fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+    Ok(config::Config::builder()
+        .set_default("listen", "127.0.0.1:8080")?
+        .set_default("database_url", DEFAULT_DATABASE_URL)?
+        .set_default("log_format", "text")?
+        .set_default("log_level", "info")?
+        .set_default("worker_concurrency", 2)?
+        .set_default("max_body_bytes", 1_048_576)?
+        .set_default("request_timeout_secs", 120)?
+        .set_default("shutdown_timeout_secs", 30)?
+        .set_default("outbox_lease_secs", 15)?
+        .set_default("models_dir", ".parley/models")?
+        .set_default("allowed_private_hosts", "")?
+        .set_default("max_upload_bytes", 25 * 1024 * 1024)?
+        .set_default("max_sources_per_bot", 200)?
+        .set_default("max_pages_cap", 5000)?
+        .set_default("crawl_delay_ms", 100)?
+        .set_default("crawl_concurrency", 2)?
+        .set_default("chat_min_relevance", 0.35)?
+        .set_default("chat_fallback_message", DEFAULT_FALLBACK)?
+        .set_default("chat_passages", 5)?
+        .set_default("sse_heartbeat_secs", 15)?
+        .set_default("openai_base_url", "https://api.openai.com/v1")?
+        .set_default("openai_model", "gpt-4o-mini")?
+        .set_default("openai_timeout_secs", 60)?
+        .set_default("openai_idle_timeout_secs", 30)?
+        .set_default("board_user", "admin")?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,38 +306,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> Settings {
-        Settings {
-            listen: "127.0.0.1:8080".into(),
-            database_url: DEFAULT_DATABASE_URL.into(),
-            redis_url: None,
-            queue_namespace: None,
-            log_format: LogFormat::Text,
-            log_level: "info".into(),
-            worker_concurrency: 2,
-            max_body_bytes: 1 << 20,
-            request_timeout_secs: 60,
-            shutdown_timeout_secs: 30,
-            outbox_lease_secs: 15,
-            models_dir: ".parley/models".into(),
-            allowed_private_hosts: String::new(),
-            max_upload_bytes: 25 << 20,
-            max_sources_per_bot: 200,
-            max_pages_cap: 5000,
-            crawl_delay_ms: 100,
-            crawl_concurrency: 2,
-            chat_min_relevance: 0.35,
-            chat_fallback_message: DEFAULT_FALLBACK.into(),
-            chat_passages: 5,
-            sse_heartbeat_secs: 15,
-            openai_base_url: "https://api.openai.com/v1".into(),
-            openai_api_key: None,
-            openai_model: "gpt-4o-mini".into(),
-            openai_timeout_secs: 60,
-            openai_idle_timeout_secs: 30,
-            board_listen: None,
-            board_user: "admin".into(),
-            board_password: None,
-        }
+        super::defaults().unwrap()
     }
 
     #[test]

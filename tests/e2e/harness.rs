@@ -120,6 +120,7 @@ impl TestEnv {
     }
 
     pub fn settings(&self) -> Settings {
+        let defaults = parley_api::config::defaults().expect("default settings");
         Settings {
             listen: "127.0.0.1:0".into(),
             database_url: self.database_url.clone().into(),
@@ -127,7 +128,6 @@ impl TestEnv {
             queue_namespace: Some(self.namespace.clone()).filter(|n| !n.is_empty()),
             log_format: LogFormat::Text,
             log_level: "warn".into(),
-            worker_concurrency: 2,
             max_body_bytes: 64 * 1024,
             request_timeout_secs: 30,
             shutdown_timeout_secs: 10,
@@ -139,18 +139,8 @@ impl TestEnv {
             max_pages_cap: 1000,
             crawl_delay_ms: 0,
             crawl_concurrency: 4,
-            chat_min_relevance: 0.35,
-            chat_fallback_message: parley_api::config::DEFAULT_FALLBACK.into(),
-            chat_passages: 5,
             sse_heartbeat_secs: 1,
-            openai_base_url: "https://api.openai.com/v1".into(),
-            openai_api_key: None,
-            openai_model: "gpt-4o-mini".into(),
-            openai_timeout_secs: 60,
-            openai_idle_timeout_secs: 30,
-            board_listen: None,
-            board_user: "admin".into(),
-            board_password: None,
+            ..defaults
         }
     }
 
