@@ -104,11 +104,13 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
     let upload_limit = state.settings.max_upload_bytes;
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     let metrics = state.metrics.clone();
+    let limiter = state.limiter.clone();
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/jobs", poem::get(jobs_redirect))
+        .around(move |ep, req| crate::ratelimit::limit(ep, req, limiter.clone()))
         .around(move |ep, req| {
             // Document uploads have their own, larger limit.
             let limit = if req.uri().path().ends_with("/sources/documents") {

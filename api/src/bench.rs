@@ -256,6 +256,9 @@ impl BenchApp {
         app_settings.allowed_private_hosts = "127.0.0.1".into();
         app_settings.crawl_delay_ms = 0;
         app_settings.crawl_concurrency = 4;
+        // The benchmark polls and asks far more than a client should.
+        app_settings.rate_limit_per_minute = 1_000_000;
+        app_settings.crawl_limit = 1000;
         let app = Application::build(app_settings, Roles::ALL).await?;
         let port = app.port().context("no port")?;
         let store = app.state().store.clone();

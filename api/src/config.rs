@@ -84,6 +84,17 @@ pub struct Settings {
     /// The dashboard's password; required with `board_listen`.
     #[serde(default)]
     pub board_password: Option<SecretString>,
+    /// Requests per minute one API key may make.
+    pub rate_limit_per_minute: u32,
+    /// Document uploads one key may make per `upload_period_secs`.
+    pub upload_limit: u32,
+    pub upload_period_secs: u64,
+    /// Page and site sources added, and refreshes, per `crawl_period_secs`.
+    pub crawl_limit: u32,
+    pub crawl_period_secs: u64,
+    /// When Redis (holding the shared counts) does not answer: let requests
+    /// through (true) or answer 503 (false). Logged either way.
+    pub rate_limit_fail_open: bool,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -156,7 +167,13 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("openai_model", "gpt-4o-mini")?
         .set_default("openai_timeout_secs", 60)?
         .set_default("openai_idle_timeout_secs", 30)?
-        .set_default("board_user", "admin")?)
+        .set_default("board_user", "admin")?
+        .set_default("rate_limit_per_minute", 60)?
+        .set_default("upload_limit", 5)?
+        .set_default("upload_period_secs", 300)?
+        .set_default("crawl_limit", 10)?
+        .set_default("crawl_period_secs", 300)?
+        .set_default("rate_limit_fail_open", true)?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +275,15 @@ impl Settings {
                 return Err(invalid("PARLEY_BOARD_USER", "must be non-empty and contain no `:`"));
             }
         }
+        for (name, limit, period) in [
+            ("PARLEY_RATE_LIMIT_PER_MINUTE", self.rate_limit_per_minute, 60),
+            ("PARLEY_UPLOAD_LIMIT", self.upload_limit, self.upload_period_secs),
+            ("PARLEY_CRAWL_LIMIT", self.crawl_limit, self.crawl_period_secs),
+        ] {
+            if limit == 0 || period == 0 {
+                return Err(invalid(name, "limits and their periods must be at least 1"));
+            }
+        }
         if self.openai_timeout_secs == 0 || self.openai_idle_timeout_secs == 0 {
             return Err(invalid(
                 "PARLEY_OPENAI_TIMEOUT_SECS",
@@ -265,6 +291,22 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    pub fn limits(&self) -> crate::ratelimit::Limits {
+        use parley_domain::ratelimit::Rate;
+        crate::ratelimit::Limits {
+            per_key: Rate::per_minute(self.rate_limit_per_minute),
+            uploads: Rate {
+                limit: self.upload_limit,
+                period_ms: self.upload_period_secs * 1000,
+            },
+            crawls: Rate {
+                limit: self.crawl_limit,
+                period_ms: self.crawl_period_secs * 1000,
+            },
+            fail_open: self.rate_limit_fail_open,
+        }
     }
 
     pub fn is_sqlite(&self) -> bool {

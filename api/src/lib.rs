@@ -13,6 +13,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

@@ -24,6 +24,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
     pub chat: Arc<crate::chat::ChatEngine>,
+    pub limiter: Arc<crate::ratelimit::Limiter>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
@@ -42,8 +43,17 @@ impl AppState {
         settings: Arc<Settings>,
         ingest: Arc<parley_worker::ingest::pipeline::Ingest>,
     ) -> Self {
+        let limits = settings.limits();
+        let limiter = match &queue {
+            // The queue's Redis connection also holds the shared counts.
+            JobQueue::Redis { conn, .. } => {
+                crate::ratelimit::Limiter::redis(limits, conn.clone(), settings.queue_namespace.as_deref())
+            }
+            JobQueue::Sqlite(_) => crate::ratelimit::Limiter::memory(limits, Arc::new(crate::ratelimit::system_clock)),
+        };
         AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
+            limiter: Arc::new(limiter),
             store,
             ingest,
             queue,

@@ -10,6 +10,7 @@ pub mod event;
 pub mod ids;
 pub mod jobs;
 pub mod projections;
+pub mod ratelimit;
 pub mod read;
 pub mod retrieval;
 pub mod store;

@@ -140,6 +140,10 @@ impl TestEnv {
             crawl_delay_ms: 0,
             crawl_concurrency: 4,
             sse_heartbeat_secs: 1,
+            // Scenarios poll; the rate-limit scenario sets its own limits.
+            rate_limit_per_minute: 1_000_000,
+            upload_limit: 1000,
+            crawl_limit: 1000,
             ..defaults
         }
     }

@@ -10,6 +10,7 @@ mod board;
 mod chat;
 mod harness;
 mod ingestion;
+mod limits;
 mod quality;
 mod scenarios;
 mod spec;
@@ -61,6 +62,11 @@ mod chat_tests {
 /// The job dashboard, on both tiers.
 mod board_tests {
     on_both_backends!(board: job_dashboard);
+}
+
+/// Rate limits: two API instances sharing Redis, and the embedded tier.
+mod limit_tests {
+    on_both_backends!(limits: rate_limits);
 }
 
 /// The whole Rust Book is embedded (about two minutes on 2 cores), so it runs

@@ -1,0 +1,250 @@
+//! Request rate limits per API key, and tighter ones for expensive work
+//! (uploads, crawls). Counted in Redis by one atomic script when Redis is
+//! configured, so every API process shares the counts; in memory otherwise.
+//! Every limited response says where it stands (`X-RateLimit-Limit`,
+//! `X-RateLimit-Remaining`, `X-RateLimit-Reset`); a refused one is
+//! `429 RATE_LIMITED` with `Retry-After`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use parley_domain::ErrorCode;
+use parley_domain::ratelimit::{Decision, Rate, gcra};
+use poem::http::Method;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// The GCRA step of `parley_domain::ratelimit::gcra`, atomically in Redis,
+/// on the server's clock (so processes on several machines agree).
+const SCRIPT: &str = r"
+local t = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
+local stored = redis.call('GET', KEYS[1])
+local tat = now
+if stored then tat = math.max(tonumber(stored), now) end
+local new_tat = tat + t
+local allow_at = new_tat - t * limit
+if now < allow_at then
+  return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now)}
+end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+return {1, math.floor((now - allow_at) / t), math.ceil(new_tat - now), 0}
+";
+
+/// The clock of the in-memory backend, in milliseconds (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// Milliseconds since the Unix epoch.
+pub fn system_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+enum Backend {
+    Memory {
+        state: Mutex<HashMap<String, f64>>,
+        clock: Clock,
+    },
+    Redis {
+        conn: redis::aio::ConnectionManager,
+        script: redis::Script,
+    },
+}
+
+/// The configured limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub per_key: Rate,
+    pub uploads: Rate,
+    pub crawls: Rate,
+    /// When the shared store does not answer: let requests through (true)
+    /// or refuse them with 503 (false).
+    pub fail_open: bool,
+}
+
+pub struct Limiter {
+    backend: Backend,
+    limits: Limits,
+    prefix: String,
+}
+
+impl Limiter {
+    pub fn memory(limits: Limits, clock: Clock) -> Limiter {
+        Limiter {
+            backend: Backend::Memory {
+                state: Mutex::default(),
+                clock,
+            },
+            limits,
+            prefix: String::new(),
+        }
+    }
+
+    pub fn redis(limits: Limits, conn: redis::aio::ConnectionManager, namespace: Option<&str>) -> Limiter {
+        Limiter {
+            backend: Backend::Redis {
+                conn,
+                script: redis::Script::new(SCRIPT),
+            },
+            limits,
+            prefix: namespace.map(|n| format!("{n}:")).unwrap_or_default(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// One request against `key` at `rate`; `None` when the shared store
+    /// failed (the caller applies the configured direction).
+    async fn check(&self, key: &str, rate: Rate) -> Option<Decision> {
+        match &self.backend {
+            Backend::Memory { state, clock } => {
+                let now = clock();
+                let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let (decision, tat) = gcra(rate, state.get(key).copied(), now);
+                state.insert(key.to_owned(), tat);
+                // Keys whose burst is whole again hold nothing worth keeping.
+                if state.len() > 100_000 {
+                    state.retain(|_, tat| *tat > now);
+                }
+                Some(decision)
+            }
+            Backend::Redis { conn, script } => {
+                let mut conn = conn.clone();
+                let result: Result<(u8, u64, u64, u64), _> = script
+                    .key(format!("{}parley:ratelimit:{key}", self.prefix))
+                    .arg(rate.emission_ms())
+                    .arg(rate.limit)
+                    .invoke_async(&mut conn)
+                    .await;
+                match result {
+                    Ok((allowed, remaining, reset_ms, retry_after_ms)) => Some(Decision {
+                        allowed: allowed == 1,
+                        limit: rate.limit,
+                        remaining: remaining.min(u64::from(rate.limit)) as u32,
+                        reset_ms,
+                        retry_after_ms,
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, fail_open = self.limits.fail_open, "rate limit store unreachable");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Which tighter limit a request also counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Upload,
+    Crawl,
+}
+
+async fn class_of(req: &mut Request) -> Option<Class> {
+    if req.method() != Method::POST {
+        return None;
+    }
+    let path = req.uri().path().to_owned();
+    if path.ends_with("/sources/documents") {
+        return Some(Class::Upload);
+    }
+    if path.ends_with("/refresh") && path.contains("/sources/") {
+        return Some(Class::Crawl);
+    }
+    if path.starts_with("/api/v1/bots/") && path.ends_with("/sources") {
+        // Adding a page or a site fetches from the web; texts do not.
+        let body = req.take_body().into_bytes().await.unwrap_or_default();
+        let kind = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
+        req.set_body(body);
+        if matches!(kind.as_deref(), Some("url" | "sitemap")) {
+            return Some(Class::Crawl);
+        }
+    }
+    None
+}
+
+fn headers(mut resp: Response, d: &Decision) -> Response {
+    let h = resp.headers_mut();
+    let put = |h: &mut poem::http::HeaderMap, name: &'static str, value: u64| {
+        if let Ok(v) = poem::http::HeaderValue::from_str(&value.to_string()) {
+            h.insert(name, v);
+        }
+    };
+    put(h, "x-ratelimit-limit", u64::from(d.limit));
+    put(h, "x-ratelimit-remaining", u64::from(d.remaining));
+    // Seconds until the whole burst is available again.
+    put(h, "x-ratelimit-reset", d.reset_ms.div_ceil(1000));
+    if !d.allowed {
+        put(h, "retry-after", d.retry_after_ms.div_ceil(1000).max(1));
+    }
+    resp
+}
+
+/// Middleware: limits requests that carry an API key.
+pub async fn limit<E: Endpoint>(ep: E, mut req: Request, limiter: Arc<Limiter>) -> poem::Result<Response> {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| hex::encode(&Sha256::digest(t.trim().as_bytes())[..16]));
+    let Some(token) = token else {
+        return Ok(ep.call(req).await?.into_response());
+    };
+    let limits = limiter.limits();
+    let mut checks = vec![(
+        limiter.check(&format!("key:{token}"), limits.per_key).await,
+        limits.per_key,
+    )];
+    match class_of(&mut req).await {
+        Some(Class::Upload) => checks.push((
+            limiter.check(&format!("upload:{token}"), limits.uploads).await,
+            limits.uploads,
+        )),
+        Some(Class::Crawl) => checks.push((
+            limiter.check(&format!("crawl:{token}"), limits.crawls).await,
+            limits.crawls,
+        )),
+        None => {}
+    }
+    if checks.iter().any(|(d, _)| d.is_none()) && !limits.fail_open {
+        return Ok(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "rate limits cannot be checked right now; try again shortly",
+        )
+        .into_response());
+    }
+    // The tightest limit speaks: a refusal first, else the fewest remaining.
+    let shown = checks
+        .into_iter()
+        .filter_map(|(d, rate)| d.map(|d| (d, rate)))
+        .min_by_key(|(d, _)| (d.allowed, d.remaining));
+    let Some((shown, rate)) = shown else {
+        return Ok(ep.call(req).await?.into_response());
+    };
+    if !shown.allowed {
+        let refused = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many requests: the limit is {} per {} s; retry in {} s",
+                shown.limit,
+                rate.period_ms / 1000,
+                shown.retry_after_ms.div_ceil(1000).max(1)
+            ),
+        )
+        .into_response();
+        return Ok(headers(refused, &shown));
+    }
+    let resp = ep.call(req).await?.into_response();
+    Ok(headers(resp, &shown))
+}
