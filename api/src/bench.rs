@@ -259,6 +259,7 @@ impl BenchApp {
         // The benchmark polls and asks far more than a client should.
         app_settings.rate_limit_per_minute = 1_000_000;
         app_settings.crawl_limit = 1000;
+        app_settings.plan_messages_per_month = 1_000_000;
         let app = Application::build(app_settings, Roles::ALL).await?;
         let port = app.port().context("no port")?;
         let store = app.state().store.clone();

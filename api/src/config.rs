@@ -95,6 +95,12 @@ pub struct Settings {
     /// When Redis (holding the shared counts) does not answer: let requests
     /// through (true) or answer 503 (false). Logged either way.
     pub rate_limit_fail_open: bool,
+    /// The plan every organization is on: chat messages per calendar month (UTC).
+    pub plan_messages_per_month: u64,
+    /// Bots per organization.
+    pub plan_bots: u64,
+    /// Sources per organization, across its bots.
+    pub plan_sources: u64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -173,7 +179,10 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("upload_period_secs", 300)?
         .set_default("crawl_limit", 10)?
         .set_default("crawl_period_secs", 300)?
-        .set_default("rate_limit_fail_open", true)?)
+        .set_default("rate_limit_fail_open", true)?
+        .set_default("plan_messages_per_month", 10_000)?
+        .set_default("plan_bots", 50)?
+        .set_default("plan_sources", 2_000)?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +315,14 @@ impl Settings {
                 period_ms: self.crawl_period_secs * 1000,
             },
             fail_open: self.rate_limit_fail_open,
+        }
+    }
+
+    pub fn plan(&self) -> parley_domain::usage::Plan {
+        parley_domain::usage::Plan {
+            messages_per_month: self.plan_messages_per_month,
+            bots: self.plan_bots,
+            sources: self.plan_sources,
         }
     }
 

@@ -178,6 +178,7 @@ fn framework_error(status: StatusCode, message: String) -> Response {
         | ErrorCode::PayloadTooLarge
         | ErrorCode::UnsupportedMediaType
         | ErrorCode::RateLimited
+        | ErrorCode::QuotaExceeded
         | ErrorCode::ServiceUnavailable
         | ErrorCode::Internal => message,
     };

@@ -25,6 +25,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub chat: Arc<crate::chat::ChatEngine>,
     pub limiter: Arc<crate::ratelimit::Limiter>,
+    /// The time quotas are counted in (settable in tests).
+    pub clock: Arc<Clock>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
@@ -54,6 +56,7 @@ impl AppState {
         AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
             limiter: Arc::new(limiter),
+            clock: Arc::default(),
             store,
             ingest,
             queue,
@@ -104,4 +107,81 @@ impl AppState {
             tracing::warn!(error = %e, "could not record API key use");
         }
     }
+}
+
+/// The current time, or a time set by a test (to cross a month boundary).
+#[derive(Default)]
+pub struct Clock {
+    fixed: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+}
+
+impl Clock {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.fixed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(chrono::Utc::now)
+    }
+
+    /// Sets the time (`None`: the real time again).
+    pub fn set(&self, at: Option<chrono::DateTime<chrono::Utc>>) {
+        *self.fixed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+}
+
+impl AppState {
+    /// `429 QUOTA_EXCEEDED` unless the organization's plan allows one more
+    /// chat message this month (and counts it).
+    pub async fn take_message(&self, org_id: Uuid) -> Result<(), ApiError> {
+        let plan = self.settings.plan();
+        let now = self.clock.now();
+        let taken = parley_domain::usage::take_message(&self.store, org_id, now, plan.messages_per_month)
+            .await
+            .map_err(parley_domain::StoreError::Db)?;
+        if taken {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "the plan's {} chat messages for {} are used up; the quota renews on {}",
+                plan.messages_per_month,
+                parley_domain::usage::period(now),
+                parley_domain::usage::next_period_start(now).format("%Y-%m-%d")
+            ),
+        ))
+    }
+
+    /// `429 QUOTA_EXCEEDED` when the organization has as many bots (or
+    /// sources) as its plan allows.
+    pub async fn room_for(&self, org_id: Uuid, what: Quota) -> Result<(), ApiError> {
+        let plan = self.settings.plan();
+        let (used, limit, noun) = match what {
+            Quota::Bots => (
+                parley_domain::usage::bots_used(&self.store, org_id).await,
+                plan.bots,
+                "bots",
+            ),
+            Quota::Sources => (
+                parley_domain::usage::sources_used(&self.store, org_id).await,
+                plan.sources,
+                "sources",
+            ),
+        };
+        let used = used.map_err(parley_domain::StoreError::Db)?;
+        if used < limit {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::QuotaExceeded,
+            format!("the plan allows {limit} {noun} per organization; delete one or change the plan"),
+        ))
+    }
+}
+
+/// Countable resources of a plan.
+#[derive(Debug, Clone, Copy)]
+pub enum Quota {
+    Bots,
+    Sources,
 }

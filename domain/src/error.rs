@@ -26,6 +26,7 @@ pub enum ErrorCode {
     UrlNotAllowed,
     SourceLimitReached,
     RateLimited,
+    QuotaExceeded,
     ProviderFailed,
     ServiceUnavailable,
     Internal,
@@ -53,6 +54,7 @@ impl ErrorCode {
         ErrorCode::UrlNotAllowed,
         ErrorCode::SourceLimitReached,
         ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
         ErrorCode::ProviderFailed,
         ErrorCode::ServiceUnavailable,
         ErrorCode::Internal,
@@ -80,6 +82,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
@@ -103,7 +106,7 @@ impl ErrorCode {
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::UrlNotAllowed
             | ErrorCode::SourceLimitReached => 422,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ProviderFailed => 502,
             ErrorCode::ServiceUnavailable => 503,

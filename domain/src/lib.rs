@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod read;
 pub mod retrieval;
 pub mod store;
+pub mod usage;
 
 pub use error::{DomainError, ErrorCode, FieldError};
 pub use event::{Actor, Metadata, RecordedEvent};

@@ -6,6 +6,7 @@ mod m20261122_000001_event_log;
 mod m20261122_000002_core_projections;
 mod m20261122_000003_knowledge;
 mod m20261122_000004_conversations;
+mod m20261122_000005_usage;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_core_projections::Migration),
             Box::new(m20261122_000003_knowledge::Migration),
             Box::new(m20261122_000004_conversations::Migration),
+            Box::new(m20261122_000005_usage::Migration),
         ]
     }
 }

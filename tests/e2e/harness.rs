@@ -144,6 +144,9 @@ impl TestEnv {
             rate_limit_per_minute: 1_000_000,
             upload_limit: 1000,
             crawl_limit: 1000,
+            plan_messages_per_month: 1_000_000,
+            plan_bots: 1000,
+            plan_sources: 1000,
             ..defaults
         }
     }
@@ -167,6 +170,7 @@ impl TestEnv {
         let app = Application::build(settings, roles).await.expect("application starts");
         let port = app.port();
         let board = app.board_port().map(|p| format!("http://127.0.0.1:{p}"));
+        let clock = app.state().clock.clone();
         let store = app.state().store.clone();
         let queue = app.state().queue.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -176,6 +180,7 @@ impl TestEnv {
         TestApp {
             base: port.map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default(),
             board,
+            clock,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -208,6 +213,8 @@ pub struct TestApp {
     pub base: String,
     /// The job dashboard's base URL, when it is enabled.
     pub board: Option<String>,
+    /// The time quotas are counted in.
+    pub clock: std::sync::Arc<parley_api::state::Clock>,
     pub client: reqwest::Client,
     pub store: Store,
     pub queue: parley_worker::JobQueue,

@@ -120,3 +120,115 @@ pub async fn rate_limits(backend: Backend) {
     first.stop().await;
     env.cleanup().await;
 }
+
+pub async fn quotas(backend: Backend) {
+    use chrono::TimeZone;
+    let env = TestEnv::new(backend).await;
+    let app = env
+        .start_with(Roles::ALL, |s| {
+            s.plan_messages_per_month = 3;
+            s.plan_bots = 2;
+            s.plan_sources = 1;
+        })
+        .await;
+    let a = app.create_org("Acme").await;
+    let bot = app.post("/api/v1/bots", &a.key, json!({"name": "Quota"})).await;
+    let bot_id = bot.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/sources"),
+            &a.key,
+            json!({"type": "text", "title": "Hours", "body": "We are open from 9 to 5."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+
+    // The last minute of January: six questions at once, three are counted.
+    app.clock
+        .set(Some(chrono::Utc.with_ymd_and_hms(2026, 1, 31, 23, 59, 0).unwrap()));
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (client, url, key) = (
+            app.client.clone(),
+            format!("{}/api/v1/bots/{bot_id}/chat", app.base),
+            a.key.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"message": format!("When do you open? ({i})"), "stream": false}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"]["code"], "QUOTA_EXCEEDED", "{body}");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains("2026-01") && message.contains("2026-02-01"),
+                    "{message}"
+                );
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 3, "exactly the quota");
+    let usage = app.get("/api/v1/usage", &a.key).await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.body);
+    assert_eq!(usage.body["period"], "2026-01");
+    assert_eq!(usage.body["resets_at"], "2026-02-01T00:00:00+00:00");
+    assert_eq!(usage.body["messages"], json!({"used": 3, "limit": 3, "remaining": 0}));
+    assert_eq!(usage.body["bots"], json!({"used": 1, "limit": 2, "remaining": 1}));
+    assert_eq!(usage.body["sources"], json!({"used": 1, "limit": 1, "remaining": 0}));
+
+    // Bots and sources are counted against the plan too.
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/sources"),
+            &a.key,
+            json!({"type": "text", "title": "More", "body": "Closed on Sundays."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(r.error_code(), "QUOTA_EXCEEDED");
+    assert_eq!(
+        app.post("/api/v1/bots", &a.key, json!({"name": "Second"})).await.status,
+        StatusCode::CREATED
+    );
+    let r = app.post("/api/v1/bots", &a.key, json!({"name": "Third"})).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(r.error_code(), "QUOTA_EXCEEDED");
+    // Another organization has its own quota.
+    let b = app.create_org("Other").await;
+    assert_eq!(
+        app.post("/api/v1/bots", &b.key, json!({"name": "Theirs"})).await.status,
+        StatusCode::CREATED
+    );
+
+    // February: the count starts again.
+    app.clock
+        .set(Some(chrono::Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 1).unwrap()));
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/chat"),
+            &a.key,
+            json!({"message": "When do you open?", "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let usage = app.get("/api/v1/usage", &a.key).await;
+    assert_eq!(usage.body["period"], "2026-02");
+    assert_eq!(usage.body["messages"]["used"], 1);
+
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -66,7 +66,7 @@ mod board_tests {
 
 /// Rate limits: two API instances sharing Redis, and the embedded tier.
 mod limit_tests {
-    on_both_backends!(limits: rate_limits);
+    on_both_backends!(limits: rate_limits, quotas);
 }
 
 /// The whole Rust Book is embedded (about two minutes on 2 cores), so it runs

@@ -373,6 +373,7 @@ impl BotsApi {
         if let Some(bot_id) = idempotency::prior(&idem, state, org_id).await? {
             return replay(state, org_id, bot_id).await;
         }
+        state.room_for(org_id, crate::state::Quota::Bots).await?;
         let req = body.0;
         let slug = match text(req.slug) {
             Some(slug) => {

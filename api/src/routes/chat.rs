@@ -730,6 +730,7 @@ impl ChatApi {
             }
             None => Uuid::now_v7(),
         };
+        state.take_message(org_id).await?;
         let metadata = Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone()));
         let user_message_id = Uuid::now_v7();
         let executed = state

@@ -6,6 +6,7 @@ pub mod events;
 pub mod keys;
 pub mod ops;
 pub mod sources;
+pub mod usage;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -21,6 +22,8 @@ pub enum ApiTags {
     Sources,
     /// Answers (streamed or whole), the retrieval debug search, and conversations.
     Chat,
+    /// Use against the plan's quotas.
+    Usage,
     /// The event feed: everything that happened in your organization, in order.
     Events,
     /// Health, readiness and metrics.
@@ -32,6 +35,7 @@ pub type Apis = (
     bots::BotsApi,
     sources::SourcesApi,
     chat::ChatApi,
+    usage::UsageApi,
     events::EventsApi,
     ops::OpsApi,
 );
@@ -43,6 +47,7 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
         bots::BotsApi { state: state.clone() },
         sources::SourcesApi { state: state.clone() },
         chat::ChatApi { state: state.clone() },
+        usage::UsageApi { state: state.clone() },
         events::EventsApi { state: state.clone() },
         ops::OpsApi { state },
     );

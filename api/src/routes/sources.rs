@@ -365,6 +365,7 @@ async fn add(
             format!("a bot can have at most {limit} sources"),
         ));
     }
+    state.room_for(org_id, crate::state::Quota::Sources).await?;
     let source_id = new_id();
     let command = SourceCommand::Add {
         source_id,

@@ -1,0 +1,119 @@
+//! Plan quotas: messages per calendar month (UTC), bots and sources per
+//! organization. The monthly count is taken atomically, so concurrent
+//! requests never pass the quota together.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Statement};
+use uuid::Uuid;
+
+use crate::store::Store;
+use crate::store::entities::{bots, sources, usage_counters};
+
+/// What a plan allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub messages_per_month: u64,
+    pub bots: u64,
+    pub sources: u64,
+}
+
+/// The month a time falls in, `YYYY-MM`.
+pub fn period(at: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", at.year(), at.month())
+}
+
+/// The first instant of the next month.
+pub fn next_period_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    let (year, month) = if at.month() == 12 {
+        (at.year() + 1, 1)
+    } else {
+        (at.year(), at.month() + 1)
+    };
+    Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or(at)
+}
+
+/// Counts one message against the month's quota; `false` (and nothing
+/// counted) when the quota is used up.
+pub async fn take_message(store: &Store, org_id: Uuid, at: DateTime<Utc>, quota: u64) -> Result<bool, DbErr> {
+    if quota == 0 {
+        return Ok(false);
+    }
+    let backend = store.backend();
+    let period = period(at);
+    let sql = |s: &str| {
+        if backend == sea_orm::DbBackend::Postgres {
+            s.to_owned()
+        } else {
+            s.replace("$1", "?").replace("$2", "?").replace("$3", "?")
+        }
+    };
+    // The row exists from the month's first message on.
+    store
+        .db()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(
+                "INSERT INTO usage_counters (org_id, period, messages) VALUES ($1, $2, 0) \
+                 ON CONFLICT (org_id, period) DO NOTHING",
+            ),
+            [org_id.into(), period.clone().into()],
+        ))
+        .await?;
+    // One statement checks and counts: concurrent requests cannot both take the last one.
+    let taken = store
+        .db()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql("UPDATE usage_counters SET messages = messages + 1 \
+                 WHERE org_id = $1 AND period = $2 AND messages < $3"),
+            [org_id.into(), period.into(), (quota as i64).into()],
+        ))
+        .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+/// Messages counted in the month of `at`.
+pub async fn messages_used(store: &Store, org_id: Uuid, at: DateTime<Utc>) -> Result<u64, DbErr> {
+    Ok(usage_counters::Entity::find_by_id((org_id, period(at)))
+        .one(store.db())
+        .await?
+        .map_or(0, |r| r.messages.max(0) as u64))
+}
+
+/// Live bots of the organization.
+pub async fn bots_used(store: &Store, org_id: Uuid) -> Result<u64, DbErr> {
+    bots::Entity::find()
+        .filter(bots::Column::OrgId.eq(org_id))
+        .count(store.db())
+        .await
+}
+
+/// Live sources of the organization, across its bots.
+pub async fn sources_used(store: &Store, org_id: Uuid) -> Result<u64, DbErr> {
+    sources::Entity::find()
+        .filter(sources::Column::OrgId.eq(org_id))
+        .filter(sources::Column::DeletedAt.is_null())
+        .count(store.db())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_and_their_ends() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap();
+        assert_eq!(period(at), "2026-12");
+        assert_eq!(
+            next_period_start(at),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        );
+        let at = Utc.with_ymd_and_hms(2027, 1, 15, 8, 0, 0).unwrap();
+        assert_eq!(period(at), "2027-01");
+        assert_eq!(
+            next_period_start(at),
+            Utc.with_ymd_and_hms(2027, 2, 1, 0, 0, 0).unwrap()
+        );
+    }
+}
