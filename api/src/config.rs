@@ -101,6 +101,9 @@ pub struct Settings {
     pub plan_bots: u64,
     /// Sources per organization, across its bots.
     pub plan_sources: u64,
+    /// Answer streams one visitor (or one key, without `visitor_id`) may
+    /// have open at once, per API process.
+    pub max_streams_per_visitor: usize,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -182,7 +185,8 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("rate_limit_fail_open", true)?
         .set_default("plan_messages_per_month", 10_000)?
         .set_default("plan_bots", 50)?
-        .set_default("plan_sources", 2_000)?)
+        .set_default("plan_sources", 2_000)?
+        .set_default("max_streams_per_visitor", 3)?)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,7 @@ pub struct AppState {
     pub limiter: Arc<crate::ratelimit::Limiter>,
     /// The time quotas are counted in (settable in tests).
     pub clock: Arc<Clock>,
+    streams: Arc<Mutex<HashMap<(Uuid, String), usize>>>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
@@ -57,6 +58,7 @@ impl AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
             limiter: Arc::new(limiter),
             clock: Arc::default(),
+            streams: Arc::default(),
             store,
             ingest,
             queue,
@@ -184,4 +186,45 @@ impl AppState {
 pub enum Quota {
     Bots,
     Sources,
+}
+
+/// An open answer stream; dropping it (the stream ended or the client left)
+/// frees its place.
+pub struct StreamSlot {
+    streams: Arc<Mutex<HashMap<(Uuid, String), usize>>>,
+    key: (Uuid, String),
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = streams.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// A place for one more open answer stream of this visitor, or
+    /// `429 RATE_LIMITED` when they have the most allowed open already.
+    pub fn open_stream(&self, org_id: Uuid, visitor: String) -> Result<StreamSlot, ApiError> {
+        let max = self.settings.max_streams_per_visitor;
+        let key = (org_id, visitor);
+        let mut streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = streams.entry(key.clone()).or_default();
+        if *open >= max {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this visitor already has {max} answers streaming; wait for one to finish"),
+            ));
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            streams: self.streams.clone(),
+            key,
+        })
+    }
 }

@@ -596,6 +596,7 @@ pub async fn openai_provider(backend: Backend) {
             s.openai_base_url = format!("http://127.0.0.1:{port}/v1");
             s.openai_api_key = Some("sk-test".to_owned().into());
             s.openai_idle_timeout_secs = 3;
+            s.max_streams_per_visitor = 1;
         })
         .await;
     let a = app.create_org("Acme").await;
@@ -737,6 +738,16 @@ pub async fn openai_provider(backend: Backend) {
     let mut events = resp.bytes_stream().eventsource();
     let first = events.next().await.unwrap().unwrap();
     assert_eq!(first.event, "delta");
+    // One open stream per visitor here: a second one waits its turn.
+    let second = chat(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"message": "How much is the Team plan?", "stream": true}),
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS, "{}", second.body);
+    assert_eq!(second.error_code(), "RATE_LIMITED");
     let conv_id = serde_json::from_str::<Value>(&first.data).unwrap()["conversation_id"]
         .as_str()
         .unwrap()
@@ -753,6 +764,9 @@ pub async fn openai_provider(backend: Backend) {
     assert_eq!(answer["status"], "complete");
     let expected: String = (0..15).map(|i| format!("part{i} ")).collect();
     assert_eq!(answer["text"], expected.as_str());
+    // The client that left gave its place back.
+    let again = stream_chat(&app, &a.key, &bot_id, json!({"message": "How much is the Team plan?"})).await;
+    assert!(again.finished && again.error.is_none(), "{again:?}");
 
     // Replay gives the same conversation rows.
     let live = app.store.projections().to_vec();

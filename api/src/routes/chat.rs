@@ -30,7 +30,7 @@ use crate::auth::ApiKeyAuth;
 use crate::chat::{ChatEvent, ChatTurn, SearchSpec, citation};
 use crate::error::{ApiError, ErrorDetail};
 use crate::middleware::RequestId;
-use crate::state::AppState;
+use crate::state::{AppState, StreamSlot};
 use crate::types::Text;
 
 pub struct ChatApi {
@@ -238,6 +238,8 @@ pub enum ChatResponse {
         conversation_id: Uuid,
         events: mpsc::Receiver<ChatEvent>,
         heartbeat: Duration,
+        /// Held while the stream is open.
+        slot: StreamSlot,
     },
 }
 
@@ -319,8 +321,10 @@ impl IntoResponse for ChatResponse {
                 conversation_id,
                 events,
                 heartbeat,
+                slot,
             } => {
                 let stream = async_stream::stream! {
+                    let _slot = slot;
                     let mut events = events;
                     let mut message_id = None;
                     while let Some(event) = events.recv().await {
@@ -720,6 +724,17 @@ impl ChatApi {
         }
         let org_id = auth.0.org_id;
         let bot = active_bot(state, org_id, bot_id.0).await?;
+        let stream = req.stream.unwrap_or(bot.streaming);
+        // Taken before anything is stored: a refused stream leaves no trace.
+        let slot = if stream {
+            let visitor = match &req.visitor_id {
+                Some(v) => format!("visitor:{}", v.0),
+                None => format!("key:{}", auth.0.key_id),
+            };
+            Some(state.open_stream(org_id, visitor)?)
+        } else {
+            None
+        };
         let conversation_id = match req.conversation_id {
             Some(id) => {
                 let (existing, _) = state.store.load::<Conversation>(id).await?;
@@ -768,7 +783,6 @@ impl ChatApi {
             .language
             .map(Text::into_inner)
             .or_else(|| Some(bot.language.clone()));
-        let stream = req.stream.unwrap_or(bot.streaming);
         let events = state.chat.start(ChatTurn {
             org_id,
             bot_id: bot_id.0,
@@ -781,11 +795,12 @@ impl ChatApi {
             history,
             metadata,
         });
-        if stream {
+        if let Some(slot) = slot {
             return Ok(ChatResponse::Stream {
                 conversation_id,
                 events,
                 heartbeat: Duration::from_secs(state.settings.sse_heartbeat_secs),
+                slot,
             });
         }
         let mut events = events;
