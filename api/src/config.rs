@@ -63,6 +63,10 @@ pub struct Settings {
     pub chat_fallback_message: String,
     /// Passages retrieved for an answer.
     pub chat_passages: usize,
+    /// The bot's answer when a visitor asks for a person.
+    pub chat_handoff_message: String,
+    /// Fallback answers in a row after which a person takes over (0: never).
+    pub escalate_after_unanswered: u32,
     /// Seconds between heartbeat comments on a quiet chat stream.
     pub sse_heartbeat_secs: u64,
     /// Base URL of the OpenAI-compatible chat-completions API.
@@ -107,6 +111,9 @@ pub struct Settings {
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
+
+pub const DEFAULT_HANDOFF: &str =
+    "I've asked a person to join this conversation. They will reply here as soon as they can.";
 
 pub const DEFAULT_FALLBACK: &str = "I'm sorry, I couldn't find the answer to that in what I know. \
      Would you like me to connect you with a person?";
@@ -171,6 +178,8 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("chat_min_relevance", 0.35)?
         .set_default("chat_fallback_message", DEFAULT_FALLBACK)?
         .set_default("chat_passages", 5)?
+        .set_default("chat_handoff_message", DEFAULT_HANDOFF)?
+        .set_default("escalate_after_unanswered", 2)?
         .set_default("sse_heartbeat_secs", 15)?
         .set_default("openai_base_url", "https://api.openai.com/v1")?
         .set_default("openai_model", "gpt-4o-mini")?

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::aggregates::api_key::{API_KEY_CREATED, API_KEY_REVOKED, ApiKeyEvent};
 use crate::aggregates::bot::{BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings};
 use crate::aggregates::conversation::{
-    ANSWER_FAILED, ANSWERED, CONVERSATION_EVENTS, ConversationEvent, MESSAGE_RECEIVED,
+    ADMIN_REPLIED, ANSWER_FAILED, ANSWERED, CONVERSATION_EVENTS, ConversationEvent, MESSAGE_RECEIVED,
 };
 use crate::aggregates::org::{ORG_CREATED, OrgEvent};
 use crate::aggregates::source::{PageRecord, SOURCE_EVENTS, SourceEvent};
@@ -485,16 +485,31 @@ impl Projection for ConversationsProjection {
             }
             other @ (ConversationEvent::MessageReceived(_)
             | ConversationEvent::Answered(_)
-            | ConversationEvent::AnswerFailed(_)) => other,
+            | ConversationEvent::AnswerFailed(_)
+            | ConversationEvent::AdminReplied(_)
+            | ConversationEvent::Escalated(_)
+            | ConversationEvent::Closed(_)
+            | ConversationEvent::Reopened(_)) => other,
         };
         let Some(current) = conversations::Entity::find_by_id(id).one(txn).await? else {
             return Err(DbErr::Custom(format!("conversation {id} has no row")));
         };
-        let unanswered = matches!(&decoded, ConversationEvent::Answered(a) if a.unanswered);
         let mut row: conversations::ActiveModel = current.clone().into();
-        row.messages = Set(current.messages + 1);
-        row.unanswered = Set(current.unanswered + i64::from(unanswered));
-        row.last_message_at = Set(event.recorded_at);
+        match &decoded {
+            ConversationEvent::Escalated(_) => row.status = Set("escalated".into()),
+            ConversationEvent::Closed(_) => row.status = Set("closed".into()),
+            ConversationEvent::Reopened(_) => row.status = Set("open".into()),
+            ConversationEvent::MessageReceived(_)
+            | ConversationEvent::Answered(_)
+            | ConversationEvent::AnswerFailed(_)
+            | ConversationEvent::AdminReplied(_)
+            | ConversationEvent::Started(_) => {
+                let unanswered = matches!(&decoded, ConversationEvent::Answered(a) if a.unanswered);
+                row.messages = Set(current.messages + 1);
+                row.unanswered = Set(current.unanswered + i64::from(unanswered));
+                row.last_message_at = Set(event.recorded_at);
+            }
+        }
         conversations::Entity::update(row).exec(txn).await?;
         Ok(())
     }
@@ -522,7 +537,7 @@ impl Projection for MessagesProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        matches!(event_type, MESSAGE_RECEIVED | ANSWERED | ANSWER_FAILED)
+        matches!(event_type, MESSAGE_RECEIVED | ANSWERED | ANSWER_FAILED | ADMIN_REPLIED)
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -549,7 +564,17 @@ impl Projection for MessagesProjection {
             ..Default::default()
         };
         match decode::<ConversationEvent>(event)? {
-            ConversationEvent::Started(_) => return Ok(()),
+            ConversationEvent::Started(_)
+            | ConversationEvent::Escalated(_)
+            | ConversationEvent::Closed(_)
+            | ConversationEvent::Reopened(_) => return Ok(()),
+            ConversationEvent::AdminReplied(e) => {
+                row.id = Set(e.message_id);
+                row.role = Set("agent".into());
+                row.text = Set(e.text);
+                row.status = Set("complete".into());
+                row.provider = Set(Some("human".into()));
+            }
             ConversationEvent::MessageReceived(e) => {
                 row.id = Set(e.message_id);
                 row.role = Set("user".into());

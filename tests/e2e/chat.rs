@@ -789,3 +789,177 @@ async fn snapshot(app: &TestApp, projections: &[Arc<dyn parley_domain::projectio
     }
     out
 }
+
+pub async fn handoff(backend: Backend) {
+    let dir = tempdir("shop-handoff");
+    write_shop(&dir);
+    let site = StaticSite::serve(dir.clone()).await;
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+    let a = app.create_org("Acme").await;
+    let (bot_id, _, _) = knowledgeable_bot(&app, &a.key, &site.base, json!({})).await;
+    let conversation_path = |id: &str| format!("/api/v1/conversations/{id}");
+
+    let r = chat(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"message": "How long does shipping take?"}),
+    )
+    .await;
+    assert_eq!(r.body["escalated"], false, "{}", r.body);
+    let cid = r.body["conversation_id"].as_str().unwrap().to_owned();
+
+    // The visitor asks for a person: the bot says one is coming, and hands over.
+    let r = chat(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"message": "Can I talk to a human please?", "conversation_id": cid}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["provider"], "handoff");
+    assert_eq!(r.body["answer"], parley_api::config::DEFAULT_HANDOFF);
+    assert_eq!(r.body["escalated"], true);
+    assert_eq!(
+        app.get(&conversation_path(&cid), &a.key).await.body["status"],
+        "escalated"
+    );
+
+    // While a person has it, the bot stays quiet; messages wait.
+    let r = chat(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"message": "How much is the Team plan?", "conversation_id": cid}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["escalated"], true);
+    assert_eq!(r.body["answer"], "");
+    assert!(r.body["message_id"].is_null(), "{}", r.body);
+    let s = stream_chat(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"message": "Hello?", "conversation_id": cid}),
+    )
+    .await;
+    assert_eq!(s.deltas, 0);
+    assert!(s.finished);
+    assert_eq!(s.done.as_ref().unwrap()["escalated"], true, "{:?}", s.done);
+
+    // A person replies; the reply is in the conversation.
+    let r = app
+        .post(
+            &format!("{}/reply", conversation_path(&cid)),
+            &a.key,
+            json!({"text": "Hi, I'm Ana. The Team plan is 49 euros a month."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["role"], "agent");
+    let conv = app.get(&conversation_path(&cid), &a.key).await;
+    let roles: Vec<&str> = conv.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "user", "assistant", "user", "user", "agent"]
+    );
+
+    // Closed, then a visitor message reopens it and the bot answers again.
+    let r = app
+        .post(&format!("{}/close", conversation_path(&cid)), &a.key, json!({}))
+        .await;
+    assert_eq!(r.body["status"], "closed", "{}", r.body);
+    let r = chat(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"message": "How much is the Starter plan per month?", "conversation_id": cid}),
+    )
+    .await;
+    assert_eq!(r.body["escalated"], false, "{}", r.body);
+    assert!(r.body["answer"].as_str().unwrap().contains("9 euros"), "{}", r.body);
+    assert_eq!(app.get(&conversation_path(&cid), &a.key).await.body["status"], "open");
+
+    // Two answers in a row the bot could not give: a person takes over.
+    let r = chat(&app, &a.key, &bot_id, json!({"message": "Who painted the Mona Lisa?"})).await;
+    let other = r.body["conversation_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (r.body["unanswered"].clone(), r.body["escalated"].clone()),
+        (json!(true), json!(false))
+    );
+    let r = chat(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"message": "What is the boiling point of mercury?", "conversation_id": other}),
+    )
+    .await;
+    assert_eq!(
+        (r.body["unanswered"].clone(), r.body["escalated"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(
+        app.get(&conversation_path(&other), &a.key).await.body["status"],
+        "escalated"
+    );
+
+    // Escalation through the API, twice: one event.
+    let r = chat(&app, &a.key, &bot_id, json!({"message": "Do you ship abroad?"})).await;
+    let third = r.body["conversation_id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let r = app
+            .post(&format!("{}/escalate", conversation_path(&third)), &a.key, json!({}))
+            .await;
+        assert_eq!(r.body["status"], "escalated", "{}", r.body);
+    }
+    let feed = app
+        .get("/api/v1/events?type=conversation.escalated&limit=100", &a.key)
+        .await;
+    let reasons: Vec<&str> = feed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["visitor_request", "unanswered", "api"], "{}", feed.body);
+
+    // Bad input and other organizations.
+    let r = app
+        .post(
+            &format!("{}/reply", conversation_path(&cid)),
+            &a.key,
+            json!({"text": "  "}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let b = app.create_org("Other").await;
+    let r = app
+        .post(
+            &format!("{}/reply", conversation_path(&cid)),
+            &b.key,
+            json!({"text": "Hello"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(r.error_code(), "CONVERSATION_NOT_FOUND");
+    let r = app
+        .post(
+            &format!("{}/close", conversation_path(&uuid::Uuid::now_v7().to_string())),
+            &a.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+    app.stop().await;
+    env.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -56,7 +56,7 @@ on_both_backends!(
 
 /// Chat scenarios, on both tiers (`chat_tests::sqlite::...`).
 mod chat_tests {
-    on_both_backends!(chat: grounded_chat, openai_provider);
+    on_both_backends!(chat: grounded_chat, openai_provider, handoff);
 }
 
 /// The job dashboard, on both tiers.

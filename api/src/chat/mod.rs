@@ -117,8 +117,80 @@ pub trait AnswerProvider: Send + Sync {
 pub enum ChatEvent {
     Delta(String),
     Sources(Vec<Citation>),
-    Done(Box<Answered>),
+    /// The answer is stored; `escalated` when the conversation now waits for a person.
+    Done {
+        answered: Box<Answered>,
+        escalated: bool,
+    },
+    /// The conversation is with a person: the message waits for their reply.
+    Waiting,
     Failed(Box<AnswerFailed>),
+}
+
+/// How a turn ended.
+enum Outcome {
+    Answered(Answered, bool),
+    Waiting,
+}
+
+/// Phrases that ask for a person anywhere in a message, in the languages
+/// bots are most often set to.
+const PERSON_PHRASES: &[&str] = &[
+    "talk to a human",
+    "speak to a human",
+    "talk to a person",
+    "speak to a person",
+    "real person",
+    "human agent",
+    "live agent",
+    "talk to someone",
+    "speak to someone",
+    "customer service",
+    "un humain",
+    "une vraie personne",
+    "un conseiller",
+    "parler à quelqu'un",
+    "echte person",
+    "einen mitarbeiter",
+    "mit einem menschen",
+    "una persona real",
+    "un humano",
+    "hablar con alguien",
+    "um humano",
+    "falar com alguém",
+    "un operatore",
+];
+
+/// Single words that ask for a person when they are most of a short message.
+const PERSON_WORDS: &[&str] = &[
+    "human",
+    "agent",
+    "operator",
+    "representative",
+    "person",
+    "humain",
+    "conseiller",
+    "mensch",
+    "mitarbeiter",
+    "humano",
+    "agente",
+    "operador",
+    "atendente",
+    "operatore",
+];
+
+/// Whether a visitor message asks for a person.
+pub fn wants_person(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let joined = format!(" {} ", words.join(" "));
+    if PERSON_PHRASES.iter().any(|p| joined.contains(&format!(" {p} "))) {
+        return true;
+    }
+    words.len() <= 5 && words.iter().any(|w| PERSON_WORDS.contains(w))
 }
 
 pub struct ChatEngine {
@@ -132,6 +204,9 @@ pub struct ChatEngine {
     min_relevance: f32,
     fallback: String,
     passages: usize,
+    handoff: String,
+    /// Fallback answers in a row that hand the conversation to a person (0: never).
+    escalate_after: u32,
 }
 
 /// One chat turn to run.
@@ -147,6 +222,10 @@ pub struct ChatTurn {
     /// Turns before this question (for follow-ups and prompts).
     pub history: Vec<Turn>,
     pub metadata: Metadata,
+    /// Whether a person has the conversation (the bot then stays quiet).
+    pub escalated: bool,
+    /// The id the bot's answer will have (streamed events carry it).
+    pub answer_id: Uuid,
 }
 
 fn snippet(text: &str) -> String {
@@ -195,6 +274,8 @@ impl ChatEngine {
                 idle_timeout: Duration::from_secs(settings.openai_idle_timeout_secs),
             },
             min_relevance: settings.chat_min_relevance,
+            handoff: settings.chat_handoff_message.clone(),
+            escalate_after: settings.escalate_after_unanswered,
             fallback: settings.chat_fallback_message.clone(),
             passages: settings.chat_passages,
         }
@@ -300,7 +381,11 @@ impl ChatEngine {
         tokio::spawn(async move {
             let reply = engine.run(&turn, &tx).await;
             let event = match reply {
-                Ok(answered) => ChatEvent::Done(Box::new(answered)),
+                Ok(Outcome::Answered(answered, escalated)) => ChatEvent::Done {
+                    answered: Box::new(answered),
+                    escalated,
+                },
+                Ok(Outcome::Waiting) => ChatEvent::Waiting,
                 Err(failed) => ChatEvent::Failed(Box::new(failed)),
             };
             let _ = tx.send(event).await;
@@ -308,8 +393,11 @@ impl ChatEngine {
         rx
     }
 
-    async fn run(&self, turn: &ChatTurn, tx: &mpsc::Sender<ChatEvent>) -> Result<Answered, AnswerFailed> {
-        let message_id = Uuid::now_v7();
+    async fn run(&self, turn: &ChatTurn, tx: &mpsc::Sender<ChatEvent>) -> Result<Outcome, AnswerFailed> {
+        if turn.escalated {
+            return Ok(Outcome::Waiting);
+        }
+        let message_id = turn.answer_id;
         let provider: &dyn AnswerProvider = match turn.bot.model.provider.as_str() {
             "openai" => &self.openai,
             _ => &self.extractive,
@@ -329,22 +417,40 @@ impl ChatEngine {
             .rev()
             .find(|t| t.role == "user")
             .map(|t| t.text.clone());
-        let retrieved = self
-            .retrieve(
-                turn.org_id,
-                turn.bot_id,
-                SearchSpec {
-                    question: &turn.question,
-                    context: context.as_deref(),
-                    sources: None,
-                    limit: self.passages,
-                    mode: Mode::Hybrid,
-                },
-            )
-            .await;
-        let outcome = match retrieved {
-            Err(e) => Err(fail(e.code(), e.body().error.message.clone(), String::new())),
-            Ok(retrieved) => self.answer(turn, provider, retrieved, message_id, tx, &fail).await,
+        let person = wants_person(&turn.question);
+        let outcome = if person {
+            let _ = tx.send(ChatEvent::Delta(self.handoff.clone())).await;
+            let _ = tx.send(ChatEvent::Sources(vec![])).await;
+            Ok(Answered {
+                conversation_id: turn.conversation_id,
+                message_id,
+                reply_to: turn.user_message_id,
+                text: self.handoff.clone(),
+                sources: vec![],
+                provider: "handoff".into(),
+                model: None,
+                unanswered: false,
+                status: "complete".into(),
+                usage: Usage::default(),
+            })
+        } else {
+            let retrieved = self
+                .retrieve(
+                    turn.org_id,
+                    turn.bot_id,
+                    SearchSpec {
+                        question: &turn.question,
+                        context: context.as_deref(),
+                        sources: None,
+                        limit: self.passages,
+                        mode: Mode::Hybrid,
+                    },
+                )
+                .await;
+            match retrieved {
+                Err(e) => Err(fail(e.code(), e.body().error.message.clone(), String::new())),
+                Ok(retrieved) => self.answer(turn, provider, retrieved, message_id, tx, &fail).await,
+            }
         };
         let command = match &outcome {
             Ok(answered) => ConversationCommand::Answer(Box::new(answered.clone())),
@@ -361,15 +467,44 @@ impl ChatEngine {
                 idempotency: None,
             })
             .await;
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, conversation_id = %turn.conversation_id, "could not store the answer");
-            return Err(fail(
-                ErrorCode::Internal.as_str(),
-                "the answer could not be stored".into(),
-                String::new(),
-            ));
+        let state = match recorded {
+            Ok(executed) => executed.state,
+            Err(e) => {
+                tracing::error!(error = %e, conversation_id = %turn.conversation_id, "could not store the answer");
+                return Err(fail(
+                    ErrorCode::Internal.as_str(),
+                    "the answer could not be stored".into(),
+                    String::new(),
+                ));
+            }
+        };
+        let answered = outcome?;
+        // Asked for a person, or could not help several times in a row.
+        let reason = if person {
+            Some("visitor_request")
+        } else if answered.unanswered && self.escalate_after > 0 && state.unanswered_in_a_row >= self.escalate_after {
+            Some("unanswered")
+        } else {
+            None
+        };
+        let Some(reason) = reason else {
+            return Ok(Outcome::Answered(answered, false));
+        };
+        let escalated = self
+            .store
+            .execute::<Conversation>(Execute {
+                org_id: turn.org_id,
+                stream_id: turn.conversation_id,
+                expected_version: None,
+                command: ConversationCommand::Escalate { reason: reason.into() },
+                metadata: turn.metadata.clone(),
+                idempotency: None,
+            })
+            .await;
+        if let Err(e) = &escalated {
+            tracing::error!(error = %e, conversation_id = %turn.conversation_id, "could not escalate");
         }
-        outcome
+        Ok(Outcome::Answered(answered, escalated.is_ok()))
     }
 
     async fn answer(
@@ -467,5 +602,31 @@ impl ChatEngine {
             false,
             usage,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_person;
+
+    #[test]
+    fn recognises_requests_for_a_person() {
+        for yes in [
+            "Can I talk to a human please?",
+            "agent",
+            "I want a REAL PERSON",
+            "Je voudrais parler à quelqu'un",
+            "Operator!",
+            "quiero hablar con alguien",
+        ] {
+            assert!(wants_person(yes), "{yes}");
+        }
+        for no in [
+            "How do I configure the agent API for my build pipeline?",
+            "What is human resources' phone number at the head office?",
+            "How much is the Pro plan?",
+        ] {
+            assert!(!wants_person(no), "{no}");
+        }
     }
 }

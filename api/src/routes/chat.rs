@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use parley_domain::aggregates::bot::{Bot as BotAggregate, BotSettings};
 use parley_domain::aggregates::conversation::{
-    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, MAX_MESSAGE_CHARS,
+    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, MAX_MESSAGE_CHARS, Status,
 };
 use parley_domain::retrieval::Mode;
 use parley_domain::store::entities::{conversations, messages};
@@ -34,6 +34,11 @@ use crate::state::{AppState, StreamSlot};
 use crate::types::Text;
 
 pub struct ChatApi {
+    pub state: Option<AppState>,
+}
+
+/// Hand-off: escalate, reply as a person, close, reopen.
+pub struct HandoffApi {
     pub state: Option<AppState>,
 }
 
@@ -134,9 +139,10 @@ pub struct ChatReply {
     pub conversation_id: Uuid,
     /// The visitor's message as stored.
     pub user_message_id: Uuid,
-    /// The bot's answer message.
-    pub message_id: Uuid,
-    /// The answer, with citation markers `[1]`, `[2]` matching `sources`.
+    /// The bot's answer message (absent while a person has the conversation).
+    pub message_id: Option<Uuid>,
+    /// The answer, with citation markers `[1]`, `[2]` matching `sources`
+    /// (empty while a person has the conversation: the message waits for them).
     pub answer: String,
     /// The passages cited, in marker order.
     pub sources: Vec<Source>,
@@ -144,6 +150,10 @@ pub struct ChatReply {
     pub unanswered: bool,
     /// Set with `unanswered`: the visitor may be offered a person.
     pub handoff_offered: bool,
+    /// A person has the conversation (the visitor asked for one, the bot could
+    /// not help several times in a row, or it was escalated through the API);
+    /// the bot stays quiet until it is closed.
+    pub escalated: bool,
     /// `extractive`, `openai` or `fallback`.
     pub provider: String,
     /// Model used by the `openai` provider.
@@ -185,8 +195,9 @@ pub struct ChatStreamEvent {
     pub event_type: ChatEventType,
     /// The conversation (new or continued).
     pub conversation_id: Uuid,
-    /// The bot message being written.
-    pub message_id: Uuid,
+    /// The bot message being written (absent while a person has the conversation).
+    #[oai(skip_serializing_if_is_none)]
+    pub message_id: Option<Uuid>,
     /// `delta`: the next piece of text.
     #[oai(skip_serializing_if_is_none)]
     pub text: Option<String>,
@@ -199,6 +210,9 @@ pub struct ChatStreamEvent {
     /// `done`: the provider that answered.
     #[oai(skip_serializing_if_is_none)]
     pub provider: Option<String>,
+    /// `done`: a person has the conversation.
+    #[oai(skip_serializing_if_is_none)]
+    pub escalated: Option<bool>,
     /// `done`: tokens and timings.
     #[oai(skip_serializing_if_is_none)]
     pub usage: Option<ChatUsage>,
@@ -216,18 +230,41 @@ fn usage_of(u: &parley_domain::aggregates::conversation::Usage) -> ChatUsage {
     }
 }
 
-fn reply_of(user_message_id: Uuid, a: Answered) -> ChatReply {
+fn reply_of(user_message_id: Uuid, a: Answered, escalated: bool) -> ChatReply {
     ChatReply {
         conversation_id: a.conversation_id,
         user_message_id,
-        message_id: a.message_id,
+        message_id: Some(a.message_id),
         answer: a.text,
         sources: a.sources.into_iter().map(Source::from).collect(),
         unanswered: a.unanswered,
         handoff_offered: a.unanswered,
+        escalated,
         provider: a.provider,
         model: a.model,
         usage: usage_of(&a.usage),
+    }
+}
+
+/// The reply while a person has the conversation: nothing from the bot.
+fn waiting(conversation_id: Uuid, user_message_id: Uuid) -> ChatReply {
+    ChatReply {
+        conversation_id,
+        user_message_id,
+        message_id: None,
+        answer: String::new(),
+        sources: vec![],
+        unanswered: false,
+        handoff_offered: false,
+        escalated: true,
+        provider: "human".into(),
+        model: None,
+        usage: ChatUsage {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            retrieval_ms: 0,
+            generation_ms: 0,
+        },
     }
 }
 
@@ -236,6 +273,8 @@ pub enum ChatResponse {
     Whole(ChatReply),
     Stream {
         conversation_id: Uuid,
+        /// The bot's answer, as the events name it.
+        message_id: Uuid,
         events: mpsc::Receiver<ChatEvent>,
         heartbeat: Duration,
         /// Held while the stream is open.
@@ -272,7 +311,7 @@ impl ApiResponse for ChatResponse {
     }
 }
 
-fn stream_event(conversation_id: Uuid, message_id: Uuid, kind: ChatEventType) -> ChatStreamEvent {
+fn stream_event(conversation_id: Uuid, message_id: Option<Uuid>, kind: ChatEventType) -> ChatStreamEvent {
     ChatStreamEvent {
         event_type: kind,
         conversation_id,
@@ -281,34 +320,40 @@ fn stream_event(conversation_id: Uuid, message_id: Uuid, kind: ChatEventType) ->
         sources: None,
         unanswered: None,
         provider: None,
+        escalated: None,
         usage: None,
         error: None,
     }
 }
 
-fn to_sse(conversation_id: Uuid, message_id: &mut Option<Uuid>, event: ChatEvent) -> ChatStreamEvent {
-    let id_of = |m: &Option<Uuid>| m.unwrap_or(Uuid::nil());
+fn to_sse(conversation_id: Uuid, message_id: Uuid, event: ChatEvent) -> ChatStreamEvent {
     match event {
         ChatEvent::Delta(text) => ChatStreamEvent {
             text: Some(text),
-            ..stream_event(conversation_id, id_of(message_id), ChatEventType::Delta)
+            ..stream_event(conversation_id, Some(message_id), ChatEventType::Delta)
         },
         ChatEvent::Sources(sources) => ChatStreamEvent {
             sources: Some(sources.into_iter().map(Source::from).collect()),
-            ..stream_event(conversation_id, id_of(message_id), ChatEventType::Sources)
+            ..stream_event(conversation_id, Some(message_id), ChatEventType::Sources)
         },
-        ChatEvent::Done(a) => ChatStreamEvent {
-            unanswered: Some(a.unanswered),
-            provider: Some(a.provider.clone()),
-            usage: Some(usage_of(&a.usage)),
-            ..stream_event(conversation_id, a.message_id, ChatEventType::Done)
+        ChatEvent::Done { answered, escalated } => ChatStreamEvent {
+            unanswered: Some(answered.unanswered),
+            provider: Some(answered.provider.clone()),
+            escalated: Some(escalated),
+            usage: Some(usage_of(&answered.usage)),
+            ..stream_event(conversation_id, Some(answered.message_id), ChatEventType::Done)
+        },
+        ChatEvent::Waiting => ChatStreamEvent {
+            escalated: Some(true),
+            provider: Some("human".into()),
+            ..stream_event(conversation_id, None, ChatEventType::Done)
         },
         ChatEvent::Failed(f) => ChatStreamEvent {
             error: Some(ChatError {
                 code: f.code.clone(),
                 message: f.reason.clone(),
             }),
-            ..stream_event(conversation_id, f.message_id, ChatEventType::Error)
+            ..stream_event(conversation_id, Some(f.message_id), ChatEventType::Error)
         },
     }
 }
@@ -319,6 +364,7 @@ impl IntoResponse for ChatResponse {
             ChatResponse::Whole(reply) => Json(reply).into_response(),
             ChatResponse::Stream {
                 conversation_id,
+                message_id,
                 events,
                 heartbeat,
                 slot,
@@ -326,15 +372,14 @@ impl IntoResponse for ChatResponse {
                 let stream = async_stream::stream! {
                     let _slot = slot;
                     let mut events = events;
-                    let mut message_id = None;
                     while let Some(event) = events.recv().await {
                         let name = match &event {
                             ChatEvent::Delta(_) => "delta",
                             ChatEvent::Sources(_) => "sources",
-                            ChatEvent::Done(_) => "done",
+                            ChatEvent::Done { .. } | ChatEvent::Waiting => "done",
                             ChatEvent::Failed(_) => "error",
                         };
-                        let payload = to_sse(conversation_id, &mut message_id, event);
+                        let payload = to_sse(conversation_id, message_id, event);
                         yield SseEvent::message(payload.to_json_string()).event_type(name);
                     }
                     yield SseEvent::message("[DONE]");
@@ -435,7 +480,7 @@ pub struct SearchResponse {
 pub struct Message {
     /// The message's id.
     pub id: Uuid,
-    /// `user` or `assistant`.
+    /// `user` (the visitor), `assistant` (the bot) or `agent` (a person).
     pub role: String,
     /// The text (for failed answers, what was written before the failure).
     pub text: String,
@@ -506,7 +551,7 @@ pub struct ConversationInfo {
     pub visitor_id: Option<String>,
     /// `api` or `widget`.
     pub channel: String,
-    /// `open`.
+    /// `open`, `escalated` (a person has it) or `closed`.
     pub status: String,
     /// Messages so far (visitor and bot).
     pub message_count: i64,
@@ -783,6 +828,8 @@ impl ChatApi {
             .language
             .map(Text::into_inner)
             .or_else(|| Some(bot.language.clone()));
+        let answer_id = Uuid::now_v7();
+        let escalated = executed.state.status == Status::Escalated;
         let events = state.chat.start(ChatTurn {
             org_id,
             bot_id: bot_id.0,
@@ -794,10 +841,13 @@ impl ChatApi {
             language,
             history,
             metadata,
+            escalated,
+            answer_id,
         });
         if let Some(slot) = slot {
             return Ok(ChatResponse::Stream {
                 conversation_id,
+                message_id: answer_id,
                 events,
                 heartbeat: Duration::from_secs(state.settings.sse_heartbeat_secs),
                 slot,
@@ -806,7 +856,10 @@ impl ChatApi {
         let mut events = events;
         while let Some(event) = events.recv().await {
             match event {
-                ChatEvent::Done(answered) => return Ok(ChatResponse::Whole(reply_of(user_message_id, *answered))),
+                ChatEvent::Done { answered, escalated } => {
+                    return Ok(ChatResponse::Whole(reply_of(user_message_id, *answered, escalated)));
+                }
+                ChatEvent::Waiting => return Ok(ChatResponse::Whole(waiting(conversation_id, user_message_id))),
                 ChatEvent::Failed(failed) => return Err(failure(*failed)),
                 ChatEvent::Delta(_) | ChatEvent::Sources(_) => {}
             }
@@ -958,6 +1011,151 @@ impl ChatApi {
             conversation: conversation.into(),
             messages: messages.into_iter().map(Message::from).collect(),
         }))
+    }
+}
+
+/// A person's reply.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ReplyRequest {
+    /// The reply, 1 to 10,000 characters.
+    pub text: Text,
+}
+
+/// Runs a hand-off command on a conversation of the organization and
+/// returns it as it is now.
+async fn conversation_command(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    request_id: &RequestId,
+    conversation_id: Uuid,
+    command: ConversationCommand,
+) -> Result<conversations::Model, ApiError> {
+    let org_id = auth.0.org_id;
+    read::conversation(&state.store, org_id, conversation_id)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or(DomainError::ConversationNotFound)?;
+    state
+        .store
+        .execute::<Conversation>(Execute {
+            org_id,
+            stream_id: conversation_id,
+            expected_version: None,
+            command,
+            metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.clone())),
+            idempotency: None,
+        })
+        .await?;
+    read::conversation(&state.store, org_id, conversation_id)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or_else(|| DomainError::ConversationNotFound.into())
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
+impl HandoffApi {
+    /// Hand a conversation to a person
+    ///
+    /// The bot stops answering by itself; visitor messages are stored and
+    /// wait for a person's reply. Escalating twice changes nothing.
+    #[oai(
+        path = "/conversations/:conversation_id/escalate",
+        method = "post",
+        operation_id = "escalate_conversation"
+    )]
+    async fn escalate(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let command = ConversationCommand::Escalate { reason: "api".into() };
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(row.into()))
+    }
+
+    /// Reply as a person
+    ///
+    /// The reply appears in the visitor's conversation (role `agent`). A
+    /// conversation that was not escalated is escalated by it; a closed one
+    /// is reopened.
+    #[oai(
+        path = "/conversations/:conversation_id/reply",
+        method = "post",
+        operation_id = "reply_to_conversation"
+    )]
+    async fn reply(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        body: Json<ReplyRequest>,
+    ) -> Result<Json<Message>, ApiError> {
+        let state = live(&self.state)?;
+        if body.0.text.0.trim().is_empty() {
+            return Err(bad_request("the reply is empty", "text", "must not be empty"));
+        }
+        let message_id = Uuid::now_v7();
+        let command = ConversationCommand::AdminReply {
+            message_id,
+            text: body.0.text.into_inner(),
+        };
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        let message = read::messages(&state.store, row.id)
+            .await
+            .map_err(StoreError::Db)?
+            .into_iter()
+            .find(|m| m.id == message_id)
+            .ok_or_else(|| ApiError::internal("the reply was not stored"))?;
+        Ok(Json(message.into()))
+    }
+
+    /// Close a conversation
+    ///
+    /// A visitor message (or a reply) reopens it.
+    #[oai(
+        path = "/conversations/:conversation_id/close",
+        method = "post",
+        operation_id = "close_conversation"
+    )]
+    async fn close(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let row =
+            conversation_command(state, &auth, &request_id, conversation_id.0, ConversationCommand::Close).await?;
+        Ok(Json(row.into()))
+    }
+
+    /// Reopen a conversation
+    ///
+    /// The bot answers again by itself.
+    #[oai(
+        path = "/conversations/:conversation_id/reopen",
+        method = "post",
+        operation_id = "reopen_conversation"
+    )]
+    async fn reopen(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let row = conversation_command(
+            state,
+            &auth,
+            &request_id,
+            conversation_id.0,
+            ConversationCommand::Reopen,
+        )
+        .await?;
+        Ok(Json(row.into()))
     }
 }
 

@@ -12,7 +12,20 @@ pub const CONVERSATION_STARTED: &str = "conversation.started";
 pub const MESSAGE_RECEIVED: &str = "conversation.message_received";
 pub const ANSWERED: &str = "conversation.answered";
 pub const ANSWER_FAILED: &str = "conversation.answer_failed";
-pub const CONVERSATION_EVENTS: &[&str] = &[CONVERSATION_STARTED, MESSAGE_RECEIVED, ANSWERED, ANSWER_FAILED];
+pub const ESCALATED: &str = "conversation.escalated";
+pub const ADMIN_REPLIED: &str = "conversation.admin_replied";
+pub const CLOSED: &str = "conversation.closed";
+pub const REOPENED: &str = "conversation.reopened";
+pub const CONVERSATION_EVENTS: &[&str] = &[
+    CONVERSATION_STARTED,
+    MESSAGE_RECEIVED,
+    ANSWERED,
+    ANSWER_FAILED,
+    ESCALATED,
+    ADMIN_REPLIED,
+    CLOSED,
+    REOPENED,
+];
 
 /// Longest visitor message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
@@ -95,12 +108,45 @@ pub struct AnswerFailed {
     pub partial_text: String,
 }
 
+/// A person is asked to take over; the bot stops answering by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalated {
+    pub conversation_id: Uuid,
+    /// `visitor_request` (asked for a person), `unanswered` (the bot could
+    /// not answer several times in a row) or `api`.
+    pub reason: String,
+}
+
+/// A person's reply in the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminReplied {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Closed {
+    pub conversation_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reopened {
+    pub conversation_id: Uuid,
+    /// `visitor_message` or `api`.
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConversationEvent {
     Started(ConversationStarted),
     MessageReceived(MessageReceived),
     Answered(Answered),
     AnswerFailed(AnswerFailed),
+    Escalated(Escalated),
+    AdminReplied(AdminReplied),
+    Closed(Closed),
+    Reopened(Reopened),
 }
 
 impl DomainEvent for ConversationEvent {
@@ -110,6 +156,10 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::MessageReceived(_) => MESSAGE_RECEIVED,
             ConversationEvent::Answered(_) => ANSWERED,
             ConversationEvent::AnswerFailed(_) => ANSWER_FAILED,
+            ConversationEvent::Escalated(_) => ESCALATED,
+            ConversationEvent::AdminReplied(_) => ADMIN_REPLIED,
+            ConversationEvent::Closed(_) => CLOSED,
+            ConversationEvent::Reopened(_) => REOPENED,
         }
     }
 
@@ -119,6 +169,10 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::MessageReceived(e) => to_payload(e),
             ConversationEvent::Answered(e) => to_payload(e),
             ConversationEvent::AnswerFailed(e) => to_payload(e),
+            ConversationEvent::Escalated(e) => to_payload(e),
+            ConversationEvent::AdminReplied(e) => to_payload(e),
+            ConversationEvent::Closed(e) => to_payload(e),
+            ConversationEvent::Reopened(e) => to_payload(e),
         };
         NewEvent {
             event_type: self.event_type(),
@@ -133,6 +187,10 @@ impl DomainEvent for ConversationEvent {
             (MESSAGE_RECEIVED, 1) => Ok(ConversationEvent::MessageReceived(payload_of(event_type, payload)?)),
             (ANSWERED, 1) => Ok(ConversationEvent::Answered(payload_of(event_type, payload)?)),
             (ANSWER_FAILED, 1) => Ok(ConversationEvent::AnswerFailed(payload_of(event_type, payload)?)),
+            (ESCALATED, 1) => Ok(ConversationEvent::Escalated(payload_of(event_type, payload)?)),
+            (ADMIN_REPLIED, 1) => Ok(ConversationEvent::AdminReplied(payload_of(event_type, payload)?)),
+            (CLOSED, 1) => Ok(ConversationEvent::Closed(payload_of(event_type, payload)?)),
+            (REOPENED, 1) => Ok(ConversationEvent::Reopened(payload_of(event_type, payload)?)),
             (t, v) if CONVERSATION_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
                 event_type: t.into(),
                 version: v,
@@ -159,6 +217,28 @@ pub struct ConversationState {
     pub turns: Vec<Turn>,
     /// Visitor messages not answered (nor failed) yet.
     pub pending: Vec<Uuid>,
+    /// `open`, `escalated` or `closed`.
+    pub status: Status,
+    /// Fallback answers since the last real one.
+    pub unanswered_in_a_row: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Status {
+    #[default]
+    Open,
+    Escalated,
+    Closed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Escalated => "escalated",
+            Status::Closed => "closed",
+        }
+    }
 }
 
 impl ConversationState {
@@ -188,6 +268,17 @@ pub enum ConversationCommand {
     Answer(Box<Answered>),
     /// Generation failed for a pending visitor message.
     Fail(AnswerFailed),
+    /// Hand the conversation to a person (no-op when already escalated).
+    Escalate {
+        reason: String,
+    },
+    /// A person's reply; escalates the conversation if it was not.
+    AdminReply {
+        message_id: Uuid,
+        text: String,
+    },
+    Close,
+    Reopen,
 }
 
 pub struct Conversation;
@@ -219,6 +310,18 @@ impl Aggregate for Conversation {
                 state.org_id = Some(e.org_id);
                 state.bot_id = Some(e.bot_id);
             }
+            ConversationEvent::Escalated(_) => state.status = Status::Escalated,
+            ConversationEvent::AdminReplied(e) => {
+                state.turns.push(Turn {
+                    message_id: e.message_id,
+                    role: "assistant",
+                    text: e.text.clone(),
+                });
+                // A person answered: whatever waited is answered.
+                state.pending.clear();
+            }
+            ConversationEvent::Closed(_) => state.status = Status::Closed,
+            ConversationEvent::Reopened(_) => state.status = Status::Open,
             ConversationEvent::MessageReceived(e) => {
                 state.turns.push(Turn {
                     message_id: e.message_id,
@@ -234,6 +337,7 @@ impl Aggregate for Conversation {
                     text: e.text.clone(),
                 });
                 state.pending.retain(|m| *m != e.reply_to);
+                state.unanswered_in_a_row = if e.unanswered { state.unanswered_in_a_row + 1 } else { 0 };
             }
             ConversationEvent::AnswerFailed(e) => state.pending.retain(|m| *m != e.reply_to),
         }
@@ -255,8 +359,18 @@ impl Aggregate for Conversation {
             } => {
                 validate_text(&text)?;
                 let mut events = Vec::new();
+                // An existing conversation keeps its own id.
+                let conversation_id = state.conversation_id.unwrap_or(conversation_id);
                 match state.conversation_id {
-                    Some(_) if state.belongs_to(org_id, bot_id) => {}
+                    Some(_) if state.belongs_to(org_id, bot_id) => {
+                        // A visitor writing into a closed conversation reopens it.
+                        if state.status == Status::Closed {
+                            events.push(ConversationEvent::Reopened(Reopened {
+                                conversation_id,
+                                reason: "visitor_message".into(),
+                            }));
+                        }
+                    }
                     Some(_) => return Err(DomainError::ConversationNotFound),
                     None => events.push(ConversationEvent::Started(ConversationStarted {
                         conversation_id,
@@ -294,6 +408,64 @@ impl Aggregate for Conversation {
                     return Ok(vec![]);
                 }
                 Ok(vec![ConversationEvent::AnswerFailed(failed)])
+            }
+            ConversationCommand::Escalate { reason } => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if state.status == Status::Escalated {
+                    return Ok(vec![]);
+                }
+                let mut events = Vec::new();
+                if state.status == Status::Closed {
+                    events.push(ConversationEvent::Reopened(Reopened {
+                        conversation_id,
+                        reason: "api".into(),
+                    }));
+                }
+                events.push(ConversationEvent::Escalated(Escalated {
+                    conversation_id,
+                    reason,
+                }));
+                Ok(events)
+            }
+            ConversationCommand::AdminReply { message_id, text } => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                validate_text(&text)?;
+                let mut events = Vec::new();
+                if state.status == Status::Closed {
+                    events.push(ConversationEvent::Reopened(Reopened {
+                        conversation_id,
+                        reason: "api".into(),
+                    }));
+                }
+                if state.status != Status::Escalated {
+                    events.push(ConversationEvent::Escalated(Escalated {
+                        conversation_id,
+                        reason: "api".into(),
+                    }));
+                }
+                events.push(ConversationEvent::AdminReplied(AdminReplied {
+                    conversation_id,
+                    message_id,
+                    text,
+                }));
+                Ok(events)
+            }
+            ConversationCommand::Close => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if state.status == Status::Closed {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ConversationEvent::Closed(Closed { conversation_id })])
+            }
+            ConversationCommand::Reopen => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if state.status != Status::Closed {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ConversationEvent::Reopened(Reopened {
+                    conversation_id,
+                    reason: "api".into(),
+                })])
             }
         }
     }
@@ -373,6 +545,36 @@ mod tests {
         );
         let twice = Conversation::decide(&state, ConversationCommand::Answer(Box::new(answer(cid, mid)))).unwrap();
         assert!(twice.is_empty());
+    }
+
+    #[test]
+    fn hand_off_close_and_reopen() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut events = Conversation::decide(&ConversationState::default(), receive(org, bot, "Hi")).unwrap();
+        let escalate = |events: &[ConversationEvent], reason: &str| {
+            Conversation::decide(&given(events), ConversationCommand::Escalate { reason: reason.into() }).unwrap()
+        };
+        let e = escalate(&events, "visitor_request");
+        assert_eq!(e[0].event_type(), ESCALATED);
+        events.extend(e);
+        assert_eq!(given(&events).status, Status::Escalated);
+        assert!(escalate(&events, "api").is_empty(), "escalating twice records nothing");
+        let reply = ConversationCommand::AdminReply {
+            message_id: Uuid::now_v7(),
+            text: "Hello, I am Ana.".into(),
+        };
+        events.extend(Conversation::decide(&given(&events), reply).unwrap());
+        assert!(given(&events).pending.is_empty(), "the person answered what waited");
+        events.extend(Conversation::decide(&given(&events), ConversationCommand::Close).unwrap());
+        assert_eq!(given(&events).status, Status::Closed);
+        // A visitor message reopens it.
+        let again = Conversation::decide(&given(&events), receive(org, bot, "One more thing")).unwrap();
+        assert_eq!(
+            again.iter().map(DomainEvent::event_type).collect::<Vec<_>>(),
+            [REOPENED, MESSAGE_RECEIVED]
+        );
+        events.extend(again);
+        assert_eq!(given(&events).status, Status::Open);
     }
 
     #[test]
