@@ -229,19 +229,48 @@ pub async fn conversation(
         .await
 }
 
+/// Which conversations to list.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub bot_id: Option<Uuid>,
+    pub status: Option<&'static str>,
+    pub visitor_id: Option<String>,
+    /// `Some(true)`: with at least one fallback answer; `Some(false)`: none.
+    pub unanswered: Option<bool>,
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// The organization's conversations, newest first (ids are time-ordered),
-/// optionally of one bot, after `cursor`.
+/// filtered, after `cursor`.
 pub async fn conversations(
     store: &Store,
     org_id: Uuid,
-    bot_id: Option<Uuid>,
+    filter: &ConversationFilter,
     cursor: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<crate::store::entities::conversations::Model>, DbErr> {
     use crate::store::entities::conversations;
     let mut q = conversations::Entity::find().filter(conversations::Column::OrgId.eq(org_id));
-    if let Some(bot_id) = bot_id {
+    if let Some(bot_id) = filter.bot_id {
         q = q.filter(conversations::Column::BotId.eq(bot_id));
+    }
+    if let Some(status) = filter.status {
+        q = q.filter(conversations::Column::Status.eq(status));
+    }
+    if let Some(visitor) = &filter.visitor_id {
+        q = q.filter(conversations::Column::VisitorId.eq(visitor.clone()));
+    }
+    match filter.unanswered {
+        Some(true) => q = q.filter(conversations::Column::Unanswered.gt(0)),
+        Some(false) => q = q.filter(conversations::Column::Unanswered.eq(0)),
+        None => {}
+    }
+    if let Some(after) = filter.created_after {
+        q = q.filter(conversations::Column::CreatedAt.gte(after));
+    }
+    if let Some(before) = filter.created_before {
+        q = q.filter(conversations::Column::CreatedAt.lt(before));
     }
     if let Some(cursor) = cursor {
         q = q.filter(conversations::Column::Id.lt(cursor));

@@ -931,6 +931,34 @@ pub async fn handoff(backend: Backend) {
         .collect();
     assert_eq!(reasons, ["visitor_request", "unanswered", "api"], "{}", feed.body);
 
+    // Lists filter by status, unanswered questions and visitor.
+    let list = |query: &str| {
+        let path = format!("/api/v1/conversations?bot_id={bot_id}&{query}");
+        let app = &app;
+        let key = a.key.clone();
+        async move {
+            let r = app.get(&path, &key).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let mut ids: Vec<String> = r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut escalated = vec![other.clone(), third.clone()];
+    escalated.sort();
+    assert_eq!(list("status=escalated").await, escalated);
+    assert_eq!(list("status=open").await, std::slice::from_ref(&cid));
+    assert_eq!(list("unanswered=true").await, std::slice::from_ref(&other));
+    assert!(list("status=closed").await.is_empty());
+    let r = app.get("/api/v1/conversations?status=lost", &a.key).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(list("created_after=2099-01-01T00:00:00Z").await, Vec::<String>::new());
+
     // Bad input and other organizations.
     let r = app
         .post(

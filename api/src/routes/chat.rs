@@ -540,6 +540,28 @@ impl From<messages::Model> for Message {
     }
 }
 
+/// Where a conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ConversationStatus {
+    /// The bot answers.
+    Open,
+    /// A person has it; the bot stays quiet.
+    Escalated,
+    /// Closed; a visitor message reopens it.
+    Closed,
+}
+
+impl ConversationStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Escalated => "escalated",
+            ConversationStatus::Closed => "closed",
+        }
+    }
+}
+
 /// A conversation between a visitor and a bot.
 #[derive(Debug, Clone, Object)]
 pub struct ConversationInfo {
@@ -955,13 +977,25 @@ impl ChatApi {
 
     /// List conversations
     ///
-    /// Your organization's conversations, newest first, optionally of one bot.
+    /// Your organization's conversations, newest first, filtered by bot,
+    /// status, visitor, unanswered questions and creation time.
     #[oai(path = "/conversations", method = "get", operation_id = "list_conversations")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_conversations(
         &self,
         auth: ApiKeyAuth,
         /// Only this bot's conversations.
         bot_id: Query<Option<Uuid>>,
+        /// Only conversations with this status.
+        status: Query<Option<ConversationStatus>>,
+        /// Only this visitor's conversations.
+        visitor_id: Query<Option<String>>,
+        /// `true`: only conversations with at least one fallback answer; `false`: only those without.
+        unanswered: Query<Option<bool>>,
+        /// Only conversations started at or after this time (RFC 3339).
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Only conversations started before this time (RFC 3339).
+        created_before: Query<Option<DateTime<Utc>>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Page size, 1 to 100 (default 20).
@@ -970,7 +1004,15 @@ impl ChatApi {
     ) -> Result<Json<ConversationList>, ApiError> {
         let state = live(&self.state)?;
         let limit = limit.0.unwrap_or(20);
-        let mut rows = read::conversations(&state.store, auth.0.org_id, bot_id.0, cursor.0, limit + 1)
+        let filter = read::ConversationFilter {
+            bot_id: bot_id.0,
+            status: status.0.map(|s| s.as_str()),
+            visitor_id: visitor_id.0,
+            unanswered: unanswered.0,
+            created_after: created_after.0,
+            created_before: created_before.0,
+        };
+        let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, cursor.0, limit + 1)
             .await
             .map_err(StoreError::Db)?;
         let next_cursor = if rows.len() as u64 > limit {
