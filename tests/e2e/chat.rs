@@ -959,6 +959,59 @@ pub async fn handoff(backend: Backend) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert_eq!(list("created_after=2099-01-01T00:00:00Z").await, Vec::<String>::new());
 
+    // Exports: one conversation as CSV, transcript and JSON; a range as CSV.
+    let download = |path: String| {
+        let client = app.client.clone();
+        let url = format!("{}{path}", app.base);
+        let key = a.key.clone();
+        async move {
+            let r = client.get(url).bearer_auth(key).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let header = |n: &str| r.headers()[n].to_str().unwrap().to_owned();
+            let (kind, disposition) = (header("content-type"), header("content-disposition"));
+            (kind, disposition, r.text().await.unwrap())
+        }
+    };
+    let messages = app.get(&conversation_path(&cid), &a.key).await.body["messages"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (kind, disposition, csv) = download(format!("{}/export?format=csv", conversation_path(&cid))).await;
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    assert_eq!(disposition, format!("attachment; filename=\"conversation-{cid}.csv\""));
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), messages, "{csv}");
+    assert_eq!(&rows[6][3], "agent");
+    assert!(rows[6][4].contains("49 euros a month"));
+    let (kind, _, text) = download(format!("{}/export?format=txt", conversation_path(&cid))).await;
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    assert!(text.contains("Visitor: Can I talk to a human please?"), "{text}");
+    assert!(text.contains("Agent: Hi, I'm Ana."), "{text}");
+    let (kind, _, json) = download(format!("{}/export", conversation_path(&cid))).await;
+    assert!(kind.starts_with("application/json"), "{kind}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["messages"].as_array().unwrap().len(), messages);
+    let (_, disposition, all) = download(format!(
+        "/api/v1/conversations/export?bot_id={bot_id}&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"
+    ))
+    .await;
+    assert_eq!(
+        disposition,
+        "attachment; filename=\"conversations-20000101-21000101.csv\""
+    );
+    let mut reader = csv::Reader::from_reader(all.as_bytes());
+    let conversations: std::collections::BTreeSet<String> =
+        reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    assert_eq!(conversations.len(), 3, "{all}");
+    let r = app
+        .get(
+            "/api/v1/conversations/export?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            &a.key,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+
     // Bad input and other organizations.
     let r = app
         .post(

@@ -3,6 +3,7 @@
 pub mod bots;
 pub mod chat;
 pub mod events;
+pub mod export;
 pub mod keys;
 pub mod ops;
 pub mod sources;
@@ -36,6 +37,7 @@ pub type Apis = (
     sources::SourcesApi,
     chat::ChatApi,
     chat::HandoffApi,
+    export::ExportApi,
     usage::UsageApi,
     events::EventsApi,
     ops::OpsApi,
@@ -49,6 +51,7 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
         sources::SourcesApi { state: state.clone() },
         chat::ChatApi { state: state.clone() },
         chat::HandoffApi { state: state.clone() },
+        export::ExportApi { state: state.clone() },
         usage::UsageApi { state: state.clone() },
         events::EventsApi { state: state.clone() },
         ops::OpsApi { state },

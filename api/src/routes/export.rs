@@ -1,0 +1,291 @@
+//! Conversation exports: one conversation as CSV, a plain-text transcript or
+//! JSON; many (a creation range) as one CSV of their messages.
+
+use chrono::{DateTime, Utc};
+use parley_domain::store::entities::conversations;
+use parley_domain::{DomainError, StoreError, read};
+use poem::{IntoResponse, Response};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, Enum, OpenApi};
+use uuid::Uuid;
+
+use super::chat::{ConversationDetail, Message};
+use super::{ApiTags, live};
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Most conversations one bulk export holds.
+const MAX_EXPORTED: u64 = 10_000;
+
+pub struct ExportApi {
+    pub state: Option<AppState>,
+}
+
+/// The shape of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// One row per message (`text/csv`).
+    Csv,
+    /// A readable transcript (`text/plain`).
+    Txt,
+    /// The conversation with its messages, as `get_conversation` returns it.
+    Json,
+}
+
+/// A file to download.
+pub struct Export {
+    body: Vec<u8>,
+    content_type: &'static str,
+    file_name: String,
+}
+
+impl ApiResponse for Export {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The export, as an attachment: `text/csv`, `text/plain` or `application/json`.",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType {
+                        content_type: "text/csv; charset=utf-8",
+                        schema: String::schema_ref(),
+                    },
+                    MetaMediaType {
+                        content_type: "text/plain; charset=utf-8",
+                        schema: String::schema_ref(),
+                    },
+                    MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: ConversationDetail::schema_ref(),
+                    },
+                ],
+                headers: vec![MetaHeader {
+                    name: "Content-Disposition".into(),
+                    description: Some("`attachment; filename=\"...\"`".into()),
+                    required: true,
+                    deprecated: false,
+                    schema: String::schema_ref(),
+                }],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ConversationDetail::register(registry);
+    }
+}
+
+impl IntoResponse for Export {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type(self.content_type)
+            .header(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", self.file_name),
+            )
+            .body(self.body)
+    }
+}
+
+const CSV_HEADER: [&str; 9] = [
+    "conversation_id",
+    "message_id",
+    "created_at",
+    "role",
+    "text",
+    "status",
+    "provider",
+    "unanswered",
+    "sources",
+];
+
+fn csv_rows(writer: &mut csv::Writer<Vec<u8>>, messages: &[Message], conversation_id: Uuid) -> Result<(), ApiError> {
+    for m in messages {
+        let sources = m
+            .sources
+            .iter()
+            .map(|s| s.url.clone().unwrap_or_else(|| s.document.clone()))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        writer
+            .write_record([
+                conversation_id.to_string(),
+                m.id.to_string(),
+                m.created_at.to_rfc3339(),
+                m.role.clone(),
+                m.text.clone(),
+                m.status.clone(),
+                m.provider.clone().unwrap_or_default(),
+                m.unanswered.to_string(),
+                sources,
+            ])
+            .map_err(ApiError::internal)?;
+    }
+    Ok(())
+}
+
+fn finish(writer: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, ApiError> {
+    writer.into_inner().map_err(ApiError::internal)
+}
+
+fn transcript(conversation: &conversations::Model, messages: &[Message]) -> String {
+    let mut out = format!(
+        "Conversation {}\nStarted {}{}\nStatus: {}\n",
+        conversation.id,
+        conversation.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        conversation
+            .visitor_id
+            .as_deref()
+            .map(|v| format!(" by visitor {v}"))
+            .unwrap_or_default(),
+        conversation.status
+    );
+    for m in messages {
+        let who = match m.role.as_str() {
+            "user" => "Visitor",
+            "agent" => "Agent",
+            _ => "Bot",
+        };
+        out.push_str(&format!(
+            "\n[{}] {who}: {}\n",
+            m.created_at.format("%Y-%m-%d %H:%M:%S"),
+            m.text
+        ));
+        for (i, s) in m.sources.iter().enumerate() {
+            let place = s.url.clone().unwrap_or_else(|| s.document.clone());
+            out.push_str(&format!("    [{}] {place}\n", i + 1));
+        }
+        if let Some(e) = &m.error {
+            out.push_str(&format!("    (failed: {} {})\n", e.code, e.message));
+        }
+    }
+    out
+}
+
+async fn messages_of(state: &AppState, conversation_id: Uuid) -> Result<Vec<Message>, ApiError> {
+    Ok(read::messages(&state.store, conversation_id)
+        .await
+        .map_err(StoreError::Db)?
+        .into_iter()
+        .map(Message::from)
+        .collect())
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
+impl ExportApi {
+    /// Export conversations
+    ///
+    /// Every message of the conversations started in `[from, to)` (optionally
+    /// of one bot), one CSV row each, oldest conversation first. At most
+    /// 10,000 conversations; narrow the range for more.
+    #[oai(
+        path = "/conversations/export",
+        method = "get",
+        operation_id = "export_conversations"
+    )]
+    async fn export_many(
+        &self,
+        auth: ApiKeyAuth,
+        /// Conversations started at or after this time (RFC 3339).
+        from: Query<DateTime<Utc>>,
+        /// Conversations started before this time (RFC 3339).
+        to: Query<DateTime<Utc>>,
+        /// Only this bot's conversations.
+        bot_id: Query<Option<Uuid>>,
+    ) -> Result<Export, ApiError> {
+        let state = live(&self.state)?;
+        if to.0 <= from.0 {
+            return Err(ApiError::new(
+                parley_domain::ErrorCode::InvalidRequest,
+                "`to` must be later than `from`",
+            ));
+        }
+        let filter = read::ConversationFilter {
+            bot_id: bot_id.0,
+            created_after: Some(from.0),
+            created_before: Some(to.0),
+            ..read::ConversationFilter::default()
+        };
+        let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, None, MAX_EXPORTED + 1)
+            .await
+            .map_err(StoreError::Db)?;
+        if rows.len() as u64 > MAX_EXPORTED {
+            return Err(ApiError::new(
+                parley_domain::ErrorCode::ValidationFailed,
+                format!("more than {MAX_EXPORTED} conversations in that range; export a shorter one"),
+            ));
+        }
+        rows.reverse();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
+        for c in &rows {
+            csv_rows(&mut writer, &messages_of(state, c.id).await?, c.id)?;
+        }
+        Ok(Export {
+            body: finish(writer)?,
+            content_type: "text/csv; charset=utf-8",
+            file_name: format!(
+                "conversations-{}-{}.csv",
+                from.0.format("%Y%m%d"),
+                to.0.format("%Y%m%d")
+            ),
+        })
+    }
+
+    /// Export a conversation
+    ///
+    /// As CSV (one row per message), a plain-text transcript, or JSON.
+    #[oai(
+        path = "/conversations/:conversation_id/export",
+        method = "get",
+        operation_id = "export_conversation"
+    )]
+    async fn export_one(
+        &self,
+        auth: ApiKeyAuth,
+        conversation_id: Path<Uuid>,
+        /// `json` (default), `csv` or `txt`.
+        format: Query<Option<ExportFormat>>,
+    ) -> Result<Export, ApiError> {
+        let state = live(&self.state)?;
+        let conversation = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or(DomainError::ConversationNotFound)?;
+        let messages = messages_of(state, conversation.id).await?;
+        let name = format!("conversation-{}", conversation.id);
+        Ok(match format.0.unwrap_or(ExportFormat::Json) {
+            ExportFormat::Csv => {
+                let mut writer = csv::Writer::from_writer(Vec::new());
+                writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
+                csv_rows(&mut writer, &messages, conversation.id)?;
+                Export {
+                    body: finish(writer)?,
+                    content_type: "text/csv; charset=utf-8",
+                    file_name: format!("{name}.csv"),
+                }
+            }
+            ExportFormat::Txt => Export {
+                body: transcript(&conversation, &messages).into_bytes(),
+                content_type: "text/plain; charset=utf-8",
+                file_name: format!("{name}.txt"),
+            },
+            ExportFormat::Json => {
+                let detail = ConversationDetail {
+                    conversation: conversation.into(),
+                    messages,
+                };
+                Export {
+                    body: detail.to_json_string().into_bytes(),
+                    content_type: "application/json; charset=utf-8",
+                    file_name: format!("{name}.json"),
+                }
+            }
+        })
+    }
+}
