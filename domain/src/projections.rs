@@ -15,7 +15,7 @@ use crate::aggregates::conversation::{
 use crate::aggregates::org::{ORG_CREATED, OrgEvent};
 use crate::aggregates::source::{PageRecord, SOURCE_EVENTS, SourceEvent};
 use crate::event::{DomainEvent, RecordedEvent};
-use crate::store::entities::{api_keys, bots, conversations, messages, orgs, source_pages, sources};
+use crate::store::entities::{api_keys, bots, conversation_tags, conversations, messages, orgs, source_pages, sources};
 
 /// One read model.
 #[async_trait]
@@ -53,6 +53,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(SourcePagesProjection),
         Arc::new(ConversationsProjection),
         Arc::new(MessagesProjection),
+        Arc::new(ConversationTagsProjection),
     ]
 }
 
@@ -489,7 +490,8 @@ impl Projection for ConversationsProjection {
             | ConversationEvent::AdminReplied(_)
             | ConversationEvent::Escalated(_)
             | ConversationEvent::Closed(_)
-            | ConversationEvent::Reopened(_)) => other,
+            | ConversationEvent::Reopened(_)
+            | ConversationEvent::TagsChanged(_)) => other,
         };
         let Some(current) = conversations::Entity::find_by_id(id).one(txn).await? else {
             return Err(DbErr::Custom(format!("conversation {id} has no row")));
@@ -499,6 +501,8 @@ impl Projection for ConversationsProjection {
             ConversationEvent::Escalated(_) => row.status = Set("escalated".into()),
             ConversationEvent::Closed(_) => row.status = Set("closed".into()),
             ConversationEvent::Reopened(_) => row.status = Set("open".into()),
+            // Tags have their own read model.
+            ConversationEvent::TagsChanged(_) => return Ok(()),
             ConversationEvent::MessageReceived(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)
@@ -567,7 +571,8 @@ impl Projection for MessagesProjection {
             ConversationEvent::Started(_)
             | ConversationEvent::Escalated(_)
             | ConversationEvent::Closed(_)
-            | ConversationEvent::Reopened(_) => return Ok(()),
+            | ConversationEvent::Reopened(_)
+            | ConversationEvent::TagsChanged(_) => return Ok(()),
             ConversationEvent::AdminReplied(e) => {
                 row.id = Set(e.message_id);
                 row.role = Set("agent".into());
@@ -627,4 +632,56 @@ impl Projection for MessagesProjection {
 
 async fn conversations_row(txn: &DatabaseTransaction, id: uuid::Uuid) -> Result<Option<conversations::Model>, DbErr> {
     conversations::Entity::find_by_id(id).one(txn).await
+}
+
+pub struct ConversationTagsProjection;
+
+#[async_trait]
+impl Projection for ConversationTagsProjection {
+    fn name(&self) -> &'static str {
+        "conversation_tags"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == crate::aggregates::conversation::TAGS_CHANGED
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
+        let ConversationEvent::TagsChanged(e) = decode::<ConversationEvent>(event)? else {
+            return Ok(());
+        };
+        conversation_tags::Entity::delete_many()
+            .filter(conversation_tags::Column::ConversationId.eq(event.stream_id))
+            .exec(txn)
+            .await?;
+        let rows: Vec<conversation_tags::ActiveModel> = e
+            .tags
+            .into_iter()
+            .map(|tag| conversation_tags::ActiveModel {
+                conversation_id: Set(event.stream_id),
+                org_id: Set(event.org_id),
+                tag: Set(tag),
+            })
+            .collect();
+        if !rows.is_empty() {
+            conversation_tags::Entity::insert_many(rows)
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        conversation_tags::Entity::delete_many().exec(txn).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
+        conversation_tags::Entity::find()
+            .order_by_asc(conversation_tags::Column::ConversationId)
+            .order_by_asc(conversation_tags::Column::Tag)
+            .into_json()
+            .all(db.connection())
+            .await
+    }
 }

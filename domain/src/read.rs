@@ -239,6 +239,7 @@ pub struct ConversationFilter {
     pub unanswered: Option<bool>,
     pub created_after: Option<chrono::DateTime<chrono::Utc>>,
     pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    pub tag: Option<String>,
 }
 
 /// The organization's conversations, newest first (ids are time-ordered),
@@ -272,6 +273,20 @@ pub async fn conversations(
     if let Some(before) = filter.created_before {
         q = q.filter(conversations::Column::CreatedAt.lt(before));
     }
+    if let Some(tag) = &filter.tag {
+        use crate::store::entities::conversation_tags;
+        use sea_orm::sea_query::Query;
+        q = q.filter(
+            conversations::Column::Id.in_subquery(
+                Query::select()
+                    .column(conversation_tags::Column::ConversationId)
+                    .from(conversation_tags::Entity)
+                    .and_where(conversation_tags::Column::OrgId.eq(org_id))
+                    .and_where(conversation_tags::Column::Tag.eq(tag.clone()))
+                    .to_owned(),
+            ),
+        );
+    }
     if let Some(cursor) = cursor {
         q = q.filter(conversations::Column::Id.lt(cursor));
     }
@@ -279,6 +294,26 @@ pub async fn conversations(
         .limit(limit)
         .all(store.db())
         .await
+}
+
+/// The tags of some conversations, by conversation.
+pub async fn tags_of(
+    store: &Store,
+    conversation_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<String>>, DbErr> {
+    use crate::store::entities::conversation_tags;
+    let mut out: std::collections::HashMap<Uuid, Vec<String>> = std::collections::HashMap::new();
+    for batch in conversation_ids.chunks(500) {
+        let rows = conversation_tags::Entity::find()
+            .filter(conversation_tags::Column::ConversationId.is_in(batch.to_vec()))
+            .order_by_asc(conversation_tags::Column::Tag)
+            .all(store.db())
+            .await?;
+        for r in rows {
+            out.entry(r.conversation_id).or_default().push(r.tag);
+        }
+    }
+    Ok(out)
 }
 
 /// A conversation's messages in order.

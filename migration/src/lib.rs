@@ -7,6 +7,7 @@ mod m20261122_000002_core_projections;
 mod m20261122_000003_knowledge;
 mod m20261122_000004_conversations;
 mod m20261122_000005_usage;
+mod m20261122_000006_conversation_tags;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_knowledge::Migration),
             Box::new(m20261122_000004_conversations::Migration),
             Box::new(m20261122_000005_usage::Migration),
+            Box::new(m20261122_000006_conversation_tags::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use parley_api::app::Roles;
 use poem::web::Data;
 use poem::{EndpointExt, handler};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, StaticSite, TestApp, TestEnv};
@@ -958,6 +958,29 @@ pub async fn handoff(backend: Backend) {
     let r = app.get("/api/v1/conversations?status=lost", &a.key).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert_eq!(list("created_after=2099-01-01T00:00:00Z").await, Vec::<String>::new());
+
+    // Tags: replace, add, remove, filter; bad tags are refused.
+    let tags_path = format!("{}/tags", conversation_path(&cid));
+    let r = app
+        .call(
+            Method::PUT,
+            &tags_path,
+            Some(&a.key),
+            Some(json!({"tags": ["vip", "billing"]})),
+        )
+        .await;
+    assert_eq!(r.body["tags"], json!(["billing", "vip"]), "{}", r.body);
+    let r = app.post(&tags_path, &a.key, json!({"tags": ["refund", "vip"]})).await;
+    assert_eq!(r.body["tags"], json!(["billing", "refund", "vip"]), "{}", r.body);
+    let r = app.delete(&format!("{tags_path}/billing"), &a.key).await;
+    assert_eq!(r.body["tags"], json!(["refund", "vip"]), "{}", r.body);
+    assert_eq!(list("tag=vip").await, std::slice::from_ref(&cid));
+    assert!(list("tag=billing").await.is_empty());
+    let r = app.post(&tags_path, &a.key, json!({"tags": ["Not A Tag"]})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.error_code(), "VALIDATION_FAILED");
+    let conv = app.get(&conversation_path(&cid), &a.key).await;
+    assert_eq!(conv.body["tags"], json!(["refund", "vip"]));
 
     // Exports: one conversation as CSV, transcript and JSON; a range as CSV.
     let download = |path: String| {

@@ -607,6 +607,17 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         )
         .await;
     assert_eq!(chat.status, StatusCode::OK, "{}", chat.body);
+    let tagged = app
+        .post(
+            &format!(
+                "/api/v1/conversations/{}/tags",
+                chat.body["conversation_id"].as_str().unwrap()
+            ),
+            &a.key,
+            json!({"tags": ["vip", "billing"]}),
+        )
+        .await;
+    assert_eq!(tagged.status, StatusCode::OK, "{}", tagged.body);
 
     let live = snapshots(&app).await;
     for (name, rows) in &live {
@@ -622,7 +633,8 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
             "sources",
             "source_pages",
             "conversations",
-            "messages"
+            "messages",
+            "conversation_tags"
         ]
     );
     assert!(events >= 9, "read the whole log ({events} events)");

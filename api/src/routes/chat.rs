@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use parley_domain::aggregates::bot::{Bot as BotAggregate, BotSettings};
 use parley_domain::aggregates::conversation::{
-    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, MAX_MESSAGE_CHARS, Status,
+    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, MAX_MESSAGE_CHARS, Status, TagChange,
 };
 use parley_domain::retrieval::Mode;
 use parley_domain::store::entities::{conversations, messages};
@@ -579,6 +579,8 @@ pub struct ConversationInfo {
     pub message_count: i64,
     /// Answers that were the fallback ("I don't know").
     pub unanswered_count: i64,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
     /// When it started.
     pub created_at: DateTime<Utc>,
     /// When its last message was stored.
@@ -595,6 +597,7 @@ impl From<conversations::Model> for ConversationInfo {
             status: c.status,
             message_count: c.messages,
             unanswered_count: c.unanswered,
+            tags: vec![],
             created_at: c.created_at,
             last_message_at: c.last_message_at,
         }
@@ -996,6 +999,8 @@ impl ChatApi {
         created_after: Query<Option<DateTime<Utc>>>,
         /// Only conversations started before this time (RFC 3339).
         created_before: Query<Option<DateTime<Utc>>>,
+        /// Only conversations with this tag.
+        tag: Query<Option<String>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Page size, 1 to 100 (default 20).
@@ -1011,6 +1016,7 @@ impl ChatApi {
             unanswered: unanswered.0,
             created_after: created_after.0,
             created_before: created_before.0,
+            tag: tag.0,
         };
         let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, cursor.0, limit + 1)
             .await
@@ -1022,7 +1028,7 @@ impl ChatApi {
             None
         };
         Ok(Json(ConversationList {
-            items: rows.into_iter().map(ConversationInfo::from).collect(),
+            items: infos(state, rows).await?,
             next_cursor,
         }))
     }
@@ -1050,10 +1056,45 @@ impl ChatApi {
             .await
             .map_err(StoreError::Db)?;
         Ok(Json(ConversationDetail {
-            conversation: conversation.into(),
+            conversation: info(state, conversation).await?,
             messages: messages.into_iter().map(Message::from).collect(),
         }))
     }
+}
+
+/// Conversations as the API shows them, with their tags.
+pub(crate) async fn infos(
+    state: &AppState,
+    rows: Vec<conversations::Model>,
+) -> Result<Vec<ConversationInfo>, ApiError> {
+    let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+    let mut tags = read::tags_of(&state.store, &ids).await.map_err(StoreError::Db)?;
+    Ok(rows
+        .into_iter()
+        .map(|c| {
+            let tags = tags.remove(&c.id).unwrap_or_default();
+            ConversationInfo {
+                tags,
+                ..ConversationInfo::from(c)
+            }
+        })
+        .collect())
+}
+
+pub(crate) async fn info(state: &AppState, row: conversations::Model) -> Result<ConversationInfo, ApiError> {
+    infos(state, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("conversation vanished"))
+}
+
+/// Tags to set or add.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct TagsRequest {
+    /// 1 to 50 lowercase letters, digits, `-`, `_` or `:` each; at most 20 per conversation.
+    #[oai(validator(max_items = 20))]
+    pub tags: Vec<Text>,
 }
 
 /// A person's reply.
@@ -1115,7 +1156,7 @@ impl HandoffApi {
         let state = live(&self.state)?;
         let command = ConversationCommand::Escalate { reason: "api".into() };
         let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
-        Ok(Json(row.into()))
+        Ok(Json(info(state, row).await?))
     }
 
     /// Reply as a person
@@ -1154,6 +1195,71 @@ impl HandoffApi {
         Ok(Json(message.into()))
     }
 
+    /// Replace a conversation's tags
+    ///
+    /// The conversation then has exactly these tags (an empty list removes all).
+    #[oai(
+        path = "/conversations/:conversation_id/tags",
+        method = "put",
+        operation_id = "set_conversation_tags"
+    )]
+    async fn set_tags(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        body: Json<TagsRequest>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let tags = body.0.tags.into_iter().map(Text::into_inner).collect();
+        let command = ConversationCommand::Tags(TagChange::Set(tags));
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Add tags to a conversation
+    ///
+    /// Tags it already has are kept once.
+    #[oai(
+        path = "/conversations/:conversation_id/tags",
+        method = "post",
+        operation_id = "add_conversation_tags"
+    )]
+    async fn add_tags(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        body: Json<TagsRequest>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let tags = body.0.tags.into_iter().map(Text::into_inner).collect();
+        let command = ConversationCommand::Tags(TagChange::Add(tags));
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Remove a tag from a conversation
+    ///
+    /// Removing a tag it does not have changes nothing.
+    #[oai(
+        path = "/conversations/:conversation_id/tags/:tag",
+        method = "delete",
+        operation_id = "remove_conversation_tag"
+    )]
+    async fn remove_tag(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        tag: Path<String>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let command = ConversationCommand::Tags(TagChange::Remove(vec![tag.0]));
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
     /// Close a conversation
     ///
     /// A visitor message (or a reply) reopens it.
@@ -1171,7 +1277,7 @@ impl HandoffApi {
         let state = live(&self.state)?;
         let row =
             conversation_command(state, &auth, &request_id, conversation_id.0, ConversationCommand::Close).await?;
-        Ok(Json(row.into()))
+        Ok(Json(info(state, row).await?))
     }
 
     /// Reopen a conversation
@@ -1197,7 +1303,7 @@ impl HandoffApi {
             ConversationCommand::Reopen,
         )
         .await?;
-        Ok(Json(row.into()))
+        Ok(Json(info(state, row).await?))
     }
 }
 

@@ -259,6 +259,7 @@ impl ExportApi {
             .ok_or(DomainError::ConversationNotFound)?;
         let messages = messages_of(state, conversation.id).await?;
         let name = format!("conversation-{}", conversation.id);
+        let shown = super::chat::info(state, conversation.clone()).await?;
         Ok(match format.0.unwrap_or(ExportFormat::Json) {
             ExportFormat::Csv => {
                 let mut writer = csv::Writer::from_writer(Vec::new());
@@ -277,7 +278,7 @@ impl ExportApi {
             },
             ExportFormat::Json => {
                 let detail = ConversationDetail {
-                    conversation: conversation.into(),
+                    conversation: shown,
                     messages,
                 };
                 Export {

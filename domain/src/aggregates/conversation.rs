@@ -16,6 +16,10 @@ pub const ESCALATED: &str = "conversation.escalated";
 pub const ADMIN_REPLIED: &str = "conversation.admin_replied";
 pub const CLOSED: &str = "conversation.closed";
 pub const REOPENED: &str = "conversation.reopened";
+pub const TAGS_CHANGED: &str = "conversation.tags_changed";
+
+/// Most tags one conversation may carry.
+pub const MAX_TAGS: usize = 20;
 pub const CONVERSATION_EVENTS: &[&str] = &[
     CONVERSATION_STARTED,
     MESSAGE_RECEIVED,
@@ -25,6 +29,7 @@ pub const CONVERSATION_EVENTS: &[&str] = &[
     ADMIN_REPLIED,
     CLOSED,
     REOPENED,
+    TAGS_CHANGED,
 ];
 
 /// Longest visitor message, in characters.
@@ -137,6 +142,13 @@ pub struct Reopened {
     pub reason: String,
 }
 
+/// The conversation's tags after a change (the whole set, sorted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagsChanged {
+    pub conversation_id: Uuid,
+    pub tags: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConversationEvent {
     Started(ConversationStarted),
@@ -147,6 +159,7 @@ pub enum ConversationEvent {
     AdminReplied(AdminReplied),
     Closed(Closed),
     Reopened(Reopened),
+    TagsChanged(TagsChanged),
 }
 
 impl DomainEvent for ConversationEvent {
@@ -160,6 +173,7 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::AdminReplied(_) => ADMIN_REPLIED,
             ConversationEvent::Closed(_) => CLOSED,
             ConversationEvent::Reopened(_) => REOPENED,
+            ConversationEvent::TagsChanged(_) => TAGS_CHANGED,
         }
     }
 
@@ -173,6 +187,7 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::AdminReplied(e) => to_payload(e),
             ConversationEvent::Closed(e) => to_payload(e),
             ConversationEvent::Reopened(e) => to_payload(e),
+            ConversationEvent::TagsChanged(e) => to_payload(e),
         };
         NewEvent {
             event_type: self.event_type(),
@@ -191,6 +206,7 @@ impl DomainEvent for ConversationEvent {
             (ADMIN_REPLIED, 1) => Ok(ConversationEvent::AdminReplied(payload_of(event_type, payload)?)),
             (CLOSED, 1) => Ok(ConversationEvent::Closed(payload_of(event_type, payload)?)),
             (REOPENED, 1) => Ok(ConversationEvent::Reopened(payload_of(event_type, payload)?)),
+            (TAGS_CHANGED, 1) => Ok(ConversationEvent::TagsChanged(payload_of(event_type, payload)?)),
             (t, v) if CONVERSATION_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
                 event_type: t.into(),
                 version: v,
@@ -221,6 +237,8 @@ pub struct ConversationState {
     pub status: Status,
     /// Fallback answers since the last real one.
     pub unanswered_in_a_row: u32,
+    /// Sorted, unique.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -279,6 +297,31 @@ pub enum ConversationCommand {
     },
     Close,
     Reopen,
+    /// Replace, add or remove tags.
+    Tags(TagChange),
+}
+
+#[derive(Debug, Clone)]
+pub enum TagChange {
+    Set(Vec<String>),
+    Add(Vec<String>),
+    Remove(Vec<String>),
+}
+
+/// A tag: 1 to 50 characters of lowercase letters, digits, `-`, `_`, `:`.
+fn check_tag(tag: &str) -> Result<(), DomainError> {
+    let ok = (1..=50).contains(&tag.chars().count())
+        && tag
+            .chars()
+            .all(|c| c.is_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "tags",
+            format!("`{tag}` is not a tag: use 1 to 50 lowercase letters, digits, `-`, `_` or `:`"),
+        ))
+    }
 }
 
 pub struct Conversation;
@@ -322,6 +365,7 @@ impl Aggregate for Conversation {
             }
             ConversationEvent::Closed(_) => state.status = Status::Closed,
             ConversationEvent::Reopened(_) => state.status = Status::Open,
+            ConversationEvent::TagsChanged(e) => state.tags = e.tags.clone(),
             ConversationEvent::MessageReceived(e) => {
                 state.turns.push(Turn {
                     message_id: e.message_id,
@@ -456,6 +500,39 @@ impl Aggregate for Conversation {
                     return Ok(vec![]);
                 }
                 Ok(vec![ConversationEvent::Closed(Closed { conversation_id })])
+            }
+            ConversationCommand::Tags(change) => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                let mut tags: std::collections::BTreeSet<String> = state.tags.iter().cloned().collect();
+                match change {
+                    TagChange::Set(new) => {
+                        new.iter().try_for_each(|t| check_tag(t))?;
+                        tags = new.into_iter().collect();
+                    }
+                    TagChange::Add(new) => {
+                        new.iter().try_for_each(|t| check_tag(t))?;
+                        tags.extend(new);
+                    }
+                    TagChange::Remove(gone) => {
+                        for t in gone {
+                            tags.remove(&t);
+                        }
+                    }
+                }
+                if tags.len() > MAX_TAGS {
+                    return Err(DomainError::invalid(
+                        "tags",
+                        format!("a conversation can have at most {MAX_TAGS} tags"),
+                    ));
+                }
+                let tags: Vec<String> = tags.into_iter().collect();
+                if tags == state.tags {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ConversationEvent::TagsChanged(TagsChanged {
+                    conversation_id,
+                    tags,
+                })])
             }
             ConversationCommand::Reopen => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
