@@ -491,7 +491,8 @@ impl Projection for ConversationsProjection {
             | ConversationEvent::Escalated(_)
             | ConversationEvent::Closed(_)
             | ConversationEvent::Reopened(_)
-            | ConversationEvent::TagsChanged(_)) => other,
+            | ConversationEvent::TagsChanged(_)
+            | ConversationEvent::FeedbackReceived(_)) => other,
         };
         let Some(current) = conversations::Entity::find_by_id(id).one(txn).await? else {
             return Err(DbErr::Custom(format!("conversation {id} has no row")));
@@ -501,8 +502,8 @@ impl Projection for ConversationsProjection {
             ConversationEvent::Escalated(_) => row.status = Set("escalated".into()),
             ConversationEvent::Closed(_) => row.status = Set("closed".into()),
             ConversationEvent::Reopened(_) => row.status = Set("open".into()),
-            // Tags have their own read model.
-            ConversationEvent::TagsChanged(_) => return Ok(()),
+            // Tags and feedback have their own places.
+            ConversationEvent::TagsChanged(_) | ConversationEvent::FeedbackReceived(_) => return Ok(()),
             ConversationEvent::MessageReceived(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)
@@ -541,7 +542,14 @@ impl Projection for MessagesProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        matches!(event_type, MESSAGE_RECEIVED | ANSWERED | ANSWER_FAILED | ADMIN_REPLIED)
+        matches!(
+            event_type,
+            MESSAGE_RECEIVED
+                | ANSWERED
+                | ANSWER_FAILED
+                | ADMIN_REPLIED
+                | crate::aggregates::conversation::FEEDBACK_RECEIVED
+        )
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -565,6 +573,8 @@ impl Projection for MessagesProjection {
             error_code: Set(None),
             error_message: Set(None),
             created_at: Set(event.recorded_at),
+            feedback: Set(None),
+            feedback_comment: Set(None),
             ..Default::default()
         };
         match decode::<ConversationEvent>(event)? {
@@ -573,6 +583,16 @@ impl Projection for MessagesProjection {
             | ConversationEvent::Closed(_)
             | ConversationEvent::Reopened(_)
             | ConversationEvent::TagsChanged(_) => return Ok(()),
+            ConversationEvent::FeedbackReceived(e) => {
+                let update = messages::ActiveModel {
+                    id: sea_orm::ActiveValue::Unchanged(e.message_id),
+                    feedback: Set(Some(e.rating)),
+                    feedback_comment: Set(e.comment),
+                    ..Default::default()
+                };
+                messages::Entity::update(update).exec(txn).await?;
+                return Ok(());
+            }
             ConversationEvent::AdminReplied(e) => {
                 row.id = Set(e.message_id);
                 row.role = Set("agent".into());

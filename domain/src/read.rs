@@ -240,6 +240,8 @@ pub struct ConversationFilter {
     pub created_after: Option<chrono::DateTime<chrono::Utc>>,
     pub created_before: Option<chrono::DateTime<chrono::Utc>>,
     pub tag: Option<String>,
+    /// `Some(true)`: with a rated answer; `Some(false)`: none rated.
+    pub has_feedback: Option<bool>,
 }
 
 /// The organization's conversations, newest first (ids are time-ordered),
@@ -287,6 +289,21 @@ pub async fn conversations(
             ),
         );
     }
+    if let Some(rated) = filter.has_feedback {
+        use crate::store::entities::messages;
+        use sea_orm::sea_query::Query;
+        let with_feedback = Query::select()
+            .column(messages::Column::ConversationId)
+            .from(messages::Entity)
+            .and_where(messages::Column::OrgId.eq(org_id))
+            .and_where(messages::Column::Feedback.is_not_null())
+            .to_owned();
+        q = if rated {
+            q.filter(conversations::Column::Id.in_subquery(with_feedback))
+        } else {
+            q.filter(conversations::Column::Id.not_in_subquery(with_feedback))
+        };
+    }
     if let Some(cursor) = cursor {
         q = q.filter(conversations::Column::Id.lt(cursor));
     }
@@ -327,4 +344,18 @@ pub async fn messages(
         .order_by_asc(messages::Column::Seq)
         .all(store.db())
         .await
+}
+
+/// Answers of a bot rated up and down.
+pub async fn feedback_counts(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<(u64, u64), DbErr> {
+    use crate::store::entities::messages;
+    use sea_orm::PaginatorTrait;
+    let count = |rating: &'static str| {
+        messages::Entity::find()
+            .filter(messages::Column::OrgId.eq(org_id))
+            .filter(messages::Column::BotId.eq(bot_id))
+            .filter(messages::Column::Feedback.eq(rating))
+            .count(store.db())
+    };
+    Ok((count("up").await?, count("down").await?))
 }

@@ -8,6 +8,7 @@ mod m20261122_000003_knowledge;
 mod m20261122_000004_conversations;
 mod m20261122_000005_usage;
 mod m20261122_000006_conversation_tags;
+mod m20261122_000007_feedback;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_conversations::Migration),
             Box::new(m20261122_000005_usage::Migration),
             Box::new(m20261122_000006_conversation_tags::Migration),
+            Box::new(m20261122_000007_feedback::Migration),
         ]
     }
 }

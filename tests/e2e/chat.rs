@@ -809,6 +809,10 @@ pub async fn handoff(backend: Backend) {
     .await;
     assert_eq!(r.body["escalated"], false, "{}", r.body);
     let cid = r.body["conversation_id"].as_str().unwrap().to_owned();
+    let (first_answer, first_question) = (
+        r.body["message_id"].as_str().unwrap().to_owned(),
+        r.body["user_message_id"].as_str().unwrap().to_owned(),
+    );
 
     // The visitor asks for a person: the bot says one is coming, and hands over.
     let r = chat(
@@ -981,6 +985,53 @@ pub async fn handoff(backend: Backend) {
     assert_eq!(r.error_code(), "VALIDATION_FAILED");
     let conv = app.get(&conversation_path(&cid), &a.key).await;
     assert_eq!(conv.body["tags"], json!(["refund", "vip"]));
+
+    // Feedback on answers: shown on the message, counted per bot, filterable.
+    let rate = |message: &str, body: serde_json::Value| {
+        let path = format!("{}/messages/{message}/feedback", conversation_path(&cid));
+        let (app, key) = (&app, a.key.clone());
+        async move { app.post(&path, &key, body).await }
+    };
+    let r = rate(&first_answer, json!({"rating": "down"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = rate(&first_answer, json!({"rating": "up", "comment": "Clear and quick."})).await;
+    assert_eq!(
+        r.body["feedback"],
+        json!({"rating": "up", "comment": "Clear and quick."}),
+        "{}",
+        r.body
+    );
+    let r = rate(&first_question, json!({"rating": "up"})).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "only the bot's answers: {}",
+        r.body
+    );
+    let r = rate(&first_answer, json!({"rating": "meh"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let fallback = app.get(&conversation_path(&other), &a.key).await.body["messages"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            &format!("{}/messages/{fallback}/feedback", conversation_path(&other)),
+            &a.key,
+            json!({"rating": "down"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let summary = app.get(&format!("/api/v1/bots/{bot_id}/feedback"), &a.key).await;
+    assert_eq!(
+        summary.body,
+        json!({"up": 1, "down": 1, "ratio": 0.5}),
+        "the latest rating counts"
+    );
+    let mut rated = vec![cid.clone(), other.clone()];
+    rated.sort();
+    assert_eq!(list("has_feedback=true").await, rated);
+    assert_eq!(list("has_feedback=false").await, std::slice::from_ref(&third));
 
     // Exports: one conversation as CSV, transcript and JSON; a range as CSV.
     let download = |path: String| {

@@ -506,8 +506,50 @@ pub struct Message {
     pub metadata: Option<Value>,
     /// For failed answers.
     pub error: Option<ChatError>,
+    /// For answers: the latest rating.
+    pub feedback: Option<Feedback>,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
+}
+
+/// A rating of an answer.
+#[derive(Debug, Clone, Object)]
+pub struct Feedback {
+    /// `up` or `down`.
+    pub rating: Rating,
+    /// The rater's comment.
+    pub comment: Option<String>,
+}
+
+/// Thumbs up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Rating {
+    /// The answer helped.
+    Up,
+    /// The answer did not help.
+    Down,
+}
+
+/// A rating to record.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// `up` or `down`.
+    pub rating: Rating,
+    /// Why, up to 2,000 characters.
+    pub comment: Option<Text>,
+}
+
+/// Ratings of a bot's answers.
+#[derive(Debug, Clone, Object)]
+pub struct FeedbackSummary {
+    /// Answers rated up.
+    pub up: u64,
+    /// Answers rated down.
+    pub down: u64,
+    /// `up / (up + down)`; absent before the first rating.
+    pub ratio: Option<f64>,
 }
 
 impl From<messages::Model> for Message {
@@ -534,6 +576,10 @@ impl From<messages::Model> for Message {
             error: m.error_code.map(|code| ChatError {
                 code,
                 message: m.error_message.unwrap_or_default(),
+            }),
+            feedback: m.feedback.map(|rating| Feedback {
+                rating: if rating == "up" { Rating::Up } else { Rating::Down },
+                comment: m.feedback_comment,
             }),
             created_at: m.created_at,
         }
@@ -1001,6 +1047,8 @@ impl ChatApi {
         created_before: Query<Option<DateTime<Utc>>>,
         /// Only conversations with this tag.
         tag: Query<Option<String>>,
+        /// `true`: only conversations with a rated answer; `false`: only those without.
+        has_feedback: Query<Option<bool>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Page size, 1 to 100 (default 20).
@@ -1017,6 +1065,7 @@ impl ChatApi {
             created_after: created_after.0,
             created_before: created_before.0,
             tag: tag.0,
+            has_feedback: has_feedback.0,
         };
         let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, cursor.0, limit + 1)
             .await
@@ -1258,6 +1307,64 @@ impl HandoffApi {
         let command = ConversationCommand::Tags(TagChange::Remove(vec![tag.0]));
         let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
         Ok(Json(info(state, row).await?))
+    }
+
+    /// Rate an answer
+    ///
+    /// Thumbs up or down, with an optional comment, on one of the bot's
+    /// answers in this conversation; a later rating replaces an earlier one.
+    #[oai(
+        path = "/conversations/:conversation_id/messages/:message_id/feedback",
+        method = "post",
+        operation_id = "rate_answer"
+    )]
+    async fn feedback(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        message_id: Path<Uuid>,
+        body: Json<FeedbackRequest>,
+    ) -> Result<Json<Message>, ApiError> {
+        let state = live(&self.state)?;
+        let command = ConversationCommand::Feedback {
+            message_id: message_id.0,
+            up: body.0.rating == Rating::Up,
+            comment: body.0.comment.map(Text::into_inner),
+            by: "admin".into(),
+        };
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        let message = read::messages(&state.store, row.id)
+            .await
+            .map_err(StoreError::Db)?
+            .into_iter()
+            .find(|m| m.id == message_id.0)
+            .ok_or_else(|| ApiError::internal("the rated answer is missing"))?;
+        Ok(Json(message.into()))
+    }
+
+    /// Ratings of a bot's answers
+    ///
+    /// How many of the bot's answers were rated up and down (the latest
+    /// rating of each answer counts).
+    #[oai(path = "/bots/:bot_id/feedback", method = "get", operation_id = "bot_feedback")]
+    async fn bot_feedback(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<Json<FeedbackSummary>, ApiError> {
+        let state = live(&self.state)?;
+        if read::bot(&state.store, auth.0.org_id, bot_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .is_none()
+        {
+            return Err(DomainError::BotNotFound.into());
+        }
+        let (up, down) = read::feedback_counts(&state.store, auth.0.org_id, bot_id.0)
+            .await
+            .map_err(StoreError::Db)?;
+        Ok(Json(FeedbackSummary {
+            up,
+            down,
+            ratio: (up + down > 0).then(|| up as f64 / (up + down) as f64),
+        }))
     }
 
     /// Close a conversation

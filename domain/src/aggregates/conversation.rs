@@ -17,6 +17,7 @@ pub const ADMIN_REPLIED: &str = "conversation.admin_replied";
 pub const CLOSED: &str = "conversation.closed";
 pub const REOPENED: &str = "conversation.reopened";
 pub const TAGS_CHANGED: &str = "conversation.tags_changed";
+pub const FEEDBACK_RECEIVED: &str = "conversation.feedback_received";
 
 /// Most tags one conversation may carry.
 pub const MAX_TAGS: usize = 20;
@@ -30,6 +31,7 @@ pub const CONVERSATION_EVENTS: &[&str] = &[
     CLOSED,
     REOPENED,
     TAGS_CHANGED,
+    FEEDBACK_RECEIVED,
 ];
 
 /// Longest visitor message, in characters.
@@ -149,6 +151,19 @@ pub struct TagsChanged {
     pub tags: Vec<String>,
 }
 
+/// A rating of one of the bot's answers (the latest one counts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackReceived {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    /// `up` or `down`.
+    pub rating: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// `visitor` or `admin`.
+    pub by: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConversationEvent {
     Started(ConversationStarted),
@@ -160,6 +175,7 @@ pub enum ConversationEvent {
     Closed(Closed),
     Reopened(Reopened),
     TagsChanged(TagsChanged),
+    FeedbackReceived(FeedbackReceived),
 }
 
 impl DomainEvent for ConversationEvent {
@@ -174,6 +190,7 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::Closed(_) => CLOSED,
             ConversationEvent::Reopened(_) => REOPENED,
             ConversationEvent::TagsChanged(_) => TAGS_CHANGED,
+            ConversationEvent::FeedbackReceived(_) => FEEDBACK_RECEIVED,
         }
     }
 
@@ -188,6 +205,7 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::Closed(e) => to_payload(e),
             ConversationEvent::Reopened(e) => to_payload(e),
             ConversationEvent::TagsChanged(e) => to_payload(e),
+            ConversationEvent::FeedbackReceived(e) => to_payload(e),
         };
         NewEvent {
             event_type: self.event_type(),
@@ -207,6 +225,7 @@ impl DomainEvent for ConversationEvent {
             (CLOSED, 1) => Ok(ConversationEvent::Closed(payload_of(event_type, payload)?)),
             (REOPENED, 1) => Ok(ConversationEvent::Reopened(payload_of(event_type, payload)?)),
             (TAGS_CHANGED, 1) => Ok(ConversationEvent::TagsChanged(payload_of(event_type, payload)?)),
+            (FEEDBACK_RECEIVED, 1) => Ok(ConversationEvent::FeedbackReceived(payload_of(event_type, payload)?)),
             (t, v) if CONVERSATION_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
                 event_type: t.into(),
                 version: v,
@@ -239,6 +258,8 @@ pub struct ConversationState {
     pub unanswered_in_a_row: u32,
     /// Sorted, unique.
     pub tags: Vec<String>,
+    /// The bot's answers (what feedback may rate).
+    pub answers: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -299,7 +320,17 @@ pub enum ConversationCommand {
     Reopen,
     /// Replace, add or remove tags.
     Tags(TagChange),
+    /// Rate one of the bot's answers.
+    Feedback {
+        message_id: Uuid,
+        up: bool,
+        comment: Option<String>,
+        by: String,
+    },
 }
+
+/// Longest feedback comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 2_000;
 
 #[derive(Debug, Clone)]
 pub enum TagChange {
@@ -366,6 +397,7 @@ impl Aggregate for Conversation {
             ConversationEvent::Closed(_) => state.status = Status::Closed,
             ConversationEvent::Reopened(_) => state.status = Status::Open,
             ConversationEvent::TagsChanged(e) => state.tags = e.tags.clone(),
+            ConversationEvent::FeedbackReceived(_) => {}
             ConversationEvent::MessageReceived(e) => {
                 state.turns.push(Turn {
                     message_id: e.message_id,
@@ -381,6 +413,7 @@ impl Aggregate for Conversation {
                     text: e.text.clone(),
                 });
                 state.pending.retain(|m| *m != e.reply_to);
+                state.answers.push(e.message_id);
                 state.unanswered_in_a_row = if e.unanswered { state.unanswered_in_a_row + 1 } else { 0 };
             }
             ConversationEvent::AnswerFailed(e) => state.pending.retain(|m| *m != e.reply_to),
@@ -532,6 +565,34 @@ impl Aggregate for Conversation {
                 Ok(vec![ConversationEvent::TagsChanged(TagsChanged {
                     conversation_id,
                     tags,
+                })])
+            }
+            ConversationCommand::Feedback {
+                message_id,
+                up,
+                comment,
+                by,
+            } => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if !state.answers.contains(&message_id) {
+                    return Err(DomainError::invalid(
+                        "message_id",
+                        "is not one of the bot's answers in this conversation",
+                    ));
+                }
+                let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+                if comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+                    return Err(DomainError::invalid(
+                        "comment",
+                        format!("at most {MAX_COMMENT_CHARS} characters"),
+                    ));
+                }
+                Ok(vec![ConversationEvent::FeedbackReceived(FeedbackReceived {
+                    conversation_id,
+                    message_id,
+                    rating: if up { "up" } else { "down" }.into(),
+                    comment,
+                    by,
                 })])
             }
             ConversationCommand::Reopen => {

@@ -367,6 +367,8 @@ pub mod messages {
         pub error_code: Option<String>,
         pub error_message: Option<String>,
         pub created_at: DateTimeUtc,
+        pub feedback: Option<String>,
+        pub feedback_comment: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
