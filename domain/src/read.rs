@@ -333,6 +333,19 @@ pub async fn tags_of(
     Ok(out)
 }
 
+/// One message of a conversation.
+pub async fn message(
+    store: &Store,
+    conversation_id: Uuid,
+    message_id: Uuid,
+) -> Result<Option<crate::store::entities::messages::Model>, DbErr> {
+    use crate::store::entities::messages;
+    messages::Entity::find_by_id(message_id)
+        .filter(messages::Column::ConversationId.eq(conversation_id))
+        .one(store.db())
+        .await
+}
+
 /// A conversation's messages in order.
 pub async fn messages(
     store: &Store,

@@ -3,7 +3,9 @@
 //! requests never pass the quota together.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Statement};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::store::Store;
@@ -38,38 +40,33 @@ pub async fn take_message(store: &Store, org_id: Uuid, at: DateTime<Utc>, quota:
     if quota == 0 {
         return Ok(false);
     }
-    let backend = store.backend();
     let period = period(at);
-    let sql = |s: &str| {
-        if backend == sea_orm::DbBackend::Postgres {
-            s.to_owned()
-        } else {
-            s.replace("$1", "?").replace("$2", "?").replace("$3", "?")
-        }
-    };
     // The row exists from the month's first message on.
-    store
-        .db()
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql(
-                "INSERT INTO usage_counters (org_id, period, messages) VALUES ($1, $2, 0) \
-                 ON CONFLICT (org_id, period) DO NOTHING",
-            ),
-            [org_id.into(), period.clone().into()],
-        ))
+    let row = usage_counters::ActiveModel {
+        org_id: Set(org_id),
+        period: Set(period.clone()),
+        messages: Set(0),
+    };
+    usage_counters::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([usage_counters::Column::OrgId, usage_counters::Column::Period])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(store.db())
         .await?;
     // One statement checks and counts: concurrent requests cannot both take the last one.
-    let taken = store
-        .db()
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql("UPDATE usage_counters SET messages = messages + 1 \
-                 WHERE org_id = $1 AND period = $2 AND messages < $3"),
-            [org_id.into(), period.into(), (quota as i64).into()],
-        ))
+    let taken = usage_counters::Entity::update_many()
+        .col_expr(
+            usage_counters::Column::Messages,
+            Expr::col(usage_counters::Column::Messages).add(1),
+        )
+        .filter(usage_counters::Column::OrgId.eq(org_id))
+        .filter(usage_counters::Column::Period.eq(period))
+        .filter(usage_counters::Column::Messages.lt(quota as i64))
+        .exec(store.db())
         .await?;
-    Ok(taken.rows_affected() == 1)
+    Ok(taken.rows_affected == 1)
 }
 
 /// Messages counted in the month of `at`.
@@ -77,7 +74,7 @@ pub async fn messages_used(store: &Store, org_id: Uuid, at: DateTime<Utc>) -> Re
     Ok(usage_counters::Entity::find_by_id((org_id, period(at)))
         .one(store.db())
         .await?
-        .map_or(0, |r| r.messages.max(0) as u64))
+        .map_or(0, |r| Ord::max(r.messages, 0) as u64))
 }
 
 /// Live bots of the organization.

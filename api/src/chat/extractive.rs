@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parley_domain::retrieval::Analyzer;
+use parley_domain::retrieval::index::dot;
 use parley_worker::ingest::embed::Embedder;
 use tokio::sync::mpsc;
 
@@ -32,6 +33,8 @@ struct Sentence {
     passage: usize,
     position: usize,
     text: String,
+    /// Its analyzed terms (repeats kept), computed once.
+    terms: Vec<String>,
     score: f32,
 }
 
@@ -67,13 +70,14 @@ fn sentences(text: &str) -> Vec<String> {
 }
 
 /// The candidate sentences of the best passages, in reading order.
-fn candidates(passages: &[&str]) -> Vec<Sentence> {
+fn candidates(passages: &[&str], analyzer: &Analyzer) -> Vec<Sentence> {
     let mut out = Vec::new();
     for (p, text) in passages.iter().take(PASSAGES).enumerate() {
         for (position, s) in sentences(text).into_iter().enumerate() {
             out.push(Sentence {
                 passage: p,
                 position,
+                terms: analyzer.terms(&s),
                 text: s,
                 score: 0.0,
             });
@@ -105,10 +109,7 @@ fn compose(
     question_terms.extend(context.map(|c| analyzer.terms(c)).unwrap_or_default());
     // Rarer words (in these passages) say more about the question.
     let mut df: HashMap<String, usize> = HashMap::new();
-    let sentence_terms: Vec<HashSet<String>> = candidates
-        .iter()
-        .map(|s| analyzer.terms(&s.text).into_iter().collect())
-        .collect();
+    let sentence_terms: Vec<HashSet<String>> = candidates.iter().map(|s| s.terms.iter().cloned().collect()).collect();
     for terms in &sentence_terms {
         for t in terms {
             *df.entry(t.clone()).or_default() += 1;
@@ -224,7 +225,7 @@ async fn similarities(
     let query = &vectors[0];
     let mut out = vec![0.0; sentences.len()];
     for (i, v) in picked.iter().zip(&vectors[1..]) {
-        out[*i] = v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>();
+        out[*i] = dot(v, query);
     }
     Some(out)
 }
@@ -238,7 +239,7 @@ fn shortlist(question: &str, context: Option<&str>, sentences: &[Sentence], anal
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let shared = analyzer.terms(&s.text).iter().filter(|t| terms.contains(*t)).count();
+            let shared = s.terms.iter().filter(|t| terms.contains(*t)).count();
             (i, shared)
         })
         .collect();
@@ -266,7 +267,7 @@ impl AnswerProvider for Extractive {
             .rev()
             .find(|t| t.role == "user")
             .map(|t| t.text.as_str());
-        let sentences = candidates(&passages);
+        let sentences = candidates(&passages, &req.analyzer);
         let picked = shortlist(&req.question, context, &sentences, &req.analyzer);
         let similarity = similarities(&self.embedder, &req.question, &sentences, &picked).await;
         let (text, cited) = compose(&req.question, context, sentences, similarity.as_deref(), &req.analyzer);
@@ -310,7 +311,7 @@ mod tests {
         let (text, cited) = compose(
             "How much is the Pro plan?",
             None,
-            candidates(&[PRICING, SHIPPING]),
+            candidates(&[PRICING, SHIPPING], &a),
             None,
             &a,
         );
@@ -326,7 +327,7 @@ mod tests {
         let (text, cited) = compose(
             "How much is the Pro plan, and when do orders leave the warehouse?",
             None,
-            candidates(&[PRICING, SHIPPING]),
+            candidates(&[PRICING, SHIPPING], &a),
             None,
             &a,
         );
@@ -343,7 +344,7 @@ mod tests {
         let (text, _) = compose(
             "and how much is it?",
             Some("Tell me about the Pro plan"),
-            candidates(&[PRICING]),
+            candidates(&[PRICING], &a),
             None,
             &a,
         );
@@ -354,7 +355,7 @@ mod tests {
     #[test]
     fn a_paraphrase_gets_the_best_passage_opening() {
         let a = Analyzer::default();
-        let (text, cited) = compose("delivery abroad?", None, candidates(&[SHIPPING, PRICING]), None, &a);
+        let (text, cited) = compose("delivery abroad?", None, candidates(&[SHIPPING, PRICING], &a), None, &a);
         assert!(text.starts_with("We ship worldwide."), "{text}");
         assert_eq!(cited, vec![0]);
     }

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{ApiTags, live};
+use super::{ApiTags, live, live_bot};
 use crate::auth::ApiKeyAuth;
 use crate::chat::{ChatEvent, ChatTurn, SearchSpec, citation};
 use crate::error::{ApiError, ErrorDetail};
@@ -951,13 +951,7 @@ impl ChatApi {
     ) -> Result<Json<SearchResponse>, ApiError> {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
-        if read::bot(&state.store, org_id, bot_id.0)
-            .await
-            .map_err(StoreError::Db)?
-            .is_none()
-        {
-            return Err(DomainError::BotNotFound.into());
-        }
+        live_bot(state, org_id, bot_id.0).await?;
         let req = body.0;
         if req.query.0.trim().is_empty() {
             return Err(bad_request("the query is empty", "query", "must not be empty"));
@@ -1137,6 +1131,18 @@ pub(crate) async fn info(state: &AppState, row: conversations::Model) -> Result<
         .ok_or_else(|| ApiError::internal("conversation vanished"))
 }
 
+/// A message the command just recorded, as its projection holds it.
+async fn stored_message(
+    state: &AppState,
+    conversation_id: Uuid,
+    message_id: Uuid,
+) -> Result<messages::Model, ApiError> {
+    read::message(&state.store, conversation_id, message_id)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or_else(|| ApiError::internal("the message is missing from its conversation"))
+}
+
 /// Tags to set or add.
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
@@ -1235,12 +1241,7 @@ impl HandoffApi {
             text: body.0.text.into_inner(),
         };
         let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
-        let message = read::messages(&state.store, row.id)
-            .await
-            .map_err(StoreError::Db)?
-            .into_iter()
-            .find(|m| m.id == message_id)
-            .ok_or_else(|| ApiError::internal("the reply was not stored"))?;
+        let message = stored_message(state, row.id, message_id).await?;
         Ok(Json(message.into()))
     }
 
@@ -1334,12 +1335,7 @@ impl HandoffApi {
             by: "admin".into(),
         };
         let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
-        let message = read::messages(&state.store, row.id)
-            .await
-            .map_err(StoreError::Db)?
-            .into_iter()
-            .find(|m| m.id == message_id.0)
-            .ok_or_else(|| ApiError::internal("the rated answer is missing"))?;
+        let message = stored_message(state, row.id, message_id.0).await?;
         Ok(Json(message.into()))
     }
 
@@ -1350,13 +1346,7 @@ impl HandoffApi {
     #[oai(path = "/bots/:bot_id/feedback", method = "get", operation_id = "bot_feedback")]
     async fn bot_feedback(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<Json<FeedbackSummary>, ApiError> {
         let state = live(&self.state)?;
-        if read::bot(&state.store, auth.0.org_id, bot_id.0)
-            .await
-            .map_err(StoreError::Db)?
-            .is_none()
-        {
-            return Err(DomainError::BotNotFound.into());
-        }
+        live_bot(state, auth.0.org_id, bot_id.0).await?;
         let (up, down) = read::feedback_counts(&state.store, auth.0.org_id, bot_id.0)
             .await
             .map_err(StoreError::Db)?;

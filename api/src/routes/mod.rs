@@ -74,3 +74,18 @@ pub(crate) fn live(state: &Option<AppState>) -> Result<&AppState, crate::error::
         .as_ref()
         .ok_or_else(|| crate::error::ApiError::internal("handler called without application state"))
 }
+
+/// `404 BOT_NOT_FOUND` unless the bot is a live bot of the organization.
+pub(crate) async fn live_bot(
+    state: &AppState,
+    org_id: uuid::Uuid,
+    bot_id: uuid::Uuid,
+) -> Result<(), crate::error::ApiError> {
+    match parley_domain::read::bot(&state.store, org_id, bot_id)
+        .await
+        .map_err(parley_domain::StoreError::Db)?
+    {
+        Some(_) => Ok(()),
+        None => Err(parley_domain::DomainError::BotNotFound.into()),
+    }
+}

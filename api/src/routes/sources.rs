@@ -20,7 +20,7 @@ use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, Union};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ApiTags, live};
+use super::{ApiTags, live, live_bot};
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
 use crate::idempotency::{self, Idempotency};
@@ -299,13 +299,6 @@ impl From<source_pages::Model> for SourcePage {
 
 fn metadata(principal: &Principal, request_id: &RequestId) -> Metadata {
     Metadata::new(Actor::ApiKey { id: principal.key_id }, Some(request_id.0.clone()))
-}
-
-async fn live_bot(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<(), ApiError> {
-    match read::bot(&state.store, org_id, bot_id).await.map_err(StoreError::Db)? {
-        Some(_) => Ok(()),
-        None => Err(DomainError::BotNotFound.into()),
-    }
 }
 
 async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid, source_id: Uuid) -> Result<SourceInfo, ApiError> {

@@ -195,7 +195,7 @@ fn per_segment<R: Send>(segments: &[&Segment], f: impl Fn(usize, &Segment) -> R 
 }
 
 /// A dot product written so the compiler vectorizes it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
