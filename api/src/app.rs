@@ -103,18 +103,26 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
     let limit = state.settings.max_body_bytes;
     let upload_limit = state.settings.max_upload_bytes;
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    let attachment_limit = state.settings.max_attachment_bytes;
     let metrics = state.metrics.clone();
     let limiter = state.limiter.clone();
+    let cors_state = state.clone();
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/jobs", poem::get(jobs_redirect))
+        .at("/widget.js", poem::get(crate::widget_assets::loader))
+        .at("/widget/frame.html", poem::get(crate::widget_assets::frame))
+        .at("/widget/:name", poem::get(crate::widget_assets::frame_asset))
         .around(move |ep, req| crate::ratelimit::limit(ep, req, limiter.clone()))
         .around(move |ep, req| {
-            // Document uploads have their own, larger limit.
-            let limit = if req.uri().path().ends_with("/sources/documents") {
+            // Uploads have their own, larger limits (multipart adds a little).
+            let path = req.uri().path();
+            let limit = if path.ends_with("/sources/documents") {
                 upload_limit
+            } else if path.ends_with("/attachments") {
+                attachment_limit + 64 * 1024
             } else {
                 limit
             };
@@ -122,6 +130,7 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
         })
         .around(move |ep, req| crate::middleware::with_timeout(ep, req, timeout))
         .around(crate::error::json_errors)
+        .around(move |ep, req| crate::cors::public_cors(ep, req, cors_state.clone()))
         .around(move |ep, req| observe(ep, req, metrics.clone()))
         .data(state)
 }

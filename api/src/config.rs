@@ -108,6 +108,22 @@ pub struct Settings {
     /// Answer streams one visitor (or one key, without `visitor_id`) may
     /// have open at once, per API process.
     pub max_streams_per_visitor: usize,
+    /// The address visitors and integrators reach the API at (for embed
+    /// snippets and links); absent, taken from each request's `Host`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Largest file a visitor may attach to a message.
+    pub max_attachment_bytes: usize,
+    /// Comma-separated proxies (addresses or CIDR ranges) whose
+    /// `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: String,
+    /// Requests per minute one visitor IP may make to the public endpoints.
+    pub visitor_rate_limit_per_minute: u32,
+    /// Conversations per minute one visitor IP may start.
+    pub visitor_conversations_per_minute: u32,
+    /// Messages per minute one visitor IP may send.
+    pub visitor_messages_per_minute: u32,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -153,6 +169,9 @@ pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
     if settings.board_listen.as_ref().is_some_and(|n| n.trim().is_empty()) {
         settings.board_listen = None;
     }
+    if settings.public_url.as_ref().is_some_and(|n| n.trim().is_empty()) {
+        settings.public_url = None;
+    }
     settings.validate()?;
     Ok(settings)
 }
@@ -195,7 +214,12 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("plan_messages_per_month", 10_000)?
         .set_default("plan_bots", 50)?
         .set_default("plan_sources", 2_000)?
-        .set_default("max_streams_per_visitor", 3)?)
+        .set_default("max_streams_per_visitor", 3)?
+        .set_default("max_attachment_bytes", 10 * 1024 * 1024)?
+        .set_default("trusted_proxies", "")?
+        .set_default("visitor_rate_limit_per_minute", 120)?
+        .set_default("visitor_conversations_per_minute", 5)?
+        .set_default("visitor_messages_per_minute", 20)?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -297,7 +321,44 @@ impl Settings {
                 return Err(invalid("PARLEY_BOARD_USER", "must be non-empty and contain no `:`"));
             }
         }
+        if let Some(url) = &self.public_url {
+            let ok =
+                url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                return Err(invalid(
+                    "PARLEY_PUBLIC_URL",
+                    "must be an http(s) URL such as https://chat.acme.example",
+                ));
+            }
+        }
+        if !(1024..=1 << 30).contains(&self.max_attachment_bytes) {
+            return Err(invalid(
+                "PARLEY_MAX_ATTACHMENT_BYTES",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        crate::client_ip::parse_proxies(&self.trusted_proxies).map_err(|bad| {
+            invalid(
+                "PARLEY_TRUSTED_PROXIES",
+                format!("`{bad}` is not an address or CIDR range"),
+            )
+        })?;
         for (name, limit, period) in [
+            (
+                "PARLEY_VISITOR_RATE_LIMIT_PER_MINUTE",
+                self.visitor_rate_limit_per_minute,
+                60,
+            ),
+            (
+                "PARLEY_VISITOR_CONVERSATIONS_PER_MINUTE",
+                self.visitor_conversations_per_minute,
+                60,
+            ),
+            (
+                "PARLEY_VISITOR_MESSAGES_PER_MINUTE",
+                self.visitor_messages_per_minute,
+                60,
+            ),
             ("PARLEY_RATE_LIMIT_PER_MINUTE", self.rate_limit_per_minute, 60),
             ("PARLEY_UPLOAD_LIMIT", self.upload_limit, self.upload_period_secs),
             ("PARLEY_CRAWL_LIMIT", self.crawl_limit, self.crawl_period_secs),
@@ -328,6 +389,9 @@ impl Settings {
                 period_ms: self.crawl_period_secs * 1000,
             },
             fail_open: self.rate_limit_fail_open,
+            visitor: Rate::per_minute(self.visitor_rate_limit_per_minute),
+            visitor_conversations: Rate::per_minute(self.visitor_conversations_per_minute),
+            visitor_messages: Rate::per_minute(self.visitor_messages_per_minute),
         }
     }
 

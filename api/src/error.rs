@@ -168,6 +168,12 @@ fn framework_error(status: StatusCode, message: String) -> Response {
         | ErrorCode::ApiKeyNotFound
         | ErrorCode::SourceNotFound
         | ErrorCode::ConversationNotFound
+        | ErrorCode::LeadNotFound
+        | ErrorCode::AttachmentNotFound
+        | ErrorCode::WebhookNotFound
+        | ErrorCode::DeliveryNotFound
+        | ErrorCode::OriginNotAllowed
+        | ErrorCode::ConversationExists
         | ErrorCode::ProviderFailed
         | ErrorCode::SourceBusy
         | ErrorCode::UrlNotAllowed
@@ -209,16 +215,26 @@ impl From<DomainError> for ApiError {
             | DomainError::ApiKeyNotFound
             | DomainError::SourceNotFound
             | DomainError::ConversationNotFound
+            | DomainError::ConversationExists
+            | DomainError::LeadNotFound
+            | DomainError::WebhookNotFound
             | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. } => vec![],
         };
         let message = match &e {
-            DomainError::Validation(_) => "some fields are invalid".to_owned(),
+            DomainError::Validation(fields) => fields
+                .iter()
+                .map(|f| format!("`{}` {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; "),
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
             | DomainError::SourceNotFound
             | DomainError::ConversationNotFound
+            | DomainError::ConversationExists
+            | DomainError::LeadNotFound
+            | DomainError::WebhookNotFound
             | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. } => e.to_string(),
@@ -259,6 +275,7 @@ impl From<StoreError> for ApiError {
 /// ones, into the JSON error shape with the request id.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let request_id = req.data::<crate::middleware::RequestId>().map(|r| r.0.clone());
+    let public = req.uri().path().starts_with("/api/v1/public/");
     let response = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {
@@ -272,6 +289,8 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
                 .is_some_and(|v| v.starts_with("application/json"));
             let mut resp = if is_json {
                 resp
+            } else if public && resp.status() == StatusCode::UNAUTHORIZED {
+                ApiError::new(ErrorCode::Unauthorized, "missing `X-Parley-Site-Key` header").into_response()
             } else {
                 framework_error(resp.status(), message)
             };

@@ -8,7 +8,9 @@ pub mod bench;
 pub mod bench_retrieval;
 pub mod board;
 pub mod chat;
+pub mod client_ip;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
@@ -18,6 +20,7 @@ pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod types;
+pub mod widget_assets;
 
 pub use app::{Application, Roles};
 pub use config::Settings;

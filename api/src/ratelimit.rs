@@ -65,12 +65,20 @@ pub struct Limits {
     /// When the shared store does not answer: let requests through (true)
     /// or refuse them with 503 (false).
     pub fail_open: bool,
+    /// Public (visitor) requests per client IP.
+    pub visitor: Rate,
+    /// Conversations started per client IP.
+    pub visitor_conversations: Rate,
+    /// Messages sent per client IP.
+    pub visitor_messages: Rate,
 }
 
 pub struct Limiter {
     backend: Backend,
     limits: Limits,
     prefix: String,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    proxies: Vec<ipnet::IpNet>,
 }
 
 impl Limiter {
@@ -82,6 +90,7 @@ impl Limiter {
             },
             limits,
             prefix: String::new(),
+            proxies: vec![],
         }
     }
 
@@ -93,7 +102,14 @@ impl Limiter {
             },
             limits,
             prefix: namespace.map(|n| format!("{n}:")).unwrap_or_default(),
+            proxies: vec![],
         }
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies.
+    pub fn with_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Limiter {
+        self.proxies = proxies;
+        self
     }
 
     pub fn limits(&self) -> Limits {
@@ -173,6 +189,43 @@ async fn class_of(req: &mut Request) -> Option<Class> {
     None
 }
 
+/// The counts a request is checked against: `(key, rate)`. Requests with
+/// an API key count per key; public (visitor) requests per client IP.
+async fn checks_for(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)> {
+    let limits = limiter.limits;
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/api/v1/public/") {
+        let Some(ip) = crate::client_ip::client_ip(req, &limiter.proxies) else {
+            return vec![];
+        };
+        let mut checks = vec![(format!("ip:{ip}"), limits.visitor)];
+        if req.method() == Method::POST {
+            if path.ends_with("/conversations") {
+                checks.push((format!("ip-conversations:{ip}"), limits.visitor_conversations));
+            } else if path.ends_with("/messages") {
+                checks.push((format!("ip-messages:{ip}"), limits.visitor_messages));
+            }
+        }
+        return checks;
+    }
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| hex::encode(&Sha256::digest(t.trim().as_bytes())[..16]));
+    let Some(token) = token else {
+        return vec![];
+    };
+    let mut checks = vec![(format!("key:{token}"), limits.per_key)];
+    match class_of(req).await {
+        Some(Class::Upload) => checks.push((format!("upload:{token}"), limits.uploads)),
+        Some(Class::Crawl) => checks.push((format!("crawl:{token}"), limits.crawls)),
+        None => {}
+    }
+    checks
+}
+
 fn headers(mut resp: Response, d: &Decision) -> Response {
     let h = resp.headers_mut();
     let put = |h: &mut poem::http::HeaderMap, name: &'static str, value: u64| {
@@ -190,32 +243,17 @@ fn headers(mut resp: Response, d: &Decision) -> Response {
     resp
 }
 
-/// Middleware: limits requests that carry an API key.
+/// Middleware: limits requests that carry an API key, and public requests
+/// by client IP.
 pub async fn limit<E: Endpoint>(ep: E, mut req: Request, limiter: Arc<Limiter>) -> poem::Result<Response> {
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| hex::encode(&Sha256::digest(t.trim().as_bytes())[..16]));
-    let Some(token) = token else {
-        return Ok(ep.call(req).await?.into_response());
-    };
     let limits = limiter.limits();
-    let mut checks = vec![(
-        limiter.check(&format!("key:{token}"), limits.per_key).await,
-        limits.per_key,
-    )];
-    match class_of(&mut req).await {
-        Some(Class::Upload) => checks.push((
-            limiter.check(&format!("upload:{token}"), limits.uploads).await,
-            limits.uploads,
-        )),
-        Some(Class::Crawl) => checks.push((
-            limiter.check(&format!("crawl:{token}"), limits.crawls).await,
-            limits.crawls,
-        )),
-        None => {}
+    let wanted = checks_for(&mut req, &limiter).await;
+    if wanted.is_empty() {
+        return Ok(ep.call(req).await?.into_response());
+    }
+    let mut checks = Vec::with_capacity(wanted.len());
+    for (key, rate) in wanted {
+        checks.push((limiter.check(&key, rate).await, rate));
     }
     if checks.iter().any(|(d, _)| d.is_none()) && !limits.fail_open {
         return Ok(ApiError::new(

@@ -54,6 +54,9 @@ impl AppState {
             }
             JobQueue::Sqlite(_) => crate::ratelimit::Limiter::memory(limits, Arc::new(crate::ratelimit::system_clock)),
         };
+        // Validated at start; an invalid list never gets this far.
+        let limiter =
+            limiter.with_proxies(crate::client_ip::parse_proxies(&settings.trusted_proxies).unwrap_or_default());
         AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
             limiter: Arc::new(limiter),

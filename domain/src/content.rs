@@ -378,13 +378,15 @@ pub async fn purge_bot_chunks<C: ConnectionTrait>(db: &C, bot_id: Uuid) -> Resul
     Ok(())
 }
 
-/// Deletes blobs that no document and no live document source refers to,
+/// Deletes blobs that no document, no live document source and no
+/// attachment refers to,
 /// stored before `before`. Returns how many went.
 pub async fn collect_garbage_blobs(store: &Store, before: DateTime<Utc>) -> Result<u64, DbErr> {
     let backend = store.backend();
     // Document sources keep their file's hash inside `spec`.
     let sql = "DELETE FROM blobs WHERE created_at < $1 \
          AND hash NOT IN (SELECT raw_hash FROM source_documents WHERE raw_hash IS NOT NULL) \
+         AND hash NOT IN (SELECT sha256 FROM attachments) \
          AND NOT EXISTS (SELECT 1 FROM sources WHERE deleted_at IS NULL \
                          AND CAST(spec AS TEXT) LIKE '%' || blobs.hash || '%')";
     let sql = if backend == sea_orm::DbBackend::Postgres {

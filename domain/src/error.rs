@@ -17,6 +17,12 @@ pub enum ErrorCode {
     ApiKeyNotFound,
     SourceNotFound,
     ConversationNotFound,
+    LeadNotFound,
+    AttachmentNotFound,
+    WebhookNotFound,
+    DeliveryNotFound,
+    OriginNotAllowed,
+    ConversationExists,
     Conflict,
     SourceBusy,
     BotSlugTaken,
@@ -45,6 +51,12 @@ impl ErrorCode {
         ErrorCode::ApiKeyNotFound,
         ErrorCode::SourceNotFound,
         ErrorCode::ConversationNotFound,
+        ErrorCode::LeadNotFound,
+        ErrorCode::AttachmentNotFound,
+        ErrorCode::WebhookNotFound,
+        ErrorCode::DeliveryNotFound,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::ConversationExists,
         ErrorCode::Conflict,
         ErrorCode::SourceBusy,
         ErrorCode::BotSlugTaken,
@@ -72,6 +84,12 @@ impl ErrorCode {
             ErrorCode::ApiKeyNotFound => "API_KEY_NOT_FOUND",
             ErrorCode::SourceNotFound => "SOURCE_NOT_FOUND",
             ErrorCode::ConversationNotFound => "CONVERSATION_NOT_FOUND",
+            ErrorCode::LeadNotFound => "LEAD_NOT_FOUND",
+            ErrorCode::AttachmentNotFound => "ATTACHMENT_NOT_FOUND",
+            ErrorCode::WebhookNotFound => "WEBHOOK_NOT_FOUND",
+            ErrorCode::DeliveryNotFound => "DELIVERY_NOT_FOUND",
+            ErrorCode::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
+            ErrorCode::ConversationExists => "CONVERSATION_EXISTS",
             ErrorCode::ProviderFailed => "PROVIDER_FAILED",
             ErrorCode::SourceBusy => "SOURCE_BUSY",
             ErrorCode::UrlNotAllowed => "URL_NOT_ALLOWED",
@@ -92,14 +110,20 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
+            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound
             | ErrorCode::BotNotFound
             | ErrorCode::ApiKeyNotFound
             | ErrorCode::SourceNotFound
-            | ErrorCode::ConversationNotFound => 404,
+            | ErrorCode::ConversationNotFound
+            | ErrorCode::LeadNotFound
+            | ErrorCode::AttachmentNotFound
+            | ErrorCode::WebhookNotFound
+            | ErrorCode::DeliveryNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::BotSlugTaken | ErrorCode::SourceBusy => 409,
+            ErrorCode::Conflict | ErrorCode::BotSlugTaken | ErrorCode::SourceBusy | ErrorCode::ConversationExists => {
+                409
+            }
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ValidationFailed
@@ -134,6 +158,12 @@ pub enum DomainError {
     SourceNotFound,
     #[error("conversation not found")]
     ConversationNotFound,
+    #[error("this visitor already has a conversation with the bot")]
+    ConversationExists,
+    #[error("lead not found")]
+    LeadNotFound,
+    #[error("webhook endpoint not found")]
+    WebhookNotFound,
     #[error("the source is being indexed; try again when it is ready or failed")]
     SourceBusy,
     #[error("the slug `{0}` is already used by another bot of this organization")]
@@ -157,6 +187,9 @@ impl DomainError {
             DomainError::ApiKeyNotFound => ErrorCode::ApiKeyNotFound,
             DomainError::SourceNotFound => ErrorCode::SourceNotFound,
             DomainError::ConversationNotFound => ErrorCode::ConversationNotFound,
+            DomainError::ConversationExists => ErrorCode::ConversationExists,
+            DomainError::LeadNotFound => ErrorCode::LeadNotFound,
+            DomainError::WebhookNotFound => ErrorCode::WebhookNotFound,
             DomainError::SourceBusy => ErrorCode::SourceBusy,
             DomainError::SlugTaken(_) => ErrorCode::BotSlugTaken,
             DomainError::VersionConflict { .. } => ErrorCode::Conflict,

@@ -127,3 +127,54 @@ pub trait Aggregate {
     fn apply(state: &mut Self::State, event: &Self::Event);
     fn decide(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, DomainError>;
 }
+
+/// Declares an aggregate's event enum, one variant per stored type name, all
+/// at schema version 1, with its [`DomainEvent`] implementation.
+#[macro_export]
+macro_rules! domain_events {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident($payload:ty) = $type_name:expr),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        $vis enum $name {
+            $($variant($payload)),*
+        }
+
+        impl $crate::event::DomainEvent for $name {
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $($name::$variant(_) => $type_name),*
+                }
+            }
+
+            fn to_new_event(&self) -> $crate::event::NewEvent {
+                let payload = match self {
+                    $($name::$variant(e) => $crate::event::to_payload(e)),*
+                };
+                $crate::event::NewEvent {
+                    event_type: self.event_type(),
+                    schema_version: 1,
+                    payload,
+                }
+            }
+
+            fn from_stored(
+                event_type: &str,
+                schema_version: i32,
+                payload: &serde_json::Value,
+            ) -> Result<Self, $crate::event::UpcastError> {
+                $(
+                    if event_type == $type_name {
+                        if schema_version != 1 {
+                            return Err($crate::event::UpcastError::UnknownVersion {
+                                event_type: event_type.into(),
+                                version: schema_version,
+                            });
+                        }
+                        return Ok($name::$variant($crate::event::payload_of(event_type, payload)?));
+                    }
+                )*
+                Err($crate::event::UpcastError::UnknownType(event_type.into()))
+            }
+        }
+    };
+}

@@ -121,6 +121,14 @@ pub fn public_payload(event: &RecordedEvent) -> Value {
             }),
             Err(_) => Value::Null,
         },
+        // The conversation token's hash stays private to the visitor.
+        crate::aggregates::conversation::CONVERSATION_STARTED => {
+            let mut payload = event.payload.clone();
+            if let Some(object) = payload.as_object_mut() {
+                object.remove("token_hash");
+            }
+            payload
+        }
         _ => event.payload.clone(),
     }
 }

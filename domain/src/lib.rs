@@ -8,6 +8,7 @@ pub mod document;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod insights;
 pub mod jobs;
 pub mod projections;
 pub mod ratelimit;
@@ -15,6 +16,7 @@ pub mod read;
 pub mod retrieval;
 pub mod store;
 pub mod usage;
+pub mod widget;
 
 pub use error::{DomainError, ErrorCode, FieldError};
 pub use event::{Actor, Metadata, RecordedEvent};

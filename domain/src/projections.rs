@@ -8,14 +8,17 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::aggregates::api_key::{API_KEY_CREATED, API_KEY_REVOKED, ApiKeyEvent};
-use crate::aggregates::bot::{BOT_CREATED, BOT_DELETED, BOT_PURGED, BOT_UPDATED, BotEvent, BotSettings};
+use crate::aggregates::bot::{BOT_EVENTS, BotEvent, BotSettings};
 use crate::aggregates::conversation::{
     ADMIN_REPLIED, ANSWER_FAILED, ANSWERED, CONVERSATION_EVENTS, ConversationEvent, MESSAGE_RECEIVED,
 };
+use crate::aggregates::lead::{LEAD_EVENTS, LeadEvent};
 use crate::aggregates::org::{ORG_CREATED, OrgEvent};
 use crate::aggregates::source::{PageRecord, SOURCE_EVENTS, SourceEvent};
 use crate::event::{DomainEvent, RecordedEvent};
-use crate::store::entities::{api_keys, bots, conversation_tags, conversations, messages, orgs, source_pages, sources};
+use crate::store::entities::{
+    api_keys, attachments, bots, conversation_tags, conversations, leads, messages, orgs, source_pages, sources,
+};
 
 /// One read model.
 #[async_trait]
@@ -54,6 +57,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(ConversationsProjection),
         Arc::new(MessagesProjection),
         Arc::new(ConversationTagsProjection),
+        Arc::new(AttachmentsProjection),
+        Arc::new(LeadsProjection),
     ]
 }
 
@@ -177,7 +182,7 @@ impl Projection for BotsProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        matches!(event_type, BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED)
+        BOT_EVENTS.contains(&event_type)
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -190,6 +195,8 @@ impl Projection for BotsProjection {
                     created_at: Set(event.recorded_at),
                     updated_at: Set(event.recorded_at),
                     deleted_at: Set(None),
+                    site_key: Set(e.site_key),
+                    widget: Set(None),
                     ..Default::default()
                 };
                 bot_columns(&mut row, e.settings);
@@ -217,6 +224,26 @@ impl Projection for BotsProjection {
             }
             BotEvent::Purged(e) => {
                 bots::Entity::delete_by_id(e.bot_id).exec(txn).await?;
+            }
+            BotEvent::WidgetUpdated(e) => {
+                let row = bots::ActiveModel {
+                    id: sea_orm::ActiveValue::Unchanged(e.bot_id),
+                    version: Set(event.stream_version),
+                    updated_at: Set(event.recorded_at),
+                    widget: Set(Some(crate::event::to_payload(&e.widget))),
+                    ..Default::default()
+                };
+                bots::Entity::update(row).exec(txn).await?;
+            }
+            BotEvent::SiteKeyRotated(e) => {
+                let row = bots::ActiveModel {
+                    id: sea_orm::ActiveValue::Unchanged(e.bot_id),
+                    version: Set(event.stream_version),
+                    updated_at: Set(event.recorded_at),
+                    site_key: Set(Some(e.site_key)),
+                    ..Default::default()
+                };
+                bots::Entity::update(row).exec(txn).await?;
             }
         }
         Ok(())
@@ -473,6 +500,7 @@ impl Projection for ConversationsProjection {
                     id: Set(id),
                     org_id: Set(e.org_id),
                     bot_id: Set(e.bot_id),
+                    visitor_token: Set(e.visitor_id.clone().filter(|_| e.channel == "widget")),
                     visitor_id: Set(e.visitor_id),
                     channel: Set(e.channel),
                     status: Set("open".into()),
@@ -480,6 +508,8 @@ impl Projection for ConversationsProjection {
                     unanswered: Set(0),
                     created_at: Set(event.recorded_at),
                     last_message_at: Set(event.recorded_at),
+                    token_hash: Set(e.token_hash),
+                    escalated_at: Set(None),
                 };
                 conversations::Entity::insert(row).exec_without_returning(txn).await?;
                 return Ok(());
@@ -492,18 +522,26 @@ impl Projection for ConversationsProjection {
             | ConversationEvent::Closed(_)
             | ConversationEvent::Reopened(_)
             | ConversationEvent::TagsChanged(_)
-            | ConversationEvent::FeedbackReceived(_)) => other,
+            | ConversationEvent::FeedbackReceived(_)
+            | ConversationEvent::AttachmentAdded(_)) => other,
         };
         let Some(current) = conversations::Entity::find_by_id(id).one(txn).await? else {
             return Err(DbErr::Custom(format!("conversation {id} has no row")));
         };
         let mut row: conversations::ActiveModel = current.clone().into();
         match &decoded {
-            ConversationEvent::Escalated(_) => row.status = Set("escalated".into()),
+            ConversationEvent::Escalated(_) => {
+                row.status = Set("escalated".into());
+                if current.escalated_at.is_none() {
+                    row.escalated_at = Set(Some(event.recorded_at));
+                }
+            }
             ConversationEvent::Closed(_) => row.status = Set("closed".into()),
             ConversationEvent::Reopened(_) => row.status = Set("open".into()),
-            // Tags and feedback have their own places.
-            ConversationEvent::TagsChanged(_) | ConversationEvent::FeedbackReceived(_) => return Ok(()),
+            // Tags, feedback and attachments have their own places.
+            ConversationEvent::TagsChanged(_)
+            | ConversationEvent::FeedbackReceived(_)
+            | ConversationEvent::AttachmentAdded(_) => return Ok(()),
             ConversationEvent::MessageReceived(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)
@@ -582,7 +620,8 @@ impl Projection for MessagesProjection {
             | ConversationEvent::Escalated(_)
             | ConversationEvent::Closed(_)
             | ConversationEvent::Reopened(_)
-            | ConversationEvent::TagsChanged(_) => return Ok(()),
+            | ConversationEvent::TagsChanged(_)
+            | ConversationEvent::AttachmentAdded(_) => return Ok(()),
             ConversationEvent::FeedbackReceived(e) => {
                 let update = messages::ActiveModel {
                     id: sea_orm::ActiveValue::Unchanged(e.message_id),
@@ -700,6 +739,118 @@ impl Projection for ConversationTagsProjection {
         conversation_tags::Entity::find()
             .order_by_asc(conversation_tags::Column::ConversationId)
             .order_by_asc(conversation_tags::Column::Tag)
+            .into_json()
+            .all(db.connection())
+            .await
+    }
+}
+
+pub struct AttachmentsProjection;
+
+#[async_trait]
+impl Projection for AttachmentsProjection {
+    fn name(&self) -> &'static str {
+        "attachments"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == crate::aggregates::conversation::ATTACHMENT_ADDED
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
+        let ConversationEvent::AttachmentAdded(e) = decode::<ConversationEvent>(event)? else {
+            return Ok(());
+        };
+        let Some(conversation) = conversations_row(txn, event.stream_id).await? else {
+            return Err(DbErr::Custom(format!("conversation {} has no row", event.stream_id)));
+        };
+        let row = attachments::ActiveModel {
+            id: Set(e.attachment_id),
+            org_id: Set(conversation.org_id),
+            bot_id: Set(conversation.bot_id),
+            conversation_id: Set(event.stream_id),
+            message_id: Set(e.message_id),
+            file_name: Set(e.file_name),
+            content_type: Set(e.content_type),
+            size: Set(e.size),
+            sha256: Set(e.sha256),
+            created_at: Set(event.recorded_at),
+        };
+        attachments::Entity::insert(row).exec_without_returning(txn).await?;
+        Ok(())
+    }
+
+    async fn reset(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        attachments::Entity::delete_many().exec(txn).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
+        attachments::Entity::find()
+            .order_by_asc(attachments::Column::Id)
+            .into_json()
+            .all(db.connection())
+            .await
+    }
+}
+
+pub struct LeadsProjection;
+
+#[async_trait]
+impl Projection for LeadsProjection {
+    fn name(&self) -> &'static str {
+        "leads"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        LEAD_EVENTS.contains(&event_type)
+    }
+
+    async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
+        match decode::<LeadEvent>(event)? {
+            LeadEvent::Captured(e) => {
+                let row = leads::ActiveModel {
+                    id: Set(e.lead_id),
+                    org_id: Set(e.org_id),
+                    bot_id: Set(e.bot_id),
+                    email: Set(e.details.email),
+                    name: Set(e.details.name),
+                    phone: Set(e.details.phone),
+                    fields: Set(crate::event::to_payload(&e.details.fields)),
+                    visitor_id: Set(e.visitor_id),
+                    conversation_id: Set(e.conversation_id),
+                    source: Set(e.source),
+                    created_at: Set(event.recorded_at),
+                    updated_at: Set(event.recorded_at),
+                };
+                leads::Entity::insert(row).exec_without_returning(txn).await?;
+            }
+            LeadEvent::Updated(e) => {
+                let row = leads::ActiveModel {
+                    id: sea_orm::ActiveValue::Unchanged(e.lead_id),
+                    email: Set(e.details.email),
+                    name: Set(e.details.name),
+                    phone: Set(e.details.phone),
+                    fields: Set(crate::event::to_payload(&e.details.fields)),
+                    visitor_id: Set(e.visitor_id),
+                    conversation_id: Set(e.conversation_id),
+                    updated_at: Set(event.recorded_at),
+                    ..Default::default()
+                };
+                leads::Entity::update(row).exec(txn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        leads::Entity::delete_many().exec(txn).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, db: &dyn ConnectionTraitObject) -> Result<Vec<Value>, DbErr> {
+        leads::Entity::find()
+            .order_by_asc(leads::Column::Id)
             .into_json()
             .all(db.connection())
             .await

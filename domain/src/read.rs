@@ -372,3 +372,164 @@ pub async fn feedback_counts(store: &Store, org_id: Uuid, bot_id: Uuid) -> Resul
     };
     Ok((count("up").await?, count("down").await?))
 }
+
+/// A live, active bot by id alone: for the public (visitor) endpoints, which
+/// the bot's site key authorizes, not an organization's key.
+pub async fn live_bot_by_id(store: &Store, bot_id: Uuid) -> Result<Option<bots::Model>, DbErr> {
+    bots::Entity::find_by_id(bot_id)
+        .filter(bots::Column::DeletedAt.is_null())
+        .filter(bots::Column::Active.eq(true))
+        .one(store.db())
+        .await
+}
+
+/// A bot's widget settings (the defaults until they are changed).
+pub fn widget_of(bot: &bots::Model) -> crate::widget::WidgetSettings {
+    bot.widget
+        .as_ref()
+        .and_then(|w| serde_json::from_value(w.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// A conversation of a bot (visitor endpoints check the bot, not an org).
+pub async fn conversation_of_bot(
+    store: &Store,
+    bot_id: Uuid,
+    conversation_id: Uuid,
+) -> Result<Option<crate::store::entities::conversations::Model>, DbErr> {
+    use crate::store::entities::conversations;
+    conversations::Entity::find_by_id(conversation_id)
+        .filter(conversations::Column::BotId.eq(bot_id))
+        .one(store.db())
+        .await
+}
+
+/// The widget conversation a visitor token started with a bot.
+pub async fn conversation_by_visitor_token(
+    store: &Store,
+    bot_id: Uuid,
+    visitor_token: &str,
+) -> Result<Option<crate::store::entities::conversations::Model>, DbErr> {
+    use crate::store::entities::conversations;
+    conversations::Entity::find()
+        .filter(conversations::Column::BotId.eq(bot_id))
+        .filter(conversations::Column::VisitorToken.eq(visitor_token))
+        .one(store.db())
+        .await
+}
+
+/// A conversation's messages in order, only those stored strictly after
+/// `after` when given.
+pub async fn messages_after(
+    store: &Store,
+    conversation_id: Uuid,
+    after: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<crate::store::entities::messages::Model>, DbErr> {
+    use crate::store::entities::messages;
+    let mut q = messages::Entity::find().filter(messages::Column::ConversationId.eq(conversation_id));
+    if let Some(after) = after {
+        q = q.filter(messages::Column::CreatedAt.gt(after));
+    }
+    q.order_by_asc(messages::Column::Seq).all(store.db()).await
+}
+
+/// The attachments of a conversation, oldest first.
+pub async fn attachments_of(
+    store: &Store,
+    conversation_id: Uuid,
+) -> Result<Vec<crate::store::entities::attachments::Model>, DbErr> {
+    use crate::store::entities::attachments;
+    attachments::Entity::find()
+        .filter(attachments::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(attachments::Column::Id)
+        .all(store.db())
+        .await
+}
+
+/// One attachment of a conversation.
+pub async fn attachment(
+    store: &Store,
+    conversation_id: Uuid,
+    attachment_id: Uuid,
+) -> Result<Option<crate::store::entities::attachments::Model>, DbErr> {
+    use crate::store::entities::attachments;
+    attachments::Entity::find_by_id(attachment_id)
+        .filter(attachments::Column::ConversationId.eq(conversation_id))
+        .one(store.db())
+        .await
+}
+
+/// Which leads to list.
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    pub bot_id: Option<Uuid>,
+    pub email: Option<String>,
+    pub conversation_id: Option<Uuid>,
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The organization's leads, newest first (by first capture), after `cursor`
+/// (the previous page's last lead).
+pub async fn leads(
+    store: &Store,
+    org_id: Uuid,
+    filter: &LeadFilter,
+    cursor: Option<Uuid>,
+    limit: u64,
+) -> Result<Page<crate::store::entities::leads::Model>, DbErr> {
+    use crate::store::entities::leads;
+    use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func};
+    let mut q = leads::Entity::find().filter(leads::Column::OrgId.eq(org_id));
+    if let Some(bot_id) = filter.bot_id {
+        q = q.filter(leads::Column::BotId.eq(bot_id));
+    }
+    if let Some(email) = &filter.email {
+        q = q.filter(Expr::expr(Func::lower(Expr::col(leads::Column::Email))).eq(email.to_lowercase()));
+    }
+    if let Some(conversation_id) = filter.conversation_id {
+        q = q.filter(leads::Column::ConversationId.eq(conversation_id));
+    }
+    if let Some(after) = filter.created_after {
+        q = q.filter(leads::Column::CreatedAt.gte(after));
+    }
+    if let Some(before) = filter.created_before {
+        q = q.filter(leads::Column::CreatedAt.lt(before));
+    }
+    // Lead ids are not time-ordered (they come from the address), so pages
+    // follow (created_at, id).
+    if let Some(cursor) = cursor
+        && let Some(last) = leads::Entity::find_by_id(cursor)
+            .filter(leads::Column::OrgId.eq(org_id))
+            .one(store.db())
+            .await?
+    {
+        q = q.filter(
+            Condition::any().add(leads::Column::CreatedAt.lt(last.created_at)).add(
+                Condition::all()
+                    .add(leads::Column::CreatedAt.eq(last.created_at))
+                    .add(leads::Column::Id.lt(last.id)),
+            ),
+        );
+    }
+    let rows = q
+        .order_by_desc(leads::Column::CreatedAt)
+        .order_by_desc(leads::Column::Id)
+        .limit(limit + 1)
+        .all(store.db())
+        .await?;
+    Ok(page(rows, limit, |l| l.id))
+}
+
+/// One lead of the organization.
+pub async fn lead(
+    store: &Store,
+    org_id: Uuid,
+    lead_id: Uuid,
+) -> Result<Option<crate::store::entities::leads::Model>, DbErr> {
+    use crate::store::entities::leads;
+    leads::Entity::find_by_id(lead_id)
+        .filter(leads::Column::OrgId.eq(org_id))
+        .one(store.db())
+        .await
+}

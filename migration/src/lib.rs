@@ -9,6 +9,8 @@ mod m20261122_000004_conversations;
 mod m20261122_000005_usage;
 mod m20261122_000006_conversation_tags;
 mod m20261122_000007_feedback;
+mod m20261130_000008_visitor;
+mod m20261130_000009_leads;
 
 pub struct Migrator;
 
@@ -23,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_usage::Migration),
             Box::new(m20261122_000006_conversation_tags::Migration),
             Box::new(m20261122_000007_feedback::Migration),
+            Box::new(m20261130_000008_visitor::Migration),
+            Box::new(m20261130_000009_leads::Migration),
         ]
     }
 }

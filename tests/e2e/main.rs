@@ -14,6 +14,8 @@ mod limits;
 mod quality;
 mod scenarios;
 mod spec;
+mod visitor;
+mod widget;
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -59,6 +61,11 @@ mod chat_tests {
     on_both_backends!(chat: grounded_chat, openai_provider, handoff);
 }
 
+/// The visitor side: widget settings, the public API, leads and insights.
+mod visitor_tests {
+    on_both_backends!(visitor: visitor_api, insights);
+}
+
 /// The job dashboard, on both tiers.
 mod board_tests {
     on_both_backends!(board: job_dashboard);
@@ -67,6 +74,15 @@ mod board_tests {
 /// Rate limits: two API instances sharing Redis, and the embedded tier.
 mod limit_tests {
     on_both_backends!(limits: rate_limits, quotas);
+}
+
+/// The widget in Debian's Chromium, on the embedded tier (the visitor API
+/// it uses is tested on both tiers above).
+mod widget_browser {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn widget_in_a_real_browser() {
+        crate::widget::widget_in_a_real_browser(crate::harness::Backend::Sqlite).await;
+    }
 }
 
 /// The whole Rust Book is embedded (about two minutes on 2 cores), so it runs

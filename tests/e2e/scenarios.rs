@@ -618,6 +618,41 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         )
         .await;
     assert_eq!(tagged.status, StatusCode::OK, "{}", tagged.body);
+    // A visitor of the widget leaves contact details and a file.
+    let settings = app
+        .get(&format!("/api/v1/bots/{}/widget-settings", id(&keep)), &a.key)
+        .await;
+    let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    let public = format!("/api/v1/public/bots/{}/conversations", id(&keep));
+    let started = app
+        .call_with(
+            Method::POST,
+            &public,
+            None,
+            Some(
+                json!({"visitor_token": "v_replay-visitor-0001", "email": "ana@shop.example",
+                        "message": "What does the text say?"}),
+            ),
+            &[("X-Parley-Site-Key", &site_key)],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let (cid, token) = (
+        started.body["conversation_id"].as_str().unwrap(),
+        started.body["token"].as_str().unwrap(),
+    );
+    let mid = started.body["messages"][0]["id"].as_str().unwrap();
+    let part = reqwest::multipart::Part::bytes(b"a note".to_vec()).file_name("note.txt");
+    let attached = app
+        .client
+        .post(format!("{}{public}/{cid}/messages/{mid}/attachments", app.base))
+        .header("X-Parley-Site-Key", &site_key)
+        .header("X-Parley-Conversation-Token", token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.status(), StatusCode::CREATED);
 
     let live = snapshots(&app).await;
     for (name, rows) in &live {
@@ -634,7 +669,9 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
             "source_pages",
             "conversations",
             "messages",
-            "conversation_tags"
+            "conversation_tags",
+            "attachments",
+            "leads"
         ]
     );
     assert!(events >= 9, "read the whole log ({events} events)");

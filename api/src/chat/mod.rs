@@ -285,7 +285,8 @@ impl ChatEngine {
         &self.analyzer
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
+    /// Unit vectors of texts, from the API's own model instance.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
         self.embedder.embed(texts).await.map_err(|e| {
             tracing::error!(error = %e, "query embedding failed");
             ApiError::new(

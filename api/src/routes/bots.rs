@@ -400,7 +400,12 @@ impl BotsApi {
                 org_id,
                 stream_id: bot_id,
                 expected_version: Some(0),
-                command: BotCommand::Create { bot_id, org_id, draft },
+                command: BotCommand::Create {
+                    bot_id,
+                    org_id,
+                    draft,
+                    site_key: domain::new_site_key(),
+                },
                 metadata: metadata(&auth.0, &request_id),
                 idempotency: idempotency::record(&idem, bot_id),
             })

@@ -213,6 +213,9 @@ pub struct ChatStreamEvent {
     /// `done`: a person has the conversation.
     #[oai(skip_serializing_if_is_none)]
     pub escalated: Option<bool>,
+    /// `done`: the visitor's message, as stored.
+    #[oai(skip_serializing_if_is_none)]
+    pub user_message_id: Option<Uuid>,
     /// `done`: tokens and timings.
     #[oai(skip_serializing_if_is_none)]
     pub usage: Option<ChatUsage>,
@@ -273,13 +276,46 @@ pub enum ChatResponse {
     Whole(ChatReply),
     Stream {
         conversation_id: Uuid,
+        /// The visitor's message, as stored.
+        user_message_id: Uuid,
         /// The bot's answer, as the events name it.
         message_id: Uuid,
         events: mpsc::Receiver<ChatEvent>,
         heartbeat: Duration,
         /// Held while the stream is open.
         slot: StreamSlot,
+        /// The bot hides sources from visitors.
+        hide_sources: bool,
     },
+}
+
+impl ChatResponse {
+    /// The same answer without its sources (a bot that hides them from visitors).
+    pub fn without_sources(self) -> ChatResponse {
+        match self {
+            ChatResponse::Whole(reply) => ChatResponse::Whole(ChatReply {
+                sources: vec![],
+                ..reply
+            }),
+            ChatResponse::Stream {
+                conversation_id,
+                user_message_id,
+                message_id,
+                events,
+                heartbeat,
+                slot,
+                ..
+            } => ChatResponse::Stream {
+                conversation_id,
+                user_message_id,
+                message_id,
+                events,
+                heartbeat,
+                slot,
+                hide_sources: true,
+            },
+        }
+    }
 }
 
 impl ApiResponse for ChatResponse {
@@ -321,6 +357,7 @@ fn stream_event(conversation_id: Uuid, message_id: Option<Uuid>, kind: ChatEvent
         unanswered: None,
         provider: None,
         escalated: None,
+        user_message_id: None,
         usage: None,
         error: None,
     }
@@ -364,10 +401,12 @@ impl IntoResponse for ChatResponse {
             ChatResponse::Whole(reply) => Json(reply).into_response(),
             ChatResponse::Stream {
                 conversation_id,
+                user_message_id,
                 message_id,
                 events,
                 heartbeat,
                 slot,
+                hide_sources,
             } => {
                 let stream = async_stream::stream! {
                     let _slot = slot;
@@ -379,7 +418,18 @@ impl IntoResponse for ChatResponse {
                             ChatEvent::Done { .. } | ChatEvent::Waiting => "done",
                             ChatEvent::Failed(_) => "error",
                         };
-                        let payload = to_sse(conversation_id, message_id, event);
+                        let event = match event {
+                            ChatEvent::Sources(_) if hide_sources => ChatEvent::Sources(vec![]),
+                            other @ (ChatEvent::Sources(_)
+                            | ChatEvent::Delta(_)
+                            | ChatEvent::Done { .. }
+                            | ChatEvent::Waiting
+                            | ChatEvent::Failed(_)) => other,
+                        };
+                        let mut payload = to_sse(conversation_id, message_id, event);
+                        if payload.event_type == ChatEventType::Done {
+                            payload.user_message_id = Some(user_message_id);
+                        }
                         yield SseEvent::message(payload.to_json_string()).event_type(name);
                     }
                     yield SseEvent::message("[DONE]");
@@ -508,6 +558,8 @@ pub struct Message {
     pub error: Option<ChatError>,
     /// For answers: the latest rating.
     pub feedback: Option<Feedback>,
+    /// For visitor messages: the files attached to it.
+    pub attachments: Vec<super::visitor::AttachmentInfo>,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
@@ -581,6 +633,7 @@ impl From<messages::Model> for Message {
                 rating: if rating == "up" { Rating::Up } else { Rating::Down },
                 comment: m.feedback_comment,
             }),
+            attachments: vec![],
             created_at: m.created_at,
         }
     }
@@ -840,17 +893,6 @@ impl ChatApi {
         }
         let org_id = auth.0.org_id;
         let bot = active_bot(state, org_id, bot_id.0).await?;
-        let stream = req.stream.unwrap_or(bot.streaming);
-        // Taken before anything is stored: a refused stream leaves no trace.
-        let slot = if stream {
-            let visitor = match &req.visitor_id {
-                Some(v) => format!("visitor:{}", v.0),
-                None => format!("key:{}", auth.0.key_id),
-            };
-            Some(state.open_stream(org_id, visitor)?)
-        } else {
-            None
-        };
         let conversation_id = match req.conversation_id {
             Some(id) => {
                 let (existing, _) = state.store.load::<Conversation>(id).await?;
@@ -861,81 +903,30 @@ impl ChatApi {
             }
             None => Uuid::now_v7(),
         };
-        state.take_message(org_id).await?;
-        let metadata = Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone()));
-        let user_message_id = Uuid::now_v7();
-        let executed = state
-            .store
-            .execute::<Conversation>(Execute {
+        let visitor_id = req.visitor_id.map(Text::into_inner);
+        ask(
+            state,
+            Ask {
                 org_id,
-                stream_id: conversation_id,
-                expected_version: None,
-                command: ConversationCommand::Receive {
-                    conversation_id,
-                    org_id,
-                    bot_id: bot_id.0,
-                    visitor_id: req.visitor_id.clone().map(Text::into_inner),
-                    channel: "api".into(),
-                    message_id: user_message_id,
-                    text: parsed.question.clone(),
-                    system: parsed.system.clone(),
-                    language: req.language.clone().map(Text::into_inner),
-                    metadata: req.metadata.clone().unwrap_or(Value::Null),
-                },
-                metadata: metadata.clone(),
-                idempotency: None,
-            })
-            .await?;
-        // Stored turns first, then turns the client sent along.
-        let mut history: Vec<_> = executed
-            .state
-            .turns
-            .iter()
-            .filter(|t| t.message_id != user_message_id)
-            .cloned()
-            .collect();
-        history.extend(parsed.history);
-        let language = req
-            .language
-            .map(Text::into_inner)
-            .or_else(|| Some(bot.language.clone()));
-        let answer_id = Uuid::now_v7();
-        let escalated = executed.state.status == Status::Escalated;
-        let events = state.chat.start(ChatTurn {
-            org_id,
-            bot_id: bot_id.0,
-            bot,
-            conversation_id,
-            user_message_id,
-            question: parsed.question,
-            system: parsed.system,
-            language,
-            history,
-            metadata,
-            escalated,
-            answer_id,
-        });
-        if let Some(slot) = slot {
-            return Ok(ChatResponse::Stream {
+                bot_id: bot_id.0,
+                stream: req.stream.unwrap_or(bot.streaming),
+                bot,
                 conversation_id,
-                message_id: answer_id,
-                events,
-                heartbeat: Duration::from_secs(state.settings.sse_heartbeat_secs),
-                slot,
-            });
-        }
-        let mut events = events;
-        while let Some(event) = events.recv().await {
-            match event {
-                ChatEvent::Done { answered, escalated } => {
-                    return Ok(ChatResponse::Whole(reply_of(user_message_id, *answered, escalated)));
-                }
-                ChatEvent::Waiting => return Ok(ChatResponse::Whole(waiting(conversation_id, user_message_id))),
-                ChatEvent::Failed(failed) => return Err(failure(*failed)),
-                ChatEvent::Delta(_) | ChatEvent::Sources(_) => {}
-            }
-        }
-        Err(ApiError::internal("the answer task ended without a result"))
+                stream_owner: match &visitor_id {
+                    Some(v) => format!("visitor:{v}"),
+                    None => format!("key:{}", auth.0.key_id),
+                },
+                visitor_id,
+                channel: "api",
+                question: parsed.question,
+                system: parsed.system,
+                extra_history: parsed.history,
+                language: req.language.map(Text::into_inner),
+                metadata: req.metadata.unwrap_or(Value::Null),
+                recorded: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+            },
+        )
+        .await
     }
 
     /// Search a bot's knowledge
@@ -1095,14 +1086,40 @@ impl ChatApi {
             .await
             .map_err(StoreError::Db)?
             .ok_or(DomainError::ConversationNotFound)?;
-        let messages = read::messages(&state.store, conversation.id)
-            .await
-            .map_err(StoreError::Db)?;
+        let messages = messages_with_attachments(state, conversation.id).await?;
         Ok(Json(ConversationDetail {
             conversation: info(state, conversation).await?,
-            messages: messages.into_iter().map(Message::from).collect(),
+            messages,
         }))
     }
+}
+
+/// A conversation's messages in order, each with its attachments.
+pub(crate) async fn messages_with_attachments(
+    state: &AppState,
+    conversation_id: Uuid,
+) -> Result<Vec<Message>, ApiError> {
+    let rows = read::messages(&state.store, conversation_id)
+        .await
+        .map_err(StoreError::Db)?;
+    let files = read::attachments_of(&state.store, conversation_id)
+        .await
+        .map_err(StoreError::Db)?;
+    Ok(rows
+        .into_iter()
+        .map(|m| {
+            let id = m.id;
+            Message {
+                attachments: files
+                    .iter()
+                    .filter(|a| a.message_id == id)
+                    .cloned()
+                    .map(Into::into)
+                    .collect(),
+                ..Message::from(m)
+            }
+        })
+        .collect())
 }
 
 /// Conversations as the API shows them, with their tags.
@@ -1402,6 +1419,115 @@ impl HandoffApi {
         .await?;
         Ok(Json(info(state, row).await?))
     }
+}
+
+/// One visitor message to answer, from the API or the widget.
+pub(crate) struct Ask {
+    pub org_id: Uuid,
+    pub bot_id: Uuid,
+    pub bot: BotSettings,
+    /// An existing conversation of this bot (checked by the caller), or a new id.
+    pub conversation_id: Uuid,
+    pub visitor_id: Option<String>,
+    /// `api` or `widget`.
+    pub channel: &'static str,
+    pub stream: bool,
+    /// Whose open streams are counted (`visitor:...` or `key:...`).
+    pub stream_owner: String,
+    pub question: String,
+    pub system: Option<String>,
+    /// Turns the client sent along, after the stored ones.
+    pub extra_history: Vec<parley_domain::aggregates::conversation::Turn>,
+    pub language: Option<String>,
+    pub metadata: Value,
+    /// The actor and correlation id recorded with the events.
+    pub recorded: Metadata,
+}
+
+/// Stores the visitor's message and answers it: an event stream, or the
+/// whole answer. The answer is generated in its own task and stored even
+/// when the client leaves.
+pub(crate) async fn ask(state: &AppState, ask: Ask) -> Result<ChatResponse, ApiError> {
+    // Taken before anything is stored: a refused stream leaves no trace.
+    let slot = if ask.stream {
+        Some(state.open_stream(ask.org_id, ask.stream_owner.clone())?)
+    } else {
+        None
+    };
+    state.take_message(ask.org_id).await?;
+    let user_message_id = Uuid::now_v7();
+    let conversation_id = ask.conversation_id;
+    let executed = state
+        .store
+        .execute::<Conversation>(Execute {
+            org_id: ask.org_id,
+            stream_id: conversation_id,
+            expected_version: None,
+            command: ConversationCommand::Receive {
+                conversation_id,
+                org_id: ask.org_id,
+                bot_id: ask.bot_id,
+                visitor_id: ask.visitor_id.clone(),
+                channel: ask.channel.into(),
+                message_id: user_message_id,
+                text: ask.question.clone(),
+                system: ask.system.clone(),
+                language: ask.language.clone(),
+                metadata: ask.metadata,
+            },
+            metadata: ask.recorded.clone(),
+            idempotency: None,
+        })
+        .await?;
+    // Stored turns first, then turns the client sent along.
+    let mut history: Vec<_> = executed
+        .state
+        .turns
+        .iter()
+        .filter(|t| t.message_id != user_message_id)
+        .cloned()
+        .collect();
+    history.extend(ask.extra_history);
+    let language = ask.language.or_else(|| Some(ask.bot.language.clone()));
+    let answer_id = Uuid::now_v7();
+    let escalated = executed.state.status == Status::Escalated;
+    let events = state.chat.start(ChatTurn {
+        org_id: ask.org_id,
+        bot_id: ask.bot_id,
+        bot: ask.bot,
+        conversation_id,
+        user_message_id,
+        question: ask.question,
+        system: ask.system,
+        language,
+        history,
+        metadata: ask.recorded,
+        escalated,
+        answer_id,
+    });
+    if let Some(slot) = slot {
+        return Ok(ChatResponse::Stream {
+            conversation_id,
+            user_message_id,
+            message_id: answer_id,
+            events,
+            heartbeat: Duration::from_secs(state.settings.sse_heartbeat_secs),
+            slot,
+            hide_sources: false,
+        });
+    }
+    let mut events = events;
+    while let Some(event) = events.recv().await {
+        match event {
+            ChatEvent::Done { answered, escalated } => {
+                return Ok(ChatResponse::Whole(reply_of(user_message_id, *answered, escalated)));
+            }
+            ChatEvent::Waiting => return Ok(ChatResponse::Whole(waiting(conversation_id, user_message_id))),
+            ChatEvent::Failed(failed) => return Err(failure(*failed)),
+            ChatEvent::Delta(_) | ChatEvent::Sources(_) => {}
+        }
+    }
+    Err(ApiError::internal("the answer task ended without a result"))
 }
 
 /// A failed answer as an HTTP error (non-streaming).

@@ -80,6 +80,48 @@ impl ApiResponse for Export {
     }
 }
 
+/// A CSV file to download.
+pub struct CsvFile {
+    pub body: Vec<u8>,
+    pub file_name: String,
+}
+
+impl ApiResponse for CsvFile {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The CSV file, as an attachment (a header row, then one row per record).",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: "text/csv; charset=utf-8",
+                    schema: String::schema_ref(),
+                }],
+                headers: vec![MetaHeader {
+                    name: "Content-Disposition".into(),
+                    description: Some("`attachment; filename=\"...\"`".into()),
+                    required: true,
+                    deprecated: false,
+                    schema: String::schema_ref(),
+                }],
+            }],
+        }
+    }
+
+    fn register(_registry: &mut Registry) {}
+}
+
+impl IntoResponse for CsvFile {
+    fn into_response(self) -> Response {
+        Export {
+            body: self.body,
+            content_type: "text/csv; charset=utf-8",
+            file_name: self.file_name,
+        }
+        .into_response()
+    }
+}
+
 impl IntoResponse for Export {
     fn into_response(self) -> Response {
         Response::builder()
@@ -168,12 +210,7 @@ fn transcript(conversation: &conversations::Model, messages: &[Message]) -> Stri
 }
 
 async fn messages_of(state: &AppState, conversation_id: Uuid) -> Result<Vec<Message>, ApiError> {
-    Ok(read::messages(&state.store, conversation_id)
-        .await
-        .map_err(StoreError::Db)?
-        .into_iter()
-        .map(Message::from)
-        .collect())
+    super::chat::messages_with_attachments(state, conversation_id).await
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
@@ -197,7 +234,7 @@ impl ExportApi {
         to: Query<DateTime<Utc>>,
         /// Only this bot's conversations.
         bot_id: Query<Option<Uuid>>,
-    ) -> Result<Export, ApiError> {
+    ) -> Result<CsvFile, ApiError> {
         let state = live(&self.state)?;
         if to.0 <= from.0 {
             return Err(ApiError::new(
@@ -226,9 +263,8 @@ impl ExportApi {
         for c in &rows {
             csv_rows(&mut writer, &messages_of(state, c.id).await?, c.id)?;
         }
-        Ok(Export {
+        Ok(CsvFile {
             body: finish(writer)?,
-            content_type: "text/csv; charset=utf-8",
             file_name: format!(
                 "conversations-{}-{}.csv",
                 from.0.format("%Y%m%d"),

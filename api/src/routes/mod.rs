@@ -4,10 +4,14 @@ pub mod bots;
 pub mod chat;
 pub mod events;
 pub mod export;
+pub mod insights;
 pub mod keys;
+pub mod leads;
 pub mod ops;
 pub mod sources;
 pub mod usage;
+pub mod visitor;
+pub mod widget;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -23,6 +27,12 @@ pub enum ApiTags {
     Sources,
     /// Answers (streamed or whole), the retrieval debug search, and conversations.
     Chat,
+    /// A bot's chat widget: its look, lead form, allowed origins and site key.
+    Widget,
+    /// Contact details visitors left.
+    Leads,
+    /// The public API the widget uses, with a bot's site key instead of a secret key.
+    Visitor,
     /// Use against the plan's quotas.
     Usage,
     /// The event feed: everything that happened in your organization, in order.
@@ -38,6 +48,11 @@ pub type Apis = (
     chat::ChatApi,
     chat::HandoffApi,
     export::ExportApi,
+    insights::InsightsApi,
+    widget::WidgetApi,
+    leads::LeadsApi,
+    visitor::AttachmentsApi,
+    visitor::VisitorApi,
     usage::UsageApi,
     events::EventsApi,
     ops::OpsApi,
@@ -52,6 +67,11 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
         chat::ChatApi { state: state.clone() },
         chat::HandoffApi { state: state.clone() },
         export::ExportApi { state: state.clone() },
+        insights::InsightsApi { state: state.clone() },
+        widget::WidgetApi { state: state.clone() },
+        leads::LeadsApi { state: state.clone() },
+        visitor::AttachmentsApi { state: state.clone() },
+        visitor::VisitorApi { state: state.clone() },
         usage::UsageApi { state: state.clone() },
         events::EventsApi { state: state.clone() },
         ops::OpsApi { state },

@@ -8,11 +8,22 @@ use uuid::Uuid;
 
 use crate::error::{DomainError, FieldError};
 use crate::event::{Aggregate, DomainEvent, NewEvent, UpcastError, payload_of, to_payload};
+use crate::widget::WidgetSettings;
 
 pub const BOT_CREATED: &str = "bot.created";
 pub const BOT_UPDATED: &str = "bot.updated";
 pub const BOT_DELETED: &str = "bot.deleted";
 pub const BOT_PURGED: &str = "bot.purged";
+pub const BOT_WIDGET_UPDATED: &str = "bot.widget_updated";
+pub const BOT_SITE_KEY_ROTATED: &str = "bot.site_key_rotated";
+pub const BOT_EVENTS: &[&str] = &[
+    BOT_CREATED,
+    BOT_UPDATED,
+    BOT_DELETED,
+    BOT_PURGED,
+    BOT_WIDGET_UPDATED,
+    BOT_SITE_KEY_ROTATED,
+];
 
 pub const PROVIDERS: &[&str] = &["extractive", "openai"];
 
@@ -88,6 +99,19 @@ pub struct BotPatch {
     pub model: ModelPatch,
     pub streaming: Option<bool>,
     pub active: Option<bool>,
+}
+
+/// A new public site key: `ps_` and 32 hex characters.
+pub fn new_site_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("ps_{}", hex::encode(bytes))
+}
+
+/// Whether a string has the shape of a site key.
+pub fn looks_like_site_key(s: &str) -> bool {
+    s.len() == 35 && s.starts_with("ps_") && s[3..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 pub const DEFAULT_PERSONA: &str =
@@ -294,6 +318,23 @@ pub struct BotCreated {
     pub bot_id: Uuid,
     pub org_id: Uuid,
     pub settings: BotSettings,
+    /// The public key the widget and the visitor API use (not a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_key: Option<String>,
+}
+
+/// The widget's settings after a change (the whole of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WidgetUpdated {
+    pub bot_id: Uuid,
+    pub widget: WidgetSettings,
+}
+
+/// A new public site key; the previous one stops working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteKeyRotated {
+    pub bot_id: Uuid,
+    pub site_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -321,6 +362,8 @@ pub enum BotEvent {
     Updated(BotUpdated),
     Deleted(BotDeleted),
     Purged(BotPurged),
+    WidgetUpdated(WidgetUpdated),
+    SiteKeyRotated(SiteKeyRotated),
 }
 
 impl DomainEvent for BotEvent {
@@ -330,6 +373,8 @@ impl DomainEvent for BotEvent {
             BotEvent::Updated(_) => BOT_UPDATED,
             BotEvent::Deleted(_) => BOT_DELETED,
             BotEvent::Purged(_) => BOT_PURGED,
+            BotEvent::WidgetUpdated(_) => BOT_WIDGET_UPDATED,
+            BotEvent::SiteKeyRotated(_) => BOT_SITE_KEY_ROTATED,
         }
     }
 
@@ -339,6 +384,8 @@ impl DomainEvent for BotEvent {
             BotEvent::Updated(e) => to_payload(e),
             BotEvent::Deleted(e) => to_payload(e),
             BotEvent::Purged(e) => to_payload(e),
+            BotEvent::WidgetUpdated(e) => to_payload(e),
+            BotEvent::SiteKeyRotated(e) => to_payload(e),
         };
         NewEvent {
             event_type: self.event_type(),
@@ -353,7 +400,9 @@ impl DomainEvent for BotEvent {
             (BOT_UPDATED, 1) => Ok(BotEvent::Updated(payload_of(event_type, payload)?)),
             (BOT_DELETED, 1) => Ok(BotEvent::Deleted(payload_of(event_type, payload)?)),
             (BOT_PURGED, 1) => Ok(BotEvent::Purged(payload_of(event_type, payload)?)),
-            (BOT_CREATED | BOT_UPDATED | BOT_DELETED | BOT_PURGED, v) => Err(UpcastError::UnknownVersion {
+            (BOT_WIDGET_UPDATED, 1) => Ok(BotEvent::WidgetUpdated(payload_of(event_type, payload)?)),
+            (BOT_SITE_KEY_ROTATED, 1) => Ok(BotEvent::SiteKeyRotated(payload_of(event_type, payload)?)),
+            (t, v) if BOT_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
                 event_type: event_type.into(),
                 version: v,
             }),
@@ -369,6 +418,9 @@ pub struct BotState {
     pub settings: Option<BotSettings>,
     pub deleted: bool,
     pub purged: bool,
+    /// `None`: the defaults.
+    pub widget: Option<WidgetSettings>,
+    pub site_key: Option<String>,
 }
 
 impl BotState {
@@ -387,6 +439,7 @@ pub enum BotCommand {
         bot_id: Uuid,
         org_id: Uuid,
         draft: BotDraft,
+        site_key: String,
     },
     Update {
         org_id: Uuid,
@@ -397,6 +450,16 @@ pub enum BotCommand {
     },
     /// Issued by the purge job once derived data is gone.
     Purge,
+    /// Replace the widget's settings.
+    UpdateWidget {
+        org_id: Uuid,
+        widget: WidgetSettings,
+    },
+    /// Issue a new public site key.
+    RotateSiteKey {
+        org_id: Uuid,
+        site_key: String,
+    },
 }
 
 pub struct Bot;
@@ -413,16 +476,24 @@ impl Aggregate for Bot {
                 state.bot_id = Some(e.bot_id);
                 state.org_id = Some(e.org_id);
                 state.settings = Some(e.settings.clone());
+                state.site_key = e.site_key.clone();
             }
             BotEvent::Updated(e) => state.settings = Some(e.settings.clone()),
             BotEvent::Deleted(_) => state.deleted = true,
             BotEvent::Purged(_) => state.purged = true,
+            BotEvent::WidgetUpdated(e) => state.widget = Some(e.widget.clone()),
+            BotEvent::SiteKeyRotated(e) => state.site_key = Some(e.site_key.clone()),
         }
     }
 
     fn decide(state: &BotState, command: BotCommand) -> Result<Vec<BotEvent>, DomainError> {
         match command {
-            BotCommand::Create { bot_id, org_id, draft } => {
+            BotCommand::Create {
+                bot_id,
+                org_id,
+                draft,
+                site_key,
+            } => {
                 if state.settings.is_some() {
                     return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
                 }
@@ -432,7 +503,22 @@ impl Aggregate for Bot {
                     bot_id,
                     org_id,
                     settings,
+                    site_key: Some(site_key),
                 })])
+            }
+            BotCommand::UpdateWidget { org_id, widget } => {
+                state.live_for(org_id)?;
+                let bot_id = state.bot_id.ok_or(DomainError::BotNotFound)?;
+                let widget = widget.validated()?;
+                if state.widget.as_ref() == Some(&widget) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![BotEvent::WidgetUpdated(WidgetUpdated { bot_id, widget })])
+            }
+            BotCommand::RotateSiteKey { org_id, site_key } => {
+                state.live_for(org_id)?;
+                let bot_id = state.bot_id.ok_or(DomainError::BotNotFound)?;
+                Ok(vec![BotEvent::SiteKeyRotated(SiteKeyRotated { bot_id, site_key })])
             }
             BotCommand::Update { org_id, patch } => {
                 let current = state.live_for(org_id)?;
@@ -486,6 +572,7 @@ mod tests {
                 bot_id,
                 org_id: org,
                 draft,
+                site_key: new_site_key(),
             },
         )
         .unwrap();
@@ -523,6 +610,7 @@ mod tests {
                 bot_id: Uuid::now_v7(),
                 org_id: Uuid::now_v7(),
                 draft,
+                site_key: new_site_key(),
             },
         )
         .unwrap_err();
@@ -620,6 +708,52 @@ mod tests {
         assert!(!valid_slug("-a"));
         assert!(valid_language("pt-BR"));
         assert!(!valid_language("p"));
+    }
+
+    #[test]
+    fn widget_settings_and_site_keys() {
+        let org = Uuid::now_v7();
+        let (_, created) = created(org);
+        let BotEvent::Created(c) = &created else {
+            panic!("expected created")
+        };
+        assert!(c.site_key.as_deref().is_some_and(looks_like_site_key));
+        let mut events = vec![created.clone()];
+        let widget = WidgetSettings {
+            accent_color: "#00aa00".into(),
+            allowed_origins: vec!["https://Shop.example/".into()],
+            ..WidgetSettings::default()
+        };
+        let update = |events: &[BotEvent], org_id: Uuid, widget: WidgetSettings| {
+            Bot::decide(&given(events), BotCommand::UpdateWidget { org_id, widget })
+        };
+        let changed = update(&events, org, widget.clone()).unwrap();
+        let BotEvent::WidgetUpdated(w) = &changed[0] else {
+            panic!("expected widget_updated")
+        };
+        assert_eq!(w.widget.accent_color, "#00AA00");
+        assert_eq!(w.widget.allowed_origins, vec!["https://shop.example"]);
+        events.extend(changed);
+        assert!(
+            update(&events, org, widget.clone()).unwrap().is_empty(),
+            "the same settings again record nothing"
+        );
+        assert_eq!(
+            update(&events, Uuid::now_v7(), widget).unwrap_err(),
+            DomainError::BotNotFound
+        );
+        let rotated = Bot::decide(
+            &given(&events),
+            BotCommand::RotateSiteKey {
+                org_id: org,
+                site_key: new_site_key(),
+            },
+        )
+        .unwrap();
+        events.extend(rotated);
+        let state = given(&events);
+        assert_ne!(state.site_key, c.site_key, "the old key is replaced");
+        assert!(!looks_like_site_key("pk_0123"));
     }
 
     #[test]

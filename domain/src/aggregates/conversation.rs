@@ -18,6 +18,7 @@ pub const CLOSED: &str = "conversation.closed";
 pub const REOPENED: &str = "conversation.reopened";
 pub const TAGS_CHANGED: &str = "conversation.tags_changed";
 pub const FEEDBACK_RECEIVED: &str = "conversation.feedback_received";
+pub const ATTACHMENT_ADDED: &str = "conversation.attachment_added";
 
 /// Most tags one conversation may carry.
 pub const MAX_TAGS: usize = 20;
@@ -32,7 +33,11 @@ pub const CONVERSATION_EVENTS: &[&str] = &[
     REOPENED,
     TAGS_CHANGED,
     FEEDBACK_RECEIVED,
+    ATTACHMENT_ADDED,
 ];
+
+/// Most files one message may carry.
+pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 5;
 
 /// Longest visitor message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
@@ -45,6 +50,9 @@ pub struct ConversationStarted {
     pub visitor_id: Option<String>,
     /// Where it started: `api` (secret key) or `widget`.
     pub channel: String,
+    /// SHA-256 (hex) of the conversation token a visitor uses (widget conversations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +172,19 @@ pub struct FeedbackReceived {
     pub by: String,
 }
 
+/// A file a visitor attached to one of their messages. The bytes are kept
+/// by content hash, outside the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentAdded {
+    pub conversation_id: Uuid,
+    pub attachment_id: Uuid,
+    pub message_id: Uuid,
+    pub file_name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConversationEvent {
     Started(ConversationStarted),
@@ -176,6 +197,7 @@ pub enum ConversationEvent {
     Reopened(Reopened),
     TagsChanged(TagsChanged),
     FeedbackReceived(FeedbackReceived),
+    AttachmentAdded(AttachmentAdded),
 }
 
 impl DomainEvent for ConversationEvent {
@@ -191,6 +213,7 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::Reopened(_) => REOPENED,
             ConversationEvent::TagsChanged(_) => TAGS_CHANGED,
             ConversationEvent::FeedbackReceived(_) => FEEDBACK_RECEIVED,
+            ConversationEvent::AttachmentAdded(_) => ATTACHMENT_ADDED,
         }
     }
 
@@ -206,6 +229,7 @@ impl DomainEvent for ConversationEvent {
             ConversationEvent::Reopened(e) => to_payload(e),
             ConversationEvent::TagsChanged(e) => to_payload(e),
             ConversationEvent::FeedbackReceived(e) => to_payload(e),
+            ConversationEvent::AttachmentAdded(e) => to_payload(e),
         };
         NewEvent {
             event_type: self.event_type(),
@@ -226,6 +250,7 @@ impl DomainEvent for ConversationEvent {
             (REOPENED, 1) => Ok(ConversationEvent::Reopened(payload_of(event_type, payload)?)),
             (TAGS_CHANGED, 1) => Ok(ConversationEvent::TagsChanged(payload_of(event_type, payload)?)),
             (FEEDBACK_RECEIVED, 1) => Ok(ConversationEvent::FeedbackReceived(payload_of(event_type, payload)?)),
+            (ATTACHMENT_ADDED, 1) => Ok(ConversationEvent::AttachmentAdded(payload_of(event_type, payload)?)),
             (t, v) if CONVERSATION_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
                 event_type: t.into(),
                 version: v,
@@ -260,6 +285,8 @@ pub struct ConversationState {
     pub tags: Vec<String>,
     /// The bot's answers (what feedback may rate).
     pub answers: Vec<Uuid>,
+    /// The message of each attachment, in order.
+    pub attachments: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -289,6 +316,17 @@ impl ConversationState {
 
 #[derive(Debug, Clone)]
 pub enum ConversationCommand {
+    /// Start a conversation without a message (a visitor opening the widget).
+    Start {
+        conversation_id: Uuid,
+        org_id: Uuid,
+        bot_id: Uuid,
+        visitor_id: Option<String>,
+        channel: String,
+        token_hash: Option<String>,
+    },
+    /// A file attached to one of the visitor's messages.
+    Attach(AttachmentAdded),
     /// A visitor message; starts the conversation when it is new.
     Receive {
         /// The stream's id: a new conversation takes it.
@@ -398,6 +436,7 @@ impl Aggregate for Conversation {
             ConversationEvent::Reopened(_) => state.status = Status::Open,
             ConversationEvent::TagsChanged(e) => state.tags = e.tags.clone(),
             ConversationEvent::FeedbackReceived(_) => {}
+            ConversationEvent::AttachmentAdded(e) => state.attachments.push(e.message_id),
             ConversationEvent::MessageReceived(e) => {
                 state.turns.push(Turn {
                     message_id: e.message_id,
@@ -422,6 +461,54 @@ impl Aggregate for Conversation {
 
     fn decide(state: &ConversationState, command: ConversationCommand) -> Result<Vec<ConversationEvent>, DomainError> {
         match command {
+            ConversationCommand::Start {
+                conversation_id,
+                org_id,
+                bot_id,
+                visitor_id,
+                channel,
+                token_hash,
+            } => {
+                if state.conversation_id.is_some() {
+                    return Err(DomainError::ConversationExists);
+                }
+                Ok(vec![ConversationEvent::Started(ConversationStarted {
+                    conversation_id,
+                    org_id,
+                    bot_id,
+                    visitor_id,
+                    channel,
+                    token_hash,
+                })])
+            }
+            ConversationCommand::Attach(attachment) => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                let is_visitor_message = state
+                    .turns
+                    .iter()
+                    .any(|t| t.message_id == attachment.message_id && t.role == "user");
+                if !is_visitor_message {
+                    return Err(DomainError::invalid(
+                        "message_id",
+                        "is not one of the visitor's messages in this conversation",
+                    ));
+                }
+                let on_message = state
+                    .attachments
+                    .iter()
+                    .filter(|m| **m == attachment.message_id)
+                    .count();
+                if on_message >= MAX_ATTACHMENTS_PER_MESSAGE {
+                    return Err(DomainError::invalid(
+                        "file",
+                        format!("a message can carry at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
+                    ));
+                }
+                Ok(vec![ConversationEvent::AttachmentAdded(AttachmentAdded {
+                    conversation_id,
+                    ..attachment
+                })])
+            }
             ConversationCommand::Receive {
                 conversation_id,
                 org_id,
@@ -455,6 +542,7 @@ impl Aggregate for Conversation {
                         bot_id,
                         visitor_id,
                         channel,
+                        token_hash: None,
                     })),
                 }
                 events.push(ConversationEvent::MessageReceived(MessageReceived {

@@ -3,5 +3,6 @@
 pub mod api_key;
 pub mod bot;
 pub mod conversation;
+pub mod lead;
 pub mod org;
 pub mod source;

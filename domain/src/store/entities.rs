@@ -125,6 +125,9 @@ pub mod bots {
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub deleted_at: Option<DateTimeUtc>,
+        pub site_key: Option<String>,
+        /// The widget settings (`None`: the defaults).
+        pub widget: Option<Json>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -332,6 +335,12 @@ pub mod conversations {
         pub unanswered: i64,
         pub created_at: DateTimeUtc,
         pub last_message_at: DateTimeUtc,
+        /// Widget conversations: the visitor token (one conversation per token and bot).
+        pub visitor_token: Option<String>,
+        /// Widget conversations: SHA-256 of the conversation token.
+        pub token_hash: Option<String>,
+        /// When a person was first asked to take over.
+        pub escalated_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -407,6 +416,59 @@ pub mod conversation_tags {
         pub org_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub tag: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod attachments {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "attachments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub bot_id: Uuid,
+        pub conversation_id: Uuid,
+        pub message_id: Uuid,
+        pub file_name: String,
+        pub content_type: String,
+        pub size: i64,
+        pub sha256: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod leads {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "leads")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub bot_id: Uuid,
+        pub email: Option<String>,
+        pub name: Option<String>,
+        pub phone: Option<String>,
+        /// Custom fields, an object of strings.
+        pub fields: Json,
+        pub visitor_id: Option<String>,
+        pub conversation_id: Option<Uuid>,
+        pub source: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,99 @@
+//! The client's address: the peer's, or, when the peer is a trusted proxy,
+//! the nearest address in `X-Forwarded-For` that is not one. A header from
+//! anyone else is ignored, so it cannot be used to dodge per-IP limits.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use poem::Request;
+
+/// Parses `PARLEY_TRUSTED_PROXIES`: comma-separated addresses or CIDR
+/// ranges. Returns the first bad entry on error.
+pub fn parse_proxies(list: &str) -> Result<Vec<IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| s.to_owned())
+        })
+        .collect()
+}
+
+fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    proxies.iter().any(|net| net.contains(&ip))
+}
+
+/// The client address of a request (`None` when the peer is not an IP
+/// socket, as in tests that call endpoints directly).
+pub fn client_ip(req: &Request, proxies: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+    Some(resolve(peer, req.headers(), proxies))
+}
+
+/// The client behind `peer`, given the request's headers.
+fn resolve(peer: IpAddr, headers: &poem::http::HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    if !trusted(proxies, peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    // Right to left: the last hop was added by our proxy; stop at the first
+    // address that is not a trusted proxy.
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted(proxies, *ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, xff: Option<&str>, proxies: &[IpNet]) -> Option<IpAddr> {
+        let mut headers = poem::http::HeaderMap::new();
+        if let Some(xff) = xff {
+            headers.insert("x-forwarded-for", xff.parse().unwrap());
+        }
+        Some(resolve(peer.parse().unwrap(), &headers, proxies))
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let proxies = parse_proxies("10.0.0.0/8, 192.168.1.5").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client("::ffff:10.0.0.9", Some("1.2.3.4"), &proxies),
+            Some(ip("1.2.3.4"))
+        );
+        assert_eq!(
+            client("203.0.113.9", Some("1.2.3.4"), &proxies),
+            Some(ip("203.0.113.9"))
+        );
+        // Behind a trusted proxy, the nearest untrusted hop is the client,
+        // whatever the client itself put further left.
+        assert_eq!(
+            client("10.1.2.3", Some("6.6.6.6, 198.51.100.7"), &proxies),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            client("192.168.1.5", Some("198.51.100.7, 10.0.0.2"), &proxies),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(client("10.1.2.3", None, &proxies), Some(ip("10.1.2.3")));
+        assert!(parse_proxies("10.0.0.0/33").is_err());
+        assert!(parse_proxies("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,210 @@
+//! `/api/v1/bots/{id}/insights`: what visitors ask, what the bot could not
+//! answer (near-duplicate questions grouped), ratings and hand-offs.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use parley_domain::insights::{self, SAME_QUESTION};
+use parley_domain::{ErrorCode, StoreError};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use uuid::Uuid;
+
+use super::chat::FeedbackSummary;
+use super::{ApiTags, live, live_bot};
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub struct InsightsApi {
+    pub state: Option<AppState>,
+}
+
+/// The most recent questions analysed for grouping.
+const ANALYZED: u64 = 1000;
+/// Examples and conversations shown per group.
+const SHOWN: usize = 5;
+
+/// A question and its near-duplicates.
+#[derive(Debug, Clone, Object)]
+pub struct QuestionGroup {
+    /// The most recent wording.
+    pub question: String,
+    /// How often it was asked (all wordings).
+    pub count: u64,
+    /// How often the bot could not answer it.
+    pub unanswered: u64,
+    /// When it was last asked.
+    pub last_asked_at: DateTime<Utc>,
+    /// Other wordings, up to 5.
+    pub variants: Vec<String>,
+    /// Conversations it was asked in, the most recent first (up to 5).
+    pub conversation_ids: Vec<Uuid>,
+}
+
+/// A bot's insights over a time range.
+#[derive(Debug, Clone, Object)]
+pub struct Insights {
+    /// The bot.
+    pub bot_id: Uuid,
+    /// Start of the range (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the range (exclusive).
+    pub to: DateTime<Utc>,
+    /// Conversations started in the range.
+    pub conversations: u64,
+    /// Of those, how many were handed to a person.
+    pub escalated_conversations: u64,
+    /// `escalated_conversations / conversations`; absent without conversations.
+    pub escalation_rate: Option<f64>,
+    /// Visitor messages in the range.
+    pub questions: u64,
+    /// The bot's answers in the range.
+    pub answers: u64,
+    /// Answers that were the fallback ("I don't know").
+    pub unanswered_answers: u64,
+    /// Ratings of answers given in the range.
+    pub feedback: FeedbackSummary,
+    /// The questions asked most, near-duplicates grouped.
+    pub top_questions: Vec<QuestionGroup>,
+    /// Questions the bot could not answer, near-duplicates grouped: what to add to its knowledge.
+    pub unanswered_questions: Vec<QuestionGroup>,
+    /// Questions analysed for the groups (the most recent 1,000 of the range).
+    pub questions_analyzed: u64,
+}
+
+/// Groups questions (the most recent first) whose wordings are the same or
+/// whose meaning is nearly so.
+async fn grouped(state: &AppState, asked: &[&insights::Asked], limit: usize) -> Result<Vec<QuestionGroup>, ApiError> {
+    // Identical wordings first (cheap), then meaning, on distinct wordings only.
+    let mut distinct: Vec<String> = Vec::new();
+    let mut of_wording: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, q) in asked.iter().enumerate() {
+        let key = insights::normalized(&q.text);
+        let entry = of_wording.entry(key.clone()).or_default();
+        if entry.is_empty() {
+            distinct.push(key);
+        }
+        entry.push(i);
+    }
+    if distinct.is_empty() {
+        return Ok(vec![]);
+    }
+    let texts: Vec<String> = distinct
+        .iter()
+        .map(|key| asked[of_wording[key][0]].text.clone())
+        .collect();
+    let vectors = state.chat.embed(texts).await?;
+    let mut groups: Vec<Vec<usize>> = insights::group(&vectors, SAME_QUESTION)
+        .into_iter()
+        .map(|g| {
+            let mut members: Vec<usize> = g
+                .members
+                .iter()
+                .flat_map(|&d| of_wording[&distinct[d]].iter().copied())
+                .collect();
+            members.sort_unstable();
+            members
+        })
+        .collect();
+    groups.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
+    Ok(groups
+        .into_iter()
+        .take(limit)
+        .map(|members| {
+            let lead = asked[members[0]];
+            let mut variants: Vec<String> = Vec::new();
+            let mut conversation_ids: Vec<Uuid> = Vec::new();
+            for &m in &members {
+                let q = asked[m];
+                if variants.len() < SHOWN
+                    && q.text != lead.text
+                    && !variants
+                        .iter()
+                        .any(|v| insights::normalized(v) == insights::normalized(&q.text))
+                    && insights::normalized(&q.text) != insights::normalized(&lead.text)
+                {
+                    variants.push(q.text.clone());
+                }
+                if conversation_ids.len() < SHOWN && !conversation_ids.contains(&q.conversation_id) {
+                    conversation_ids.push(q.conversation_id);
+                }
+            }
+            QuestionGroup {
+                question: lead.text.clone(),
+                count: members.len() as u64,
+                unanswered: members.iter().filter(|&&m| asked[m].unanswered).count() as u64,
+                last_asked_at: lead.asked_at,
+                variants,
+                conversation_ids,
+            }
+        })
+        .collect())
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Bots")]
+impl InsightsApi {
+    /// Insights of a bot
+    ///
+    /// Over `[from, to)` (default: the last 30 days): conversations and how
+    /// many went to a person, answers and fallbacks, ratings, the questions
+    /// asked most and those the bot could not answer, with near-duplicate
+    /// wordings grouped by meaning.
+    #[oai(path = "/bots/:bot_id/insights", method = "get", operation_id = "bot_insights")]
+    async fn insights(
+        &self,
+        auth: ApiKeyAuth,
+        bot_id: Path<Uuid>,
+        /// Start of the range (RFC 3339); default 30 days before `to`.
+        from: Query<Option<DateTime<Utc>>>,
+        /// End of the range (RFC 3339); default now.
+        to: Query<Option<DateTime<Utc>>>,
+        /// Groups per list, 1 to 50 (default 10).
+        #[oai(validator(minimum(value = "1"), maximum(value = "50")))]
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<Insights>, ApiError> {
+        let state = live(&self.state)?;
+        let org_id = auth.0.org_id;
+        live_bot(state, org_id, bot_id.0).await?;
+        let to = to.0.unwrap_or_else(Utc::now);
+        let from = from.0.unwrap_or(to - TimeDelta::days(30));
+        if to <= from {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, "`to` must be after `from`"));
+        }
+        let limit = limit.0.unwrap_or(10) as usize;
+        let counts = insights::counts(&state.store, org_id, bot_id.0, from, to)
+            .await
+            .map_err(StoreError::Db)?;
+        let asked = insights::questions(&state.store, org_id, bot_id.0, from, to, ANALYZED)
+            .await
+            .map_err(StoreError::Db)?;
+        let all: Vec<&insights::Asked> = asked.iter().collect();
+        let unanswered: Vec<&insights::Asked> = asked.iter().filter(|q| q.unanswered).collect();
+        let top_questions = grouped(state, &all, limit).await?;
+        let unanswered_questions = grouped(state, &unanswered, limit).await?;
+        Ok(Json(Insights {
+            bot_id: bot_id.0,
+            from,
+            to,
+            conversations: counts.conversations,
+            escalated_conversations: counts.escalated,
+            escalation_rate: ratio(counts.escalated, counts.conversations),
+            questions: counts.questions,
+            answers: counts.answers,
+            unanswered_answers: counts.unanswered,
+            feedback: FeedbackSummary {
+                up: counts.rated_up,
+                down: counts.rated_down,
+                ratio: ratio(counts.rated_up, counts.rated_up + counts.rated_down),
+            },
+            top_questions,
+            unanswered_questions,
+            questions_analyzed: asked.len() as u64,
+        }))
+    }
+}

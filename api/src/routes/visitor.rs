@@ -1,0 +1,1371 @@
+//! The public visitor API the widget uses: `/api/v1/public/bots/{id}/...`,
+//! authorized by the bot's public site key (`X-Parley-Site-Key`) and its
+//! allowed origins, and, for one conversation, by the conversation token
+//! handed out when it started (`X-Parley-Conversation-Token`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use parley_domain::aggregates::bot::{Bot as BotAggregate, BotSettings, looks_like_site_key};
+use parley_domain::aggregates::conversation::{
+    AttachmentAdded, Conversation, ConversationCommand, MAX_MESSAGE_CHARS, Status,
+};
+use parley_domain::aggregates::lead::{Lead, LeadCommand, LeadDetails};
+use parley_domain::content::{get_blob, put_blob, sha256_hex};
+use parley_domain::store::entities::{attachments, bots, conversations, messages};
+use parley_domain::store::{Execute, StoreError};
+use parley_domain::widget::{BUILT_IN_FIELDS, WidgetSettings, origin_allowed};
+use parley_domain::{Actor, DomainError, ErrorCode, FieldError, Metadata, read};
+use poem::web::Data;
+use poem::{IntoResponse, Request, Response};
+use poem_openapi::auth::ApiKey;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
+use poem_openapi::types::Type;
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, SecurityScheme};
+use uuid::Uuid;
+
+use super::chat::{Ask, ChatResponse, Rating, Source, ask};
+use super::widget::{FieldType, LeadCaptureSpec, Position};
+use super::{ApiTags, live};
+use crate::auth::ApiKeyAuth;
+use crate::error::{ApiError, ErrorDetail};
+use crate::middleware::RequestId;
+use crate::state::AppState;
+use crate::types::Text;
+
+pub struct VisitorApi {
+    pub state: Option<AppState>,
+}
+
+/// Admin access to visitors' files.
+pub struct AttachmentsApi {
+    pub state: Option<AppState>,
+}
+
+/// The public site key of a bot (`ps_` and 32 hex characters), shown in
+/// its widget settings. Requests from browsers must also come from one of
+/// the bot's allowed origins.
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "api_key",
+    key_name = "X-Parley-Site-Key",
+    key_in = "header",
+    checker = "check_site_key",
+    rename = "SiteKey"
+)]
+pub struct SiteKeyAuth(bots::Model);
+
+/// The bot id of a public path: `/api/v1/public/bots/{id}/...`.
+fn bot_id_of(path: &str) -> Option<Uuid> {
+    path.strip_prefix("/api/v1/public/bots/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+async fn check_site_key(req: &Request, key: ApiKey) -> poem::Result<bots::Model> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| poem::Error::from(ApiError::internal("application state missing")))?;
+    let bot_id =
+        bot_id_of(req.uri().path()).ok_or_else(|| poem::Error::from(ApiError::from(DomainError::BotNotFound)))?;
+    authorize(state, req, bot_id, &key.key).await.map_err(poem::Error::from)
+}
+
+/// Whether a browser request comes from a page allowed to use the bot:
+/// the widget's own frame (same origin), one of the allowed origins, or no
+/// browser at all (no `Origin`).
+pub(crate) fn origin_ok(req: &Request, allowed: &[String]) -> bool {
+    if req.header("sec-fetch-site") == Some("same-origin") {
+        return true;
+    }
+    let Some(origin) = req.header("origin") else {
+        return true;
+    };
+    let own = req.header("host").is_some_and(|host| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+    });
+    own || origin_allowed(allowed, origin)
+}
+
+/// The live bot a site key opens, checked against the request's origin.
+pub(crate) async fn authorize(
+    state: &AppState,
+    req: &Request,
+    bot_id: Uuid,
+    key: &str,
+) -> Result<bots::Model, ApiError> {
+    if !looks_like_site_key(key) {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "malformed site key: expected ps_ followed by 32 hex characters",
+        ));
+    }
+    let bot = read::live_bot_by_id(&state.store, bot_id)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or(DomainError::BotNotFound)?;
+    if bot.site_key.as_deref() != Some(key) {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "this is not the bot's site key (it may have been rotated)",
+        ));
+    }
+    if !origin_ok(req, &read::widget_of(&bot).allowed_origins) {
+        return Err(ApiError::new(
+            ErrorCode::OriginNotAllowed,
+            "this website is not among the bot's allowed origins",
+        ));
+    }
+    Ok(bot)
+}
+
+/// A new conversation token: `ct_` and 64 hex characters.
+fn new_conversation_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("ct_{}", hex::encode(bytes))
+}
+
+/// The conversation a token opens: it must belong to the bot and match.
+async fn conversation(
+    state: &AppState,
+    bot: &bots::Model,
+    conversation_id: Uuid,
+    token: Option<&str>,
+) -> Result<conversations::Model, ApiError> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the conversation token is missing (X-Parley-Conversation-Token)",
+        ));
+    };
+    let row = read::conversation_of_bot(&state.store, bot.id, conversation_id)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or(DomainError::ConversationNotFound)?;
+    // A wrong token looks exactly like a missing conversation.
+    match &row.token_hash {
+        Some(hash) if *hash == sha256_hex(token.as_bytes()) => Ok(row),
+        _ => Err(DomainError::ConversationNotFound.into()),
+    }
+}
+
+/// The settings of a live bot, as its stream holds them.
+async fn bot_settings(state: &AppState, bot: &bots::Model) -> Result<BotSettings, ApiError> {
+    let (loaded, _) = state.store.load::<BotAggregate>(bot.id).await?;
+    match loaded.settings {
+        Some(settings) if !loaded.deleted && settings.active => Ok(settings),
+        _ => Err(DomainError::BotNotFound.into()),
+    }
+}
+
+/// One field of the lead form, as the widget shows it.
+#[derive(Debug, Clone, Object)]
+pub struct PublicLeadField {
+    /// `name`, `email`, `phone` or a custom key.
+    pub key: String,
+    /// The label to show.
+    pub label: String,
+    /// `text`, `email` or `phone`.
+    #[oai(rename = "type")]
+    pub kind: FieldType,
+    /// Whether it must be filled in.
+    pub required: bool,
+}
+
+/// What the widget needs to show a bot: nothing else of its settings.
+#[derive(Debug, Clone, Object)]
+pub struct WidgetConfig {
+    /// The bot.
+    pub bot_id: Uuid,
+    /// The bot's name.
+    pub name: String,
+    /// The chat window's title.
+    pub title: String,
+    /// An https image for the header.
+    pub avatar_url: Option<String>,
+    /// Theme colour, `#RRGGBB`.
+    pub accent_color: String,
+    /// Where the chat button sits.
+    pub position: Position,
+    /// The greeting.
+    pub welcome_message: String,
+    /// Suggested questions.
+    pub quick_prompts: Vec<String>,
+    /// Whether answers show their sources.
+    pub show_sources: bool,
+    /// Whether answers stream.
+    pub streaming: bool,
+    /// The bot's language tag.
+    pub language: String,
+    /// When and what to ask for contact details.
+    pub lead_capture: LeadCaptureSpec,
+}
+
+/// A file attached to a visitor's message.
+#[derive(Debug, Clone, Object)]
+pub struct AttachmentInfo {
+    /// The attachment.
+    pub id: Uuid,
+    /// The visitor message it belongs to.
+    pub message_id: Uuid,
+    /// The file's name as uploaded (without folders).
+    pub file_name: String,
+    /// `image/png`, `image/jpeg`, `image/gif`, `image/webp`, `application/pdf` or `text/plain`.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// When it was attached.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<attachments::Model> for AttachmentInfo {
+    fn from(a: attachments::Model) -> Self {
+        AttachmentInfo {
+            id: a.id,
+            message_id: a.message_id,
+            file_name: a.file_name,
+            content_type: a.content_type,
+            size: a.size,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// A message as the visitor sees it.
+#[derive(Debug, Clone, Object)]
+pub struct VisitorMessage {
+    /// The message.
+    pub id: Uuid,
+    /// `user` (the visitor), `assistant` (the bot) or `agent` (a person).
+    pub role: String,
+    /// The text; the bot's answers carry citation markers `[1]` matching `sources`.
+    pub text: String,
+    /// `complete` or `failed`.
+    pub status: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+    /// For the bot's answers: nothing relevant was found (a person may be offered).
+    pub unanswered: bool,
+    /// For the bot's answers: the cited passages (empty when the bot hides sources).
+    pub sources: Vec<Source>,
+    /// The latest rating of this answer.
+    pub feedback: Option<Rating>,
+    /// Files the visitor attached to it.
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+fn visitor_message(m: messages::Model, files: &[attachments::Model], show_sources: bool) -> VisitorMessage {
+    let attachments = files
+        .iter()
+        .filter(|a| a.message_id == m.id)
+        .cloned()
+        .map(AttachmentInfo::from)
+        .collect();
+    let message = super::chat::Message::from(m);
+    VisitorMessage {
+        id: message.id,
+        role: message.role,
+        text: message.text,
+        status: if message.status == "failed" {
+            "failed"
+        } else {
+            "complete"
+        }
+        .into(),
+        created_at: message.created_at,
+        unanswered: message.unanswered,
+        sources: if show_sources { message.sources } else { vec![] },
+        feedback: message.feedback.map(|f| f.rating),
+        attachments,
+    }
+}
+
+/// A conversation's messages as the visitor sees them (those after `after`).
+async fn visitor_messages(
+    state: &AppState,
+    bot: &bots::Model,
+    conversation_id: Uuid,
+    after: Option<DateTime<Utc>>,
+) -> Result<Vec<VisitorMessage>, ApiError> {
+    let rows = read::messages_after(&state.store, conversation_id, after)
+        .await
+        .map_err(StoreError::Db)?;
+    let files = read::attachments_of(&state.store, conversation_id)
+        .await
+        .map_err(StoreError::Db)?;
+    let show = read::widget_of(bot).show_sources;
+    Ok(rows.into_iter().map(|m| visitor_message(m, &files, show)).collect())
+}
+
+/// A new conversation: the visitor's token, an optional first message and
+/// contact details.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct StartConversation {
+    /// Required: the visitor's own random identifier (16 to 128 letters,
+    /// digits, `-` or `_`), kept by the widget; one conversation per token.
+    pub visitor_token: Option<Text>,
+    /// The first message (1 to 10,000 characters); the bot's answer comes back with it.
+    pub message: Option<Text>,
+    /// The visitor's name.
+    pub name: Option<Text>,
+    /// The visitor's email address.
+    pub email: Option<Text>,
+    /// The visitor's phone number.
+    pub phone: Option<Text>,
+    /// Custom fields of the bot's lead form.
+    pub fields: Option<BTreeMap<String, Text>>,
+    /// The visitor's language tag, e.g. `en` or `pt-BR`.
+    #[oai(validator(min_length = 2, max_length = 35))]
+    pub language: Option<Text>,
+}
+
+/// A conversation the visitor started.
+#[derive(Debug, Clone, Object)]
+pub struct StartedConversation {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// The conversation token: send it as `X-Parley-Conversation-Token` to
+    /// read and continue the conversation. Shown once.
+    pub token: String,
+    /// `open`, or `escalated` when the first message asked for a person.
+    pub status: String,
+    /// The first message and the bot's answer (empty without a first message).
+    pub messages: Vec<VisitorMessage>,
+    /// The lead the contact details were recorded as.
+    pub lead_id: Option<Uuid>,
+}
+
+#[derive(ApiResponse)]
+pub enum StartResponse {
+    /// The conversation started.
+    #[oai(status = 201)]
+    Created(Json<StartedConversation>),
+}
+
+/// A conversation as the visitor sees it.
+#[derive(Debug, Clone, Object)]
+pub struct VisitorConversation {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// `open`, `escalated` (a person will reply) or `closed`.
+    pub status: String,
+    /// Messages in order (with `after`, only newer ones).
+    pub messages: Vec<VisitorMessage>,
+}
+
+/// A visitor's message.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct VisitorMessageRequest {
+    /// The message, 1 to 10,000 characters.
+    pub text: Option<Text>,
+    /// Stream the answer as server-sent events (default: the bot's setting).
+    pub stream: Option<bool>,
+}
+
+/// A rating of one of the bot's answers.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct VisitorFeedback {
+    /// `up` or `down`.
+    pub rating: Rating,
+    /// Why, up to 2,000 characters.
+    pub comment: Option<Text>,
+}
+
+/// Contact details the visitor leaves.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct VisitorLeadRequest {
+    /// The visitor's name.
+    pub name: Option<Text>,
+    /// The visitor's email address (this or `phone` is required).
+    pub email: Option<Text>,
+    /// The visitor's phone number.
+    pub phone: Option<Text>,
+    /// Custom fields of the bot's lead form.
+    pub fields: Option<BTreeMap<String, Text>>,
+}
+
+/// The contact details as recorded (merged with earlier ones of the same visitor).
+#[derive(Debug, Clone, Object)]
+pub struct VisitorLead {
+    /// The lead.
+    pub lead_id: Uuid,
+    /// Name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Custom fields.
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(ApiResponse)]
+pub enum LeadResponse {
+    /// A new lead.
+    #[oai(status = 201)]
+    Created(Json<VisitorLead>),
+    /// The details were merged into the visitor's existing lead.
+    #[oai(status = 200)]
+    Merged(Json<VisitorLead>),
+}
+
+/// A file to attach.
+#[derive(Debug, Multipart)]
+pub struct AttachmentUpload {
+    /// An image (PNG, JPEG, GIF, WebP), a PDF or a text file; the type is read from the content.
+    pub file: Upload,
+}
+
+#[derive(ApiResponse)]
+pub enum AttachmentResponse {
+    /// The file is attached.
+    #[oai(status = 201)]
+    Created(Json<AttachmentInfo>),
+}
+
+/// How a downloaded file is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Disposition {
+    /// Shown by the browser (images, PDF, text).
+    Inline,
+    /// Saved as a file.
+    Attachment,
+}
+
+/// A stored file, served with its own type.
+pub struct FileResponse {
+    bytes: Vec<u8>,
+    content_type: String,
+    disposition: String,
+    csp: &'static str,
+}
+
+impl ApiResponse for FileResponse {
+    fn meta() -> MetaResponses {
+        let binary = || MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")));
+        let header = |name: &str, description: &str| MetaHeader {
+            name: name.into(),
+            description: Some(description.into()),
+            required: true,
+            deprecated: false,
+            schema: String::schema_ref(),
+        };
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The file, with its own content type.",
+                status: Some(200),
+                status_range: None,
+                content: [
+                    "image/png",
+                    "image/jpeg",
+                    "image/gif",
+                    "image/webp",
+                    "application/pdf",
+                    "text/plain",
+                ]
+                .into_iter()
+                .map(|content_type| MetaMediaType {
+                    content_type,
+                    schema: binary(),
+                })
+                .collect(),
+                headers: vec![
+                    header("Content-Disposition", "`inline` or `attachment`, with the file's name"),
+                    header("X-Content-Type-Options", "`nosniff`"),
+                    header("Content-Security-Policy", "Keeps scripts out of the shown file"),
+                ],
+            }],
+        }
+    }
+
+    fn register(_registry: &mut Registry) {}
+}
+
+impl IntoResponse for FileResponse {
+    fn into_response(self) -> Response {
+        let content_type = if self.content_type == "text/plain" {
+            "text/plain; charset=utf-8".to_owned()
+        } else {
+            self.content_type
+        };
+        Response::builder()
+            .content_type(content_type)
+            .header("Content-Disposition", self.disposition)
+            .header("X-Content-Type-Options", "nosniff")
+            .header("Content-Security-Policy", self.csp)
+            .header("Cache-Control", "private, max-age=3600")
+            .body(self.bytes)
+    }
+}
+
+fn invalid(errors: Vec<FieldError>) -> ApiError {
+    let message = errors
+        .iter()
+        .map(|e| format!("`{}` {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    ApiError::with_details(
+        ErrorCode::ValidationFailed,
+        message,
+        errors
+            .into_iter()
+            .map(|e| ErrorDetail {
+                field: Some(e.field),
+                message: e.message,
+            })
+            .collect(),
+    )
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn check_message(text: &str, errors: &mut Vec<FieldError>, field: &str) {
+    let chars = text.chars().count();
+    if text.trim().is_empty() {
+        errors.push(field_error(field, "must not be empty"));
+    } else if chars > MAX_MESSAGE_CHARS {
+        errors.push(field_error(
+            field,
+            format!("is {chars} characters long; at most {MAX_MESSAGE_CHARS} are allowed"),
+        ));
+    }
+}
+
+/// Contact details checked against the bot's lead form: custom keys must
+/// be the form's, required fields present (when `require` holds), formats valid.
+fn lead_details(
+    widget: &WidgetSettings,
+    name: Option<Text>,
+    email: Option<Text>,
+    phone: Option<Text>,
+    fields: Option<BTreeMap<String, Text>>,
+    require: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<LeadDetails> {
+    let fields: BTreeMap<String, String> = fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_inner()))
+        .collect();
+    for key in fields.keys() {
+        if BUILT_IN_FIELDS.contains(&key.as_str()) {
+            errors.push(field_error(
+                &format!("fields.{key}"),
+                format!("give `{key}` as a top-level field"),
+            ));
+        } else if !widget.lead_capture.fields.iter().any(|f| f.key == *key) {
+            errors.push(field_error(
+                &format!("fields.{key}"),
+                "is not a field of this bot's lead form",
+            ));
+        }
+    }
+    let details = LeadDetails {
+        name: name.map(Text::into_inner),
+        email: email.map(Text::into_inner),
+        phone: phone.map(Text::into_inner),
+        fields,
+    };
+    if require {
+        for f in widget.lead_capture.fields.iter().filter(|f| f.required) {
+            let given = match f.key.as_str() {
+                "name" => details.name.as_deref(),
+                "email" => details.email.as_deref(),
+                "phone" => details.phone.as_deref(),
+                key => details.fields.get(key).map(String::as_str),
+            };
+            if given.is_none_or(|v| v.trim().is_empty()) {
+                let field = if BUILT_IN_FIELDS.contains(&f.key.as_str()) {
+                    f.key.clone()
+                } else {
+                    format!("fields.{}", f.key)
+                };
+                errors.push(field_error(&field, "is required by this bot's lead form"));
+            }
+        }
+    }
+    let empty =
+        details.name.is_none() && details.email.is_none() && details.phone.is_none() && details.fields.is_empty();
+    if empty {
+        return None;
+    }
+    match details.clone().normalized() {
+        Ok(d) => Some(d),
+        Err(DomainError::Validation(found)) => {
+            errors.extend(found);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Records contact details as the visitor's lead (merging into an earlier
+/// one of the same address); returns it and whether it is new.
+async fn capture_lead(
+    state: &AppState,
+    bot: &bots::Model,
+    conversation: &conversations::Model,
+    details: LeadDetails,
+    source: &str,
+    recorded: &Metadata,
+) -> Result<(VisitorLead, bool), ApiError> {
+    let identity = details.identity().ok_or_else(|| {
+        invalid(vec![field_error(
+            "email",
+            "an email address or a phone number is required",
+        )])
+    })?;
+    let lead_id = parley_domain::aggregates::lead::lead_id(bot.id, &identity);
+    let executed = state
+        .store
+        .execute::<Lead>(Execute {
+            org_id: bot.org_id,
+            stream_id: lead_id,
+            expected_version: None,
+            command: LeadCommand::Capture {
+                org_id: bot.org_id,
+                bot_id: bot.id,
+                details,
+                visitor_id: conversation.visitor_id.clone(),
+                conversation_id: Some(conversation.id),
+                source: source.into(),
+            },
+            metadata: recorded.clone(),
+            idempotency: None,
+        })
+        .await?;
+    let created = executed
+        .recorded
+        .first()
+        .is_some_and(|e| e.event_type == parley_domain::aggregates::lead::LEAD_CAPTURED);
+    let d = executed.state.details;
+    Ok((
+        VisitorLead {
+            lead_id,
+            name: d.name,
+            email: d.email,
+            phone: d.phone,
+            fields: d.fields,
+        },
+        created,
+    ))
+}
+
+fn visitor_metadata(conversation_visitor: Option<&str>, request_id: &RequestId) -> Metadata {
+    Metadata::new(
+        Actor::Visitor {
+            id: conversation_visitor.unwrap_or("anonymous").to_owned(),
+        },
+        Some(request_id.0.clone()),
+    )
+}
+
+fn valid_visitor_token(token: &str) -> bool {
+    (16..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What an attachment's bytes are, from their content: an image, a PDF or
+/// UTF-8 text. Anything else is refused.
+fn attachment_type(bytes: &[u8]) -> Option<&'static str> {
+    if let Some(kind) = infer::get(bytes) {
+        return match kind.mime_type() {
+            "image/png" => Some("image/png"),
+            "image/jpeg" => Some("image/jpeg"),
+            "image/gif" => Some("image/gif"),
+            "image/webp" => Some("image/webp"),
+            "application/pdf" => Some("application/pdf"),
+            _ => None,
+        };
+    }
+    (std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0)).then_some("text/plain")
+}
+
+/// A file name without folders or control characters, at most 255 bytes.
+fn clean_file_name(name: Option<&str>) -> String {
+    let name = name.map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n)).unwrap_or("");
+    let mut clean: String = name.chars().filter(|c| !c.is_control() && *c != '"').collect();
+    while clean.len() > 255 {
+        clean.pop();
+    }
+    let clean = clean.trim().to_owned();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "attachment".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// Serves a stored attachment.
+async fn file_response(
+    state: &AppState,
+    attachment: attachments::Model,
+    disposition: Disposition,
+) -> Result<FileResponse, ApiError> {
+    let bytes = get_blob(&state.store, &attachment.sha256)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or_else(|| ApiError::internal(format!("the bytes of attachment {} are missing", attachment.id)))?;
+    let encoded: String = url::form_urlencoded::byte_serialize(attachment.file_name.as_bytes()).collect();
+    let kind = match disposition {
+        Disposition::Inline => "inline",
+        Disposition::Attachment => "attachment",
+    };
+    let ascii: String = attachment
+        .file_name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .collect();
+    // PDFs need the browser's viewer; everything else runs nothing at all.
+    let csp = if attachment.content_type == "application/pdf" {
+        "default-src 'none'; object-src 'self'; img-src 'self' data:"
+    } else {
+        "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+    };
+    Ok(FileResponse {
+        bytes,
+        content_type: attachment.content_type,
+        disposition: format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"),
+        csp,
+    })
+}
+
+#[OpenApi(prefix_path = "/api/v1/public", tag = "ApiTags::Visitor")]
+impl VisitorApi {
+    /// Get the widget's configuration
+    ///
+    /// What the widget needs to show the bot: title, colours, greeting,
+    /// quick prompts and the lead form. Nothing else of the bot's settings.
+    #[oai(path = "/bots/:bot_id/config", method = "get", operation_id = "visitor_config")]
+    async fn config(&self, auth: SiteKeyAuth, bot_id: Path<Uuid>) -> Result<Json<WidgetConfig>, ApiError> {
+        let _ = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let widget = read::widget_of(&bot);
+        let capture = LeadCaptureSpec::from(&widget.lead_capture);
+        Ok(Json(WidgetConfig {
+            bot_id: bot.id,
+            title: widget.title.clone().unwrap_or_else(|| bot.name.clone()),
+            name: bot.name,
+            avatar_url: widget.avatar_url,
+            position: Position::parse(&widget.position),
+            accent_color: widget.accent_color,
+            welcome_message: widget.welcome_message.unwrap_or(bot.welcome_message),
+            quick_prompts: widget.quick_prompts,
+            show_sources: widget.show_sources,
+            streaming: bot.streaming,
+            language: bot.language,
+            lead_capture: capture,
+        }))
+    }
+
+    /// Start a conversation
+    ///
+    /// Takes the visitor's token (one conversation per token: `409
+    /// CONVERSATION_EXISTS` for a second), contact details (recorded as a
+    /// lead; required ones per the bot's lead form when it asks before the
+    /// chat) and an optional first message, which the bot answers. Answers
+    /// `201` with the conversation token, shown once. Missing or invalid
+    /// fields, a bad email and a message over 10,000 characters are `422`
+    /// naming the field.
+    #[oai(
+        path = "/bots/:bot_id/conversations",
+        method = "post",
+        operation_id = "visitor_start_conversation"
+    )]
+    async fn start(
+        &self,
+        auth: SiteKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        body: Json<StartConversation>,
+    ) -> Result<StartResponse, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let widget = read::widget_of(&bot);
+        let req = body.0;
+        let mut errors = Vec::new();
+        let visitor_token = req.visitor_token.map(Text::into_inner);
+        match &visitor_token {
+            None => errors.push(field_error("visitor_token", "is required")),
+            Some(t) if !valid_visitor_token(t) => errors.push(field_error(
+                "visitor_token",
+                "must be 16 to 128 letters, digits, `-` or `_`",
+            )),
+            Some(_) => {}
+        }
+        let message = req.message.map(Text::into_inner);
+        if let Some(m) = &message {
+            check_message(m, &mut errors, "message");
+        }
+        let require = widget.lead_capture.mode == "before_chat";
+        let details = lead_details(
+            &widget,
+            req.name,
+            req.email,
+            req.phone,
+            req.fields,
+            require,
+            &mut errors,
+        );
+        if !errors.is_empty() {
+            return Err(invalid(errors));
+        }
+        let visitor_token = visitor_token.unwrap_or_default();
+        let exists = read::conversation_by_visitor_token(&state.store, bot.id, &visitor_token)
+            .await
+            .map_err(StoreError::Db)?;
+        let taken = || {
+            ApiError::new(
+                ErrorCode::ConversationExists,
+                "this visitor token already has a conversation with the bot: continue it with its \
+                 conversation token, or start over with a new visitor token",
+            )
+        };
+        if exists.is_some() {
+            return Err(taken());
+        }
+        let settings = bot_settings(state, &bot).await?;
+        let token = new_conversation_token();
+        let conversation_id = Uuid::now_v7();
+        let recorded = visitor_metadata(Some(&visitor_token), &request_id);
+        let started = state
+            .store
+            .execute::<Conversation>(Execute {
+                org_id: bot.org_id,
+                stream_id: conversation_id,
+                expected_version: Some(0),
+                command: ConversationCommand::Start {
+                    conversation_id,
+                    org_id: bot.org_id,
+                    bot_id: bot.id,
+                    visitor_id: Some(visitor_token.clone()),
+                    channel: "widget".into(),
+                    token_hash: Some(sha256_hex(token.as_bytes())),
+                },
+                metadata: recorded.clone(),
+                idempotency: None,
+            })
+            .await;
+        match started {
+            Ok(_) => {}
+            // Another request with the same token won the race.
+            Err(StoreError::Unique {
+                projection: "conversations",
+                ..
+            }) => return Err(taken()),
+            Err(e) => return Err(e.into()),
+        }
+        let row = read::conversation_of_bot(&state.store, bot.id, conversation_id)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or_else(|| ApiError::internal("the new conversation has no row"))?;
+        let lead_id = match details {
+            Some(details) => Some(
+                capture_lead(state, &bot, &row, details, "before_chat", &recorded)
+                    .await?
+                    .0
+                    .lead_id,
+            ),
+            None => None,
+        };
+        if let Some(message) = message {
+            let answered = ask(
+                state,
+                Ask {
+                    org_id: bot.org_id,
+                    bot_id: bot.id,
+                    bot: settings,
+                    conversation_id,
+                    visitor_id: Some(visitor_token.clone()),
+                    channel: "widget",
+                    stream: false,
+                    stream_owner: format!("visitor:{visitor_token}"),
+                    question: message,
+                    system: None,
+                    extra_history: vec![],
+                    language: req.language.map(Text::into_inner),
+                    metadata: serde_json::Value::Null,
+                    recorded,
+                },
+            )
+            .await;
+            // A failed answer is stored with the conversation; the visitor sees it there.
+            if let Err(e) = answered
+                && e.code() == ErrorCode::QuotaExceeded.as_str()
+            {
+                return Err(e);
+            }
+        }
+        let status = read::conversation_of_bot(&state.store, bot.id, conversation_id)
+            .await
+            .map_err(StoreError::Db)?
+            .map_or_else(|| "open".to_owned(), |c| c.status);
+        Ok(StartResponse::Created(Json(StartedConversation {
+            conversation_id,
+            token,
+            status,
+            messages: visitor_messages(state, &bot, conversation_id, None).await?,
+            lead_id,
+        })))
+    }
+
+    /// Read a conversation
+    ///
+    /// Its status and messages: all of them, or only those stored after
+    /// `after` (to poll for a person's replies).
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/messages",
+        method = "get",
+        operation_id = "visitor_messages"
+    )]
+    async fn messages(
+        &self,
+        auth: SiteKeyAuth,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+        /// Only messages stored strictly after this time (RFC 3339 / ISO 8601).
+        after: Query<Option<DateTime<Utc>>>,
+    ) -> Result<Json<VisitorConversation>, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        Ok(Json(VisitorConversation {
+            conversation_id: row.id,
+            status: row.status,
+            messages: visitor_messages(state, &bot, row.id, after.0).await?,
+        }))
+    }
+
+    /// Send a message
+    ///
+    /// The bot answers it, as server-sent events when `stream` is true (the
+    /// same events as `chat`) or as JSON. A message in a closed conversation
+    /// reopens it; while a person has the conversation the bot stays quiet
+    /// and the message waits for them.
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/messages",
+        method = "post",
+        operation_id = "visitor_send_message"
+    )]
+    async fn send(
+        &self,
+        auth: SiteKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+        body: Json<VisitorMessageRequest>,
+    ) -> Result<ChatResponse, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let mut errors = Vec::new();
+        let text = body.0.text.map(Text::into_inner);
+        match &text {
+            None => errors.push(field_error("text", "is required")),
+            Some(t) => check_message(t, &mut errors, "text"),
+        }
+        if !errors.is_empty() {
+            return Err(invalid(errors));
+        }
+        let settings = bot_settings(state, &bot).await?;
+        let show_sources = read::widget_of(&bot).show_sources;
+        let visitor = row.visitor_id.clone().unwrap_or_else(|| row.id.to_string());
+        let response = ask(
+            state,
+            Ask {
+                org_id: bot.org_id,
+                bot_id: bot.id,
+                stream: body.0.stream.unwrap_or(settings.streaming),
+                bot: settings,
+                conversation_id: row.id,
+                visitor_id: row.visitor_id.clone(),
+                channel: "widget",
+                stream_owner: format!("visitor:{visitor}"),
+                question: text.unwrap_or_default(),
+                system: None,
+                extra_history: vec![],
+                language: None,
+                metadata: serde_json::Value::Null,
+                recorded: visitor_metadata(row.visitor_id.as_deref(), &request_id),
+            },
+        )
+        .await?;
+        Ok(if show_sources {
+            response
+        } else {
+            response.without_sources()
+        })
+    }
+
+    /// Ask for a person
+    ///
+    /// Hands the conversation to a person: the bot stops answering by
+    /// itself until it is closed. Asking twice changes nothing.
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/escalate",
+        method = "post",
+        operation_id = "visitor_escalate"
+    )]
+    async fn escalate(
+        &self,
+        auth: SiteKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+    ) -> Result<Json<VisitorConversation>, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        state
+            .store
+            .execute::<Conversation>(Execute {
+                org_id: bot.org_id,
+                stream_id: row.id,
+                expected_version: None,
+                command: ConversationCommand::Escalate {
+                    reason: "visitor_request".into(),
+                },
+                metadata: visitor_metadata(row.visitor_id.as_deref(), &request_id),
+                idempotency: None,
+            })
+            .await?;
+        Ok(Json(VisitorConversation {
+            conversation_id: row.id,
+            status: Status::Escalated.as_str().into(),
+            messages: visitor_messages(state, &bot, row.id, None).await?,
+        }))
+    }
+
+    /// Rate an answer
+    ///
+    /// Thumbs up or down, with an optional comment, on one of the bot's
+    /// answers; a later rating replaces an earlier one.
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/messages/:message_id/feedback",
+        method = "post",
+        operation_id = "visitor_rate_answer"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn feedback(
+        &self,
+        auth: SiteKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        message_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+        body: Json<VisitorFeedback>,
+    ) -> Result<Json<VisitorMessage>, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        state
+            .store
+            .execute::<Conversation>(Execute {
+                org_id: bot.org_id,
+                stream_id: row.id,
+                expected_version: None,
+                command: ConversationCommand::Feedback {
+                    message_id: message_id.0,
+                    up: body.0.rating == Rating::Up,
+                    comment: body.0.comment.map(Text::into_inner),
+                    by: "visitor".into(),
+                },
+                metadata: visitor_metadata(row.visitor_id.as_deref(), &request_id),
+                idempotency: None,
+            })
+            .await?;
+        let message = read::message(&state.store, row.id, message_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or_else(|| ApiError::internal("the rated message is missing"))?;
+        let show = read::widget_of(&bot).show_sources;
+        Ok(Json(visitor_message(message, &[], show)))
+    }
+
+    /// Leave contact details
+    ///
+    /// Records the visitor's name, email, phone and the lead form's custom
+    /// fields as a lead linked to this conversation. The same email (or
+    /// phone) with the same bot is the same lead: later details merge in
+    /// (`200`); a new lead is `201`.
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/lead",
+        method = "post",
+        operation_id = "visitor_submit_lead"
+    )]
+    async fn lead(
+        &self,
+        auth: SiteKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+        body: Json<VisitorLeadRequest>,
+    ) -> Result<LeadResponse, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let widget = read::widget_of(&bot);
+        let req = body.0;
+        let mut errors = Vec::new();
+        let details = lead_details(&widget, req.name, req.email, req.phone, req.fields, true, &mut errors);
+        if !errors.is_empty() {
+            return Err(invalid(errors));
+        }
+        let Some(details) = details else {
+            return Err(invalid(vec![field_error(
+                "email",
+                "an email address or a phone number is required",
+            )]));
+        };
+        let source = if row.escalated_at.is_some() || row.unanswered > 0 {
+            "handoff"
+        } else {
+            "form"
+        };
+        let recorded = visitor_metadata(row.visitor_id.as_deref(), &request_id);
+        let (lead, created) = capture_lead(state, &bot, &row, details, source, &recorded).await?;
+        Ok(if created {
+            LeadResponse::Created(Json(lead))
+        } else {
+            LeadResponse::Merged(Json(lead))
+        })
+    }
+
+    /// Attach a file to a message
+    ///
+    /// An image (PNG, JPEG, GIF, WebP), a PDF or a text file (multipart
+    /// field `file`) attached to one of the visitor's own messages, at most
+    /// 5 per message. The type is read from the content: anything else is
+    /// `415`; a file over the size limit is `413`.
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/messages/:message_id/attachments",
+        method = "post",
+        operation_id = "visitor_attach_file"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn attach(
+        &self,
+        auth: SiteKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        message_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+        body: AttachmentUpload,
+    ) -> Result<AttachmentResponse, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let limit = state.settings.max_attachment_bytes;
+        if body.file.size() > limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the file is larger than {limit} bytes"),
+            ));
+        }
+        let file_name = clean_file_name(body.file.file_name());
+        let bytes = body
+            .file
+            .into_vec()
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("cannot read the upload: {e}")))?;
+        if bytes.is_empty() {
+            return Err(invalid(vec![field_error("file", "is empty")]));
+        }
+        let content_type = attachment_type(&bytes).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "only images (PNG, JPEG, GIF, WebP), PDF and text files can be attached",
+            )
+        })?;
+        let sha256 = put_blob(&state.store, bot.org_id, &bytes)
+            .await
+            .map_err(StoreError::Db)?;
+        let attachment_id = Uuid::now_v7();
+        state
+            .store
+            .execute::<Conversation>(Execute {
+                org_id: bot.org_id,
+                stream_id: row.id,
+                expected_version: None,
+                command: ConversationCommand::Attach(AttachmentAdded {
+                    conversation_id: row.id,
+                    attachment_id,
+                    message_id: message_id.0,
+                    file_name,
+                    content_type: content_type.into(),
+                    size: bytes.len() as i64,
+                    sha256,
+                }),
+                metadata: visitor_metadata(row.visitor_id.as_deref(), &request_id),
+                idempotency: None,
+            })
+            .await?;
+        let stored = read::attachment(&state.store, row.id, attachment_id)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or_else(|| ApiError::internal("the new attachment has no row"))?;
+        Ok(AttachmentResponse::Created(Json(stored.into())))
+    }
+
+    /// Download an attachment
+    ///
+    /// The file, shown by the browser (`disposition=inline`) or saved
+    /// (`attachment`, the default). For links, the site key and the
+    /// conversation token may be given as `site_key` and `token` instead of headers.
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/attachments/:attachment_id",
+        method = "get",
+        operation_id = "visitor_download_attachment"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn download(
+        &self,
+        req: &Request,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        attachment_id: Path<Uuid>,
+        /// The bot's site key (or `site_key`).
+        #[oai(name = "X-Parley-Site-Key")]
+        key_header: Header<Option<String>>,
+        /// The conversation token (or `token`).
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token_header: Header<Option<String>>,
+        /// The bot's site key, for links.
+        site_key: Query<Option<String>>,
+        /// The conversation token, for links.
+        token: Query<Option<String>>,
+        /// `inline` or `attachment` (default).
+        disposition: Query<Option<Disposition>>,
+    ) -> Result<FileResponse, ApiError> {
+        let state = live(&self.state)?;
+        let Some(key) = key_header.0.or(site_key.0) else {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "the site key is missing (X-Parley-Site-Key or site_key)",
+            ));
+        };
+        let bot = authorize(state, req, bot_id.0, &key).await?;
+        let token = token_header.0.or(token.0);
+        let row = conversation(state, &bot, conversation_id.0, token.as_deref()).await?;
+        let attachment = read::attachment(&state.store, row.id, attachment_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or_else(|| ApiError::new(ErrorCode::AttachmentNotFound, "attachment not found"))?;
+        file_response(state, attachment, disposition.0.unwrap_or(Disposition::Attachment)).await
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
+impl AttachmentsApi {
+    /// Download a visitor's attachment
+    ///
+    /// A file a visitor attached in one of your organization's conversations.
+    #[oai(
+        path = "/conversations/:conversation_id/attachments/:attachment_id",
+        method = "get",
+        operation_id = "download_attachment"
+    )]
+    async fn download(
+        &self,
+        auth: ApiKeyAuth,
+        conversation_id: Path<Uuid>,
+        attachment_id: Path<Uuid>,
+        /// `inline` or `attachment` (default).
+        disposition: Query<Option<Disposition>>,
+    ) -> Result<FileResponse, ApiError> {
+        let state = live(&self.state)?;
+        let row = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or(DomainError::ConversationNotFound)?;
+        let attachment = read::attachment(&state.store, row.id, attachment_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or_else(|| ApiError::new(ErrorCode::AttachmentNotFound, "attachment not found"))?;
+        file_response(state, attachment, disposition.0.unwrap_or(Disposition::Attachment)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_types_come_from_the_content() {
+        assert_eq!(attachment_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
+        assert_eq!(
+            attachment_type(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"),
+            Some("application/pdf")
+        );
+        assert_eq!(attachment_type("plain text, é".as_bytes()), Some("text/plain"));
+        assert_eq!(attachment_type(b"MZ\x90\0\x03\0\0\0"), None, "an executable is refused");
+        assert_eq!(attachment_type(b"PK\x03\x04\x14\0\0\0"), None, "an archive is refused");
+        assert_eq!(attachment_type(b"\0\x01\x02\xff"), None);
+    }
+
+    #[test]
+    fn file_names_lose_folders_and_control_characters() {
+        assert_eq!(clean_file_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(clean_file_name(Some("C:\\Users\\ana\\scan.pdf")), "scan.pdf");
+        assert_eq!(clean_file_name(Some("a\"b\n.png")), "ab.png");
+        assert_eq!(clean_file_name(None), "attachment");
+        assert_eq!(clean_file_name(Some("..")), "attachment");
+    }
+
+    #[test]
+    fn public_paths_name_their_bot() {
+        let id = Uuid::now_v7();
+        assert_eq!(bot_id_of(&format!("/api/v1/public/bots/{id}/config")), Some(id));
+        assert_eq!(bot_id_of("/api/v1/public/bots/nope/config"), None);
+        assert_eq!(bot_id_of("/api/v1/bots/x"), None);
+    }
+}

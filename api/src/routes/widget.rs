@@ -1,0 +1,393 @@
+//! `/api/v1/bots/{id}/widget-settings` and `/site-key`: how a bot's chat
+//! widget looks, what it asks visitors, which websites may embed it, and
+//! the public key it uses.
+
+use parley_domain::aggregates::bot::{Bot as BotAggregate, BotCommand, new_site_key};
+use parley_domain::store::{Execute, StoreError};
+use parley_domain::widget::{LeadCapture, LeadField, WidgetSettings};
+use parley_domain::{Actor, DomainError, Metadata, read};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+use uuid::Uuid;
+
+use super::{ApiTags, live};
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+use crate::middleware::RequestId;
+use crate::state::AppState;
+use crate::types::Text;
+
+pub struct WidgetApi {
+    pub state: Option<AppState>,
+}
+
+/// Where the chat button sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "kebab-case")]
+pub enum Position {
+    /// Bottom right corner.
+    BottomRight,
+    /// Bottom left corner.
+    BottomLeft,
+}
+
+impl Position {
+    fn as_str(self) -> &'static str {
+        match self {
+            Position::BottomRight => "bottom-right",
+            Position::BottomLeft => "bottom-left",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Position {
+        if s == "bottom-left" {
+            Position::BottomLeft
+        } else {
+            Position::BottomRight
+        }
+    }
+}
+
+/// When the widget asks for contact details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum LeadMode {
+    /// Never.
+    Never,
+    /// Before the first message.
+    BeforeChat,
+    /// When the bot cannot answer or a person takes over ("leave your email and we will reply").
+    OnHandoff,
+}
+
+impl LeadMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            LeadMode::Never => "never",
+            LeadMode::BeforeChat => "before_chat",
+            LeadMode::OnHandoff => "on_handoff",
+        }
+    }
+
+    fn parse(s: &str) -> LeadMode {
+        match s {
+            "never" => LeadMode::Never,
+            "before_chat" => LeadMode::BeforeChat,
+            _ => LeadMode::OnHandoff,
+        }
+    }
+}
+
+/// The kind of a lead form field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum FieldType {
+    /// Free text.
+    Text,
+    /// An email address (validated).
+    Email,
+    /// A phone number (validated).
+    Phone,
+}
+
+impl FieldType {
+    fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Email => "email",
+            FieldType::Phone => "phone",
+        }
+    }
+
+    fn parse(s: &str) -> FieldType {
+        match s {
+            "email" => FieldType::Email,
+            "phone" => FieldType::Phone,
+            _ => FieldType::Text,
+        }
+    }
+}
+
+/// One field of the lead form.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct LeadFieldSpec {
+    /// `name`, `email`, `phone`, or a custom key (1 to 40 lowercase letters, digits, `_`).
+    #[oai(validator(min_length = 1, max_length = 40))]
+    pub key: Text,
+    /// What the form shows, 1 to 60 characters.
+    #[oai(validator(min_length = 1, max_length = 60))]
+    pub label: Text,
+    /// `text`, `email` or `phone` (`email` and `phone` keys must have their own type).
+    #[oai(rename = "type")]
+    pub kind: FieldType,
+    /// Whether the visitor must fill it in.
+    #[oai(default)]
+    pub required: bool,
+}
+
+/// What the widget asks visitors, and when.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct LeadCaptureSpec {
+    /// `never`, `before_chat` or `on_handoff`.
+    pub mode: LeadMode,
+    /// The form's fields, at most 10; unless the mode is `never`, `email` or `phone` must be one of them.
+    #[oai(validator(max_items = 10))]
+    pub fields: Vec<LeadFieldSpec>,
+}
+
+impl From<&LeadCapture> for LeadCaptureSpec {
+    fn from(l: &LeadCapture) -> Self {
+        LeadCaptureSpec {
+            mode: LeadMode::parse(&l.mode),
+            fields: l
+                .fields
+                .iter()
+                .map(|f| LeadFieldSpec {
+                    key: Text(f.key.clone()),
+                    label: Text(f.label.clone()),
+                    kind: FieldType::parse(&f.kind),
+                    required: f.required,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<LeadCaptureSpec> for LeadCapture {
+    fn from(l: LeadCaptureSpec) -> Self {
+        LeadCapture {
+            mode: l.mode.as_str().into(),
+            fields: l
+                .fields
+                .into_iter()
+                .map(|f| LeadField {
+                    key: f.key.into_inner(),
+                    label: f.label.into_inner(),
+                    kind: f.kind.as_str().into(),
+                    required: f.required,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A bot's widget settings, with the key and snippet to embed it.
+#[derive(Debug, Clone, Object)]
+pub struct WidgetSettingsInfo {
+    /// Theme colour, `#RRGGBB`.
+    pub accent_color: String,
+    /// Where the chat button sits.
+    pub position: Position,
+    /// The chat window's title (the bot's name when absent).
+    pub title: Option<String>,
+    /// An https image shown in the header.
+    pub avatar_url: Option<String>,
+    /// The greeting (the bot's `welcome_message` when absent).
+    pub welcome_message: Option<String>,
+    /// Up to 6 suggested questions, shown as buttons.
+    pub quick_prompts: Vec<String>,
+    /// The lead form.
+    pub lead_capture: LeadCaptureSpec,
+    /// Origins whose pages may embed the widget and call the visitor API
+    /// (`https://acme.example`, `https://*.acme.example`); empty: any origin.
+    pub allowed_origins: Vec<String>,
+    /// Whether answers show their sources.
+    pub show_sources: bool,
+    /// The bot's public site key (`ps_...`), used by the widget. Not a secret.
+    pub site_key: Option<String>,
+    /// The script tag to paste into a website.
+    pub embed_snippet: Option<String>,
+}
+
+/// New widget settings; absent fields take their defaults.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct WidgetSettingsRequest {
+    /// Theme colour, `#RRGGBB` (default `#3A82FF`).
+    #[oai(validator(max_length = 7))]
+    pub accent_color: Option<Text>,
+    /// Where the chat button sits (default `bottom-right`).
+    pub position: Option<Position>,
+    /// The chat window's title, 1 to 60 characters.
+    #[oai(validator(max_length = 60))]
+    pub title: Option<Text>,
+    /// An https image URL for the header.
+    #[oai(validator(max_length = 2048))]
+    pub avatar_url: Option<Text>,
+    /// The greeting, 1 to 1,000 characters.
+    #[oai(validator(max_length = 1000))]
+    pub welcome_message: Option<Text>,
+    /// Up to 6 suggested questions of 1 to 120 characters.
+    #[oai(validator(max_items = 6))]
+    pub quick_prompts: Option<Vec<Text>>,
+    /// The lead form (default: name and email, asked at hand-off).
+    pub lead_capture: Option<LeadCaptureSpec>,
+    /// Origins allowed to embed the widget, at most 50 (default: any).
+    #[oai(validator(max_items = 50))]
+    pub allowed_origins: Option<Vec<Text>>,
+    /// Whether answers show their sources (default true).
+    pub show_sources: Option<bool>,
+}
+
+/// A new site key.
+#[derive(Debug, Clone, Object)]
+pub struct SiteKeyInfo {
+    /// The bot's public site key; the previous one stops working at once.
+    pub site_key: String,
+    /// The script tag to paste into a website.
+    pub embed_snippet: String,
+}
+
+/// Where visitors reach this server: `PARLEY_PUBLIC_URL`, else the request's host.
+pub(crate) fn public_base(state: &AppState, host: Option<&str>) -> String {
+    match &state.settings.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", host.unwrap_or(&state.settings.listen)),
+    }
+}
+
+fn snippet(base: &str, bot_id: Uuid, site_key: &str, accent: &str) -> String {
+    format!(
+        "<script src=\"{base}/widget.js\" data-bot-id=\"{bot_id}\" data-site-key=\"{site_key}\" \
+         data-accent-color=\"{accent}\" async></script>"
+    )
+}
+
+fn info(w: WidgetSettings, bot_id: Uuid, site_key: Option<String>, base: &str) -> WidgetSettingsInfo {
+    WidgetSettingsInfo {
+        embed_snippet: site_key.as_deref().map(|k| snippet(base, bot_id, k, &w.accent_color)),
+        lead_capture: LeadCaptureSpec::from(&w.lead_capture),
+        position: Position::parse(&w.position),
+        accent_color: w.accent_color,
+        title: w.title,
+        avatar_url: w.avatar_url,
+        welcome_message: w.welcome_message,
+        quick_prompts: w.quick_prompts,
+        allowed_origins: w.allowed_origins,
+        show_sources: w.show_sources,
+        site_key,
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Widget")]
+impl WidgetApi {
+    /// Get a bot's widget settings
+    ///
+    /// The widget's look, lead form and allowed origins, with the bot's
+    /// public site key and the script tag to embed it.
+    #[oai(
+        path = "/bots/:bot_id/widget-settings",
+        method = "get",
+        operation_id = "get_widget_settings"
+    )]
+    async fn get(
+        &self,
+        auth: ApiKeyAuth,
+        bot_id: Path<Uuid>,
+        req: &poem::Request,
+    ) -> Result<Json<WidgetSettingsInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let bot = read::bot(&state.store, auth.0.org_id, bot_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or(DomainError::BotNotFound)?;
+        let base = public_base(state, req.header("host"));
+        Ok(Json(info(read::widget_of(&bot), bot.id, bot.site_key, &base)))
+    }
+
+    /// Replace a bot's widget settings
+    ///
+    /// Every field is checked (colours, https avatar URLs, origins without
+    /// paths, lengths); all problems are reported at once with `422`.
+    #[oai(
+        path = "/bots/:bot_id/widget-settings",
+        method = "put",
+        operation_id = "set_widget_settings"
+    )]
+    async fn put(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        req: &poem::Request,
+        body: Json<WidgetSettingsRequest>,
+    ) -> Result<Json<WidgetSettingsInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let body = body.0;
+        let defaults = WidgetSettings::default();
+        let widget = WidgetSettings {
+            accent_color: body.accent_color.map_or(defaults.accent_color, Text::into_inner),
+            position: body.position.map_or(defaults.position, |p| p.as_str().to_owned()),
+            title: body.title.map(Text::into_inner),
+            avatar_url: body.avatar_url.map(Text::into_inner),
+            welcome_message: body.welcome_message.map(Text::into_inner),
+            quick_prompts: body
+                .quick_prompts
+                .map(|p| p.into_iter().map(Text::into_inner).collect())
+                .unwrap_or_default(),
+            lead_capture: body.lead_capture.map_or(defaults.lead_capture, LeadCapture::from),
+            allowed_origins: body
+                .allowed_origins
+                .map(|o| o.into_iter().map(Text::into_inner).collect())
+                .unwrap_or_default(),
+            show_sources: body.show_sources.unwrap_or(defaults.show_sources),
+        };
+        let org_id = auth.0.org_id;
+        let executed = state
+            .store
+            .execute::<BotAggregate>(Execute {
+                org_id,
+                stream_id: bot_id.0,
+                expected_version: None,
+                command: BotCommand::UpdateWidget { org_id, widget },
+                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                idempotency: None,
+            })
+            .await?;
+        let base = public_base(state, req.header("host"));
+        let widget = executed.state.widget.unwrap_or_default();
+        Ok(Json(info(widget, bot_id.0, executed.state.site_key, &base)))
+    }
+
+    /// Issue a new site key
+    ///
+    /// The widget's public key; rotate it when it is used where it should
+    /// not be. The previous key stops working at once, so update the script
+    /// tag on your website.
+    #[oai(path = "/bots/:bot_id/site-key", method = "post", operation_id = "rotate_site_key")]
+    async fn rotate(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        req: &poem::Request,
+    ) -> Result<Json<SiteKeyInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let org_id = auth.0.org_id;
+        let site_key = new_site_key();
+        let executed = state
+            .store
+            .execute::<BotAggregate>(Execute {
+                org_id,
+                stream_id: bot_id.0,
+                expected_version: None,
+                command: BotCommand::RotateSiteKey {
+                    org_id,
+                    site_key: site_key.clone(),
+                },
+                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                idempotency: None,
+            })
+            .await?;
+        let accent = executed.state.widget.unwrap_or_default().accent_color;
+        let base = public_base(state, req.header("host"));
+        Ok(Json(SiteKeyInfo {
+            embed_snippet: snippet(&base, bot_id.0, &site_key, &accent),
+            site_key,
+        }))
+    }
+}
