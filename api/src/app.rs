@@ -253,6 +253,7 @@ impl Application {
                 store: self.state.store.clone(),
                 metrics: self.job_metrics.clone(),
                 ingest: self.state.ingest.clone(),
+                webhooks: Arc::new(parley_worker::webhooks::Deliverer::new(self.state.settings.webhooks())?),
             };
             let queue = self.state.queue.clone();
             let concurrency = self.state.settings.worker_concurrency;

@@ -124,6 +124,16 @@ pub struct Settings {
     pub visitor_conversations_per_minute: u32,
     /// Messages per minute one visitor IP may send.
     pub visitor_messages_per_minute: u32,
+    /// Longest wait for a webhook endpoint's answer.
+    pub webhook_timeout_secs: u64,
+    /// Delay before a delivery's first retry; each next one doubles.
+    pub webhook_retry_base_ms: u64,
+    /// How long a delivery is retried.
+    pub webhook_retry_hours: u64,
+    /// An endpoint failing this long without a success is disabled.
+    pub webhook_disable_after_hours: u64,
+    /// Webhook endpoints per organization.
+    pub max_webhooks_per_org: u64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -219,7 +229,12 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("trusted_proxies", "")?
         .set_default("visitor_rate_limit_per_minute", 120)?
         .set_default("visitor_conversations_per_minute", 5)?
-        .set_default("visitor_messages_per_minute", 20)?)
+        .set_default("visitor_messages_per_minute", 20)?
+        .set_default("webhook_timeout_secs", 10)?
+        .set_default("webhook_retry_base_ms", 10_000)?
+        .set_default("webhook_retry_hours", 24)?
+        .set_default("webhook_disable_after_hours", 72)?
+        .set_default("max_webhooks_per_org", 20)?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -337,6 +352,24 @@ impl Settings {
                 "must be between 1024 and 1073741824",
             ));
         }
+        if !(1..=60).contains(&self.webhook_timeout_secs) {
+            return Err(invalid("PARLEY_WEBHOOK_TIMEOUT_SECS", "must be between 1 and 60"));
+        }
+        if !(10..=3_600_000).contains(&self.webhook_retry_base_ms) {
+            return Err(invalid(
+                "PARLEY_WEBHOOK_RETRY_BASE_MS",
+                "must be between 10 and 3600000",
+            ));
+        }
+        if !(1..=720).contains(&self.webhook_retry_hours) {
+            return Err(invalid("PARLEY_WEBHOOK_RETRY_HOURS", "must be between 1 and 720"));
+        }
+        if self.webhook_disable_after_hours == 0 {
+            return Err(invalid("PARLEY_WEBHOOK_DISABLE_AFTER_HOURS", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&self.max_webhooks_per_org) {
+            return Err(invalid("PARLEY_MAX_WEBHOOKS_PER_ORG", "must be between 1 and 1000"));
+        }
         crate::client_ip::parse_proxies(&self.trusted_proxies).map_err(|bad| {
             invalid(
                 "PARLEY_TRUSTED_PROXIES",
@@ -427,6 +460,19 @@ impl Settings {
             crawl_delay: std::time::Duration::from_millis(self.crawl_delay_ms),
             crawl_concurrency: self.crawl_concurrency,
             ..Default::default()
+        }
+    }
+
+    pub fn webhooks(&self) -> parley_worker::webhooks::WebhookSettings {
+        use std::time::Duration;
+        parley_worker::webhooks::WebhookSettings {
+            net: parley_worker::net::NetPolicy {
+                allowed_private_hosts: self.private_hosts(),
+            },
+            timeout: Duration::from_secs(self.webhook_timeout_secs),
+            retry_base: Duration::from_millis(self.webhook_retry_base_ms),
+            retry_window: Duration::from_secs(self.webhook_retry_hours * 3600),
+            disable_after: Duration::from_secs(self.webhook_disable_after_hours * 3600),
         }
     }
 

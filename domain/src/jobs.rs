@@ -40,6 +40,8 @@ pub enum Task {
     EmbedSource { source_id: Uuid, run_id: Uuid },
     /// Remove a deleted source's content and chunks, then record `source.purged`.
     PurgeSource { source_id: Uuid },
+    /// Post one webhook delivery (an attempt; failures are scheduled again).
+    DeliverWebhook { delivery_id: Uuid },
 }
 
 impl Job {
@@ -50,6 +52,7 @@ impl Job {
             Task::ParseSource { .. } => "parse_source",
             Task::EmbedSource { .. } => "embed_source",
             Task::PurgeSource { .. } => "purge_source",
+            Task::DeliverWebhook { .. } => "deliver_webhook",
         }
     }
 }
@@ -121,6 +124,15 @@ pub fn public_payload(event: &RecordedEvent) -> Value {
             }),
             Err(_) => Value::Null,
         },
+        // Signing secrets are shown at creation and rotation only.
+        crate::aggregates::webhook::WEBHOOK_CREATED | crate::aggregates::webhook::WEBHOOK_SECRET_ROTATED => {
+            let mut payload = event.payload.clone();
+            if let Some(object) = payload.as_object_mut() {
+                object.remove("secret");
+                object.remove("previous_secret");
+            }
+            payload
+        }
         // The conversation token's hash stays private to the visitor.
         crate::aggregates::conversation::CONVERSATION_STARTED => {
             let mut payload = event.payload.clone();

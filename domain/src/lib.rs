@@ -16,6 +16,7 @@ pub mod read;
 pub mod retrieval;
 pub mod store;
 pub mod usage;
+pub mod webhooks;
 pub mod widget;
 
 pub use error::{DomainError, ErrorCode, FieldError};

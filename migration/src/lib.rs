@@ -11,6 +11,7 @@ mod m20261122_000006_conversation_tags;
 mod m20261122_000007_feedback;
 mod m20261130_000008_visitor;
 mod m20261130_000009_leads;
+mod m20261130_000010_webhooks;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_feedback::Migration),
             Box::new(m20261130_000008_visitor::Migration),
             Box::new(m20261130_000009_leads::Migration),
+            Box::new(m20261130_000010_webhooks::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ mod quality;
 mod scenarios;
 mod spec;
 mod visitor;
+mod webhooks;
 mod widget;
 
 macro_rules! on_both_backends {
@@ -64,6 +65,11 @@ mod chat_tests {
 /// The visitor side: widget settings, the public API, leads and insights.
 mod visitor_tests {
     on_both_backends!(visitor: visitor_api, insights);
+}
+
+/// Webhooks to a real receiver, on both tiers.
+mod webhook_tests {
+    on_both_backends!(webhooks: webhooks_deliver_every_event, webhook_survives_a_killed_worker);
 }
 
 /// The job dashboard, on both tiers.

@@ -653,6 +653,23 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(attached.status(), StatusCode::CREATED);
+    // A webhook endpoint, its secret rotated.
+    let hook = app
+        .post(
+            "/api/v1/webhooks",
+            &a.key,
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["lead.captured"], "active": false}),
+        )
+        .await;
+    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
+    let rotated = app
+        .post(
+            &format!("/api/v1/webhooks/{}/rotate-secret", id(&hook.body)),
+            &a.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
 
     let live = snapshots(&app).await;
     for (name, rows) in &live {
@@ -671,7 +688,8 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
             "messages",
             "conversation_tags",
             "attachments",
-            "leads"
+            "leads",
+            "webhooks"
         ]
     );
     assert!(events >= 9, "read the whole log ({events} events)");

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use parley_domain::aggregates::source::{Source, SourceCommand};
 use parley_domain::event::Metadata;
-use parley_domain::jobs::jobs_for;
+use parley_domain::jobs::{Job, Task, jobs_for};
 use parley_domain::store::{Execute, Store, StoreError};
+use parley_domain::webhooks;
 use parley_domain::{DomainError, read};
 
 use crate::queue::JobQueue;
@@ -22,6 +23,18 @@ pub const OUTBOX: &str = "outbox";
 const SCHEDULE_EVERY: Duration = Duration::from_secs(30);
 
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// How often due webhook deliveries are looked for.
+const DELIVERIES_EVERY: Duration = Duration::from_millis(500);
+
+fn delivery_job(org_id: uuid::Uuid, delivery_id: uuid::Uuid, event_id: uuid::Uuid) -> Job {
+    Job {
+        event_id,
+        org_id,
+        correlation_id: Some(format!("webhook-delivery-{delivery_id}")),
+        task: Task::DeliverWebhook { delivery_id },
+    }
+}
 
 pub struct Dispatcher {
     store: Store,
@@ -65,7 +78,9 @@ impl Dispatcher {
         }
     }
 
-    /// Dispatches one batch. Returns how many events were read (0: idle or not the leader).
+    /// Dispatches one batch: the jobs each event causes, and a webhook
+    /// delivery per event and subscribed endpoint. Returns how many events
+    /// were read (0: idle or not the leader).
     pub async fn step(&mut self) -> anyhow::Result<usize> {
         if !self.hold_lease().await? {
             return Ok(0);
@@ -82,12 +97,36 @@ impl Dispatcher {
                     return Err(e);
                 }
             }
+            // Deliveries are keyed by event and endpoint: reading the event
+            // again after a crash creates none twice. One created but not
+            // handed to a job is picked up by `enqueue_due_deliveries`.
+            let created = webhooks::fan_out(&self.store, std::slice::from_ref(event)).await?;
+            for delivery_id in created {
+                self.queue
+                    .enqueue(delivery_job(event.org_id, delivery_id, event.event_id))
+                    .await?;
+            }
             done = event.position;
         }
         if done > after {
             self.store.set_checkpoint(OUTBOX, done).await?;
         }
         Ok(events.len())
+    }
+
+    /// Hands due webhook deliveries (retries, and those whose sender died)
+    /// to jobs. Runs only where the lease is held.
+    pub async fn enqueue_due_deliveries(&mut self) -> anyhow::Result<usize> {
+        if !self.hold_lease().await? {
+            return Ok(0);
+        }
+        let due = webhooks::due(&self.store, 200).await?;
+        for (delivery_id, org_id, event_id) in &due {
+            self.queue
+                .enqueue(delivery_job(*org_id, *delivery_id, *event_id))
+                .await?;
+        }
+        Ok(due.len())
     }
 
     /// Requests a refresh of every source whose schedule is due. Runs only
@@ -140,7 +179,16 @@ impl Dispatcher {
         let appended = self.store.appended();
         tokio::pin!(shutdown);
         let mut last_schedule_check = Instant::now() - SCHEDULE_EVERY;
+        let mut last_delivery_check = Instant::now() - DELIVERIES_EVERY;
         loop {
+            if last_delivery_check.elapsed() >= DELIVERIES_EVERY {
+                last_delivery_check = Instant::now();
+                match self.enqueue_due_deliveries().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deliveries = n, "due webhook deliveries handed to jobs"),
+                    Err(e) => tracing::warn!(error = %e, "due webhook deliveries check failed"),
+                }
+            }
             if last_schedule_check.elapsed() >= SCHEDULE_EVERY {
                 last_schedule_check = Instant::now();
                 match self.refresh_due_sources().await {

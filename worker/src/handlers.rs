@@ -21,6 +21,7 @@ pub struct JobContext {
     pub store: Store,
     pub metrics: JobMetrics,
     pub ingest: Arc<Ingest>,
+    pub webhooks: Arc<crate::webhooks::Deliverer>,
 }
 
 /// Job outcome counters, exported on `/metrics`.
@@ -83,6 +84,7 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
                 pipeline::embed_source(store, ingest, org, source_id, run_id, &correlation).await
             }
             Task::PurgeSource { source_id } => pipeline::purge_source(store, org, source_id, &correlation).await,
+            Task::DeliverWebhook { delivery_id } => crate::webhooks::deliver(store, &ctx.webhooks, delivery_id).await,
         }
     }
     .instrument(span)
@@ -108,7 +110,9 @@ pub async fn give_up(job: &Job, ctx: &JobContext, reason: &str) {
         Task::FetchSource { source_id, run_id }
         | Task::ParseSource { source_id, run_id }
         | Task::EmbedSource { source_id, run_id } => (source_id, run_id),
-        Task::PurgeBot { .. } | Task::PurgeSource { .. } => return,
+        // A delivery's own record says where it stands; the dispatcher
+        // hands it to a new job when its lease runs out.
+        Task::PurgeBot { .. } | Task::PurgeSource { .. } | Task::DeliverWebhook { .. } => return,
     };
     tracing::error!(job = job.name(), %source_id, reason, "job abandoned; the source is marked failed");
     let correlation = job.correlation_id.clone().unwrap_or_else(|| job.event_id.to_string());

@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod net;
 pub mod queue;
 pub mod runtime;
+pub mod webhooks;
 
 pub use dispatcher::Dispatcher;
 pub use handlers::{JobContext, JobError};

@@ -187,6 +187,19 @@ pub fn http_client(policy: &NetPolicy, timeout: Duration) -> reqwest::Result<req
         .build()
 }
 
+/// A client for webhook deliveries: the same address guard, no redirects
+/// (a redirect is a failed delivery, not a new destination), and a timeout.
+pub fn webhook_client(policy: &NetPolicy, timeout: Duration, user_agent: &str) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(user_agent)
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
+        .redirect(redirect::Policy::none())
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

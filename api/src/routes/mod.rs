@@ -11,6 +11,7 @@ pub mod ops;
 pub mod sources;
 pub mod usage;
 pub mod visitor;
+pub mod webhooks;
 pub mod widget;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -31,6 +32,8 @@ pub enum ApiTags {
     Widget,
     /// Contact details visitors left.
     Leads,
+    /// Signed deliveries of your organization's events to your endpoints.
+    Webhooks,
     /// The public API the widget uses, with a bot's site key instead of a secret key.
     Visitor,
     /// Use against the plan's quotas.
@@ -53,6 +56,7 @@ pub type Apis = (
     leads::LeadsApi,
     visitor::AttachmentsApi,
     visitor::VisitorApi,
+    webhooks::WebhooksApi,
     usage::UsageApi,
     events::EventsApi,
     ops::OpsApi,
@@ -72,6 +76,7 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
         leads::LeadsApi { state: state.clone() },
         visitor::AttachmentsApi { state: state.clone() },
         visitor::VisitorApi { state: state.clone() },
+        webhooks::WebhooksApi { state: state.clone() },
         usage::UsageApi { state: state.clone() },
         events::EventsApi { state: state.clone() },
         ops::OpsApi { state },

@@ -6,3 +6,4 @@ pub mod conversation;
 pub mod lead;
 pub mod org;
 pub mod source;
+pub mod webhook;

@@ -1,0 +1,690 @@
+//! Webhook deliveries: the public event catalogue, the body each event is
+//! sent as, signatures, the retry schedule, and the delivery records.
+//!
+//! Deliveries come from the event log: the outbox dispatcher creates one per
+//! event and subscribed endpoint (keyed by event and endpoint, so a crash and
+//! a re-read create none twice) and enqueues a delivery job. A job claims its
+//! delivery with a lease, posts it, and records the attempt; a failed attempt
+//! is scheduled again with exponential backoff until the retry window ends.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hmac::{Hmac, Mac};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::aggregates::conversation::{
+    ADMIN_REPLIED, ANSWERED, CLOSED, CONVERSATION_STARTED, ESCALATED, FEEDBACK_RECEIVED, MESSAGE_RECEIVED, REOPENED,
+};
+use crate::aggregates::lead::{LEAD_CAPTURED, LEAD_UPDATED};
+use crate::aggregates::source::{SOURCE_FAILED, SOURCE_INDEXED};
+use crate::event::RecordedEvent;
+use crate::store::entities::{conversations, sources, webhook_attempts, webhook_deliveries, webhook_health, webhooks};
+use crate::store::{Store, now};
+
+/// The event types endpoints can subscribe to.
+pub const EVENT_TYPES: &[&str] = &[
+    "conversation.created",
+    "conversation.escalated",
+    "conversation.closed",
+    "conversation.reopened",
+    "message.created",
+    "admin.replied",
+    "feedback.received",
+    "lead.captured",
+    "lead.updated",
+    "source.ready",
+    "source.failed",
+];
+
+/// A test delivery (`POST /webhooks/{id}/ping`), sent whatever the filter.
+pub const PING: &str = "webhook.ping";
+
+/// Longest response body kept in the delivery log.
+pub const MAX_LOGGED_BODY: usize = 2048;
+
+/// The public type of a stored event, when endpoints hear about it.
+pub fn public_type(stored: &str) -> Option<&'static str> {
+    Some(match stored {
+        CONVERSATION_STARTED => "conversation.created",
+        MESSAGE_RECEIVED | ANSWERED => "message.created",
+        ESCALATED => "conversation.escalated",
+        ADMIN_REPLIED => "admin.replied",
+        CLOSED => "conversation.closed",
+        REOPENED => "conversation.reopened",
+        FEEDBACK_RECEIVED => "feedback.received",
+        LEAD_CAPTURED => "lead.captured",
+        LEAD_UPDATED => "lead.updated",
+        SOURCE_INDEXED => "source.ready",
+        SOURCE_FAILED => "source.failed",
+        _ => return None,
+    })
+}
+
+/// `hex(HMAC-SHA256(secret, "{timestamp}.{body}"))`.
+pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The `X-Parley-Signature` header: `v1=<hex>` per secret, comma-separated
+/// (two during a rotation's grace period, the newest first).
+pub fn signature_header(secrets: &[&str], timestamp: i64, body: &str) -> String {
+    secrets
+        .iter()
+        .map(|s| format!("v1={}", sign(s, timestamp, body)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The documented check a subscriber makes: the timestamp is recent and one
+/// of the `v1=` signatures is the HMAC of `timestamp.body` with its secret.
+pub fn verify(header: &str, secret: &str, timestamp: &str, body: &str, now: i64, tolerance_secs: i64) -> bool {
+    let Ok(ts) = timestamp.parse::<i64>() else {
+        return false;
+    };
+    if (now - ts).abs() > tolerance_secs {
+        return false;
+    }
+    let Ok(expected) = hex::decode(sign(secret, ts, body)) else {
+        return false;
+    };
+    header
+        .split(',')
+        .filter_map(|part| part.trim().strip_prefix("v1="))
+        .filter_map(|hex_sig| hex::decode(hex_sig).ok())
+        .any(|given| {
+            // Constant time: the comparison must not tell how much matched.
+            given.len() == expected.len() && given.iter().zip(&expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        })
+}
+
+/// Delay before retry `attempt` (1 for the first retry): `base · 2^(attempt-1)`,
+/// at most an hour, then a random 50–100 % of it so that retries spread out.
+pub fn retry_delay(attempt: u32, base: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(Duration::from_secs(3600));
+    capped.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// The body an endpoint receives for an event: `{"id", "type", "created_at", "data"}`.
+pub async fn payload(store: &Store, event: &RecordedEvent, public: &str) -> Result<Value, DbErr> {
+    let p = &event.payload;
+    let mut data = serde_json::Map::new();
+    data.insert("org_id".into(), json!(event.org_id));
+    let field = |name: &str| p.get(name).cloned().unwrap_or(Value::Null);
+    match event.stream_type.as_str() {
+        "conversation" => {
+            let row = conversations::Entity::find_by_id(event.stream_id)
+                .one(store.db())
+                .await?;
+            data.insert("bot_id".into(), json!(row.as_ref().map(|c| c.bot_id)));
+            data.insert("conversation_id".into(), json!(event.stream_id));
+            data.insert(
+                "visitor_id".into(),
+                json!(row.as_ref().and_then(|c| c.visitor_id.clone())),
+            );
+            match event.event_type.as_str() {
+                CONVERSATION_STARTED => {
+                    data.insert("channel".into(), field("channel"));
+                }
+                MESSAGE_RECEIVED => {
+                    data.insert("message_id".into(), field("message_id"));
+                    data.insert("role".into(), json!("user"));
+                    data.insert("text".into(), field("text"));
+                }
+                ANSWERED => {
+                    data.insert("message_id".into(), field("message_id"));
+                    data.insert("role".into(), json!("assistant"));
+                    data.insert("text".into(), field("text"));
+                    data.insert("reply_to".into(), field("reply_to"));
+                    data.insert("unanswered".into(), field("unanswered"));
+                    let sources: Vec<Value> = p["sources"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| json!({"source_id": s["source_id"], "title": s["title"], "url": s["url"]}))
+                        .collect();
+                    data.insert("sources".into(), Value::Array(sources));
+                }
+                ESCALATED | REOPENED => {
+                    data.insert("reason".into(), field("reason"));
+                }
+                ADMIN_REPLIED => {
+                    data.insert("message_id".into(), field("message_id"));
+                    data.insert("text".into(), field("text"));
+                }
+                FEEDBACK_RECEIVED => {
+                    for name in ["message_id", "rating", "comment", "by"] {
+                        data.insert(name.into(), field(name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        "lead" => {
+            data.insert("lead_id".into(), json!(event.stream_id));
+            for name in [
+                "bot_id",
+                "name",
+                "email",
+                "phone",
+                "fields",
+                "visitor_id",
+                "conversation_id",
+                "source",
+            ] {
+                data.insert(name.into(), field(name));
+            }
+            if event.event_type == LEAD_UPDATED {
+                data.insert("changed".into(), field("changed"));
+            }
+            if data["fields"].is_null() {
+                data.insert("fields".into(), json!({}));
+            }
+            if data["bot_id"].is_null() {
+                // `lead.updated` does not repeat the bot; the read model knows it.
+                let bot = crate::store::entities::leads::Entity::find_by_id(event.stream_id)
+                    .one(store.db())
+                    .await?
+                    .map(|l| l.bot_id);
+                data.insert("bot_id".into(), json!(bot));
+            }
+        }
+        "source" => {
+            let row = sources::Entity::find_by_id(event.stream_id).one(store.db()).await?;
+            data.insert("bot_id".into(), json!(row.as_ref().map(|s| s.bot_id)));
+            data.insert("source_id".into(), json!(event.stream_id));
+            data.insert("title".into(), json!(row.as_ref().map(|s| s.title.clone())));
+            data.insert("run_id".into(), field("run_id"));
+            if event.event_type == SOURCE_INDEXED {
+                data.insert("chunks".into(), field("chunks"));
+                data.insert("pages".into(), json!(p["pages"].as_array().map_or(0, Vec::len)));
+            } else {
+                data.insert("code".into(), field("code"));
+                data.insert("message".into(), field("message"));
+            }
+        }
+        _ => {}
+    }
+    Ok(json!({
+        "id": event.event_id,
+        "type": public,
+        "created_at": event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": Value::Object(data),
+    }))
+}
+
+/// A delivery to create.
+pub struct NewDelivery {
+    pub org_id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub dedup_key: String,
+    pub payload: String,
+}
+
+/// Creates a delivery, due now and already handed to a job; `None` when it
+/// exists (the same event for the same endpoint).
+pub async fn create_delivery(store: &Store, new: NewDelivery) -> Result<Option<Uuid>, DbErr> {
+    let id = Uuid::now_v7();
+    let at = now();
+    let row = webhook_deliveries::ActiveModel {
+        id: Set(id),
+        org_id: Set(new.org_id),
+        webhook_id: Set(new.webhook_id),
+        event_id: Set(new.event_id),
+        event_type: Set(new.event_type),
+        dedup_key: Set(new.dedup_key),
+        payload: Set(new.payload),
+        status: Set("pending".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(at),
+        locked_until: Set(None),
+        enqueued_at: Set(Some(at)),
+        last_status: Set(None),
+        last_error: Set(None),
+        created_at: Set(at),
+        delivered_at: Set(None),
+    };
+    let inserted = webhook_deliveries::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                webhook_deliveries::Column::WebhookId,
+                webhook_deliveries::Column::DedupKey,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(store.db())
+        .await?;
+    Ok((inserted > 0).then_some(id))
+}
+
+/// The live, active endpoints of an organization.
+pub async fn active_endpoints(store: &Store, org_id: Uuid) -> Result<Vec<webhooks::Model>, DbErr> {
+    webhooks::Entity::find()
+        .filter(webhooks::Column::OrgId.eq(org_id))
+        .filter(webhooks::Column::DeletedAt.is_null())
+        .filter(webhooks::Column::Active.eq(true))
+        .all(store.db())
+        .await
+}
+
+/// Whether an endpoint subscribes to an event type.
+pub fn subscribed(endpoint: &webhooks::Model, event_type: &str) -> bool {
+    let events: Vec<String> = serde_json::from_value(endpoint.events.clone()).unwrap_or_default();
+    events.is_empty() || events.iter().any(|e| e == event_type)
+}
+
+/// Creates the deliveries of a batch of events for the endpoints that
+/// subscribe to them. Returns the new deliveries (to hand to jobs).
+pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<Uuid>, DbErr> {
+    let mut endpoints: std::collections::HashMap<Uuid, Vec<webhooks::Model>> = std::collections::HashMap::new();
+    let mut created = Vec::new();
+    for event in events {
+        let Some(public) = public_type(&event.event_type) else {
+            continue;
+        };
+        if let std::collections::hash_map::Entry::Vacant(slot) = endpoints.entry(event.org_id) {
+            slot.insert(active_endpoints(store, event.org_id).await?);
+        }
+        let targets: Vec<&webhooks::Model> = endpoints[&event.org_id]
+            .iter()
+            .filter(|w| subscribed(w, public) && w.created_at <= event.recorded_at)
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let body = payload(store, event, public).await?.to_string();
+        for endpoint in targets {
+            let made = create_delivery(
+                store,
+                NewDelivery {
+                    org_id: event.org_id,
+                    webhook_id: endpoint.id,
+                    event_id: event.event_id,
+                    event_type: public.to_owned(),
+                    dedup_key: format!("event:{}", event.event_id),
+                    payload: body.clone(),
+                },
+            )
+            .await?;
+            created.extend(made);
+        }
+    }
+    Ok(created)
+}
+
+/// Deliveries due (new, to retry, or whose sender stopped answering) that no
+/// job picked up lately: marks them handed over and returns them as
+/// `(delivery, organization, event)`.
+pub async fn due(store: &Store, limit: u64) -> Result<Vec<(Uuid, Uuid, Uuid)>, DbErr> {
+    let at = now();
+    let stale = at - TimeDelta::seconds(60);
+    let rows: Vec<(Uuid, Uuid, Uuid)> = webhook_deliveries::Entity::find()
+        .select_only()
+        .column(webhook_deliveries::Column::Id)
+        .column(webhook_deliveries::Column::OrgId)
+        .column(webhook_deliveries::Column::EventId)
+        .filter(
+            Condition::any()
+                .add(webhook_deliveries::Column::Status.is_in(["pending", "retrying"]))
+                .add(
+                    Condition::all()
+                        .add(webhook_deliveries::Column::Status.eq("sending"))
+                        .add(webhook_deliveries::Column::LockedUntil.lt(at)),
+                ),
+        )
+        .filter(webhook_deliveries::Column::NextAttemptAt.lte(at))
+        .filter(
+            Condition::any()
+                .add(webhook_deliveries::Column::EnqueuedAt.is_null())
+                .add(webhook_deliveries::Column::EnqueuedAt.lt(stale))
+                // A sender that died while the delivery was handed over.
+                .add(webhook_deliveries::Column::LockedUntil.lt(at)),
+        )
+        .order_by_asc(webhook_deliveries::Column::NextAttemptAt)
+        .limit(limit)
+        .into_tuple()
+        .all(store.db())
+        .await?;
+    if !rows.is_empty() {
+        webhook_deliveries::Entity::update_many()
+            .col_expr(webhook_deliveries::Column::EnqueuedAt, Expr::value(Some(at)))
+            .filter(webhook_deliveries::Column::Id.is_in(rows.iter().map(|r| r.0)))
+            .exec(store.db())
+            .await?;
+    }
+    Ok(rows)
+}
+
+/// Takes a due delivery for one attempt: it is `sending` until `lease`
+/// from now. `None` when it is not due, done, or another sender has it.
+pub async fn claim(
+    store: &Store,
+    delivery_id: Uuid,
+    lease: Duration,
+) -> Result<Option<webhook_deliveries::Model>, DbErr> {
+    let at = now();
+    let until = at + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(30));
+    let claimed = webhook_deliveries::Entity::update_many()
+        .col_expr(webhook_deliveries::Column::Status, Expr::value("sending"))
+        .col_expr(webhook_deliveries::Column::LockedUntil, Expr::value(Some(until)))
+        .filter(webhook_deliveries::Column::Id.eq(delivery_id))
+        .filter(webhook_deliveries::Column::NextAttemptAt.lte(at))
+        .filter(
+            Condition::any()
+                .add(webhook_deliveries::Column::Status.is_in(["pending", "retrying"]))
+                .add(
+                    Condition::all()
+                        .add(webhook_deliveries::Column::Status.eq("sending"))
+                        .add(webhook_deliveries::Column::LockedUntil.lt(at)),
+                ),
+        )
+        .exec(store.db())
+        .await?;
+    if claimed.rows_affected == 0 {
+        return Ok(None);
+    }
+    webhook_deliveries::Entity::find_by_id(delivery_id)
+        .one(store.db())
+        .await
+}
+
+/// What one attempt gave.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub started_at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// How a delivery stands after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered,
+    /// Tried again at this time.
+    Retry(DateTime<Utc>),
+    /// No more attempts (the retry window is over, or the endpoint is gone).
+    Failed,
+    /// The endpoint was disabled or deleted before the attempt.
+    Cancelled(String),
+}
+
+/// Records an attempt and the delivery's new state.
+pub async fn record(
+    store: &Store,
+    delivery: &webhook_deliveries::Model,
+    attempt: &Attempt,
+    outcome: &Outcome,
+) -> Result<(), DbErr> {
+    let number = delivery.attempts + 1;
+    webhook_attempts::Entity::insert(webhook_attempts::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        delivery_id: Set(delivery.id),
+        webhook_id: Set(delivery.webhook_id),
+        attempt: Set(number),
+        started_at: Set(attempt.started_at),
+        status_code: Set(attempt.status_code.map(i32::from)),
+        latency_ms: Set(attempt.latency_ms),
+        response_body: Set(attempt.response_body.clone()),
+        error: Set(attempt.error.clone()),
+    })
+    .exec_without_returning(store.db())
+    .await?;
+    let mut row = webhook_deliveries::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(delivery.id),
+        attempts: Set(number),
+        locked_until: Set(None),
+        enqueued_at: Set(None),
+        last_status: Set(attempt.status_code.map(i32::from)),
+        last_error: Set(attempt.error.clone()),
+        ..Default::default()
+    };
+    match outcome {
+        Outcome::Delivered => {
+            row.status = Set("delivered".into());
+            row.delivered_at = Set(Some(now()));
+        }
+        Outcome::Retry(at) => {
+            row.status = Set("retrying".into());
+            row.next_attempt_at = Set(*at);
+        }
+        Outcome::Failed => row.status = Set("failed".into()),
+        Outcome::Cancelled(_) => row.status = Set("cancelled".into()),
+    }
+    webhook_deliveries::Entity::update(row).exec(store.db()).await?;
+    Ok(())
+}
+
+/// Marks a delivery cancelled without an attempt (its endpoint is gone).
+pub async fn cancel(store: &Store, delivery_id: Uuid, reason: &str) -> Result<(), DbErr> {
+    webhook_deliveries::Entity::update_many()
+        .col_expr(webhook_deliveries::Column::Status, Expr::value("cancelled"))
+        .col_expr(
+            webhook_deliveries::Column::LastError,
+            Expr::value(Some(reason.to_owned())),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(webhook_deliveries::Column::Id.eq(delivery_id))
+        .exec(store.db())
+        .await?;
+    Ok(())
+}
+
+/// Notes a success or failure of an endpoint; returns since when it has
+/// been failing (`None` after a success).
+pub async fn note_health(store: &Store, webhook_id: Uuid, success: bool) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let at = now();
+    let current = webhook_health::Entity::find_by_id(webhook_id).one(store.db()).await?;
+    let failing_since = if success {
+        None
+    } else {
+        Some(current.as_ref().and_then(|h| h.failing_since).unwrap_or(at))
+    };
+    let row = webhook_health::ActiveModel {
+        webhook_id: Set(webhook_id),
+        failing_since: Set(failing_since),
+        last_success_at: if success {
+            Set(Some(at))
+        } else {
+            current.as_ref().map_or(Set(None), |h| Set(h.last_success_at))
+        },
+        last_failure_at: if success {
+            current.as_ref().map_or(Set(None), |h| Set(h.last_failure_at))
+        } else {
+            Set(Some(at))
+        },
+    };
+    webhook_health::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(webhook_health::Column::WebhookId)
+                .update_columns([
+                    webhook_health::Column::FailingSince,
+                    webhook_health::Column::LastSuccessAt,
+                    webhook_health::Column::LastFailureAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(store.db())
+        .await?;
+    Ok(failing_since)
+}
+
+/// An endpoint's health record.
+pub async fn health(store: &Store, webhook_id: Uuid) -> Result<Option<webhook_health::Model>, DbErr> {
+    webhook_health::Entity::find_by_id(webhook_id).one(store.db()).await
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+}
+
+/// An endpoint's deliveries, newest first, after `cursor`.
+pub async fn deliveries(
+    store: &Store,
+    webhook_id: Uuid,
+    filter: &DeliveryFilter,
+    cursor: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<webhook_deliveries::Model>, DbErr> {
+    let mut q = webhook_deliveries::Entity::find().filter(webhook_deliveries::Column::WebhookId.eq(webhook_id));
+    if let Some(status) = &filter.status {
+        q = q.filter(webhook_deliveries::Column::Status.eq(status.clone()));
+    }
+    if let Some(t) = &filter.event_type {
+        q = q.filter(webhook_deliveries::Column::EventType.eq(t.clone()));
+    }
+    if let Some(cursor) = cursor {
+        q = q.filter(webhook_deliveries::Column::Id.lt(cursor));
+    }
+    q.order_by_desc(webhook_deliveries::Column::Id)
+        .limit(limit)
+        .all(store.db())
+        .await
+}
+
+pub async fn delivery(
+    store: &Store,
+    webhook_id: Uuid,
+    delivery_id: Uuid,
+) -> Result<Option<webhook_deliveries::Model>, DbErr> {
+    webhook_deliveries::Entity::find_by_id(delivery_id)
+        .filter(webhook_deliveries::Column::WebhookId.eq(webhook_id))
+        .one(store.db())
+        .await
+}
+
+pub async fn attempts(store: &Store, delivery_id: Uuid) -> Result<Vec<webhook_attempts::Model>, DbErr> {
+    webhook_attempts::Entity::find()
+        .filter(webhook_attempts::Column::DeliveryId.eq(delivery_id))
+        .order_by_asc(webhook_attempts::Column::Attempt)
+        .all(store.db())
+        .await
+}
+
+/// A live endpoint of the organization.
+pub async fn endpoint(store: &Store, org_id: Uuid, webhook_id: Uuid) -> Result<Option<webhooks::Model>, DbErr> {
+    webhooks::Entity::find_by_id(webhook_id)
+        .filter(webhooks::Column::OrgId.eq(org_id))
+        .filter(webhooks::Column::DeletedAt.is_null())
+        .one(store.db())
+        .await
+}
+
+/// The organization's live endpoints, oldest first.
+pub async fn endpoints(store: &Store, org_id: Uuid) -> Result<Vec<webhooks::Model>, DbErr> {
+    webhooks::Entity::find()
+        .filter(webhooks::Column::OrgId.eq(org_id))
+        .filter(webhooks::Column::DeletedAt.is_null())
+        .order_by_asc(webhooks::Column::Id)
+        .all(store.db())
+        .await
+}
+
+/// An endpoint by id alone (the delivery worker).
+pub async fn endpoint_by_id(store: &Store, webhook_id: Uuid) -> Result<Option<webhooks::Model>, DbErr> {
+    webhooks::Entity::find_by_id(webhook_id).one(store.db()).await
+}
+
+/// The secrets that sign a delivery now: the current one, and the previous
+/// one while its grace period lasts.
+pub fn signing_secrets(endpoint: &webhooks::Model, at: DateTime<Utc>) -> Vec<&str> {
+    let mut secrets = vec![endpoint.secret.as_str()];
+    if let (Some(previous), Some(until)) = (&endpoint.previous_secret, endpoint.previous_until)
+        && until > at
+        && !previous.is_empty()
+    {
+        secrets.push(previous);
+    }
+    secrets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_tampering_fails() {
+        let body = r#"{"id":"1","type":"message.created"}"#;
+        let header = signature_header(&["whsec_new", "whsec_old"], 1_700_000_000, body);
+        assert_eq!(header.matches("v1=").count(), 2);
+        assert!(verify(&header, "whsec_new", "1700000000", body, 1_700_000_100, 300));
+        assert!(verify(&header, "whsec_old", "1700000000", body, 1_700_000_100, 300));
+        assert!(!verify(&header, "whsec_other", "1700000000", body, 1_700_000_100, 300));
+        let tampered = body.replace("message", "massage");
+        assert!(!verify(
+            &header,
+            "whsec_new",
+            "1700000000",
+            &tampered,
+            1_700_000_100,
+            300
+        ));
+        assert!(
+            !verify(&header, "whsec_new", "1700000001", body, 1_700_000_100, 300),
+            "the timestamp is signed"
+        );
+        assert!(
+            !verify(&header, "whsec_new", "1700000000", body, 1_700_001_000, 300),
+            "too old"
+        );
+        // HMAC-SHA256 with key "key" over "0.body", as Python's hmac module computes it.
+        assert_eq!(
+            sign("key", 0, "body"),
+            "e0af04d5c83b24373ff89f540d0c8fd9a4e097e2b3ee8318ab5541047697626d"
+        );
+    }
+
+    #[test]
+    fn retry_delays_grow_and_stay_bounded() {
+        let base = Duration::from_secs(10);
+        for attempt in 1..=30 {
+            let d = retry_delay(attempt, base);
+            let full = base
+                .saturating_mul(1 << (attempt - 1).min(20))
+                .min(Duration::from_secs(3600));
+            assert!(d <= full && d >= full / 2, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn the_catalogue_covers_the_mapped_types() {
+        for stored in [
+            CONVERSATION_STARTED,
+            MESSAGE_RECEIVED,
+            ANSWERED,
+            ESCALATED,
+            ADMIN_REPLIED,
+            CLOSED,
+            REOPENED,
+            FEEDBACK_RECEIVED,
+            LEAD_CAPTURED,
+            LEAD_UPDATED,
+            SOURCE_INDEXED,
+            SOURCE_FAILED,
+        ] {
+            let public = public_type(stored).unwrap();
+            assert!(EVENT_TYPES.contains(&public), "{public}");
+        }
+        assert_eq!(public_type("bot.created"), None);
+    }
+}
