@@ -14,8 +14,14 @@ pub struct NewOrg {
     pub api_key: String,
 }
 
-/// Creates an organization with a first API key named "initial".
+/// Creates an organization on the default plan with a first API key named "initial".
 pub async fn create_org(store: &Store, name: &str) -> Result<NewOrg, StoreError> {
+    create_org_on(store, name, None).await
+}
+
+/// Creates an organization on a plan (`None`: the default plan) with a first
+/// API key named "initial". The plan name is checked by the caller.
+pub async fn create_org_on(store: &Store, name: &str, plan: Option<&str>) -> Result<NewOrg, StoreError> {
     let org_id = new_id();
     let correlation = format!("cli-{}", Uuid::new_v4());
     store
@@ -26,6 +32,7 @@ pub async fn create_org(store: &Store, name: &str) -> Result<NewOrg, StoreError>
             command: OrgCommand::Create {
                 org_id,
                 name: name.to_owned(),
+                plan: plan.map(str::to_owned),
             },
             metadata: Metadata::new(Actor::Cli, Some(correlation.clone())),
             idempotency: None,
@@ -53,4 +60,19 @@ pub async fn create_org(store: &Store, name: &str) -> Result<NewOrg, StoreError>
         key_id,
         api_key: generated.plaintext,
     })
+}
+
+/// Puts an organization on another plan (the name is checked by the caller).
+pub async fn set_plan(store: &Store, org_id: Uuid, plan: &str) -> Result<(), StoreError> {
+    store
+        .execute::<Org>(Execute {
+            org_id,
+            stream_id: org_id,
+            expected_version: None,
+            command: OrgCommand::ChangePlan { plan: plan.to_owned() },
+            metadata: Metadata::new(Actor::Cli, Some(format!("cli-{}", Uuid::new_v4()))),
+            idempotency: None,
+        })
+        .await?;
+    Ok(())
 }

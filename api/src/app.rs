@@ -138,7 +138,7 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
 pub struct Application {
     state: AppState,
     roles: Roles,
-    acceptor: Option<TcpAcceptor>,
+    acceptor: Option<crate::header_timeout::HeaderTimeout<TcpAcceptor>>,
     port: Option<u16>,
     board: Option<tokio::net::TcpListener>,
     job_metrics: JobMetrics,
@@ -172,6 +172,8 @@ impl Application {
                 .local_addr()
                 .first()
                 .and_then(|a| a.as_socket_addr().map(|s| s.port()));
+            let acceptor =
+                crate::header_timeout::HeaderTimeout::new(acceptor, Duration::from_secs(settings.header_timeout_secs));
             (Some(acceptor), port)
         } else {
             (None, None)

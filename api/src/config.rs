@@ -14,6 +14,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// A plan defined in the configuration (`[plans.<name>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct PlanSettings {
+    pub messages_per_month: u64,
+    pub bots: u64,
+    pub sources: u64,
+}
+
+/// The plan organizations are on unless they are put on another one.
+pub const DEFAULT_PLAN: &str = "default";
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// Address the API listens on.
@@ -35,6 +46,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Longest time a request may take before it is answered 503.
     pub request_timeout_secs: u64,
+    /// Longest time a client may take to send a connection's first request
+    /// line and headers.
+    pub header_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests and jobs.
     pub shutdown_timeout_secs: u64,
     /// How long the outbox dispatcher's lease lasts: the longest pause before
@@ -134,6 +148,9 @@ pub struct Settings {
     pub webhook_disable_after_hours: u64,
     /// Webhook endpoints per organization.
     pub max_webhooks_per_org: u64,
+    /// Named plans besides the default one (`PARLEY_PLAN_*`).
+    #[serde(default)]
+    pub plans: std::collections::BTreeMap<String, PlanSettings>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -195,6 +212,7 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("worker_concurrency", 2)?
         .set_default("max_body_bytes", 1_048_576)?
         .set_default("request_timeout_secs", 120)?
+        .set_default("header_timeout_secs", 10)?
         .set_default("shutdown_timeout_secs", 30)?
         .set_default("outbox_lease_secs", 15)?
         .set_default("models_dir", ".parley/models")?
@@ -300,6 +318,9 @@ impl Settings {
         if !(1..=32).contains(&self.crawl_concurrency) {
             return Err(invalid("PARLEY_CRAWL_CONCURRENCY", "must be between 1 and 32"));
         }
+        if !(1..=300).contains(&self.header_timeout_secs) {
+            return Err(invalid("PARLEY_HEADER_TIMEOUT_SECS", "must be between 1 and 300"));
+        }
         if self.request_timeout_secs == 0 {
             return Err(invalid("PARLEY_REQUEST_TIMEOUT_SECS", "must be at least 1"));
         }
@@ -367,6 +388,16 @@ impl Settings {
         if self.webhook_disable_after_hours == 0 {
             return Err(invalid("PARLEY_WEBHOOK_DISABLE_AFTER_HOURS", "must be at least 1"));
         }
+        for name in self.plans.keys() {
+            if !parley_domain::aggregates::org::valid_plan_name(name) || name == DEFAULT_PLAN {
+                return Err(invalid(
+                    "PARLEY_PLANS",
+                    format!(
+                        "`{name}` is not a plan name: 1 to 40 lowercase letters, digits, `-` or `_`, not `default`"
+                    ),
+                ));
+            }
+        }
         if !(1..=1000).contains(&self.max_webhooks_per_org) {
             return Err(invalid("PARLEY_MAX_WEBHOOKS_PER_ORG", "must be between 1 and 1000"));
         }
@@ -428,12 +459,48 @@ impl Settings {
         }
     }
 
+    /// The default plan.
     pub fn plan(&self) -> parley_domain::usage::Plan {
         parley_domain::usage::Plan {
             messages_per_month: self.plan_messages_per_month,
             bots: self.plan_bots,
             sources: self.plan_sources,
         }
+    }
+
+    /// A plan by name (`None` or `default`: the default plan). A name no
+    /// longer configured falls back to the default plan.
+    pub fn plan_named(&self, name: Option<&str>) -> parley_domain::usage::Plan {
+        match name.filter(|n| *n != DEFAULT_PLAN) {
+            None => self.plan(),
+            Some(n) => match self.plans.get(n) {
+                Some(p) => parley_domain::usage::Plan {
+                    messages_per_month: p.messages_per_month,
+                    bots: p.bots,
+                    sources: p.sources,
+                },
+                None => {
+                    tracing::warn!(
+                        plan = n,
+                        "an organization's plan is not configured; the default plan applies"
+                    );
+                    self.plan()
+                }
+            },
+        }
+    }
+
+    /// An error naming the configured plans unless `name` is one of them.
+    pub fn check_plan(&self, name: &str) -> Result<(), ConfigError> {
+        if name == DEFAULT_PLAN || self.plans.contains_key(name) {
+            return Ok(());
+        }
+        let mut known: Vec<&str> = vec![DEFAULT_PLAN];
+        known.extend(self.plans.keys().map(String::as_str));
+        Err(invalid(
+            "plan",
+            format!("`{name}` is not a configured plan (known: {})", known.join(", ")),
+        ))
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -521,6 +588,37 @@ mod tests {
                 .to_string()
                 .contains("PARLEY_DATABASE_URL")
         );
+    }
+
+    #[test]
+    fn plans_come_from_the_file_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("parley-config-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("parley.toml");
+        std::fs::write(
+            &file,
+            "[plans.starter]\nmessages_per_month = 100\nbots = 1\nsources = 10\n",
+        )
+        .unwrap();
+        let settings = load(Some(file.to_str().unwrap())).unwrap();
+        assert_eq!(settings.plan_named(Some("starter")).bots, 1);
+        assert_eq!(settings.plan_named(None), settings.plan());
+        assert_eq!(
+            settings.plan_named(Some("gone")),
+            settings.plan(),
+            "an unknown plan falls back"
+        );
+        assert!(settings.check_plan("starter").is_ok() && settings.check_plan("default").is_ok());
+        let err = settings.check_plan("enterprise").unwrap_err().to_string();
+        assert!(err.contains("default, starter"), "{err}");
+        std::fs::write(&file, "[plans.Big]\nmessages_per_month = 1\nbots = 1\nsources = 1\n").unwrap();
+        assert!(
+            load(Some(file.to_str().unwrap()))
+                .unwrap_err()
+                .to_string()
+                .contains("PARLEY_PLANS")
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod client_ip;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod header_timeout;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;

@@ -90,6 +90,16 @@ enum AdminCommand {
     CreateOrg {
         #[arg(long)]
         name: String,
+        /// A plan defined in the configuration (`plans.<name>`); default: the default plan.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// Put an organization on another plan defined in the configuration.
+    SetPlan {
+        #[arg(long)]
+        org: uuid::Uuid,
+        #[arg(long)]
+        plan: String,
     },
 }
 
@@ -140,10 +150,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::CreateOrg { name },
+            command: AdminCommand::SetPlan { org, plan },
         } => {
+            settings.check_plan(&plan)?;
             let store = open_store(&settings, settings.is_sqlite()).await?;
-            let created = admin::create_org(&store, &name).await?;
+            admin::set_plan(&store, org, &plan).await?;
+            println!("org_id={org}");
+            println!("plan={plan}");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::CreateOrg { name, plan },
+        } => {
+            if let Some(plan) = &plan {
+                settings.check_plan(plan)?;
+            }
+            let store = open_store(&settings, settings.is_sqlite()).await?;
+            let created = admin::create_org_on(&store, &name, plan.as_deref()).await?;
             println!("org_id={}", created.org_id);
             println!("api_key={}", created.api_key);
             eprintln!("Store the API key now: it is not shown again.");

@@ -79,7 +79,22 @@ pub struct Limiter {
     prefix: String,
     /// Proxies whose `X-Forwarded-For` names the client.
     proxies: Vec<ipnet::IpNet>,
+    /// Where bots' own limits are read.
+    store: Option<parley_domain::Store>,
+    /// Bots' site keys and own limits, read at most every few seconds per
+    /// bot and process.
+    bot_limits: Mutex<HashMap<uuid::Uuid, (std::time::Instant, BotLimit)>>,
 }
+
+/// What the limiter knows of a bot.
+#[derive(Debug, Clone, Default)]
+struct BotLimit {
+    site_key: Option<String>,
+    per_minute: Option<u32>,
+}
+
+/// How long a bot's own limit is cached before it is read again.
+const BOT_LIMIT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Limiter {
     pub fn memory(limits: Limits, clock: Clock) -> Limiter {
@@ -91,6 +106,8 @@ impl Limiter {
             limits,
             prefix: String::new(),
             proxies: vec![],
+            store: None,
+            bot_limits: Mutex::default(),
         }
     }
 
@@ -103,7 +120,60 @@ impl Limiter {
             limits,
             prefix: namespace.map(|n| format!("{n}:")).unwrap_or_default(),
             proxies: vec![],
+            store: None,
+            bot_limits: Mutex::default(),
         }
+    }
+
+    /// Reads bots' own limits from this store.
+    pub fn with_store(mut self, store: parley_domain::Store) -> Limiter {
+        self.store = Some(store);
+        self
+    }
+
+    /// A bot's own messages-per-minute limit, for a request that shows the
+    /// bot's site key (others are refused by the endpoint and count for
+    /// nothing). Cached a few seconds.
+    async fn bot_limit(&self, bot_id: uuid::Uuid, site_key: Option<&str>) -> Option<u32> {
+        let now = std::time::Instant::now();
+        let cached = self
+            .bot_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&bot_id)
+            .filter(|(at, _)| now.duration_since(*at) < BOT_LIMIT_TTL)
+            .map(|(_, limit)| limit.clone());
+        let limit = match cached {
+            Some(limit) => limit,
+            None => self.read_bot_limit(bot_id, now).await?,
+        };
+        match (&limit.site_key, site_key) {
+            (Some(own), Some(shown)) if own == shown => limit.per_minute,
+            _ => None,
+        }
+    }
+
+    async fn read_bot_limit(&self, bot_id: uuid::Uuid, now: std::time::Instant) -> Option<BotLimit> {
+        let store = self.store.as_ref()?;
+        let limit = match parley_domain::read::live_bot_by_id(store, bot_id).await {
+            Ok(bot) => bot.map_or_else(BotLimit::default, |b| BotLimit {
+                site_key: b.site_key,
+                per_minute: b.rate_limit_per_minute.and_then(|v| u32::try_from(v).ok()),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the bot's rate limit");
+                return None;
+            }
+        };
+        let mut cache = self
+            .bot_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(bot_id, (now, limit.clone()));
+        Some(limit)
     }
 
     /// Believes `X-Forwarded-For` from these proxies.
@@ -189,9 +259,43 @@ async fn class_of(req: &mut Request) -> Option<Class> {
     None
 }
 
+/// The bot a visitor request asks to answer a message, when it does: a
+/// visitor's message, or a new conversation that starts with one.
+async fn bot_message(req: &mut Request) -> Option<uuid::Uuid> {
+    if req.method() != Method::POST {
+        return None;
+    }
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", "v1", "public", "bots", bot, "conversations", _, "messages"] => bot.parse().ok(),
+        ["api", "v1", "public", "bots", bot, "conversations"] => {
+            let body = req.take_body().into_bytes().await.unwrap_or_default();
+            let has_message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .is_some_and(|v| v.get("message").is_some_and(serde_json::Value::is_string));
+            req.set_body(body);
+            if has_message { bot.parse().ok() } else { None }
+        }
+        _ => None,
+    }
+}
+
 /// The counts a request is checked against: `(key, rate)`. Requests with
-/// an API key count per key; public (visitor) requests per client IP.
+/// an API key count per key; public (visitor) requests per client IP; a
+/// visitor's message to a bot with a limit of its own also counts for the bot.
 async fn checks_for(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)> {
+    let mut checks = own_checks(req, limiter).await;
+    let site_key = req.header("x-parley-site-key").map(str::to_owned);
+    if let Some(bot_id) = bot_message(req).await
+        && let Some(limit) = limiter.bot_limit(bot_id, site_key.as_deref()).await
+    {
+        checks.push((format!("bot:{bot_id}"), Rate::per_minute(limit)));
+    }
+    checks
+}
+
+async fn own_checks(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)> {
     let limits = limiter.limits;
     let path = req.uri().path().to_owned();
     if path.starts_with("/api/v1/public/") {

@@ -55,8 +55,9 @@ impl AppState {
             JobQueue::Sqlite(_) => crate::ratelimit::Limiter::memory(limits, Arc::new(crate::ratelimit::system_clock)),
         };
         // Validated at start; an invalid list never gets this far.
-        let limiter =
-            limiter.with_proxies(crate::client_ip::parse_proxies(&settings.trusted_proxies).unwrap_or_default());
+        let limiter = limiter
+            .with_proxies(crate::client_ip::parse_proxies(&settings.trusted_proxies).unwrap_or_default())
+            .with_store(store.clone());
         AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
             limiter: Arc::new(limiter),
@@ -135,10 +136,22 @@ impl Clock {
 }
 
 impl AppState {
+    /// The name of the organization's plan and what it allows.
+    pub async fn org_plan(&self, org_id: Uuid) -> Result<(String, parley_domain::usage::Plan), ApiError> {
+        let org = read::org(&self.store, org_id)
+            .await
+            .map_err(parley_domain::StoreError::Db)?;
+        let name = org
+            .and_then(|o| o.plan)
+            .unwrap_or_else(|| crate::config::DEFAULT_PLAN.to_owned());
+        let plan = self.settings.plan_named(Some(&name));
+        Ok((name, plan))
+    }
+
     /// `429 QUOTA_EXCEEDED` unless the organization's plan allows one more
     /// chat message this month (and counts it).
     pub async fn take_message(&self, org_id: Uuid) -> Result<(), ApiError> {
-        let plan = self.settings.plan();
+        let (_, plan) = self.org_plan(org_id).await?;
         let now = self.clock.now();
         let taken = parley_domain::usage::take_message(&self.store, org_id, now, plan.messages_per_month)
             .await
@@ -160,7 +173,7 @@ impl AppState {
     /// `429 QUOTA_EXCEEDED` when the organization has as many bots (or
     /// sources) as its plan allows.
     pub async fn room_for(&self, org_id: Uuid, what: Quota) -> Result<(), ApiError> {
-        let plan = self.settings.plan();
+        let (_, plan) = self.org_plan(org_id).await?;
         let (used, limit, noun) = match what {
             Quota::Bots => (
                 parley_domain::usage::bots_used(&self.store, org_id).await,

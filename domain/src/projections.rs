@@ -13,7 +13,7 @@ use crate::aggregates::conversation::{
     ADMIN_REPLIED, ANSWER_FAILED, ANSWERED, CONVERSATION_EVENTS, ConversationEvent, MESSAGE_RECEIVED,
 };
 use crate::aggregates::lead::{LEAD_EVENTS, LeadEvent};
-use crate::aggregates::org::{ORG_CREATED, OrgEvent};
+use crate::aggregates::org::{ORG_EVENTS, OrgEvent};
 use crate::aggregates::source::{PageRecord, SOURCE_EVENTS, SourceEvent};
 use crate::aggregates::webhook::{WEBHOOK_EVENTS, WebhookEvent};
 use crate::event::{DomainEvent, RecordedEvent};
@@ -78,7 +78,7 @@ impl Projection for OrgsProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        event_type == ORG_CREATED
+        ORG_EVENTS.contains(&event_type)
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -88,8 +88,17 @@ impl Projection for OrgsProjection {
                     id: Set(e.org_id),
                     name: Set(e.name),
                     created_at: Set(event.recorded_at),
+                    plan: Set(e.plan),
                 };
                 orgs::Entity::insert(row).exec_without_returning(txn).await?;
+            }
+            OrgEvent::PlanChanged(e) => {
+                let row = orgs::ActiveModel {
+                    id: sea_orm::ActiveValue::Unchanged(e.org_id),
+                    plan: Set(Some(e.plan)),
+                    ..Default::default()
+                };
+                orgs::Entity::update(row).exec(txn).await?;
             }
         }
         Ok(())
@@ -176,6 +185,7 @@ fn bot_columns(row: &mut bots::ActiveModel, s: BotSettings) {
     row.model = Set(serde_json::to_value(&s.model).unwrap_or(Value::Null));
     row.streaming = Set(s.streaming);
     row.active = Set(s.active);
+    row.rate_limit_per_minute = Set(s.rate_limit_per_minute.map(i64::from));
 }
 
 #[async_trait]

@@ -533,3 +533,10 @@ pub async fn lead(
         .one(store.db())
         .await
 }
+
+/// An organization.
+pub async fn org(store: &Store, org_id: Uuid) -> Result<Option<crate::store::entities::orgs::Model>, DbErr> {
+    crate::store::entities::orgs::Entity::find_by_id(org_id)
+        .one(store.db())
+        .await
+}

@@ -12,6 +12,8 @@ mod m20261122_000007_feedback;
 mod m20261130_000008_visitor;
 mod m20261130_000009_leads;
 mod m20261130_000010_webhooks;
+mod m20261130_000011_bot_rate_limit;
+mod m20261130_000012_org_plans;
 
 pub struct Migrator;
 
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000008_visitor::Migration),
             Box::new(m20261130_000009_leads::Migration),
             Box::new(m20261130_000010_webhooks::Migration),
+            Box::new(m20261130_000011_bot_rate_limit::Migration),
+            Box::new(m20261130_000012_org_plans::Migration),
         ]
     }
 }

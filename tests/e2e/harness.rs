@@ -17,7 +17,7 @@ pub enum Backend {
     Postgres,
 }
 
-fn pg_admin_url() -> String {
+pub(crate) fn pg_admin_url() -> String {
     std::env::var("PARLEY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
@@ -119,6 +119,18 @@ impl TestEnv {
         }
     }
 
+    /// A PostgreSQL environment whose queue lives in another Redis.
+    pub async fn new_with_redis(backend: Backend, redis: String) -> TestEnv {
+        let mut env = TestEnv::new(backend).await;
+        env.redis_url = Some(redis);
+        env
+    }
+
+    /// The PostgreSQL database's name.
+    pub fn database_name(&self) -> Option<&str> {
+        self.pg_database.as_deref()
+    }
+
     pub fn settings(&self) -> Settings {
         let defaults = parley_api::config::defaults().expect("default settings");
         Settings {
@@ -208,6 +220,141 @@ impl TestEnv {
         if let Some(dir) = &self.sqlite_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// The `parley` binary beside this test executable (`scripts/test` builds it
+/// before the end-to-end runs), or `$PARLEY_BIN`.
+pub fn parley_binary() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("PARLEY_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // .../debug/deps/e2e-<hash> → .../debug/parley
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|debug| debug.join("parley"))
+        .expect("target folder");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p parley-api` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `parley` process of its own (an OS process: it can be killed with
+/// SIGKILL); stopped with SIGKILL when dropped.
+pub struct ParleyProcess {
+    pub base: String,
+    pub child: tokio::process::Child,
+}
+
+impl ParleyProcess {
+    /// Kills the process with SIGKILL, as a crash would, and waits for it.
+    pub async fn kill9(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = self.child.wait().await;
+    }
+}
+
+impl Drop for ParleyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl TestEnv {
+    /// The environment a `parley` process needs to run on this test's
+    /// database and queue, with the test settings.
+    fn process_env(&self, listen: &str) -> Vec<(String, String)> {
+        let s = self.settings();
+        let mut env = vec![
+            ("PARLEY_LISTEN".to_owned(), listen.to_owned()),
+            ("PARLEY_DATABASE_URL".to_owned(), self.database_url.clone()),
+            ("PARLEY_MODELS_DIR".to_owned(), s.models_dir.clone()),
+            (
+                "PARLEY_ALLOWED_PRIVATE_HOSTS".to_owned(),
+                s.allowed_private_hosts.clone(),
+            ),
+            ("PARLEY_LOG_LEVEL".to_owned(), "warn".to_owned()),
+            ("PARLEY_OUTBOX_LEASE_SECS".to_owned(), s.outbox_lease_secs.to_string()),
+            ("PARLEY_CRAWL_DELAY_MS".to_owned(), s.crawl_delay_ms.to_string()),
+            (
+                "PARLEY_RATE_LIMIT_PER_MINUTE".to_owned(),
+                s.rate_limit_per_minute.to_string(),
+            ),
+            ("PARLEY_UPLOAD_LIMIT".to_owned(), s.upload_limit.to_string()),
+            ("PARLEY_CRAWL_LIMIT".to_owned(), s.crawl_limit.to_string()),
+            (
+                "PARLEY_PLAN_MESSAGES_PER_MONTH".to_owned(),
+                s.plan_messages_per_month.to_string(),
+            ),
+            (
+                "PARLEY_VISITOR_RATE_LIMIT_PER_MINUTE".to_owned(),
+                s.visitor_rate_limit_per_minute.to_string(),
+            ),
+            (
+                "PARLEY_VISITOR_CONVERSATIONS_PER_MINUTE".to_owned(),
+                s.visitor_conversations_per_minute.to_string(),
+            ),
+            (
+                "PARLEY_VISITOR_MESSAGES_PER_MINUTE".to_owned(),
+                s.visitor_messages_per_minute.to_string(),
+            ),
+            ("PARLEY_WEBHOOK_RETRY_BASE_MS".to_owned(), "200".to_owned()),
+            ("PARLEY_SHUTDOWN_TIMEOUT_SECS".to_owned(), "5".to_owned()),
+        ];
+        if let Some(redis) = &self.redis_url {
+            env.push(("PARLEY_REDIS_URL".to_owned(), redis.clone()));
+            env.push(("PARLEY_QUEUE_NAMESPACE".to_owned(), self.namespace.clone()));
+        }
+        env
+    }
+
+    /// Starts `parley <role>` (`api`, `worker`, `serve`) as a process of its
+    /// own on this environment, with extra variables; waits until it serves
+    /// `/healthz` (API roles) or a moment (workers).
+    pub async fn spawn(&self, role: &str, extra: &[(&str, &str)]) -> ParleyProcess {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            l.local_addr().expect("addr").port()
+        };
+        let mut cmd = tokio::process::Command::new(parley_binary());
+        cmd.arg(role)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in self.process_env(&format!("127.0.0.1:{port}")) {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("parley starts");
+        let base = format!("http://127.0.0.1:{port}");
+        if role != "worker" {
+            let client = reqwest::Client::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "parley {role} did not start");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        ParleyProcess { base, child }
     }
 }
 

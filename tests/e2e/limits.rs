@@ -28,22 +28,28 @@ async fn get_bots(app: &TestApp, key: &str) -> reqwest::Response {
 pub async fn rate_limits(backend: Backend) {
     let env = TestEnv::new(backend).await;
     let first = env.start_with(Roles::ALL, limited).await;
-    // A second API instance on the same database and Redis (the embedded
-    // tier keeps counts in memory, so it has one instance).
-    let second = match backend {
-        Backend::Postgres => Some(env.start_with(Roles::API, limited).await),
-        Backend::Sqlite => None,
+    // On PostgreSQL + Redis: two `parley api` processes of their own sharing
+    // the database and Redis (the embedded tier keeps counts in memory, so it
+    // has one process).
+    let processes = match backend {
+        Backend::Postgres => {
+            let limits = [("PARLEY_RATE_LIMIT_PER_MINUTE", "60"), ("PARLEY_UPLOAD_LIMIT", "2")];
+            vec![env.spawn("api", &limits).await, env.spawn("api", &limits).await]
+        }
+        Backend::Sqlite => vec![],
+    };
+    let bases: Vec<String> = if processes.is_empty() {
+        vec![first.base.clone()]
+    } else {
+        processes.iter().map(|p| p.base.clone()).collect()
     };
     let a = first.create_org("Acme").await;
 
-    // 200 requests at once, alternating between the instances.
+    // 200 requests at once, alternating between the processes.
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let app = match (&second, i % 2) {
-            (Some(second), 1) => second,
-            _ => &first,
-        };
-        let (client, url, key) = (app.client.clone(), format!("{}/api/v1/bots", app.base), a.key.clone());
+        let base = &bases[i % bases.len()];
+        let (client, url, key) = (first.client.clone(), format!("{base}/api/v1/bots"), a.key.clone());
         tasks.push(tokio::spawn(async move {
             client.get(url).bearer_auth(key).send().await.unwrap()
         }));
@@ -82,7 +88,14 @@ pub async fn rate_limits(backend: Backend) {
     assert_eq!(get_bots(&first, &a.key).await.status(), StatusCode::OK);
     let mut again = Vec::new();
     for _ in 0..10 {
-        again.push(get_bots(second.as_ref().unwrap_or(&first), &a.key).await.status());
+        let r = first
+            .client
+            .get(format!("{}/api/v1/bots", bases[bases.len() - 1]))
+            .bearer_auth(&a.key)
+            .send()
+            .await
+            .unwrap();
+        again.push(r.status());
     }
     assert!(again.contains(&StatusCode::TOO_MANY_REQUESTS), "{again:?}");
 
@@ -114,9 +127,7 @@ pub async fn rate_limits(backend: Backend) {
     // Ordinary requests of that key still pass.
     assert_eq!(get_bots(&first, &b.key).await.status(), StatusCode::OK);
 
-    if let Some(second) = second {
-        second.stop().await;
-    }
+    drop(processes);
     first.stop().await;
     env.cleanup().await;
 }
@@ -229,6 +240,269 @@ pub async fn quotas(backend: Backend) {
     assert_eq!(usage.body["period"], "2026-02");
     assert_eq!(usage.body["messages"]["used"], 1);
 
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// Starts a widget conversation from "a client" (optionally with an
+/// `X-Forwarded-For` header) and returns the response.
+async fn start_conversation(
+    app: &TestApp,
+    bot: &str,
+    site_key: &str,
+    visitor: &str,
+    forwarded: Option<&str>,
+) -> crate::harness::Reply {
+    let mut headers = vec![("X-Parley-Site-Key", site_key)];
+    if let Some(ip) = forwarded {
+        headers.push(("X-Forwarded-For", ip));
+    }
+    app.call_with(
+        reqwest::Method::POST,
+        &format!("/api/v1/public/bots/{bot}/conversations"),
+        None,
+        Some(json!({"visitor_token": visitor})),
+        &headers,
+    )
+    .await
+}
+
+async fn widget_bot(app: &TestApp, key: &str) -> (String, String) {
+    let bot = app.post("/api/v1/bots", key, json!({"name": "Front desk"})).await;
+    assert_eq!(bot.status, StatusCode::CREATED, "{}", bot.body);
+    let id = bot.body["id"].as_str().unwrap().to_owned();
+    let settings = app.get(&format!("/api/v1/bots/{id}/widget-settings"), key).await;
+    (id, settings.body["site_key"].as_str().unwrap().to_owned())
+}
+
+/// Per-IP limits of the visitor API; `X-Forwarded-For` counts only from a
+/// trusted proxy; a bot's own limit on visitor messages.
+pub async fn visitor_limits(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let app = env
+        .start_with(Roles::ALL, |s| {
+            s.visitor_conversations_per_minute = 3;
+            s.visitor_messages_per_minute = 1000;
+        })
+        .await;
+    let a = app.create_org("Acme").await;
+    let (bot, site_key) = widget_bot(&app, &a.key).await;
+
+    // Three conversations from this client, then 429 with the headers; a
+    // spoofed X-Forwarded-For from an untrusted peer changes nothing.
+    for i in 0..3 {
+        let r = start_conversation(&app, &bot, &site_key, &format!("v_visitor-limit-{i:04}"), None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+    }
+    for spoof in [None, Some("203.0.113.7"), Some("198.51.100.1, 203.0.113.8")] {
+        let r = start_conversation(&app, &bot, &site_key, "v_visitor-limit-9999", spoof).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{spoof:?}: {}", r.body);
+        assert_eq!(r.error_code(), "RATE_LIMITED");
+        assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=20).contains(&retry), "{retry}");
+    }
+    // Reading is not starting: the visitor's other requests still pass.
+    let config = app
+        .call_with(
+            reqwest::Method::GET,
+            &format!("/api/v1/public/bots/{bot}/config"),
+            None,
+            None,
+            &[("X-Parley-Site-Key", site_key.as_str())],
+        )
+        .await;
+    assert_eq!(config.status, StatusCode::OK);
+
+    // A bot's own limit on visitor messages, whoever sends them.
+    let r = app
+        .patch(
+            &format!("/api/v1/bots/{bot}"),
+            &a.key,
+            json!({"rate_limit_per_minute": 2}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["rate_limit_per_minute"], 2);
+    let r = app
+        .patch(
+            &format!("/api/v1/bots/{bot}"),
+            &a.key,
+            json!({"rate_limit_per_minute": 0}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    app.stop().await;
+
+    // Behind a trusted proxy each forwarded client has its own budget.
+    let app = env
+        .start_with(Roles::ALL, |s| {
+            s.visitor_conversations_per_minute = 3;
+            s.visitor_messages_per_minute = 1000;
+            s.trusted_proxies = "127.0.0.1/32, ::1".into();
+        })
+        .await;
+    let mut tokens = Vec::new();
+    for (i, client) in ["192.0.2.10", "192.0.2.11", "192.0.2.12"].into_iter().enumerate() {
+        for j in 0..3 {
+            let r = start_conversation(
+                &app,
+                &bot,
+                &site_key,
+                &format!("v_proxied-client-{i}-{j:03}"),
+                Some(client),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{client} #{j}: {}", r.body);
+            tokens.push((
+                r.body["conversation_id"].as_str().unwrap().to_owned(),
+                r.body["token"].as_str().unwrap().to_owned(),
+            ));
+        }
+        let r = start_conversation(
+            &app,
+            &bot,
+            &site_key,
+            &format!("v_proxied-client-{i}-999"),
+            Some(client),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{client}: {}", r.body);
+    }
+    // The bot answers two visitor messages a minute, from any visitor.
+    let mut statuses = Vec::new();
+    for (cid, token) in tokens.iter().take(4) {
+        let r = app
+            .call_with(
+                reqwest::Method::POST,
+                &format!("/api/v1/public/bots/{bot}/conversations/{cid}/messages"),
+                None,
+                Some(json!({"text": "Hello?", "stream": false})),
+                &[
+                    ("X-Parley-Site-Key", site_key.as_str()),
+                    ("X-Parley-Conversation-Token", token.as_str()),
+                ],
+            )
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.error_code(), "RATE_LIMITED");
+            assert_eq!(r.header("x-ratelimit-limit"), Some("2"), "the bot's limit speaks");
+        }
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    // A wrong site key is refused by the endpoint and does not spend the bot's budget.
+    let wrong = format!("ps_{}", "0".repeat(32));
+    let r = app
+        .call_with(
+            reqwest::Method::POST,
+            &format!("/api/v1/public/bots/{bot}/conversations/{}/messages", tokens[4].0),
+            None,
+            Some(json!({"text": "Hello?"})),
+            &[
+                ("X-Parley-Site-Key", wrong.as_str()),
+                ("X-Parley-Conversation-Token", tokens[4].1.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// Plans defined in the configuration, one per organization.
+pub async fn plans(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let app = env
+        .start_with(Roles::ALL, |s| {
+            s.plans.insert(
+                "starter".into(),
+                parley_api::config::PlanSettings {
+                    messages_per_month: 1,
+                    bots: 1,
+                    sources: 5,
+                },
+            );
+        })
+        .await;
+    let created = parley_api::admin::create_org_on(&app.store, "Small shop", Some("starter"))
+        .await
+        .unwrap();
+    let key = created.api_key;
+    let usage = app.get("/api/v1/usage", &key).await;
+    assert_eq!(usage.body["plan"], "starter", "{}", usage.body);
+    assert_eq!(usage.body["messages"]["limit"], 1);
+    assert_eq!(usage.body["bots"]["limit"], 1);
+    let bot = app.post("/api/v1/bots", &key, json!({"name": "Only one"})).await;
+    assert_eq!(bot.status, StatusCode::CREATED);
+    let bot_id = bot.body["id"].as_str().unwrap();
+    let r = app.post("/api/v1/bots", &key, json!({"name": "Second"})).await;
+    assert_eq!(r.error_code(), "QUOTA_EXCEEDED", "{}", r.body);
+    let chat_path = format!("/api/v1/bots/{bot_id}/chat");
+    let hello = json!({"message": "Hello", "stream": false});
+    assert_eq!(app.post(&chat_path, &key, hello.clone()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post(&chat_path, &key, hello.clone()).await.error_code(),
+        "QUOTA_EXCEEDED"
+    );
+    // Another organization on the default plan is not held back.
+    let other = app.create_org("Big shop").await;
+    let usage = app.get("/api/v1/usage", &other.key).await;
+    assert_eq!(usage.body["plan"], "default");
+    assert_eq!(
+        usage.body["bots"]["limit"],
+        json!(env.settings().plan_bots),
+        "{}",
+        usage.body
+    );
+    // Moving the small shop to the default plan lifts its limits at once.
+    parley_api::admin::set_plan(&app.store, created.org_id, "default")
+        .await
+        .unwrap();
+    assert_eq!(app.get("/api/v1/usage", &key).await.body["plan"], "default");
+    assert_eq!(
+        app.post("/api/v1/bots", &key, json!({"name": "Second"})).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.post(&chat_path, &key, hello).await.status, StatusCode::OK);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// A client that does not send its request head in time is disconnected;
+/// one that does gets its answer.
+pub async fn slow_request_heads(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = TestEnv::new(backend).await;
+    let app = env.start_with(Roles::ALL, |s| s.header_timeout_secs = 1).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: parley\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
+        .await
+        .expect("the server closes the connection, it does not wait forever");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer: {read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800),
+        "not before the deadline: {waited:?}"
+    );
+
+    let mut prompt = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    prompt
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: parley\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    prompt.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     app.stop().await;
     env.cleanup().await;
 }

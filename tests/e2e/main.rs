@@ -8,6 +8,7 @@
 
 mod board;
 mod chat;
+mod faults;
 mod harness;
 mod ingestion;
 mod limits;
@@ -72,6 +73,20 @@ mod webhook_tests {
     on_both_backends!(webhooks: webhooks_deliver_every_event, webhook_survives_a_killed_worker);
 }
 
+/// Faults: a worker process killed with SIGKILL (both tiers); Redis
+/// restarted and the database unreachable (PostgreSQL + Redis).
+mod fault_tests {
+    on_both_backends!(faults: worker_killed_with_sigkill);
+    mod postgres_only {
+        mod postgres {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_restart_and_database_outage() {
+                crate::faults::redis_restart_and_database_outage(crate::harness::Backend::Postgres).await;
+            }
+        }
+    }
+}
+
 /// The job dashboard, on both tiers.
 mod board_tests {
     on_both_backends!(board: job_dashboard);
@@ -79,7 +94,7 @@ mod board_tests {
 
 /// Rate limits: two API instances sharing Redis, and the embedded tier.
 mod limit_tests {
-    on_both_backends!(limits: rate_limits, quotas);
+    on_both_backends!(limits: rate_limits, quotas, visitor_limits, plans, slow_request_heads);
 }
 
 /// The widget in Debian's Chromium, on the embedded tier (the visitor API

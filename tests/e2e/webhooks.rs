@@ -22,23 +22,23 @@ use crate::ingestion::add;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    event_id: String,
-    event_type: String,
-    delivery_id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
+pub(crate) struct Received {
+    pub path: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub delivery_id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: String,
 }
 
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Mutex<Vec<Received>>,
     /// Requests to fail (500) per path before answering 200.
-    fail_first: Mutex<HashMap<String, usize>>,
+    pub fail_first: Mutex<HashMap<String, usize>>,
     /// Paths whose first request is never answered.
-    hang_first: Mutex<HashSet<String>>,
+    pub hang_first: Mutex<HashSet<String>>,
 }
 
 #[handler]
@@ -70,14 +70,15 @@ async fn receive(req: &Request, body: String, state: Data<&Arc<Receiver>>) -> po
     poem::Response::builder().body("thanks")
 }
 
-struct Server {
-    base: String,
-    state: Arc<Receiver>,
+/// A webhook receiver on 127.0.0.1 that records every request.
+pub(crate) struct Server {
+    pub base: String,
+    pub state: Arc<Receiver>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    async fn start() -> Server {
+    pub async fn start() -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
@@ -93,7 +94,7 @@ impl Server {
         }
     }
 
-    fn at(&self, path: &str) -> Vec<Received> {
+    pub fn at(&self, path: &str) -> Vec<Received> {
         self.state
             .got
             .lock()
@@ -114,7 +115,7 @@ impl Drop for Server {
 /// The documented check, written independently of Parley's code: the
 /// timestamp is recent, and one `v1=` signature is the hex HMAC-SHA256 of
 /// `"{timestamp}.{body}"` with the secret, compared in constant time.
-fn verify(secret: &str, timestamp: &str, body: &str, header: &str) -> bool {
+pub(crate) fn verify(secret: &str, timestamp: &str, body: &str, header: &str) -> bool {
     let Ok(ts) = timestamp.parse::<i64>() else {
         return false;
     };
@@ -137,7 +138,7 @@ fn test_settings(s: &mut parley_api::config::Settings) {
     s.webhook_retry_base_ms = 200;
 }
 
-async fn create_endpoint(app: &TestApp, key: &str, body: Value) -> (String, String) {
+pub(crate) async fn create_endpoint(app: &TestApp, key: &str, body: Value) -> (String, String) {
     let r = app.post("/api/v1/webhooks", key, body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let secret = r.body["secret"].as_str().unwrap().to_owned();

@@ -79,6 +79,9 @@ pub struct Bot {
     pub streaming: bool,
     /// Inactive bots do not answer visitors.
     pub active: bool,
+    /// Visitor messages per minute the bot answers through the widget's API,
+    /// all visitors together; absent: only the per-visitor limits apply.
+    pub rate_limit_per_minute: Option<u32>,
     /// Increases with every change; send it as `If-Match` to update safely.
     pub version: i64,
     /// When the bot was created.
@@ -131,6 +134,9 @@ pub struct CreateBotRequest {
     pub streaming: Option<bool>,
     /// Whether the bot answers visitors; default `true`.
     pub active: Option<bool>,
+    /// Visitor messages per minute the bot answers, all visitors together, 1 to 100000.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// Fields to change; absent fields keep their value.
@@ -161,6 +167,9 @@ pub struct UpdateBotRequest {
     pub streaming: Option<bool>,
     /// Whether the bot answers visitors.
     pub active: Option<bool>,
+    /// Visitor messages per minute the bot answers, 1 to 100000; `null` removes the limit.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
+    pub rate_limit_per_minute: MaybeUndefined<u32>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -243,6 +252,7 @@ impl From<bots::Model> for Bot {
             },
             streaming: m.streaming,
             active: m.active,
+            rate_limit_per_minute: m.rate_limit_per_minute.and_then(|v| u32::try_from(v).ok()),
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -393,6 +403,7 @@ impl BotsApi {
             model: model_patch(req.model),
             streaming: req.streaming,
             active: req.active,
+            rate_limit_per_minute: req.rate_limit_per_minute,
         };
         let executed = state
             .store
@@ -469,6 +480,11 @@ impl BotsApi {
             model: model_patch(req.model),
             streaming: req.streaming,
             active: req.active,
+            rate_limit_per_minute: match req.rate_limit_per_minute {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(v) => Some(Some(v)),
+            },
         };
         state
             .store

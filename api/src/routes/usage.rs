@@ -29,6 +29,8 @@ pub struct Allowance {
 /// The organization's use against its plan.
 #[derive(Debug, Clone, Object)]
 pub struct Usage {
+    /// The plan the organization is on (`default` unless an operator chose another).
+    pub plan: String,
     /// The calendar month (UTC) the message count is for, `YYYY-MM`.
     pub period: String,
     /// When the message count starts again from 0.
@@ -60,12 +62,13 @@ impl UsageApi {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
         let now = state.clock.now();
-        let plan = state.settings.plan();
+        let (plan_name, plan) = state.org_plan(org_id).await?;
         let db = |e| ApiError::from(StoreError::Db(e));
         let messages = usage::messages_used(&state.store, org_id, now).await.map_err(db)?;
         let bots = usage::bots_used(&state.store, org_id).await.map_err(db)?;
         let sources = usage::sources_used(&state.store, org_id).await.map_err(db)?;
         Ok(Json(Usage {
+            plan: plan_name,
             period: usage::period(now),
             resets_at: usage::next_period_start(now),
             messages: allowance(messages, plan.messages_per_month),

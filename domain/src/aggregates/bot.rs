@@ -63,6 +63,10 @@ pub struct BotSettings {
     /// Whether chat answers stream by default.
     pub streaming: bool,
     pub active: bool,
+    /// Visitor messages per minute the bot answers through the visitor API,
+    /// all visitors together (`None`: no limit of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// The fields of a new bot; all but the name have defaults.
@@ -77,6 +81,7 @@ pub struct BotDraft {
     pub model: ModelPatch,
     pub streaming: Option<bool>,
     pub active: Option<bool>,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -99,6 +104,8 @@ pub struct BotPatch {
     pub model: ModelPatch,
     pub streaming: Option<bool>,
     pub active: Option<bool>,
+    /// `Some(None)` removes the bot's own limit.
+    pub rate_limit_per_minute: Option<Option<u32>>,
 }
 
 /// A new public site key: `ps_` and 32 hex characters.
@@ -220,6 +227,13 @@ impl BotSettings {
             "model.max_tokens",
             "must be between 1 and 32000",
         );
+        if let Some(limit) = self.rate_limit_per_minute {
+            check(
+                (1..=100_000).contains(&limit),
+                "rate_limit_per_minute",
+                "must be between 1 and 100000",
+            );
+        }
         if let Some(model) = &self.model.model {
             check(
                 !model.trim().is_empty() && model.len() <= 200,
@@ -252,6 +266,7 @@ impl BotSettings {
             },
             streaming: draft.streaming.unwrap_or(true),
             active: draft.active.unwrap_or(true),
+            rate_limit_per_minute: draft.rate_limit_per_minute,
         }
     }
 
@@ -294,6 +309,9 @@ impl BotSettings {
         if let Some(v) = patch.active {
             next.active = v;
         }
+        if let Some(v) = patch.rate_limit_per_minute {
+            next.rate_limit_per_minute = v;
+        }
         let mut changed = Vec::new();
         let mut note = |differs: bool, field: &str| {
             if differs {
@@ -309,6 +327,10 @@ impl BotSettings {
         note(next.model != self.model, "model");
         note(next.streaming != self.streaming, "streaming");
         note(next.active != self.active, "active");
+        note(
+            next.rate_limit_per_minute != self.rate_limit_per_minute,
+            "rate_limit_per_minute",
+        );
         (next, changed)
     }
 }

@@ -55,6 +55,8 @@ pub mod orgs {
         pub id: Uuid,
         pub name: String,
         pub created_at: DateTimeUtc,
+        /// The plan (`None`: the installation's default plan).
+        pub plan: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -128,6 +130,8 @@ pub mod bots {
         pub site_key: Option<String>,
         /// The widget settings (`None`: the defaults).
         pub widget: Option<Json>,
+        /// Messages per minute the bot answers (`None`: no limit of its own).
+        pub rate_limit_per_minute: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,349 @@
+//! Faults: a worker process killed with SIGKILL in the middle of a crawl and
+//! of a webhook delivery; Redis restarted and the database unreachable for a
+//! few seconds under load. Afterwards every source and delivery completes,
+//! with nothing lost and nothing twice (counted from the event log).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use parley_api::app::Roles;
+use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, StaticSite, TestApp, TestEnv};
+use crate::ingestion::{add, bot, tempdir};
+use crate::webhooks::{Server, create_endpoint, verify};
+
+/// The API and migrations in this process; jobs in `parley worker` processes.
+const API_ONLY: Roles = Roles {
+    api: true,
+    workers: false,
+    dispatcher: false,
+    migrate: true,
+};
+
+fn slow_site() -> std::path::PathBuf {
+    let dir = tempdir("fault-site");
+    let links: Vec<String> = (1..=11).map(|i| format!("p{i}.html")).collect();
+    let anchors: String = links.iter().map(|l| format!("<a href=\"{l}\">{l}</a> ")).collect();
+    std::fs::write(
+        dir.join("index.html"),
+        format!("<html><body><main><h1>Index</h1><p>{anchors}</p></main></body></html>"),
+    )
+    .unwrap();
+    for (i, l) in links.iter().enumerate() {
+        let body = format!(
+            "<html><head><title>Page {i}</title></head><body><main><h1>Page {i}</h1>\
+             <p>Fact number {i} about the product is stated here.</p></main></body></html>"
+        );
+        std::fs::write(dir.join(l), body).unwrap();
+    }
+    dir
+}
+
+/// Events of a type in an organization's log, from the feed.
+async fn logged(app: &TestApp, key: &str, event_type: &str) -> Vec<Value> {
+    let r = app
+        .get(&format!("/api/v1/events?after=0&limit=1000&type={event_type}"), key)
+        .await;
+    r.body["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// Every page and chunk of a ready source once.
+async fn assert_whole(app: &TestApp, key: &str, bot_id: &str, source: &str, pages: usize) {
+    let done = app.settled_source(key, bot_id, source, 180).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let keys: Vec<&str> = done["page_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    let unique: HashSet<&str> = keys.iter().copied().collect();
+    assert_eq!((keys.len(), unique.len()), (pages, pages), "{keys:?}");
+    use parley_domain::store::entities::chunks;
+    let rows = chunks::Entity::find()
+        .filter(chunks::Column::SourceId.eq(source.parse::<uuid::Uuid>().unwrap()))
+        .all(app.store.db())
+        .await
+        .unwrap();
+    let distinct: HashSet<(String, i32)> = rows.iter().map(|c| (c.doc_key.clone(), c.ordinal)).collect();
+    assert_eq!(distinct.len(), rows.len(), "no duplicate chunks");
+    assert_eq!(rows.len() as i64, done["chunks"].as_i64().unwrap());
+}
+
+pub async fn worker_killed_with_sigkill(backend: Backend) {
+    let dir = slow_site();
+    let site = StaticSite::serve(dir.clone()).await;
+    let receiver = Server::start().await;
+    receiver.state.hang_first.lock().unwrap().insert("/hook".into());
+    let env = TestEnv::new(backend).await;
+    let app = env.start(API_ONLY).await;
+    let a = app.create_org("Acme").await;
+    let slow = [
+        ("PARLEY_CRAWL_DELAY_MS", "400"),
+        ("PARLEY_CRAWL_CONCURRENCY", "1"),
+        ("PARLEY_WEBHOOK_TIMEOUT_SECS", "5"),
+    ];
+    let first = env.spawn("worker", &slow).await;
+
+    let (hook, secret) = create_endpoint(&app, &a.key, json!({"url": format!("{}/hook", receiver.base)})).await;
+    let bot_id = bot(&app, &a.key).await;
+    let source = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
+    )
+    .await;
+    let ping = app
+        .post(&format!("/api/v1/webhooks/{hook}/ping"), &a.key, json!({}))
+        .await;
+    assert_eq!(ping.status, StatusCode::ACCEPTED, "{}", ping.body);
+    let delivery = ping.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/bots/{bot_id}/sources/{source}");
+    app.eventually(
+        60,
+        "the crawl is under way and the ping is waiting for its answer",
+        || async { app.get(&path, &a.key).await.body["status"] == "fetching" && !receiver.at("/hook").is_empty() },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    first.kill9().await;
+
+    // A new worker process takes over.
+    let second = env.spawn("worker", &[("PARLEY_WEBHOOK_TIMEOUT_SECS", "5")]).await;
+    assert_whole(&app, &a.key, &bot_id, &source, 12).await;
+    let delivery_path = format!("/api/v1/webhooks/{hook}/deliveries/{delivery}");
+    app.eventually(60, "the ping was delivered", || async {
+        app.get(&delivery_path, &a.key).await.body["status"] == "delivered"
+    })
+    .await;
+    let got = receiver.at("/hook");
+    let pings: Vec<_> = got.iter().filter(|r| r.event_type == "webhook.ping").collect();
+    assert!(pings.len() >= 2, "sent again after the kill: {got:?}");
+    assert!(pings.iter().all(|r| r.event_id == pings[0].event_id));
+    assert!(got.iter().all(|r| verify(&secret, &r.timestamp, &r.body, &r.signature)));
+    // The log holds one indexing of the run, and the ready event reached the endpoint once.
+    let indexed = logged(&app, &a.key, "source.indexed").await;
+    assert_eq!(indexed.len(), 1, "{indexed:?}");
+    let ready_id = indexed[0]["id"].as_str().unwrap();
+    app.eventually(30, "source.ready was delivered", || async {
+        receiver.at("/hook").iter().any(|r| r.event_id == ready_id)
+    })
+    .await;
+    assert_eq!(
+        receiver.at("/hook").iter().filter(|r| r.event_id == ready_id).count(),
+        1,
+        "once"
+    );
+    second.kill9().await;
+    app.stop().await;
+    env.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A Redis server of the test's own, with an append-only file (as production
+/// Redis should run), on a free port; restartable.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let redis = PrivateRedis {
+            port,
+            dir: tempdir("redis"),
+        };
+        redis.up();
+        redis
+    }
+
+    fn up(&self) {
+        let status = std::process::Command::new("redis-server")
+            .args(["--daemonize", "yes", "--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir"])
+            .arg(&self.dir)
+            .status()
+            .expect("redis-server runs");
+        assert!(status.success());
+        for _ in 0..100 {
+            if self.cli(&["ping"]) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the private Redis did not start");
+    }
+
+    fn cli(&self, args: &[&str]) -> bool {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("ERR"))
+    }
+
+    fn restart(&self) {
+        self.cli(&["shutdown"]);
+        for _ in 0..100 {
+            if !self.cli(&["ping"]) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.up();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.cli(&["shutdown", "nosave"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Redis restarted under load, then the database unreachable for a few
+/// seconds: readiness says so, and afterwards every source, answer and
+/// delivery completes once.
+pub async fn redis_restart_and_database_outage(backend: Backend) {
+    assert_eq!(backend, Backend::Postgres, "Redis and PostgreSQL faults need that tier");
+    let redis = PrivateRedis::start();
+    let receiver = Server::start().await;
+    let env = TestEnv::new_with_redis(backend, redis.url()).await;
+    let app = env.start(Roles::ALL).await;
+    let a = app.create_org("Acme").await;
+    let (_, secret) = create_endpoint(
+        &app,
+        &a.key,
+        json!({"url": format!("{}/all", receiver.base), "events": ["source.ready", "message.created"]}),
+    )
+    .await;
+    let bot_id = bot(&app, &a.key).await;
+    let mut sources = Vec::new();
+    for i in 0..3 {
+        sources.push(
+            add(
+                &app,
+                &a.key,
+                &bot_id,
+                json!({"type": "text", "title": format!("Fact {i}"),
+                       "body": format!("Fact number {i}: the warehouse ships parcel type {i} on weekdays.")}),
+            )
+            .await,
+        );
+    }
+    // Redis goes away and comes back while those are indexed.
+    redis.restart();
+    for i in 3..5 {
+        sources.push(
+            add(
+                &app,
+                &a.key,
+                &bot_id,
+                json!({"type": "text", "title": format!("Fact {i}"),
+                       "body": format!("Fact number {i}: the warehouse ships parcel type {i} on weekdays.")}),
+            )
+            .await,
+        );
+    }
+    for source in &sources {
+        let done = app.settled_source(&a.key, &bot_id, source, 180).await;
+        assert_eq!(done["status"], "ready", "{done}");
+    }
+    assert_eq!(app.get("/readyz", &a.key).await.status, StatusCode::OK);
+
+    // The database refuses connections for a few seconds.
+    let db = env.database_name().unwrap().to_owned();
+    let admin = sea_orm::Database::connect(crate::harness::pg_admin_url())
+        .await
+        .unwrap();
+    use sea_orm::ConnectionTrait;
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+        ))
+        .await
+        .unwrap();
+    let during = app.get("/readyz", &a.key).await;
+    assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE, "{}", during.body);
+    let refused = app.get("/api/v1/bots", &a.key).await;
+    assert!(refused.status.is_server_error(), "{} {}", refused.status, refused.body);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    app.eventually(30, "the database answers again", || async {
+        app.get("/readyz", &a.key).await.status == StatusCode::OK
+    })
+    .await;
+
+    // Work after the outage goes through too.
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/chat"),
+            &a.key,
+            json!({"message": "What does the warehouse ship on weekdays?", "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let late = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "text", "title": "Late", "body": "Returns are accepted for 30 days."}),
+    )
+    .await;
+    assert_eq!(app.settled_source(&a.key, &bot_id, &late, 120).await["status"], "ready");
+
+    // Every event endpoints hear about arrived, once, signed.
+    let mut expected: Vec<String> = Vec::new();
+    for t in [
+        "source.indexed",
+        "conversation.message_received",
+        "conversation.answered",
+    ] {
+        expected.extend(
+            logged(&app, &a.key, t)
+                .await
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(expected.len(), 6 + 2, "six sources, one question and its answer");
+    app.eventually(60, "every event reached the endpoint", || async {
+        let got: HashSet<String> = receiver.at("/all").into_iter().map(|r| r.event_id).collect();
+        expected.iter().all(|id| got.contains(id))
+    })
+    .await;
+    let got = receiver.at("/all");
+    let ids: Vec<&str> = got.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(ids.len(), expected.len(), "nothing twice, nothing else: {ids:?}");
+    assert!(got.iter().all(|r| verify(&secret, &r.timestamp, &r.body, &r.signature)));
+    // The outbox read the whole log.
+    let head = app.store.head().await.unwrap();
+    app.eventually(20, "the outbox caught up", || async {
+        app.store.checkpoint(parley_worker::dispatcher::OUTBOX).await.unwrap() == head
+    })
+    .await;
+    app.stop().await;
+    env.cleanup().await;
+}
