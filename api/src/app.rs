@@ -99,7 +99,7 @@ pub async fn open_queue(settings: &Settings, store: &Store) -> anyhow::Result<Jo
 pub fn endpoint(state: AppState) -> impl Endpoint {
     let api = routes::service(Some(state.clone()));
     let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+
     let limit = state.settings.max_body_bytes;
     let upload_limit = state.settings.max_upload_bytes;
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
@@ -110,7 +110,7 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(routes::spec_endpoint))
         .at("/jobs", poem::get(jobs_redirect))
         .at("/widget.js", poem::get(crate::widget_assets::loader))
         .at("/widget/frame.html", poem::get(crate::widget_assets::frame))

@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Object};
 
 /// One problem with one part of the request.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorDetail {
     /// The field or parameter concerned, when there is one (`model.temperature`).
     #[oai(skip_serializing_if_is_none)]
@@ -19,6 +20,7 @@ pub struct ErrorDetail {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorInfo {
     /// Stable machine-readable code, e.g. `BOT_NOT_FOUND`. Never renamed.
     pub code: String,
@@ -33,6 +35,7 @@ pub struct ErrorInfo {
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ErrorInfo,

@@ -469,7 +469,9 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(key), None).await
     }
 
-    /// Graceful stop: in-flight requests and jobs finish.
+    /// Graceful stop: in-flight requests and jobs finish. Then every read
+    /// model is rebuilt from the log and must equal what the live
+    /// application left (replay integrity after every scenario).
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -477,6 +479,23 @@ impl TestApp {
         if let Some(handle) = self.handle.take() {
             handle.await.expect("app task").expect("app stopped cleanly");
         }
+        let live = self.snapshots().await;
+        self.store.replay(None).await.expect("replay");
+        let rebuilt = self.snapshots().await;
+        for ((name, before), (_, after)) in live.iter().zip(&rebuilt) {
+            assert_eq!(
+                before, after,
+                "projection `{name}` rebuilt from the log differs from the live one"
+            );
+        }
+    }
+
+    async fn snapshots(&self) -> Vec<(&'static str, Vec<Value>)> {
+        let mut out = Vec::new();
+        for p in self.store.projections() {
+            out.push((p.name(), p.snapshot(self.store.db()).await.expect("snapshot")));
+        }
+        out
     }
 
     /// Simulates a crash: every task of the application is dropped mid-flight.

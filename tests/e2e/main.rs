@@ -9,8 +9,10 @@
 mod board;
 mod chat;
 mod faults;
+mod fuzz;
 mod harness;
 mod ingestion;
+mod isolation;
 mod limits;
 mod quality;
 mod scenarios;
@@ -85,6 +87,11 @@ mod fault_tests {
             }
         }
     }
+}
+
+/// Tenant isolation over every operation of the spec, on both tiers.
+mod isolation_tests {
+    on_both_backends!(isolation: tenant_isolation_matrix);
 }
 
 /// The job dashboard, on both tiers.

@@ -45,6 +45,7 @@ impl Provider {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ModelSettings {
     /// How answers are generated.
     pub provider: Provider,
@@ -58,6 +59,7 @@ pub struct ModelSettings {
 
 /// A chatbot.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Bot {
     /// The bot's id.
     pub id: Uuid,
@@ -92,7 +94,7 @@ pub struct Bot {
 
 /// Changes to the model settings; absent fields keep their value.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct ModelSettingsPatch {
     /// How answers are generated.
     pub provider: Option<Provider>,
@@ -108,7 +110,7 @@ pub struct ModelSettingsPatch {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct CreateBotRequest {
     /// Display name, 1 to 100 characters.
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -141,7 +143,7 @@ pub struct CreateBotRequest {
 
 /// Fields to change; absent fields keep their value.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct UpdateBotRequest {
     /// Display name, 1 to 100 characters.
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -173,6 +175,7 @@ pub struct UpdateBotRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BotList {
     /// One page of bots, oldest first.
     pub data: Vec<Bot>,

@@ -47,7 +47,7 @@ const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// One turn of `messages`.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct ChatMessageIn {
     /// `user`, `assistant` or `system`.
     pub role: Text,
@@ -57,7 +57,7 @@ pub struct ChatMessageIn {
 
 /// A visitor's message to a bot.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct ChatRequest {
     /// The visitor's message (give this or `messages`). Empty: 400; over
     /// 10,000 characters: 422.
@@ -82,6 +82,7 @@ pub struct ChatRequest {
 
 /// A cited passage; `[n]` in the answer is the n-th source.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Source {
     /// The passage (chunk).
     pub chunk_id: Uuid,
@@ -121,6 +122,7 @@ impl From<Citation> for Source {
 
 /// Tokens and timings of an answer.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatUsage {
     /// Prompt tokens as the provider counted them (0 for the extractive provider).
     pub prompt_tokens: u32,
@@ -134,6 +136,7 @@ pub struct ChatUsage {
 
 /// A whole answer (`stream: false`).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatReply {
     /// The conversation (new or continued).
     pub conversation_id: Uuid,
@@ -154,7 +157,9 @@ pub struct ChatReply {
     /// not help several times in a row, or it was escalated through the API);
     /// the bot stays quiet until it is closed.
     pub escalated: bool,
-    /// `extractive`, `openai` or `fallback`.
+    /// `extractive`, `openai`, `fallback` (nothing relevant was found),
+    /// `handoff` (the visitor asked for a person) or `human` (a person has
+    /// the conversation: no answer from the bot).
     pub provider: String,
     /// Model used by the `openai` provider.
     pub model: Option<String>,
@@ -178,6 +183,7 @@ pub enum ChatEventType {
 
 /// The error of an `error` event.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatError {
     /// Stable code, e.g. `PROVIDER_FAILED`.
     pub code: String,
@@ -189,6 +195,7 @@ pub struct ChatError {
 /// SSE `event:` name equal to `type` and this JSON as `data:`; the stream
 /// ends with `data: [DONE]`. Comments (`:`) are heartbeats.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatStreamEvent {
     /// `delta`, `sources`, `done` or `error` (also the SSE `event:` name).
     #[oai(rename = "type")]
@@ -222,6 +229,17 @@ pub struct ChatStreamEvent {
     /// `error`: what failed.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<ChatError>,
+}
+
+/// One server-sent event of a streamed answer as it travels: its `event:`
+/// line and its `data:` line. Heartbeats are comment lines (`:`).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ChatStreamFrame {
+    /// `delta`, `sources`, `done` or `error`; absent on the final frame.
+    pub event: Option<String>,
+    /// A `ChatStreamEvent` as JSON, whose `type` equals `event`; `[DONE]` on the final frame.
+    pub data: String,
 }
 
 fn usage_of(u: &parley_domain::aggregates::conversation::Usage) -> ChatUsage {
@@ -323,7 +341,8 @@ impl ApiResponse for ChatResponse {
         MetaResponses {
             responses: vec![MetaResponse {
                 description: "The answer: `application/json` (a ChatReply) when not streaming, \
-                    `text/event-stream` (ChatStreamEvent events, then `data: [DONE]`) when streaming.",
+                    `text/event-stream` when streaming: frames (ChatStreamFrame) whose `data` is a \
+                    ChatStreamEvent as JSON, then `data: [DONE]`.",
                 status: Some(200),
                 status_range: None,
                 content: vec![
@@ -333,7 +352,7 @@ impl ApiResponse for ChatResponse {
                     },
                     MetaMediaType {
                         content_type: "text/event-stream",
-                        schema: ChatStreamEvent::schema_ref(),
+                        schema: ChatStreamFrame::schema_ref(),
                     },
                 ],
                 headers: vec![],
@@ -344,6 +363,7 @@ impl ApiResponse for ChatResponse {
     fn register(registry: &mut Registry) {
         ChatReply::register(registry);
         ChatStreamEvent::register(registry);
+        ChatStreamFrame::register(registry);
     }
 }
 
@@ -434,11 +454,8 @@ impl IntoResponse for ChatResponse {
                     }
                     yield SseEvent::message("[DONE]");
                 };
-                SSE::new(stream.boxed())
-                    .keep_alive(heartbeat)
-                    .into_response()
-                    .with_header("X-Accel-Buffering", "no")
-                    .into_response()
+                // poem's SSE response already says `X-Accel-Buffering: no`.
+                SSE::new(stream.boxed()).keep_alive(heartbeat).into_response()
             }
         }
     }
@@ -458,7 +475,7 @@ pub enum SearchMode {
 
 /// A retrieval debug query.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct SearchRequest {
     /// The question, 1 to 2,000 characters.
     #[oai(validator(min_length = 1, max_length = 2000))]
@@ -475,6 +492,7 @@ pub struct SearchRequest {
 
 /// A retriever's opinion of a result.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RetrieverScore {
     /// 1-based rank in that retriever's list.
     pub rank: u32,
@@ -484,6 +502,7 @@ pub struct RetrieverScore {
 
 /// One retrieved chunk with its scores.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SearchResult {
     /// The chunk.
     pub chunk_id: Uuid,
@@ -513,6 +532,7 @@ pub struct SearchResult {
 
 /// What a question would retrieve.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SearchResponse {
     /// Best first.
     pub results: Vec<SearchResult>,
@@ -527,6 +547,7 @@ pub struct SearchResponse {
 
 /// A message of a conversation.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Message {
     /// The message's id.
     pub id: Uuid,
@@ -538,7 +559,7 @@ pub struct Message {
     pub status: String,
     /// For answers: the visitor message answered.
     pub reply_to: Option<Uuid>,
-    /// For answers: `extractive`, `openai` or `fallback`.
+    /// For answers: `extractive`, `openai`, `fallback` or `handoff`; `human` for a person's reply.
     pub provider: Option<String>,
     /// For answers of the `openai` provider: the model.
     pub model: Option<String>,
@@ -566,6 +587,7 @@ pub struct Message {
 
 /// A rating of an answer.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Feedback {
     /// `up` or `down`.
     pub rating: Rating,
@@ -585,7 +607,7 @@ pub enum Rating {
 
 /// A rating to record.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct FeedbackRequest {
     /// `up` or `down`.
     pub rating: Rating,
@@ -595,6 +617,7 @@ pub struct FeedbackRequest {
 
 /// Ratings of a bot's answers.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FeedbackSummary {
     /// Answers rated up.
     pub up: u64,
@@ -663,6 +686,7 @@ impl ConversationStatus {
 
 /// A conversation between a visitor and a bot.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConversationInfo {
     /// The conversation's id.
     pub id: Uuid,
@@ -705,6 +729,7 @@ impl From<conversations::Model> for ConversationInfo {
 
 /// A conversation with its messages.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConversationDetail {
     /// The conversation.
     #[oai(flatten)]
@@ -715,6 +740,7 @@ pub struct ConversationDetail {
 
 /// A page of conversations.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConversationList {
     /// Newest first.
     pub items: Vec<ConversationInfo>,
@@ -1162,7 +1188,7 @@ async fn stored_message(
 
 /// Tags to set or add.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct TagsRequest {
     /// 1 to 50 lowercase letters, digits, `-`, `_` or `:` each; at most 20 per conversation.
     #[oai(validator(max_items = 20))]
@@ -1171,7 +1197,7 @@ pub struct TagsRequest {
 
 /// A person's reply.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct ReplyRequest {
     /// The reply, 1 to 10,000 characters.
     pub text: Text,

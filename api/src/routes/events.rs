@@ -19,6 +19,7 @@ pub struct EventsApi {
 
 /// One event of the log.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Event {
     /// Global position in the log; strictly increasing.
     pub position: i64,
@@ -46,6 +47,7 @@ pub struct Event {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventPage {
     /// Events in log order.
     pub data: Vec<Event>,

@@ -28,6 +28,7 @@ const SHOWN: usize = 5;
 
 /// A question and its near-duplicates.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QuestionGroup {
     /// The most recent wording.
     pub question: String,
@@ -45,6 +46,7 @@ pub struct QuestionGroup {
 
 /// A bot's insights over a time range.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Insights {
     /// The bot.
     pub bot_id: Uuid,

@@ -25,6 +25,7 @@ pub struct KeysApi {
 
 /// A secret API key as lists show it: never the key itself.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyInfo {
     /// The key's id (not the key itself).
     pub id: Uuid,
@@ -44,6 +45,7 @@ pub struct ApiKeyInfo {
 
 /// A newly created key. `key` is shown this once and never again.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedApiKey {
     /// The key's public information.
     #[oai(flatten)]
@@ -54,7 +56,7 @@ pub struct CreatedApiKey {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct CreateApiKeyRequest {
     /// A name to recognise the key by, e.g. "CI" or "Zapier".
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -62,6 +64,7 @@ pub struct CreateApiKeyRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyList {
     /// Every key, oldest first.
     pub data: Vec<ApiKeyInfo>,

@@ -26,6 +26,7 @@ const MAX_EXPORTED: u64 = 50_000;
 
 /// A visitor's contact details.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LeadInfo {
     /// The lead (one per bot and email address, or phone number without one).
     pub id: Uuid,
@@ -71,6 +72,7 @@ impl From<leads::Model> for LeadInfo {
 
 /// A page of leads.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LeadList {
     /// Newest first.
     pub items: Vec<LeadInfo>,

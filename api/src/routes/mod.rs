@@ -88,9 +88,53 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
 
 /// The committed form of the spec: pretty JSON with a trailing newline.
 pub fn spec_json() -> String {
-    let mut spec = service(None).spec();
-    spec.push('\n');
-    spec
+    static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| {
+        let raw: serde_json::Value = serde_json::from_str(&service(None).spec()).unwrap_or_default();
+        let mut spec = serde_json::to_string_pretty(&plain_refs(raw)).unwrap_or_default();
+        spec.push('\n');
+        spec
+    })
+    .clone()
+}
+
+/// A described reference, `{"allOf": [{"$ref": X}, {"description": ...}]}`,
+/// as the plain `{"$ref": X, "description": ...}` that client generators
+/// read (several cannot take `allOf` of an enum); everything else as it is.
+fn plain_refs(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let described_ref = |parts: &[Value]| {
+        parts.len() == 2
+            && parts[0]
+                .as_object()
+                .is_some_and(|o| o.len() == 1 && o.contains_key("$ref"))
+            && parts[1]
+                .as_object()
+                .is_some_and(|o| !o.contains_key("$ref") && !o.contains_key("properties") && !o.contains_key("type"))
+    };
+    match value {
+        Value::Object(mut map) => {
+            let plain = matches!(map.get("allOf"), Some(Value::Array(parts)) if described_ref(parts));
+            if plain && let Some(Value::Array(parts)) = map.remove("allOf") {
+                for part in parts {
+                    if let Value::Object(o) = part {
+                        map.extend(o);
+                    }
+                }
+            }
+            Value::Object(map.into_iter().map(|(k, v)| (k, plain_refs(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(plain_refs).collect()),
+        other @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)) => other,
+    }
+}
+
+/// `GET /openapi.json`: the spec as committed in `openapi/openapi.json`.
+#[poem::handler]
+pub fn spec_endpoint() -> poem::Response {
+    poem::Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(spec_json())
 }
 
 /// The state of a live server. Handlers are never called on a spec-only service.

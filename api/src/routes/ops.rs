@@ -12,12 +12,14 @@ pub struct OpsApi {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Health {
     /// Always `ok` while the process serves requests.
     pub status: String,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: String,
@@ -60,8 +62,15 @@ impl OpsApi {
     ///
     /// Whether the database and the job queue answer.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
-    async fn readyz(&self) -> Result<ReadyResponse, ApiError> {
-        let state = live(&self.state)?;
+    async fn readyz(&self) -> ReadyResponse {
+        let Some(state) = &self.state else {
+            return ReadyResponse::NotReady(Json(Readiness {
+                status: "not_ready".into(),
+                database: "unavailable".into(),
+                queue: "unavailable".into(),
+                queue_backend: "none".into(),
+            }));
+        };
         let database = match state.store.ping().await {
             Ok(()) => "ok".to_owned(),
             Err(e) => {
@@ -83,11 +92,11 @@ impl OpsApi {
             queue,
             queue_backend: state.queue.kind().into(),
         };
-        Ok(if ready {
+        if ready {
             ReadyResponse::Ready(Json(body))
         } else {
             ReadyResponse::NotReady(Json(body))
-        })
+        }
     }
 
     /// Metrics

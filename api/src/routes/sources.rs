@@ -54,6 +54,7 @@ impl From<RefreshSchedule> for Schedule {
 
 /// One web page.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UrlSourceInput {
     /// An absolute http or https URL of a public page.
     #[oai(validator(max_length = 2048))]
@@ -65,6 +66,7 @@ pub struct UrlSourceInput {
 /// A whole site: a sitemap.xml, a sitemap index, or a start page whose links
 /// are followed (same host, under the start page's folder).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SitemapSourceInput {
     /// A sitemap.xml, a sitemap index, or a start page.
     #[oai(validator(max_length = 2048))]
@@ -83,6 +85,7 @@ pub struct SitemapSourceInput {
 
 /// A text written here.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TextSourceInput {
     /// A title, shown as the source of answers.
     #[oai(validator(max_length = 500))]
@@ -93,6 +96,7 @@ pub struct TextSourceInput {
 
 /// A question and its answer.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QaPairInput {
     /// The question, as visitors would ask it.
     #[oai(validator(max_length = 2000))]
@@ -104,6 +108,7 @@ pub struct QaPairInput {
 
 /// Question and answer pairs, many at once.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QaSourceInput {
     /// 1 to 1000 pairs.
     pub pairs: Vec<QaPairInput>,
@@ -135,6 +140,7 @@ pub struct UploadDocument {
 
 /// Why a source (or page) failed.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourceError {
     /// `FETCH_FAILED`, `URL_NOT_ALLOWED`, `NO_TEXT`, `CORRUPT_DOCUMENT`, `ENCRYPTED_DOCUMENT`,
     /// `UNSUPPORTED_TYPE`, `PARSE_TIMEOUT`, `TOO_LARGE`, `EMBEDDINGS_UNAVAILABLE`.
@@ -145,6 +151,7 @@ pub struct SourceError {
 
 /// A knowledge source.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourceInfo {
     /// The source's id.
     pub id: Uuid,
@@ -183,6 +190,7 @@ pub struct SourceInfo {
 
 /// A page or document of a source.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourcePage {
     /// The page URL, the file name, `text` or `qa`.
     pub key: String,
@@ -208,6 +216,7 @@ pub struct SourcePage {
 
 /// A source with its pages.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourceDetail {
     /// The source.
     #[oai(flatten)]
@@ -217,6 +226,7 @@ pub struct SourceDetail {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourceList {
     /// One page of sources, oldest first.
     pub data: Vec<SourceInfo>,
@@ -226,7 +236,7 @@ pub struct SourceList {
 
 /// Changes to a source.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct UpdateSourceRequest {
     /// How often it refreshes itself.
     pub schedule: RefreshSchedule,

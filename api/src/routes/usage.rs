@@ -17,6 +17,7 @@ pub struct UsageApi {
 
 /// One quota: how much is used of how much.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Allowance {
     /// Used so far.
     pub used: u64,
@@ -28,6 +29,7 @@ pub struct Allowance {
 
 /// The organization's use against its plan.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Usage {
     /// The plan the organization is on (`default` unless an operator chose another).
     pub plan: String,

@@ -171,6 +171,7 @@ async fn bot_settings(state: &AppState, bot: &bots::Model) -> Result<BotSettings
 
 /// One field of the lead form, as the widget shows it.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PublicLeadField {
     /// `name`, `email`, `phone` or a custom key.
     pub key: String,
@@ -185,6 +186,7 @@ pub struct PublicLeadField {
 
 /// What the widget needs to show a bot: nothing else of its settings.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WidgetConfig {
     /// The bot.
     pub bot_id: Uuid,
@@ -214,6 +216,7 @@ pub struct WidgetConfig {
 
 /// A file attached to a visitor's message.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AttachmentInfo {
     /// The attachment.
     pub id: Uuid,
@@ -244,6 +247,7 @@ impl From<attachments::Model> for AttachmentInfo {
 
 /// A message as the visitor sees it.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VisitorMessage {
     /// The message.
     pub id: Uuid,
@@ -311,7 +315,7 @@ async fn visitor_messages(
 /// A new conversation: the visitor's token, an optional first message and
 /// contact details.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct StartConversation {
     /// Required: the visitor's own random identifier (16 to 128 letters,
     /// digits, `-` or `_`), kept by the widget; one conversation per token.
@@ -333,6 +337,7 @@ pub struct StartConversation {
 
 /// A conversation the visitor started.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct StartedConversation {
     /// The conversation.
     pub conversation_id: Uuid,
@@ -356,6 +361,7 @@ pub enum StartResponse {
 
 /// A conversation as the visitor sees it.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VisitorConversation {
     /// The conversation.
     pub conversation_id: Uuid,
@@ -367,7 +373,7 @@ pub struct VisitorConversation {
 
 /// A visitor's message.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct VisitorMessageRequest {
     /// The message, 1 to 10,000 characters.
     pub text: Option<Text>,
@@ -377,7 +383,7 @@ pub struct VisitorMessageRequest {
 
 /// A rating of one of the bot's answers.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct VisitorFeedback {
     /// `up` or `down`.
     pub rating: Rating,
@@ -387,7 +393,7 @@ pub struct VisitorFeedback {
 
 /// Contact details the visitor leaves.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct VisitorLeadRequest {
     /// The visitor's name.
     pub name: Option<Text>,
@@ -401,6 +407,7 @@ pub struct VisitorLeadRequest {
 
 /// The contact details as recorded (merged with earlier ones of the same visitor).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VisitorLead {
     /// The lead.
     pub lead_id: Uuid,

@@ -31,6 +31,7 @@ pub struct WebhooksApi {
 
 /// Why an endpoint was disabled.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DisabledInfo {
     /// `gone` (it answered 410) or `failing` (every delivery failed for too long).
     pub code: String,
@@ -42,6 +43,7 @@ pub struct DisabledInfo {
 
 /// How an endpoint has been doing.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EndpointHealth {
     /// Since when every delivery failed (absent after a success).
     pub failing_since: Option<DateTime<Utc>>,
@@ -53,6 +55,7 @@ pub struct EndpointHealth {
 
 /// A webhook endpoint.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookEndpoint {
     /// The endpoint.
     pub id: Uuid,
@@ -78,6 +81,7 @@ pub struct WebhookEndpoint {
 
 /// A new endpoint, with its signing secret (shown this once).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedWebhook {
     /// The endpoint.
     #[oai(flatten)]
@@ -88,7 +92,7 @@ pub struct CreatedWebhook {
 
 /// A new endpoint.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct CreateWebhookRequest {
     /// An http(s) URL that Parley may reach (private addresses are refused).
     #[oai(validator(min_length = 1, max_length = 2048))]
@@ -105,7 +109,7 @@ pub struct CreateWebhookRequest {
 
 /// Changes to an endpoint; absent fields keep their value.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct UpdateWebhookRequest {
     /// A new URL.
     #[oai(validator(min_length = 1, max_length = 2048))]
@@ -122,7 +126,7 @@ pub struct UpdateWebhookRequest {
 
 /// A secret rotation.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct RotateSecretRequest {
     /// Hours the previous secret keeps signing deliveries too, 0 to 168 (default 24).
     #[oai(validator(maximum(value = "168")))]
@@ -131,6 +135,7 @@ pub struct RotateSecretRequest {
 
 /// The new signing secret.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RotatedSecret {
     /// The new secret (`whsec_...`), shown this once.
     pub secret: String,
@@ -140,6 +145,7 @@ pub struct RotatedSecret {
 
 /// The endpoints of your organization.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookList {
     /// Oldest first.
     pub items: Vec<WebhookEndpoint>,
@@ -147,6 +153,7 @@ pub struct WebhookList {
 
 /// The event types endpoints can receive.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventTypeList {
     /// Every type; `webhook.ping` is sent by test pings whatever an endpoint subscribes to.
     pub types: Vec<String>,
@@ -196,6 +203,7 @@ impl DeliveryStatus {
 
 /// One delivery of one event to one endpoint.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Delivery {
     /// The delivery.
     pub id: Uuid,
@@ -243,6 +251,7 @@ impl From<webhook_deliveries::Model> for Delivery {
 
 /// One attempt of a delivery.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryAttempt {
     /// 1 for the first.
     pub attempt: i32,
@@ -273,6 +282,7 @@ impl From<webhook_attempts::Model> for DeliveryAttempt {
 
 /// A delivery with its body and every attempt.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryDetail {
     /// The delivery.
     #[oai(flatten)]
@@ -285,6 +295,7 @@ pub struct DeliveryDetail {
 
 /// A page of deliveries.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryList {
     /// Newest first.
     pub items: Vec<Delivery>,

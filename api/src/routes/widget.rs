@@ -112,7 +112,7 @@ impl FieldType {
 
 /// One field of the lead form.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct LeadFieldSpec {
     /// `name`, `email`, `phone`, or a custom key (1 to 40 lowercase letters, digits, `_`).
     #[oai(validator(min_length = 1, max_length = 40))]
@@ -130,7 +130,7 @@ pub struct LeadFieldSpec {
 
 /// What the widget asks visitors, and when.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct LeadCaptureSpec {
     /// `never`, `before_chat` or `on_handoff`.
     pub mode: LeadMode,
@@ -177,6 +177,7 @@ impl From<LeadCaptureSpec> for LeadCapture {
 
 /// A bot's widget settings, with the key and snippet to embed it.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WidgetSettingsInfo {
     /// Theme colour, `#RRGGBB`.
     pub accent_color: String,
@@ -205,7 +206,7 @@ pub struct WidgetSettingsInfo {
 
 /// New widget settings; absent fields take their defaults.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct WidgetSettingsRequest {
     /// Theme colour, `#RRGGBB` (default `#3A82FF`).
     #[oai(validator(max_length = 7))]
@@ -235,6 +236,7 @@ pub struct WidgetSettingsRequest {
 
 /// A new site key.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SiteKeyInfo {
     /// The bot's public site key; the previous one stops working at once.
     pub site_key: String,

@@ -247,6 +247,34 @@ fn is_sitemap(bytes: &[u8]) -> bool {
     head.contains("<urlset") || head.contains("<sitemapindex")
 }
 
+/// What one sitemap lists: page URLs and (for an index) other sitemaps.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SitemapEntries {
+    pub pages: Vec<String>,
+    pub sitemaps: Vec<String>,
+}
+
+/// Reads one sitemap or sitemap index; malformed entries are skipped.
+pub fn parse_sitemap(bytes: &[u8]) -> SitemapEntries {
+    let mut entries = SitemapEntries::default();
+    for entity in sitemap::reader::SiteMapReader::new(bytes) {
+        match entity {
+            sitemap::reader::SiteMapEntity::Url(u) => {
+                if let Some(loc) = u.loc.get_url() {
+                    entries.pages.push(loc.to_string());
+                }
+            }
+            sitemap::reader::SiteMapEntity::SiteMap(s) => {
+                if let Some(loc) = s.loc.get_url() {
+                    entries.sitemaps.push(loc.to_string());
+                }
+            }
+            sitemap::reader::SiteMapEntity::Err(_) => {}
+        }
+    }
+    entries
+}
+
 /// Page URLs of a sitemap, following sitemap indexes (at most 50 sitemaps).
 async fn sitemap_urls(
     client: &reqwest::Client,
@@ -258,23 +286,9 @@ async fn sitemap_urls(
     let mut queue = vec![first];
     let mut fetched_maps = 0;
     while let Some(bytes) = queue.pop() {
-        let mut children = Vec::new();
-        for entity in sitemap::reader::SiteMapReader::new(&bytes[..]) {
-            match entity {
-                sitemap::reader::SiteMapEntity::Url(u) => {
-                    if let Some(loc) = u.loc.get_url() {
-                        urls.push(loc.to_string());
-                    }
-                }
-                sitemap::reader::SiteMapEntity::SiteMap(s) => {
-                    if let Some(loc) = s.loc.get_url() {
-                        children.push(loc.to_string());
-                    }
-                }
-                sitemap::reader::SiteMapEntity::Err(_) => {}
-            }
-        }
-        for child in children {
+        let entries = parse_sitemap(&bytes);
+        urls.extend(entries.pages);
+        for child in entries.sitemaps {
             if fetched_maps >= 50 || net::check_url(&child, policy).await.is_err() {
                 continue;
             }

@@ -28,8 +28,33 @@ struct Ctx<'a> {
 /// the reader inflates it into memory.
 const MAX_EXPANDED: u64 = 256 * 1024 * 1024;
 
-/// Inflates every part into nothing, counting, and refuses the document once
-/// the total passes `limit` (declared sizes are not trusted).
+/// Whether an XML part is well formed: every element closed, in order,
+/// nothing after the end. The Word reader can loop forever on some
+/// malformed parts (found by fuzzing), so they are refused before it runs.
+fn well_formed(xml: &[u8]) -> bool {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    reader.config_mut().check_end_names = true;
+    let mut depth: usize = 0;
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(_)) => depth += 1,
+            Ok(Event::End(_)) => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            Ok(Event::Eof) => return depth == 0,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        buf.clear();
+    }
+}
+
+/// Inflates every part, counting, and refuses the document once the total
+/// passes `limit` (declared sizes are not trusted) or an XML part is not
+/// well formed.
 fn check_expanded_size(bytes: &[u8], limit: u64) -> Result<(), ParseFailure> {
     use std::io::Read;
     let corrupt = |e: &dyn std::fmt::Display| {
@@ -39,8 +64,21 @@ fn check_expanded_size(bytes: &[u8], limit: u64) -> Result<(), ParseFailure> {
     let mut total = 0u64;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| corrupt(&e))?;
+        let name = entry.name().to_owned();
         let allowed = limit - total + 1;
-        total += std::io::copy(&mut (&mut entry).take(allowed), &mut std::io::sink()).map_err(|e| corrupt(&e))?;
+        let xml = name.ends_with(".xml") || name.ends_with(".rels");
+        if xml {
+            let mut content = Vec::new();
+            total += (&mut entry)
+                .take(allowed)
+                .read_to_end(&mut content)
+                .map_err(|e| corrupt(&e))? as u64;
+            if total <= limit && !well_formed(&content) {
+                return Err(corrupt(&format!("the part `{name}` is not well-formed XML")));
+            }
+        } else {
+            total += std::io::copy(&mut (&mut entry).take(allowed), &mut std::io::sink()).map_err(|e| corrupt(&e))?;
+        }
         if total > limit {
             return Err(ParseFailure::new(
                 "TOO_LARGE",
@@ -324,6 +362,20 @@ fn push_run(run: &dx::Run, s: &mut String) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod xml_tests {
+    use super::well_formed;
+
+    #[test]
+    fn malformed_parts_are_found() {
+        assert!(well_formed(br#"<?xml version="1.0"?><a x="1"><b/><c>t</c></a>"#));
+        assert!(!well_formed(b"<a><b></a></b>"));
+        assert!(!well_formed(b"<a><b>"));
+        assert!(!well_formed(b"<a></a></a>"));
+        assert!(!well_formed(br#"<w:rPr><w:i:name w:val="x"/><w"#));
     }
 }
 
