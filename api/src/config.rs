@@ -145,7 +145,7 @@ pub struct Settings {
     /// How long a delivery is retried.
     pub webhook_retry_hours: u64,
     /// An endpoint failing this long without a success is disabled.
-    pub webhook_disable_after_hours: u64,
+    pub webhook_disable_after_secs: u64,
     /// Webhook endpoints per organization.
     pub max_webhooks_per_org: u64,
     /// Named plans besides the default one (`PARLEY_PLAN_*`).
@@ -251,7 +251,7 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("webhook_timeout_secs", 10)?
         .set_default("webhook_retry_base_ms", 10_000)?
         .set_default("webhook_retry_hours", 24)?
-        .set_default("webhook_disable_after_hours", 72)?
+        .set_default("webhook_disable_after_secs", 72 * 3600)?
         .set_default("max_webhooks_per_org", 20)?)
 }
 
@@ -385,8 +385,8 @@ impl Settings {
         if !(1..=720).contains(&self.webhook_retry_hours) {
             return Err(invalid("PARLEY_WEBHOOK_RETRY_HOURS", "must be between 1 and 720"));
         }
-        if self.webhook_disable_after_hours == 0 {
-            return Err(invalid("PARLEY_WEBHOOK_DISABLE_AFTER_HOURS", "must be at least 1"));
+        if self.webhook_disable_after_secs == 0 {
+            return Err(invalid("PARLEY_WEBHOOK_DISABLE_AFTER_SECS", "must be at least 1"));
         }
         for name in self.plans.keys() {
             if !parley_domain::aggregates::org::valid_plan_name(name) || name == DEFAULT_PLAN {
@@ -539,7 +539,7 @@ impl Settings {
             timeout: Duration::from_secs(self.webhook_timeout_secs),
             retry_base: Duration::from_millis(self.webhook_retry_base_ms),
             retry_window: Duration::from_secs(self.webhook_retry_hours * 3600),
-            disable_after: Duration::from_secs(self.webhook_disable_after_hours * 3600),
+            disable_after: Duration::from_secs(self.webhook_disable_after_secs),
         }
     }
 

@@ -54,7 +54,7 @@ pub struct Deadlined<T> {
 
 /// Whether `\r\n\r\n` ends within `tail + bytes`; updates `tail`.
 fn head_ended(tail: &mut [u8; 3], bytes: &[u8]) -> bool {
-    let mut window = [tail[0], tail[1], tail[2], 0];
+    let mut window = [0, tail[0], tail[1], tail[2]];
     for &b in bytes {
         window = [window[1], window[2], window[3], b];
         if &window == b"\r\n\r\n" {

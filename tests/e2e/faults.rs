@@ -12,7 +12,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, StaticSite, TestApp, TestEnv};
-use crate::ingestion::{add, bot, tempdir};
+use crate::ingestion::{add, bot, eleven_page_site, tempdir};
 use crate::webhooks::{Server, create_endpoint, verify};
 
 /// The API and migrations in this process; jobs in `parley worker` processes.
@@ -22,25 +22,6 @@ const API_ONLY: Roles = Roles {
     dispatcher: false,
     migrate: true,
 };
-
-fn slow_site() -> std::path::PathBuf {
-    let dir = tempdir("fault-site");
-    let links: Vec<String> = (1..=11).map(|i| format!("p{i}.html")).collect();
-    let anchors: String = links.iter().map(|l| format!("<a href=\"{l}\">{l}</a> ")).collect();
-    std::fs::write(
-        dir.join("index.html"),
-        format!("<html><body><main><h1>Index</h1><p>{anchors}</p></main></body></html>"),
-    )
-    .unwrap();
-    for (i, l) in links.iter().enumerate() {
-        let body = format!(
-            "<html><head><title>Page {i}</title></head><body><main><h1>Page {i}</h1>\
-             <p>Fact number {i} about the product is stated here.</p></main></body></html>"
-        );
-        std::fs::write(dir.join(l), body).unwrap();
-    }
-    dir
-}
 
 /// Events of a type in an organization's log, from the feed.
 async fn logged(app: &TestApp, key: &str, event_type: &str) -> Vec<Value> {
@@ -74,7 +55,7 @@ async fn assert_whole(app: &TestApp, key: &str, bot_id: &str, source: &str, page
 }
 
 pub async fn worker_killed_with_sigkill(backend: Backend) {
-    let dir = slow_site();
+    let dir = eleven_page_site("fault-site");
     let site = StaticSite::serve(dir.clone()).await;
     let receiver = Server::start().await;
     receiver.state.hang_first.lock().unwrap().insert("/hook".into());
@@ -232,32 +213,18 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
     )
     .await;
     let bot_id = bot(&app, &a.key).await;
+    let fact = |i: usize| {
+        json!({"type": "text", "title": format!("Fact {i}"),
+               "body": format!("Fact number {i}: the warehouse ships parcel type {i} on weekdays.")})
+    };
     let mut sources = Vec::new();
     for i in 0..3 {
-        sources.push(
-            add(
-                &app,
-                &a.key,
-                &bot_id,
-                json!({"type": "text", "title": format!("Fact {i}"),
-                       "body": format!("Fact number {i}: the warehouse ships parcel type {i} on weekdays.")}),
-            )
-            .await,
-        );
+        sources.push(add(&app, &a.key, &bot_id, fact(i)).await);
     }
     // Redis goes away and comes back while those are indexed.
     redis.restart();
     for i in 3..5 {
-        sources.push(
-            add(
-                &app,
-                &a.key,
-                &bot_id,
-                json!({"type": "text", "title": format!("Fact {i}"),
-                       "body": format!("Fact number {i}: the warehouse ships parcel type {i} on weekdays.")}),
-            )
-            .await,
-        );
+        sources.push(add(&app, &a.key, &bot_id, fact(i)).await);
     }
     for source in &sources {
         let done = app.settled_source(&a.key, &bot_id, source, 180).await;
@@ -344,6 +311,23 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
         app.store.checkpoint(parley_worker::dispatcher::OUTBOX).await.unwrap() == head
     })
     .await;
+
+    // Redis down: rate limits fail open by default (logged), or closed when configured.
+    let closed = env.start_with(Roles::API, |s| s.rate_limit_fail_open = false).await;
+    redis.cli(&["shutdown", "nosave"]);
+    app.eventually(10, "Redis is down", || async { !redis.cli(&["ping"]) })
+        .await;
+    let open = app.get("/api/v1/bots", &a.key).await;
+    assert_eq!(open.status, StatusCode::OK, "fail open: {}", open.body);
+    let refused = closed.get("/api/v1/bots", &a.key).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
+    assert_eq!(refused.error_code(), "SERVICE_UNAVAILABLE");
+    redis.up();
+    app.eventually(30, "limits apply again once Redis is back", || async {
+        closed.get("/api/v1/bots", &a.key).await.status == StatusCode::OK
+    })
+    .await;
+    closed.stop().await;
     app.stop().await;
     env.cleanup().await;
 }

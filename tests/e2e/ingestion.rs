@@ -619,8 +619,9 @@ pub async fn rust_book_crawl(backend: Backend) {
 
 /// The worker dies in the middle of a crawl; after a restart the source
 /// still reaches `ready`, with each page and chunk once.
-pub async fn crawl_survives_a_killed_worker(backend: Backend) {
-    let dir = tempdir("slow-site");
+/// A site of an index page linking eleven pages, each with one fact.
+pub(crate) fn eleven_page_site(name: &str) -> PathBuf {
+    let dir = tempdir(name);
     let links: Vec<String> = (1..=11).map(|i| format!("p{i}.html")).collect();
     let anchors: String = links.iter().map(|l| format!("<a href=\"{l}\">{l}</a> ")).collect();
     std::fs::write(
@@ -634,6 +635,11 @@ pub async fn crawl_survives_a_killed_worker(backend: Backend) {
         );
         std::fs::write(dir.join(l), body).unwrap();
     }
+    dir
+}
+
+pub async fn crawl_survives_a_killed_worker(backend: Backend) {
+    let dir = eleven_page_site("slow-site");
     let site = StaticSite::serve(dir.clone()).await;
     let env = TestEnv::new(backend).await;
     // A slow crawl (one request at a time, 500 ms apart) so the kill lands in its middle.

@@ -136,6 +136,7 @@ pub(crate) fn verify(secret: &str, timestamp: &str, body: &str, header: &str) ->
 fn test_settings(s: &mut parley_api::config::Settings) {
     s.webhook_timeout_secs = 3;
     s.webhook_retry_base_ms = 200;
+    s.webhook_disable_after_secs = 3;
 }
 
 pub(crate) async fn create_endpoint(app: &TestApp, key: &str, body: Value) -> (String, String) {
@@ -190,6 +191,19 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
     )
     .await;
     let (_, _) = create_endpoint(&app, &b.key, json!({"url": url("/globex")})).await;
+    // One that always fails: disabled once it has failed for the configured time.
+    let (broken_id, _) = create_endpoint(
+        &app,
+        &a.key,
+        json!({"url": url("/broken"), "events": ["conversation.created"]}),
+    )
+    .await;
+    receiver
+        .state
+        .fail_first
+        .lock()
+        .unwrap()
+        .insert("/broken".into(), usize::MAX);
     assert_eq!(
         app.get(&format!("/api/v1/webhooks/{all_id}"), &b.key)
             .await
@@ -197,7 +211,7 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
         "WEBHOOK_NOT_FOUND"
     );
     let listed = app.get("/api/v1/webhooks", &a.key).await;
-    assert_eq!(listed.body["items"].as_array().unwrap().len(), 4);
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 5);
     assert!(
         listed.body.to_string().find("whsec_").is_none(),
         "secrets are shown once only"
@@ -390,6 +404,23 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
     assert_eq!(gone.body["disabled"]["code"], "gone", "{}", gone.body);
     assert_eq!(receiver.at("/gone").len(), 1, "no retry after 410");
     assert!(receiver.at("/disabled").is_empty());
+    app.eventually(30, "the always-failing endpoint was disabled", || async {
+        app.get(&format!("/api/v1/webhooks/{broken_id}"), &a.key).await.body["active"] == false
+    })
+    .await;
+    let broken = app.get(&format!("/api/v1/webhooks/{broken_id}"), &a.key).await;
+    assert_eq!(broken.body["disabled"]["code"], "failing", "{}", broken.body);
+    assert!(broken.body["health"]["failing_since"].is_string(), "{}", broken.body);
+    let attempts_then = receiver.at("/broken").len();
+    assert!(attempts_then >= 3, "retried before giving up: {attempts_then}");
+    let disabled = app.get("/api/v1/events?type=webhook.disabled", &a.key).await;
+    let codes: Vec<&str> = disabled.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"failing") && codes.contains(&"gone"), "{codes:?}");
     assert!(
         receiver.at("/globex").is_empty(),
         "another organization's events never reach it"

@@ -679,6 +679,28 @@ async fn capture_lead(
     ))
 }
 
+/// Runs a command on a visitor's conversation, recorded as the visitor's.
+async fn visitor_command(
+    state: &AppState,
+    bot: &bots::Model,
+    conversation: &conversations::Model,
+    command: ConversationCommand,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .execute::<Conversation>(Execute {
+            org_id: bot.org_id,
+            stream_id: conversation.id,
+            expected_version: None,
+            command,
+            metadata: visitor_metadata(conversation.visitor_id.as_deref(), request_id),
+            idempotency: None,
+        })
+        .await?;
+    Ok(())
+}
+
 fn visitor_metadata(conversation_visitor: Option<&str>, request_id: &RequestId) -> Metadata {
     Metadata::new(
         Actor::Visitor {
@@ -1060,19 +1082,16 @@ impl VisitorApi {
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
         let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
-        state
-            .store
-            .execute::<Conversation>(Execute {
-                org_id: bot.org_id,
-                stream_id: row.id,
-                expected_version: None,
-                command: ConversationCommand::Escalate {
-                    reason: "visitor_request".into(),
-                },
-                metadata: visitor_metadata(row.visitor_id.as_deref(), &request_id),
-                idempotency: None,
-            })
-            .await?;
+        visitor_command(
+            state,
+            &bot,
+            &row,
+            ConversationCommand::Escalate {
+                reason: "visitor_request".into(),
+            },
+            &request_id,
+        )
+        .await?;
         Ok(Json(VisitorConversation {
             conversation_id: row.id,
             status: Status::Escalated.as_str().into(),
@@ -1106,22 +1125,19 @@ impl VisitorApi {
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
         let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
-        state
-            .store
-            .execute::<Conversation>(Execute {
-                org_id: bot.org_id,
-                stream_id: row.id,
-                expected_version: None,
-                command: ConversationCommand::Feedback {
-                    message_id: message_id.0,
-                    up: body.0.rating == Rating::Up,
-                    comment: body.0.comment.map(Text::into_inner),
-                    by: "visitor".into(),
-                },
-                metadata: visitor_metadata(row.visitor_id.as_deref(), &request_id),
-                idempotency: None,
-            })
-            .await?;
+        visitor_command(
+            state,
+            &bot,
+            &row,
+            ConversationCommand::Feedback {
+                message_id: message_id.0,
+                up: body.0.rating == Rating::Up,
+                comment: body.0.comment.map(Text::into_inner),
+                by: "visitor".into(),
+            },
+            &request_id,
+        )
+        .await?;
         let message = read::message(&state.store, row.id, message_id.0)
             .await
             .map_err(StoreError::Db)?
@@ -1237,25 +1253,22 @@ impl VisitorApi {
             .await
             .map_err(StoreError::Db)?;
         let attachment_id = Uuid::now_v7();
-        state
-            .store
-            .execute::<Conversation>(Execute {
-                org_id: bot.org_id,
-                stream_id: row.id,
-                expected_version: None,
-                command: ConversationCommand::Attach(AttachmentAdded {
-                    conversation_id: row.id,
-                    attachment_id,
-                    message_id: message_id.0,
-                    file_name,
-                    content_type: content_type.into(),
-                    size: bytes.len() as i64,
-                    sha256,
-                }),
-                metadata: visitor_metadata(row.visitor_id.as_deref(), &request_id),
-                idempotency: None,
-            })
-            .await?;
+        visitor_command(
+            state,
+            &bot,
+            &row,
+            ConversationCommand::Attach(AttachmentAdded {
+                conversation_id: row.id,
+                attachment_id,
+                message_id: message_id.0,
+                file_name,
+                content_type: content_type.into(),
+                size: bytes.len() as i64,
+                sha256,
+            }),
+            &request_id,
+        )
+        .await?;
         let stored = read::attachment(&state.store, row.id, attachment_id)
             .await
             .map_err(StoreError::Db)?
