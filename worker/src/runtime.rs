@@ -39,8 +39,48 @@ fn retry_policy() -> BackoffRetryPolicy<tower::retry::backoff::ExponentialBackof
     RetryPolicy::retries(RETRIES).with_backoff(backoff)
 }
 
-/// Runs `concurrency` workers until `shutdown` resolves; running jobs finish first.
+/// Runs `concurrency` workers until `shutdown` resolves; running jobs finish
+/// first. Workers stopped by their queue failing (Redis restarted, a broken
+/// connection) are started again with a growing pause, so an outage of the
+/// queue delays jobs instead of ending the process.
 pub async fn run_workers(
+    queue: JobQueue,
+    ctx: JobContext,
+    concurrency: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use futures::FutureExt;
+    let shutdown = shutdown.boxed().shared();
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let signal = shutdown.clone();
+        let started = std::time::Instant::now();
+        let result = run_monitor(queue.clone(), ctx.clone(), concurrency, signal).await;
+        if shutdown.peek().is_some() {
+            return result;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            // They had been running well: this is a new outage.
+            pause = Duration::from_millis(500);
+        }
+        match result {
+            Ok(()) => tracing::warn!(
+                pause_ms = pause.as_millis() as u64,
+                "job workers stopped; starting them again"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, pause_ms = pause.as_millis() as u64, "job workers failed; starting them again")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.clone() => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn run_monitor(
     queue: JobQueue,
     ctx: JobContext,
     concurrency: usize,
