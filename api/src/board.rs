@@ -15,6 +15,7 @@ use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use parley_domain::jobs::Job;
 use parley_worker::JobQueue;
+use parley_worker::queue::Lane;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -28,18 +29,21 @@ pub struct BoardCredentials {
 
 /// The dashboard's routes: its JSON API under `/api/v1`, the UI elsewhere.
 pub fn router(queue: &JobQueue, credentials: &BoardCredentials) -> Router {
-    let builder = ApiBuilder::new(Router::new());
-    let name = queue.name().to_owned();
-    let api = match queue {
-        JobQueue::Sqlite(storage) => RegisterRoute::<_, Job>::register(builder, &name, storage.clone()).build(),
-        JobQueue::Redis { storage, .. } => RegisterRoute::<_, Job>::register(builder, &name, storage.clone()).build(),
-    };
+    let mut builder = ApiBuilder::new(Router::new());
+    for lane in queue.lanes() {
+        let name = lane.name().to_owned();
+        builder = match lane {
+            Lane::Sqlite { storage, .. } => RegisterRoute::<_, Job>::register(builder, &name, storage.clone()),
+            Lane::Redis { storage, .. } => RegisterRoute::<_, Job>::register(builder, &name, storage.clone()),
+        };
+    }
+    let api = builder.build();
     let mut app = Router::new()
         .nest("/api/v1", api)
         .fallback_service(ServeUI::new())
         // The live log stream needs a broadcaster; worker logs are not fed to it.
         .layer(Extension(Arc::new(Mutex::new(TracingBroadcaster::create()))));
-    if matches!(queue, JobQueue::Redis { .. }) {
+    if queue.redis_conn().is_some() {
         let queue = queue.clone();
         app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
             let queue = queue.clone();
@@ -90,35 +94,64 @@ fn authorized(req: &Request, expected: &[u8; 32]) -> bool {
 /// come from our own reading of its sets and lists.
 async fn redis_counts(queue: &JobQueue, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let stats_path = format!("/api/v1/queues/{}/stats", queue.name());
-    if path == format!("/api/v1/queues/{}/tasks", queue.name()) && req.method() == Method::GET {
-        return redis_tasks(queue, req.uri().query().unwrap_or("")).await;
+    for lane in queue.lanes() {
+        if path == format!("/api/v1/queues/{}/tasks", lane.name()) && req.method() == Method::GET {
+            return redis_tasks(lane, req.uri().query().unwrap_or("")).await;
+        }
     }
-    if path != "/api/v1/queues" && path != "/api/v1/overview" && path != stats_path {
+    let stats_of = queue
+        .lanes()
+        .into_iter()
+        .find(|lane| path == format!("/api/v1/queues/{}/stats", lane.name()));
+    let listed = path == "/api/v1/queues" || path == "/api/v1/overview";
+    if !listed && stats_of.is_none() {
         return next.run(req).await;
     }
-    let counts = match queue.stats().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "job queue statistics unavailable");
-            return (StatusCode::SERVICE_UNAVAILABLE, "the job queue does not answer").into_response();
-        }
+    let render = |counts: &[(String, f64)]| -> Vec<serde_json::Value> {
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, (name, value))| {
+                json!({"title": name.to_uppercase(), "stat_type": "Number", "value": value.to_string(), "priority": i})
+            })
+            .collect()
     };
-    let stats: Vec<serde_json::Value> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, (name, value))| {
-            json!({"title": name.to_uppercase(), "stat_type": "Number", "value": value.to_string(), "priority": i})
-        })
-        .collect();
-    if path == "/api/v1/queues" {
-        return Json(json!([{"name": queue.name(), "stats": stats, "workers": [], "activity": []}])).into_response();
+    if path == "/api/v1/overview" {
+        return match queue.stats().await {
+            Ok(counts) => Json(render(&counts)).into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "job queue statistics unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "the job queue does not answer").into_response()
+            }
+        };
     }
-    Json(stats).into_response()
+    let mut per_lane = Vec::new();
+    for lane in queue.lanes() {
+        if stats_of.is_some_and(|wanted| wanted.name() != lane.name()) {
+            continue;
+        }
+        match lane.stats().await {
+            Ok(counts) => per_lane.push((lane.name().to_owned(), render(&counts))),
+            Err(e) => {
+                tracing::warn!(error = %e, "job queue statistics unavailable");
+                return (StatusCode::SERVICE_UNAVAILABLE, "the job queue does not answer").into_response();
+            }
+        }
+    }
+    if path == "/api/v1/queues" {
+        return Json(
+            per_lane
+                .into_iter()
+                .map(|(name, stats)| json!({"name": name, "stats": stats, "workers": [], "activity": []}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response();
+    }
+    Json(per_lane.pop().map(|(_, stats)| stats).unwrap_or_default()).into_response()
 }
 
 /// The queue's tasks (`?status=Done&page=1&page_size=10`), from Redis.
-async fn redis_tasks(queue: &JobQueue, query: &str) -> Response {
+async fn redis_tasks(queue: &Lane, query: &str) -> Response {
     let (mut status, mut page, mut page_size) = (None, 1usize, 10usize);
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {

@@ -47,12 +47,10 @@ impl AppState {
         ingest: Arc<parley_worker::ingest::pipeline::Ingest>,
     ) -> Self {
         let limits = settings.limits();
-        let limiter = match &queue {
+        let limiter = match queue.redis_conn() {
             // The queue's Redis connection also holds the shared counts.
-            JobQueue::Redis { conn, .. } => {
-                crate::ratelimit::Limiter::redis(limits, conn.clone(), settings.queue_namespace.as_deref())
-            }
-            JobQueue::Sqlite(_) => crate::ratelimit::Limiter::memory(limits, Arc::new(crate::ratelimit::system_clock)),
+            Some(conn) => crate::ratelimit::Limiter::redis(limits, conn, settings.queue_namespace.as_deref()),
+            None => crate::ratelimit::Limiter::memory(limits, Arc::new(crate::ratelimit::system_clock)),
         };
         // Validated at start; an invalid list never gets this far.
         let limiter = limiter

@@ -16,6 +16,9 @@ use crate::event::RecordedEvent;
 
 /// Queue names are explicit so that renaming a Rust type orphans nothing.
 pub const JOBS_QUEUE: &str = "parley.jobs";
+/// Webhook deliveries have a queue of their own: a flood of them never
+/// holds up indexing.
+pub const WEBHOOKS_QUEUE: &str = "parley.webhooks";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {

@@ -72,7 +72,11 @@ mod visitor_tests {
 
 /// Webhooks to a real receiver, on both tiers.
 mod webhook_tests {
-    on_both_backends!(webhooks: webhooks_deliver_every_event, webhook_survives_a_killed_worker);
+    on_both_backends!(
+        webhooks: webhooks_deliver_every_event,
+        webhook_survives_a_killed_worker,
+        deliveries_do_not_hold_up_indexing
+    );
 }
 
 /// Faults: a worker process killed with SIGKILL (both tiers); Redis

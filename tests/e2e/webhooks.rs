@@ -39,6 +39,8 @@ pub(crate) struct Receiver {
     pub fail_first: Mutex<HashMap<String, usize>>,
     /// Paths whose first request is never answered.
     pub hang_first: Mutex<HashSet<String>>,
+    /// Paths that take two seconds to answer every request.
+    pub slow: Mutex<HashSet<String>>,
 }
 
 #[handler]
@@ -60,6 +62,9 @@ async fn receive(req: &Request, body: String, state: Data<&Arc<Receiver>>) -> po
     }
     if seen_before == 0 && state.hang_first.lock().unwrap().contains(&path) {
         tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+    if state.slow.lock().unwrap().contains(&path) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let failing = state.fail_first.lock().unwrap().get(&path).copied().unwrap_or(0);
     if seen_before < failing {
@@ -600,6 +605,43 @@ pub async fn webhook_survives_a_killed_worker(backend: Backend) {
     // The killed attempt died with its worker before it was recorded: the
     // delivery was handed to a new job when its lease ran out.
     assert_eq!(log.len(), 1, "{}", detail.body);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// Deliveries have a queue of their own: hundreds of slow ones waiting do
+/// not hold up the indexing of a new source.
+pub async fn deliveries_do_not_hold_up_indexing(backend: Backend) {
+    let receiver = Server::start().await;
+    receiver.state.slow.lock().unwrap().insert("/slow".into());
+    let env = TestEnv::new(backend).await;
+    let app = env.start_with(Roles::ALL, test_settings).await;
+    let a = app.create_org("Acme").await;
+    let (hook, _) = create_endpoint(&app, &a.key, json!({"url": format!("{}/slow", receiver.base)})).await;
+    const FLOOD: usize = 150;
+    for _ in 0..FLOOD {
+        let r = app
+            .post(&format!("/api/v1/webhooks/{hook}/ping"), &a.key, json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    }
+    // At two seconds each, the flood keeps the delivery workers busy for minutes.
+    let bot = app.post("/api/v1/bots", &a.key, json!({"name": "Busy"})).await;
+    let bot_id = bot.body["id"].as_str().unwrap().to_owned();
+    let source = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "text", "title": "Hours", "body": "We are open from 9 to 5 on weekdays."}),
+    )
+    .await;
+    let done = app.settled_source(&a.key, &bot_id, &source, 60).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let delivered = receiver.at("/slow").len();
+    assert!(
+        delivered < FLOOD / 2,
+        "the flood was still there: {delivered} of {FLOOD} delivered"
+    );
     app.stop().await;
     env.cleanup().await;
 }

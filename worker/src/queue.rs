@@ -1,25 +1,24 @@
 //! The job queue: apalis storage in the same SQLite file (embedded default)
-//! or in Redis (production). Both take the same `Job` values.
+//! or in Redis (production). Both take the same `Job` values, in two lanes:
+//! indexing and the other work, and webhook deliveries, so that a flood of
+//! deliveries never holds up indexing (and the reverse).
 
 use apalis::prelude::{Metrics, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::{SqlitePool, SqliteStorage};
-use parley_domain::jobs::{JOBS_QUEUE, Job};
+use parley_domain::jobs::{JOBS_QUEUE, Job, Task, WEBHOOKS_QUEUE};
 
 /// How often a worker says it is alive. A job whose worker missed
 /// `MISSED_HEARTBEATS` of them (it crashed) is queued again.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 const MISSED_HEARTBEATS: usize = 2;
 
+/// The application's queues: one lane for indexing and the other work, one
+/// for webhook deliveries. Cheap to clone.
 #[derive(Clone)]
-pub enum JobQueue {
-    Sqlite(SqliteStorage<Job>),
-    Redis {
-        storage: RedisStorage<Job>,
-        conn: redis::aio::ConnectionManager,
-        /// The queue's name, with the namespace.
-        queue: String,
-    },
+pub struct JobQueue {
+    pub jobs: Lane,
+    pub webhooks: Lane,
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -29,53 +28,142 @@ impl std::fmt::Debug for JobQueue {
 }
 
 impl JobQueue {
-    /// The queue inside the application's SQLite database. Creates its tables.
+    /// The queues inside the application's SQLite database. Creates their tables.
     pub async fn sqlite(pool: &SqlitePool) -> anyhow::Result<Self> {
         // Only the queue's tables: the storage's own `setup` would also relax
         // the durability pragmas of the event log that shares this file.
         SqliteStorage::migrations().run(pool).await?;
-        let config = apalis_sqlite::Config::default()
-            .queue(JOBS_QUEUE)
-            .heartbeat_interval(HEARTBEAT)
-            .missed_heartbeats(MISSED_HEARTBEATS);
-        Ok(JobQueue::Sqlite(SqliteStorage::new(pool).with_config(config)))
+        let lane = |name: &str| {
+            let config = apalis_sqlite::Config::default()
+                .queue(name)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS);
+            Lane::Sqlite {
+                storage: SqliteStorage::new(pool).with_config(config),
+                queue: name.to_owned(),
+            }
+        };
+        Ok(JobQueue {
+            jobs: lane(JOBS_QUEUE),
+            webhooks: lane(WEBHOOKS_QUEUE),
+        })
     }
 
-    /// A Redis queue. `namespace` prefixes the queue name so that several
+    /// Queues in Redis. `namespace` prefixes their names so that several
     /// installations (or test runs) can share one Redis.
     pub async fn redis(url: &str, namespace: Option<&str>) -> anyhow::Result<Self> {
         let conn = apalis_redis::connect(url).await?;
-        let queue = match namespace {
-            Some(ns) if !ns.is_empty() => format!("{ns}:{JOBS_QUEUE}"),
-            _ => JOBS_QUEUE.to_owned(),
+        let lane = |name: &str| {
+            let queue = match namespace {
+                Some(ns) if !ns.is_empty() => format!("{ns}:{name}"),
+                _ => name.to_owned(),
+            };
+            let config = apalis_redis::Config::default()
+                .queue(&queue)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS);
+            let storage = RedisStorage::new(conn.clone()).with_config(config);
+            Lane::Redis {
+                storage,
+                conn: conn.clone(),
+                queue,
+            }
         };
-        let config = apalis_redis::Config::default()
-            .queue(&queue)
-            .heartbeat_interval(HEARTBEAT)
-            .missed_heartbeats(MISSED_HEARTBEATS);
-        let storage = RedisStorage::new(conn.clone()).with_config(config);
-        Ok(JobQueue::Redis { storage, conn, queue })
+        Ok(JobQueue {
+            jobs: lane(JOBS_QUEUE),
+            webhooks: lane(WEBHOOKS_QUEUE),
+        })
     }
 
+    /// Both lanes.
+    pub fn lanes(&self) -> [&Lane; 2] {
+        [&self.jobs, &self.webhooks]
+    }
+
+    /// The main lane's name (with the namespace, in Redis).
+    pub fn name(&self) -> &str {
+        self.jobs.name()
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.jobs.kind()
+    }
+
+    /// The Redis connection of Redis queues.
+    pub fn redis_conn(&self) -> Option<redis::aio::ConnectionManager> {
+        match &self.jobs {
+            Lane::Redis { conn, .. } => Some(conn.clone()),
+            Lane::Sqlite { .. } => None,
+        }
+    }
+
+    /// Queues a job in its lane.
+    pub async fn enqueue(&self, job: Job) -> anyhow::Result<()> {
+        match job.task {
+            Task::DeliverWebhook { .. } => self.webhooks.enqueue(job).await,
+            Task::PurgeBot { .. }
+            | Task::FetchSource { .. }
+            | Task::ParseSource { .. }
+            | Task::EmbedSource { .. }
+            | Task::PurgeSource { .. } => self.jobs.enqueue(job).await,
+        }
+    }
+
+    /// Counts by state over both lanes.
+    pub async fn stats(&self) -> anyhow::Result<Vec<(String, f64)>> {
+        let mut totals: Vec<(String, f64)> = Vec::new();
+        for lane in self.lanes() {
+            for (name, value) in lane.stats().await? {
+                match totals.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => *v += value,
+                    None => totals.push((name, value)),
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Whether the queues' backend answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.jobs.ping().await
+    }
+}
+
+/// One apalis queue.
+#[derive(Clone)]
+pub enum Lane {
+    Sqlite {
+        storage: SqliteStorage<Job>,
+        queue: String,
+    },
+    Redis {
+        storage: RedisStorage<Job>,
+        conn: redis::aio::ConnectionManager,
+        /// The queue's name, with the namespace.
+        queue: String,
+    },
+}
+
+impl Lane {
     /// The queue's name (with the namespace, in Redis).
     pub fn name(&self) -> &str {
         match self {
-            JobQueue::Sqlite(_) => JOBS_QUEUE,
-            JobQueue::Redis { queue, .. } => queue,
+            Lane::Sqlite { queue, .. } => queue,
+            Lane::Redis { queue, .. } => queue,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
-            JobQueue::Sqlite(_) => "sqlite",
-            JobQueue::Redis { .. } => "redis",
+            Lane::Sqlite { .. } => "sqlite",
+            Lane::Redis { .. } => "redis",
         }
     }
 
     pub async fn enqueue(&self, job: Job) -> anyhow::Result<()> {
         match self {
-            JobQueue::Sqlite(storage) => storage.clone().push(job).await?,
-            JobQueue::Redis { storage, .. } => storage.clone().push(job).await?,
+            Lane::Sqlite { storage, .. } => storage.clone().push(job).await?,
+            Lane::Redis { storage, .. } => storage.clone().push(job).await?,
         }
         Ok(())
     }
@@ -84,8 +172,8 @@ impl JobQueue {
     /// backend reports them), as `(lowercase name, value)`.
     pub async fn stats(&self) -> anyhow::Result<Vec<(String, f64)>> {
         let stats = match self {
-            JobQueue::Sqlite(storage) => storage.fetch_by_queue().await?,
-            JobQueue::Redis { storage, conn, .. } => {
+            Lane::Sqlite { storage, .. } => storage.fetch_by_queue().await?,
+            Lane::Redis { storage, conn, .. } => {
                 // apalis-redis 1.0.0's own per-queue statistics script expects an
                 // argument its caller never passes, so count its structures here
                 // (done and dead jobs are plain sets, whatever its scripts assume).
@@ -135,7 +223,7 @@ impl JobQueue {
         page: usize,
         page_size: usize,
     ) -> anyhow::Result<Option<Vec<serde_json::Value>>> {
-        let JobQueue::Redis { storage, conn, queue } = self else {
+        let Lane::Redis { storage, conn, queue } = self else {
             return Ok(None);
         };
         let config = storage.get_config();
@@ -208,10 +296,10 @@ impl JobQueue {
     /// Whether the queue's backend answers.
     pub async fn ping(&self) -> anyhow::Result<()> {
         match self {
-            JobQueue::Sqlite(storage) => {
+            Lane::Sqlite { storage, .. } => {
                 apalis_sqlite::SqlitePool::acquire(storage.pool()).await?;
             }
-            JobQueue::Redis { conn, .. } => {
+            Lane::Redis { conn, .. } => {
                 let mut conn = conn.clone();
                 let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             }

@@ -9,7 +9,7 @@ use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use tower::util::rng::HasherRng;
 
 use crate::handlers::{JobContext, JobError, give_up, run_job};
-use crate::queue::JobQueue;
+use crate::queue::{JobQueue, Lane};
 
 /// How often an idle worker looks for new jobs.
 const POLL: Duration = Duration::from_millis(250);
@@ -95,24 +95,31 @@ async fn run_monitor(
     // collide with the registration its crashed predecessor left behind.
     let instance = uuid::Uuid::new_v4().simple().to_string();
     let instance = format!("{}-{}", std::process::id(), &instance[..8]);
-    let monitor = match queue {
-        JobQueue::Sqlite(storage) => monitor.register(move |i| {
-            WorkerBuilder::new(format!("parley-sqlite-{instance}-{i}"))
-                .backend(storage.clone().poll_with_interval(POLL))
-                .concurrency(concurrency)
-                .retry(retry_policy())
-                .data(ctx.clone())
-                .build(handle)
-        }),
-        JobQueue::Redis { storage, .. } => monitor.register(move |i| {
-            WorkerBuilder::new(format!("parley-redis-{instance}-{i}"))
-                .backend(storage.clone().poll_with_interval(POLL))
-                .concurrency(concurrency)
-                .retry(retry_policy())
-                .data(ctx.clone())
-                .build(handle)
-        }),
-    };
+    // Deliveries wait on other servers, not on this machine: their lane
+    // gets at least four workers.
+    let mut monitor = monitor;
+    for (lane, workers) in [(queue.jobs, concurrency), (queue.webhooks, concurrency.max(4))] {
+        let ctx = ctx.clone();
+        let label = format!("{instance}-{}", lane.name().rsplit('.').next().unwrap_or("jobs"));
+        monitor = match lane {
+            Lane::Sqlite { storage, .. } => monitor.register(move |i| {
+                WorkerBuilder::new(format!("parley-sqlite-{label}-{i}"))
+                    .backend(storage.clone().poll_with_interval(POLL))
+                    .concurrency(workers)
+                    .retry(retry_policy())
+                    .data(ctx.clone())
+                    .build(handle)
+            }),
+            Lane::Redis { storage, .. } => monitor.register(move |i| {
+                WorkerBuilder::new(format!("parley-redis-{label}-{i}"))
+                    .backend(storage.clone().poll_with_interval(POLL))
+                    .concurrency(workers)
+                    .retry(retry_policy())
+                    .data(ctx.clone())
+                    .build(handle)
+            }),
+        };
+    }
     monitor.run_with_signal(signal).await?;
     Ok(())
 }
