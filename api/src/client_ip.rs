@@ -41,20 +41,26 @@ fn resolve(peer: IpAddr, headers: &poem::http::HeaderMap, proxies: &[IpNet]) -> 
     if !trusted(proxies, peer) {
         return peer;
     }
-    let forwarded: Vec<IpAddr> = headers
+    let forwarded: Vec<Option<IpAddr>> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|s| s.trim().parse::<IpAddr>().ok())
         .collect();
     // Right to left: the last hop was added by our proxy; stop at the first
-    // address that is not a trusted proxy.
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !trusted(proxies, *ip))
-        .unwrap_or(peer)
+    // address that is not a trusted proxy. An entry that is not a plain
+    // address ends the walk at the last address known good: what lies to
+    // its left may be the client's own invention.
+    let mut client = peer;
+    for hop in forwarded.into_iter().rev() {
+        let Some(ip) = hop else { break };
+        client = ip;
+        if !trusted(proxies, ip) {
+            break;
+        }
+    }
+    client
 }
 
 #[cfg(test)]
@@ -93,6 +99,11 @@ mod tests {
             Some(ip("198.51.100.7"))
         );
         assert_eq!(client("10.1.2.3", None, &proxies), Some(ip("10.1.2.3")));
+        // A malformed hop: nothing left of it is believed.
+        assert_eq!(
+            client("10.1.2.3", Some("6.6.6.6, 198.51.100.7:4711"), &proxies),
+            Some(ip("10.1.2.3"))
+        );
         assert!(parse_proxies("10.0.0.0/33").is_err());
         assert!(parse_proxies("").unwrap().is_empty());
     }

@@ -60,6 +60,10 @@ pub struct Settings {
     /// e.g. `127.0.0.1,wiki.internal`. Everything else private is refused.
     #[serde(default)]
     pub allowed_private_hosts: String,
+    /// Private hosts webhook endpoints may point at (a list of its own:
+    /// every organization can create endpoints).
+    #[serde(default)]
+    pub webhook_allowed_private_hosts: String,
     /// Largest uploaded document or downloaded page, in bytes.
     pub max_upload_bytes: usize,
     /// Most sources one bot may have.
@@ -217,6 +221,7 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("outbox_lease_secs", 15)?
         .set_default("models_dir", ".parley/models")?
         .set_default("allowed_private_hosts", "")?
+        .set_default("webhook_allowed_private_hosts", "")?
         .set_default("max_upload_bytes", 25 * 1024 * 1024)?
         .set_default("max_sources_per_bot", 200)?
         .set_default("max_pages_cap", 5000)?
@@ -533,13 +538,24 @@ impl Settings {
     pub fn webhooks(&self) -> parley_worker::webhooks::WebhookSettings {
         use std::time::Duration;
         parley_worker::webhooks::WebhookSettings {
-            net: parley_worker::net::NetPolicy {
-                allowed_private_hosts: self.private_hosts(),
-            },
+            net: self.webhook_net(),
             timeout: Duration::from_secs(self.webhook_timeout_secs),
             retry_base: Duration::from_millis(self.webhook_retry_base_ms),
             retry_window: Duration::from_secs(self.webhook_retry_hours * 3600),
             disable_after: Duration::from_secs(self.webhook_disable_after_secs),
+        }
+    }
+
+    /// The address guard of webhook deliveries.
+    pub fn webhook_net(&self) -> parley_worker::net::NetPolicy {
+        parley_worker::net::NetPolicy {
+            allowed_private_hosts: self
+                .webhook_allowed_private_hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect(),
         }
     }
 

@@ -12,14 +12,6 @@ const ALLOWED_HEADERS: &str = "content-type, x-parley-site-key, x-parley-convers
 const EXPOSED_HEADERS: &str =
     "retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, x-request-id, content-disposition";
 
-fn bot_of(path: &str) -> Option<uuid::Uuid> {
-    path.strip_prefix("/api/v1/public/bots/")?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()
-}
-
 fn allow(resp: &mut Response, origin: &str) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(origin) {
@@ -34,7 +26,10 @@ fn allow(resp: &mut Response, origin: &str) {
 
 /// Middleware: preflights and CORS headers of `/api/v1/public/bots/{id}/...`.
 pub async fn public_cors<E: Endpoint>(ep: E, req: Request, state: AppState) -> poem::Result<Response> {
-    let (Some(bot_id), Some(origin)) = (bot_of(req.uri().path()), req.header("origin").map(str::to_owned)) else {
+    let (Some(bot_id), Some(origin)) = (
+        crate::routes::visitor::bot_id_of(req.uri().path()),
+        req.header("origin").map(str::to_owned),
+    ) else {
         return ep.call(req).await.map(IntoResponse::into_response);
     };
     let bot = parley_domain::read::live_bot_by_id(&state.store, bot_id).await;

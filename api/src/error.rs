@@ -279,6 +279,13 @@ impl From<StoreError> for ApiError {
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let request_id = req.data::<crate::middleware::RequestId>().map(|r| r.0.clone());
     let public = req.uri().path().starts_with("/api/v1/public/");
+    // NUL is no text: no path or parameter may carry one.
+    let raw = req.uri().to_string().to_ascii_lowercase();
+    if raw.contains("%00") {
+        let resp =
+            ApiError::new(ErrorCode::InvalidRequest, "the address must not contain NUL characters").into_response();
+        return Ok(with_request_id(resp, request_id).await);
+    }
     let response = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {

@@ -125,6 +125,26 @@ impl Limiter {
         }
     }
 
+    /// Whether a message's conversation token opens its conversation (a new
+    /// conversation has none yet): requests the endpoint will refuse spend
+    /// nothing of the bot's budget.
+    async fn opens(&self, bot_id: uuid::Uuid, conversation: Option<uuid::Uuid>, token: Option<&str>) -> bool {
+        let Some(conversation) = conversation else {
+            return true;
+        };
+        let (Some(store), Some(token)) = (&self.store, token) else {
+            return false;
+        };
+        match parley_domain::read::conversation_of_bot(store, bot_id, conversation).await {
+            Ok(Some(row)) => row.token_hash.as_deref() == Some(&parley_domain::content::sha256_hex(token.as_bytes())),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the conversation for the bot's rate limit");
+                false
+            }
+        }
+    }
+
     /// Reads bots' own limits from this store.
     pub fn with_store(mut self, store: parley_domain::Store) -> Limiter {
         self.store = Some(store);
@@ -261,21 +281,35 @@ async fn class_of(req: &mut Request) -> Option<Class> {
 
 /// The bot a visitor request asks to answer a message, when it does: a
 /// visitor's message, or a new conversation that starts with one.
-async fn bot_message(req: &mut Request) -> Option<uuid::Uuid> {
+/// For a message in an existing conversation, that conversation too.
+async fn bot_message(req: &mut Request) -> Option<(uuid::Uuid, Option<uuid::Uuid>)> {
     if req.method() != Method::POST {
         return None;
     }
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["api", "v1", "public", "bots", bot, "conversations", _, "messages"] => bot.parse().ok(),
+        [
+            "api",
+            "v1",
+            "public",
+            "bots",
+            bot,
+            "conversations",
+            conversation,
+            "messages",
+        ] => Some((bot.parse().ok()?, Some(conversation.parse().ok()?))),
         ["api", "v1", "public", "bots", bot, "conversations"] => {
             let body = req.take_body().into_bytes().await.unwrap_or_default();
             let has_message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .is_some_and(|v| v.get("message").is_some_and(serde_json::Value::is_string));
             req.set_body(body);
-            if has_message { bot.parse().ok() } else { None }
+            if has_message {
+                Some((bot.parse().ok()?, None))
+            } else {
+                None
+            }
         }
         _ => None,
     }
@@ -287,8 +321,10 @@ async fn bot_message(req: &mut Request) -> Option<uuid::Uuid> {
 async fn checks_for(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)> {
     let mut checks = own_checks(req, limiter).await;
     let site_key = req.header("x-parley-site-key").map(str::to_owned);
-    if let Some(bot_id) = bot_message(req).await
+    let token = req.header("x-parley-conversation-token").map(str::to_owned);
+    if let Some((bot_id, conversation)) = bot_message(req).await
         && let Some(limit) = limiter.bot_limit(bot_id, site_key.as_deref()).await
+        && limiter.opens(bot_id, conversation, token.as_deref()).await
     {
         checks.push((format!("bot:{bot_id}"), Rate::per_minute(limit)));
     }
@@ -306,7 +342,7 @@ async fn own_checks(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)>
         if req.method() == Method::POST {
             if path.ends_with("/conversations") {
                 checks.push((format!("ip-conversations:{ip}"), limits.visitor_conversations));
-            } else if path.ends_with("/messages") {
+            } else if path.ends_with("/messages") || path.ends_with("/attachments") {
                 checks.push((format!("ip-messages:{ip}"), limits.visitor_messages));
             }
         }

@@ -157,15 +157,21 @@ impl AppState {
         if taken {
             return Ok(());
         }
-        Err(ApiError::new(
-            ErrorCode::QuotaExceeded,
-            format!(
-                "the plan's {} chat messages for {} are used up; the quota renews on {}",
-                plan.messages_per_month,
-                parley_domain::usage::period(now),
-                parley_domain::usage::next_period_start(now).format("%Y-%m-%d")
-            ),
-        ))
+        Err(messages_used_up(plan.messages_per_month, now))
+    }
+
+    /// `429 QUOTA_EXCEEDED` when the month's chat messages are used up,
+    /// without taking one: checked before anything else is stored.
+    pub async fn room_for_message(&self, org_id: Uuid) -> Result<(), ApiError> {
+        let (_, plan) = self.org_plan(org_id).await?;
+        let now = self.clock.now();
+        let used = parley_domain::usage::messages_used(&self.store, org_id, now)
+            .await
+            .map_err(parley_domain::StoreError::Db)?;
+        if used < plan.messages_per_month {
+            return Ok(());
+        }
+        Err(messages_used_up(plan.messages_per_month, now))
     }
 
     /// `429 QUOTA_EXCEEDED` when the organization has as many bots (or
@@ -241,4 +247,15 @@ impl AppState {
             key,
         })
     }
+}
+
+fn messages_used_up(quota: u64, now: chrono::DateTime<chrono::Utc>) -> ApiError {
+    ApiError::new(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "the plan's {quota} chat messages for {} are used up; the quota renews on {}",
+            parley_domain::usage::period(now),
+            parley_domain::usage::next_period_start(now).format("%Y-%m-%d")
+        ),
+    )
 }

@@ -59,9 +59,21 @@ impl Type for Text {
 impl ParseFromJSON for Text {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value {
+            // NUL is no text, and PostgreSQL cannot store it.
+            Some(Value::String(s)) if s.contains('\0') => Err(ParseError::custom("must not contain NUL characters")),
             Some(Value::String(s)) => Ok(Text(s)),
             other => Err(ParseError::expected_type(other.unwrap_or_default())),
         }
+    }
+}
+
+/// Whether a JSON value holds a NUL character in a string or a key.
+pub fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 

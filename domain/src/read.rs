@@ -475,7 +475,7 @@ pub async fn leads(
     store: &Store,
     org_id: Uuid,
     filter: &LeadFilter,
-    cursor: Option<Uuid>,
+    after: Option<&crate::store::entities::leads::Model>,
     limit: u64,
 ) -> Result<Page<crate::store::entities::leads::Model>, DbErr> {
     use crate::store::entities::leads;
@@ -497,13 +497,8 @@ pub async fn leads(
         q = q.filter(leads::Column::CreatedAt.lt(before));
     }
     // Lead ids are not time-ordered (they come from the address), so pages
-    // follow (created_at, id).
-    if let Some(cursor) = cursor
-        && let Some(last) = leads::Entity::find_by_id(cursor)
-            .filter(leads::Column::OrgId.eq(org_id))
-            .one(store.db())
-            .await?
-    {
+    // follow (created_at, id), after the last lead of the previous page.
+    if let Some(last) = after {
         q = q.filter(
             Condition::any().add(leads::Column::CreatedAt.lt(last.created_at)).add(
                 Condition::all()

@@ -287,8 +287,9 @@ pub fn subscribed(endpoint: &webhooks::Model, event_type: &str) -> bool {
 }
 
 /// Creates the deliveries of a batch of events for the endpoints that
-/// subscribe to them. Returns the new deliveries (to hand to jobs).
-pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<Uuid>, DbErr> {
+/// subscribe to them. Returns the new deliveries (to hand to jobs), as
+/// `(event, delivery)`.
+pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
     let mut endpoints: std::collections::HashMap<Uuid, Vec<webhooks::Model>> = std::collections::HashMap::new();
     let mut created = Vec::new();
     for event in events {
@@ -319,7 +320,7 @@ pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<Uuid
                 },
             )
             .await?;
-            created.extend(made);
+            created.extend(made.map(|d| (event.event_id, d)));
         }
     }
     Ok(created)
@@ -329,8 +330,11 @@ pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<Uuid
 /// job picked up lately: marks them handed over and returns them as
 /// `(delivery, organization, event)`.
 pub async fn due(store: &Store, limit: u64) -> Result<Vec<(Uuid, Uuid, Uuid)>, DbErr> {
+    use sea_orm::sea_query::ExprTrait;
     let at = now();
-    let stale = at - TimeDelta::seconds(60);
+    // A job handed over this long ago and not started is taken for lost (a
+    // queue that forgot it); the claim keeps a second copy from sending twice.
+    let stale = at - TimeDelta::seconds(300);
     let rows: Vec<(Uuid, Uuid, Uuid)> = webhook_deliveries::Entity::find()
         .select_only()
         .column(webhook_deliveries::Column::Id)
@@ -350,8 +354,16 @@ pub async fn due(store: &Store, limit: u64) -> Result<Vec<(Uuid, Uuid, Uuid)>, D
             Condition::any()
                 .add(webhook_deliveries::Column::EnqueuedAt.is_null())
                 .add(webhook_deliveries::Column::EnqueuedAt.lt(stale))
-                // A sender that died while the delivery was handed over.
-                .add(webhook_deliveries::Column::LockedUntil.lt(at)),
+                // A sender that died holding the lease: handed over once
+                // after the lease ran out, not at every scan.
+                .add(
+                    Condition::all()
+                        .add(webhook_deliveries::Column::LockedUntil.lt(at))
+                        .add(
+                            Expr::col(webhook_deliveries::Column::EnqueuedAt)
+                                .lt(Expr::col(webhook_deliveries::Column::LockedUntil)),
+                        ),
+                ),
         )
         .order_by_asc(webhook_deliveries::Column::NextAttemptAt)
         .limit(limit)
@@ -423,14 +435,54 @@ pub enum Outcome {
     Cancelled(String),
 }
 
-/// Records an attempt and the delivery's new state.
+/// Records an attempt and the delivery's new state, if the sender still
+/// holds the lease it claimed (`delivery.locked_until` is its fencing
+/// token). `false`: the lease ran out and another sender took over, so this
+/// attempt's outcome is not recorded.
 pub async fn record(
     store: &Store,
     delivery: &webhook_deliveries::Model,
     attempt: &Attempt,
     outcome: &Outcome,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let number = delivery.attempts + 1;
+    let mut update = webhook_deliveries::Entity::update_many()
+        .col_expr(webhook_deliveries::Column::Attempts, Expr::value(number))
+        .col_expr(
+            webhook_deliveries::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            webhook_deliveries::Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LastStatus,
+            Expr::value(attempt.status_code.map(i32::from)),
+        )
+        .col_expr(
+            webhook_deliveries::Column::LastError,
+            Expr::value(attempt.error.clone()),
+        );
+    update = match outcome {
+        Outcome::Delivered => update
+            .col_expr(webhook_deliveries::Column::Status, Expr::value("delivered"))
+            .col_expr(webhook_deliveries::Column::DeliveredAt, Expr::value(Some(now()))),
+        Outcome::Retry(at) => update
+            .col_expr(webhook_deliveries::Column::Status, Expr::value("retrying"))
+            .col_expr(webhook_deliveries::Column::NextAttemptAt, Expr::value(*at)),
+        Outcome::Failed => update.col_expr(webhook_deliveries::Column::Status, Expr::value("failed")),
+        Outcome::Cancelled(_) => update.col_expr(webhook_deliveries::Column::Status, Expr::value("cancelled")),
+    };
+    let fenced = update
+        .filter(webhook_deliveries::Column::Id.eq(delivery.id))
+        .filter(webhook_deliveries::Column::Status.eq("sending"))
+        .filter(webhook_deliveries::Column::LockedUntil.eq(delivery.locked_until))
+        .exec(store.db())
+        .await?;
+    if fenced.rows_affected == 0 {
+        return Ok(false);
+    }
     webhook_attempts::Entity::insert(webhook_attempts::ActiveModel {
         id: Set(Uuid::now_v7()),
         delivery_id: Set(delivery.id),
@@ -444,33 +496,12 @@ pub async fn record(
     })
     .exec_without_returning(store.db())
     .await?;
-    let mut row = webhook_deliveries::ActiveModel {
-        id: sea_orm::ActiveValue::Unchanged(delivery.id),
-        attempts: Set(number),
-        locked_until: Set(None),
-        enqueued_at: Set(None),
-        last_status: Set(attempt.status_code.map(i32::from)),
-        last_error: Set(attempt.error.clone()),
-        ..Default::default()
-    };
-    match outcome {
-        Outcome::Delivered => {
-            row.status = Set("delivered".into());
-            row.delivered_at = Set(Some(now()));
-        }
-        Outcome::Retry(at) => {
-            row.status = Set("retrying".into());
-            row.next_attempt_at = Set(*at);
-        }
-        Outcome::Failed => row.status = Set("failed".into()),
-        Outcome::Cancelled(_) => row.status = Set("cancelled".into()),
-    }
-    webhook_deliveries::Entity::update(row).exec(store.db()).await?;
-    Ok(())
+    Ok(true)
 }
 
-/// Marks a delivery cancelled without an attempt (its endpoint is gone).
-pub async fn cancel(store: &Store, delivery_id: Uuid, reason: &str) -> Result<(), DbErr> {
+/// Marks a claimed delivery cancelled without an attempt (its endpoint is
+/// gone), if the sender still holds its lease.
+pub async fn cancel(store: &Store, delivery: &webhook_deliveries::Model, reason: &str) -> Result<(), DbErr> {
     webhook_deliveries::Entity::update_many()
         .col_expr(webhook_deliveries::Column::Status, Expr::value("cancelled"))
         .col_expr(
@@ -481,7 +512,48 @@ pub async fn cancel(store: &Store, delivery_id: Uuid, reason: &str) -> Result<()
             webhook_deliveries::Column::LockedUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
+        .filter(webhook_deliveries::Column::Id.eq(delivery.id))
+        .filter(webhook_deliveries::Column::Status.eq("sending"))
+        .filter(webhook_deliveries::Column::LockedUntil.eq(delivery.locked_until))
+        .exec(store.db())
+        .await?;
+    Ok(())
+}
+
+/// Cancels an endpoint's deliveries that wait for an attempt (it was
+/// deleted); one being sent finishes.
+pub async fn cancel_waiting(store: &Store, webhook_id: Uuid, reason: &str) -> Result<u64, DbErr> {
+    let done = webhook_deliveries::Entity::update_many()
+        .col_expr(webhook_deliveries::Column::Status, Expr::value("cancelled"))
+        .col_expr(
+            webhook_deliveries::Column::LastError,
+            Expr::value(Some(reason.to_owned())),
+        )
+        .filter(webhook_deliveries::Column::WebhookId.eq(webhook_id))
+        .filter(webhook_deliveries::Column::Status.is_in(["pending", "retrying"]))
+        .exec(store.db())
+        .await?;
+    Ok(done.rows_affected)
+}
+
+/// A delivery whose job could not be queued: the dispatcher's next scan
+/// hands it to one.
+pub async fn unqueued(store: &Store, delivery_id: Uuid) -> Result<(), DbErr> {
+    webhook_deliveries::Entity::update_many()
+        .col_expr(
+            webhook_deliveries::Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .filter(webhook_deliveries::Column::Id.eq(delivery_id))
+        .exec(store.db())
+        .await?;
+    Ok(())
+}
+
+/// Forgets an endpoint's failure history (it was enabled again or points
+/// somewhere else): it is judged afresh.
+pub async fn reset_health(store: &Store, webhook_id: Uuid) -> Result<(), DbErr> {
+    webhook_health::Entity::delete_by_id(webhook_id)
         .exec(store.db())
         .await?;
     Ok(())

@@ -26,6 +26,15 @@ impl MigrationTrait for Migration {
         manager
             .alter_table(add("conversations", timestamp_with_time_zone_null("escalated_at")))
             .await?;
+        // Conversations escalated before this column existed, from the log
+        // (what a replay would give).
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "UPDATE conversations SET escalated_at = (SELECT MIN(e.recorded_at) FROM events e \
+                 WHERE e.stream_id = conversations.id AND e.event_type = 'conversation.escalated')",
+            )
+            .await?;
         // One conversation per visitor token and bot (API conversations have none).
         manager
             .create_index(

@@ -146,6 +146,7 @@ impl TestEnv {
             outbox_lease_secs: 2,
             models_dir: models_dir(),
             allowed_private_hosts: "127.0.0.1".into(),
+            webhook_allowed_private_hosts: "127.0.0.1".into(),
             max_upload_bytes: 2 * 1024 * 1024,
             max_sources_per_bot: 6,
             max_pages_cap: 1000,
@@ -282,6 +283,10 @@ impl TestEnv {
             (
                 "PARLEY_ALLOWED_PRIVATE_HOSTS".to_owned(),
                 s.allowed_private_hosts.clone(),
+            ),
+            (
+                "PARLEY_WEBHOOK_ALLOWED_PRIVATE_HOSTS".to_owned(),
+                s.webhook_allowed_private_hosts.clone(),
             ),
             ("PARLEY_LOG_LEVEL".to_owned(), "warn".to_owned()),
             ("PARLEY_OUTBOX_LEASE_SECS".to_owned(), s.outbox_lease_secs.to_string()),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use parley_api::app::Roles;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::harness::{Backend, TestApp, TestEnv};
@@ -193,6 +193,21 @@ pub async fn quotas(backend: Backend) {
         }
     }
     assert_eq!(ok, 3, "exactly the quota");
+    // A visitor whose first message cannot be answered gets no conversation
+    // either: the same visitor can still start one without a message.
+    let settings = app.get(&format!("/api/v1/bots/{bot_id}/widget-settings"), &a.key).await;
+    let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/public/bots/{bot_id}/conversations");
+    let headers = [("X-Parley-Site-Key", site_key.as_str())];
+    let visitor = "quota-visitor-0000000001";
+    let body = json!({"visitor_token": visitor, "message": "When do you open?"});
+    let r = app.call_with(Method::POST, &path, None, Some(body), &headers).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(r.error_code(), "QUOTA_EXCEEDED");
+    let body = json!({"visitor_token": visitor});
+    let r = app.call_with(Method::POST, &path, None, Some(body), &headers).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["messages"], json!([]));
     let usage = app.get("/api/v1/usage", &a.key).await;
     assert_eq!(usage.status, StatusCode::OK, "{}", usage.body);
     assert_eq!(usage.body["period"], "2026-01");
@@ -369,6 +384,24 @@ pub async fn visitor_limits(backend: Backend) {
         )
         .await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{client}: {}", r.body);
+    }
+    // Messages the endpoint refuses (a wrong conversation token) spend
+    // nothing of the bot's budget.
+    let wrong_token = format!("ct_{}", "b".repeat(64));
+    for _ in 0..3 {
+        let r = app
+            .call_with(
+                reqwest::Method::POST,
+                &format!("/api/v1/public/bots/{bot}/conversations/{}/messages", tokens[5].0),
+                None,
+                Some(json!({"text": "Hello?", "stream": false})),
+                &[
+                    ("X-Parley-Site-Key", site_key.as_str()),
+                    ("X-Parley-Conversation-Token", wrong_token.as_str()),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     }
     // The bot answers two visitor messages a minute, from any visitor.
     let mut statuses = Vec::new();

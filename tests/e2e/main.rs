@@ -98,6 +98,11 @@ mod isolation_tests {
     on_both_backends!(isolation: tenant_isolation_matrix);
 }
 
+/// Mutated request bodies against the API, on both tiers.
+mod fuzz_tests {
+    on_both_backends!(fuzz: json_request_bodies);
+}
+
 /// The job dashboard, on both tiers.
 mod board_tests {
     on_both_backends!(board: job_dashboard);

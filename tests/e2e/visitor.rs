@@ -539,12 +539,16 @@ pub async fn visitor_api(backend: Backend) {
         .await;
     assert_eq!(
         r.status,
-        StatusCode::OK,
+        StatusCode::CREATED,
         "merged into the lead captured before the chat: {}",
         r.body
     );
     assert_eq!(r.body["lead_id"], lead_id.as_str());
-    assert_eq!(r.body["fields"]["company"], "Shop Ltd", "earlier details are kept");
+    assert!(
+        r.body["fields"].get("company").is_none(),
+        "the answer shows what was given, never what was stored: {}",
+        r.body
+    );
     let r = v
         .post(&lead, Some(&ct), json!({"name": "Bo", "email": "bo@shop.example"}))
         .await;
@@ -558,7 +562,22 @@ pub async fn visitor_api(backend: Backend) {
     assert_eq!(ana["phone"], "+351 912 345 678");
     assert_eq!(ana["source"], "before_chat");
     assert_eq!(ana["conversation_id"], cid.as_str());
-    assert_eq!(ana["visitor_id"], token);
+    assert_eq!(ana["fields"]["company"], "Shop Ltd", "earlier details are kept");
+    // Someone else giving Ana's address can neither read nor overwrite her details.
+    let intruder = start(json!({"visitor_token": "v_intruder-0000000001", "name": "Mallory",
+                                "email": "ana@shop.example", "fields": {"company": "Evil Corp"}}))
+    .await;
+    assert_eq!(intruder.status, StatusCode::CREATED, "{}", intruder.body);
+    assert!(!intruder.body.to_string().contains("Ana Lima") && !intruder.body.to_string().contains("912"));
+    let ana = app.get(&format!("/api/v1/leads/{lead_id}"), &a.key).await;
+    assert_eq!(ana.body["name"], "Ana Lima", "{}", ana.body);
+    assert_eq!(ana.body["fields"]["company"], "Shop Ltd");
+    assert_eq!(
+        ana.body["conversation_id"],
+        cid.as_str(),
+        "not moved to the intruder's conversation"
+    );
+    assert_eq!(ana.body["visitor_id"], token);
     let by_email = app.get("/api/v1/leads?email=ANA@shop.example", &a.key).await;
     assert_eq!(by_email.body["items"].as_array().unwrap().len(), 1, "{}", by_email.body);
     assert_eq!(
@@ -583,6 +602,10 @@ pub async fn visitor_api(backend: Backend) {
         .await;
     assert_ne!(paged.body["items"][0]["id"], rest.body["items"][0]["id"]);
     assert!(rest.body["next_cursor"].is_null());
+    // Another organization's lead (or an erased one) is no cursor.
+    let r = app.get(&format!("/api/v1/leads?cursor={cursor}"), &b.key).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.error_code(), "INVALID_REQUEST");
 
     // The leads CSV, read back with a CSV library.
     let csv_resp = app

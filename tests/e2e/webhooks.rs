@@ -298,7 +298,7 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
         json!({"email": "ana@shop.example", "phone": "+351 912 345 678"}),
     )
     .await;
-    assert_eq!(r.status, StatusCode::OK, "lead.updated: {}", r.body);
+    assert_eq!(r.status, StatusCode::CREATED, "lead.updated: {}", r.body);
     for (path, body) in [
         ("reply", json!({"text": "Hi, this is Ana."})),
         ("close", json!({})),

@@ -27,6 +27,10 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 /// How often due webhook deliveries are looked for.
 const DELIVERIES_EVERY: Duration = Duration::from_millis(500);
 
+/// How often stored bytes nothing refers to (refused uploads, replaced
+/// documents) are deleted; only those older than an hour.
+const GARBAGE_EVERY: Duration = Duration::from_secs(600);
+
 fn delivery_job(org_id: uuid::Uuid, delivery_id: uuid::Uuid, event_id: uuid::Uuid) -> Job {
     Job {
         event_id,
@@ -87,6 +91,9 @@ impl Dispatcher {
         }
         let after = self.store.checkpoint(OUTBOX).await?;
         let events = self.store.read_log(None, after, self.batch, &[]).await?;
+        // Deliveries are keyed by event and endpoint: reading the events
+        // again after a crash creates none twice.
+        let deliveries = webhooks::fan_out(&self.store, &events).await?;
         let mut done = after;
         for event in &events {
             for job in jobs_for(event) {
@@ -97,14 +104,13 @@ impl Dispatcher {
                     return Err(e);
                 }
             }
-            // Deliveries are keyed by event and endpoint: reading the event
-            // again after a crash creates none twice. One created but not
-            // handed to a job is picked up by `enqueue_due_deliveries`.
-            let created = webhooks::fan_out(&self.store, std::slice::from_ref(event)).await?;
-            for delivery_id in created {
-                self.queue
-                    .enqueue(delivery_job(event.org_id, delivery_id, event.event_id))
-                    .await?;
+            for (_, delivery_id) in deliveries.iter().filter(|(e, _)| *e == event.event_id) {
+                let job = delivery_job(event.org_id, *delivery_id, event.event_id);
+                if let Err(e) = self.queue.enqueue(job).await {
+                    // Stored, not queued: the scan of due deliveries picks it up.
+                    webhooks::unqueued(&self.store, *delivery_id).await?;
+                    tracing::warn!(error = %e, %delivery_id, "could not queue a delivery now");
+                }
             }
             done = event.position;
         }
@@ -180,7 +186,23 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         let mut last_schedule_check = Instant::now() - SCHEDULE_EVERY;
         let mut last_delivery_check = Instant::now() - DELIVERIES_EVERY;
+        let mut last_garbage_check = Instant::now();
         loop {
+            if last_garbage_check.elapsed() >= GARBAGE_EVERY {
+                last_garbage_check = Instant::now();
+                match self.hold_lease().await {
+                    Ok(true) => {
+                        let before = parley_domain::store::now() - chrono::TimeDelta::hours(1);
+                        match parley_domain::content::collect_garbage_blobs(&self.store, before).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(blobs = n, "unreferenced stored bytes deleted"),
+                            Err(e) => tracing::warn!(error = %e, "stored bytes clean-up failed"),
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "outbox lease check failed"),
+                }
+            }
             if last_delivery_check.elapsed() >= DELIVERIES_EVERY {
                 last_delivery_check = Instant::now();
                 match self.enqueue_due_deliveries().await {

@@ -89,7 +89,8 @@ impl Deliverer {
                 break;
             }
         }
-        let mut text = String::from_utf8_lossy(&kept[..kept.len().min(MAX_LOGGED_BODY)]).into_owned();
+        // NUL cannot be stored in a PostgreSQL text column.
+        let mut text = String::from_utf8_lossy(&kept[..kept.len().min(MAX_LOGGED_BODY)]).replace('\0', "\u{fffd}");
         if kept.len() > MAX_LOGGED_BODY {
             text.push('…');
         }
@@ -112,7 +113,7 @@ pub async fn deliver(store: &Store, deliverer: &Deliverer, delivery_id: Uuid) ->
         .await
         .map_err(StoreError::Db)?;
     let Some(endpoint) = endpoint.filter(|e| e.deleted_at.is_none() && e.active) else {
-        webhooks::cancel(store, delivery.id, "the endpoint was disabled or deleted")
+        webhooks::cancel(store, &delivery, "the endpoint was disabled or deleted")
             .await
             .map_err(StoreError::Db)?;
         return Ok(());
@@ -133,7 +134,13 @@ pub async fn deliver(store: &Store, deliverer: &Deliverer, delivery_id: Uuid) ->
         ("X-Parley-Signature", signature),
     ];
     let clock = Instant::now();
-    let result = deliverer.post(&endpoint.url, &headers, &delivery.payload).await;
+    // The whole attempt, address check included, ends well before the lease.
+    let result = tokio::time::timeout(
+        settings.timeout + Duration::from_secs(2),
+        deliverer.post(&endpoint.url, &headers, &delivery.payload),
+    )
+    .await
+    .unwrap_or_else(|_| Err(format!("no answer within {} s", settings.timeout.as_secs())));
     let latency_ms = clock.elapsed().as_millis() as i64;
     let (status_code, response_body, error) = match result {
         Ok((status, body)) => (Some(status), body, None),
@@ -171,9 +178,14 @@ pub async fn deliver(store: &Store, deliverer: &Deliverer, delivery_id: Uuid) ->
         response_body,
         error,
     };
-    webhooks::record(store, &delivery, &attempt, &outcome)
+    let recorded = webhooks::record(store, &delivery, &attempt, &outcome)
         .await
         .map_err(StoreError::Db)?;
+    if !recorded {
+        // The lease ran out and another sender has the delivery now.
+        tracing::warn!(delivery_id = %delivery.id, "the delivery's lease ran out during the attempt; its outcome is not recorded");
+        return Ok(());
+    }
     tracing::info!(
         delivery_id = %delivery.id,
         webhook_id = %endpoint.id,

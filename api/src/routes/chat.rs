@@ -857,7 +857,7 @@ fn parse_turns(req: &ChatRequest) -> Result<Parsed, ApiError> {
 }
 
 /// The settings of an active bot of the organization, or 404.
-async fn active_bot(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<BotSettings, ApiError> {
+pub(crate) async fn active_bot(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<BotSettings, ApiError> {
     let (bot, _) = state.store.load::<BotAggregate>(bot_id).await?;
     match bot.settings {
         Some(settings) if bot.org_id == Some(org_id) && !bot.deleted && settings.active => Ok(settings),
@@ -888,6 +888,13 @@ impl ChatApi {
         let req = body.0;
         let parsed = parse_turns(&req)?;
         if let Some(metadata) = &req.metadata {
+            if crate::types::has_nul(metadata) {
+                return Err(bad_request(
+                    "`metadata` must not contain NUL characters",
+                    "metadata",
+                    "must not contain NUL characters",
+                ));
+            }
             if !metadata.is_object() {
                 return Err(bad_request(
                     "`metadata` must be an object",
@@ -906,16 +913,10 @@ impl ChatApi {
                 ));
             }
         }
-        let chars = parsed.question.chars().count();
-        if chars > MAX_MESSAGE_CHARS {
-            return Err(ApiError::with_details(
-                ErrorCode::ValidationFailed,
-                "the message is too long",
-                vec![ErrorDetail {
-                    field: Some("message".into()),
-                    message: format!("is {chars} characters long; at most {MAX_MESSAGE_CHARS} are allowed"),
-                }],
-            ));
+        if parsed.question.chars().count() > MAX_MESSAGE_CHARS
+            && let Some(problem) = parley_domain::aggregates::conversation::message_problem(&parsed.question)
+        {
+            return Err(DomainError::invalid("message", problem).into());
         }
         let org_id = auth.0.org_id;
         let bot = active_bot(state, org_id, bot_id.0).await?;

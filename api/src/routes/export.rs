@@ -134,6 +134,16 @@ impl IntoResponse for Export {
     }
 }
 
+/// A cell as spreadsheets read it safely: text a spreadsheet would take for
+/// a formula (`=`, `+`, `-`, `@`, tab, carriage return first) gets a `'`
+/// in front, so a visitor's words never run as one.
+pub fn csv_cell(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_owned(),
+    }
+}
+
 const CSV_HEADER: [&str; 9] = [
     "conversation_id",
     "message_id",
@@ -160,11 +170,11 @@ fn csv_rows(writer: &mut csv::Writer<Vec<u8>>, messages: &[Message], conversatio
                 m.id.to_string(),
                 m.created_at.to_rfc3339(),
                 m.role.clone(),
-                m.text.clone(),
+                csv_cell(&m.text),
                 m.status.clone(),
                 m.provider.clone().unwrap_or_default(),
                 m.unanswered.to_string(),
-                sources,
+                csv_cell(&sources),
             ])
             .map_err(ApiError::internal)?;
     }
@@ -324,5 +334,19 @@ impl ExportApi {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn formulas_are_defused() {
+        assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(csv_cell("+1 555"), "'+1 555");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("Ana"), "Ana");
+        assert_eq!(csv_cell(""), "");
     }
 }

@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
-use super::export::CsvFile;
+use super::export::{CsvFile, csv_cell};
 use super::{ApiTags, live};
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
@@ -101,7 +101,8 @@ impl LeadsApi {
         created_after: Query<Option<DateTime<Utc>>>,
         /// Only leads first left before this time (RFC 3339).
         created_before: Query<Option<DateTime<Utc>>>,
-        /// `next_cursor` of the previous page.
+        /// `next_cursor` of the previous page; a lead that no longer
+        /// exists is `400 INVALID_REQUEST`.
         cursor: Query<Option<Uuid>>,
         /// Page size, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -115,9 +116,30 @@ impl LeadsApi {
             created_after: created_after.0,
             created_before: created_before.0,
         };
-        let page = read::leads(&state.store, auth.0.org_id, &filter, cursor.0, limit.0.unwrap_or(20))
-            .await
-            .map_err(StoreError::Db)?;
+        let after = match cursor.0 {
+            Some(cursor) => Some(
+                read::lead(&state.store, auth.0.org_id, cursor)
+                    .await
+                    .map_err(StoreError::Db)?
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidRequest,
+                            "`cursor` is not a lead of this organization (it was erased?): \
+                             list again from the first page",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let page = read::leads(
+            &state.store,
+            auth.0.org_id,
+            &filter,
+            after.as_ref(),
+            limit.0.unwrap_or(20),
+        )
+        .await
+        .map_err(StoreError::Db)?;
         Ok(Json(LeadList {
             items: page.items.into_iter().map(LeadInfo::from).collect(),
             next_cursor: page.next_cursor,
@@ -181,19 +203,24 @@ impl LeadsApi {
         header.extend(custom.iter().map(|k| format!("field:{k}")));
         writer.write_record(&header).map_err(ApiError::internal)?;
         for l in &leads {
+            let cell = |v: &Option<String>| csv_cell(v.as_deref().unwrap_or_default());
             let mut row = vec![
                 l.id.to_string(),
                 l.bot_id.to_string(),
-                l.name.clone().unwrap_or_default(),
-                l.email.clone().unwrap_or_default(),
-                l.phone.clone().unwrap_or_default(),
+                cell(&l.name),
+                cell(&l.email),
+                cell(&l.phone),
                 l.source.clone(),
-                l.visitor_id.clone().unwrap_or_default(),
+                cell(&l.visitor_id),
                 l.conversation_id.map(|c| c.to_string()).unwrap_or_default(),
                 l.created_at.to_rfc3339(),
                 l.updated_at.to_rfc3339(),
             ];
-            row.extend(custom.iter().map(|k| l.fields.get(k).cloned().unwrap_or_default()));
+            row.extend(
+                custom
+                    .iter()
+                    .map(|k| csv_cell(l.fields.get(k).map_or("", String::as_str))),
+            );
             writer.write_record(&row).map_err(ApiError::internal)?;
         }
         let body = writer.into_inner().map_err(ApiError::internal)?;

@@ -6,10 +6,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use parley_domain::aggregates::bot::{Bot as BotAggregate, BotSettings, looks_like_site_key};
-use parley_domain::aggregates::conversation::{
-    AttachmentAdded, Conversation, ConversationCommand, MAX_MESSAGE_CHARS, Status,
-};
+use parley_domain::aggregates::bot::{BotSettings, looks_like_site_key};
+use parley_domain::aggregates::conversation::{AttachmentAdded, Conversation, ConversationCommand, Status};
 use parley_domain::aggregates::lead::{Lead, LeadCommand, LeadDetails};
 use parley_domain::content::{get_blob, put_blob, sha256_hex};
 use parley_domain::store::entities::{attachments, bots, conversations, messages};
@@ -33,7 +31,7 @@ use super::chat::{Ask, ChatResponse, Rating, Source, ask};
 use super::widget::{FieldType, LeadCaptureSpec, Position};
 use super::{ApiTags, live};
 use crate::auth::ApiKeyAuth;
-use crate::error::{ApiError, ErrorDetail};
+use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::state::AppState;
 use crate::types::Text;
@@ -61,7 +59,7 @@ pub struct AttachmentsApi {
 pub struct SiteKeyAuth(bots::Model);
 
 /// The bot id of a public path: `/api/v1/public/bots/{id}/...`.
-fn bot_id_of(path: &str) -> Option<Uuid> {
+pub(crate) fn bot_id_of(path: &str) -> Option<Uuid> {
     path.strip_prefix("/api/v1/public/bots/")?
         .split('/')
         .next()?
@@ -162,11 +160,7 @@ async fn conversation(
 
 /// The settings of a live bot, as its stream holds them.
 async fn bot_settings(state: &AppState, bot: &bots::Model) -> Result<BotSettings, ApiError> {
-    let (loaded, _) = state.store.load::<BotAggregate>(bot.id).await?;
-    match loaded.settings {
-        Some(settings) if !loaded.deleted && settings.active => Ok(settings),
-        _ => Err(DomainError::BotNotFound.into()),
-    }
+    super::chat::active_bot(state, bot.org_id, bot.id).await
 }
 
 /// One field of the lead form, as the widget shows it.
@@ -405,7 +399,8 @@ pub struct VisitorLeadRequest {
     pub fields: Option<BTreeMap<String, Text>>,
 }
 
-/// The contact details as recorded (merged with earlier ones of the same visitor).
+/// The contact details as the visitor gave them (never what was stored
+/// before: an email address proves nothing about who gives it).
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct VisitorLead {
@@ -423,12 +418,9 @@ pub struct VisitorLead {
 
 #[derive(ApiResponse)]
 pub enum LeadResponse {
-    /// A new lead.
+    /// The details are recorded (a new lead, or merged into the lead of the same address).
     #[oai(status = 201)]
-    Created(Json<VisitorLead>),
-    /// The details were merged into the visitor's existing lead.
-    #[oai(status = 200)]
-    Merged(Json<VisitorLead>),
+    Recorded(Json<VisitorLead>),
 }
 
 /// A file to attach.
@@ -522,22 +514,7 @@ impl IntoResponse for FileResponse {
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
-    let message = errors
-        .iter()
-        .map(|e| format!("`{}` {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    ApiError::with_details(
-        ErrorCode::ValidationFailed,
-        message,
-        errors
-            .into_iter()
-            .map(|e| ErrorDetail {
-                field: Some(e.field),
-                message: e.message,
-            })
-            .collect(),
-    )
+    DomainError::Validation(errors).into()
 }
 
 fn field_error(field: &str, message: impl Into<String>) -> FieldError {
@@ -548,14 +525,8 @@ fn field_error(field: &str, message: impl Into<String>) -> FieldError {
 }
 
 fn check_message(text: &str, errors: &mut Vec<FieldError>, field: &str) {
-    let chars = text.chars().count();
-    if text.trim().is_empty() {
-        errors.push(field_error(field, "must not be empty"));
-    } else if chars > MAX_MESSAGE_CHARS {
-        errors.push(field_error(
-            field,
-            format!("is {chars} characters long; at most {MAX_MESSAGE_CHARS} are allowed"),
-        ));
+    if let Some(problem) = parley_domain::aggregates::conversation::message_problem(text) {
+        errors.push(field_error(field, problem));
     }
 }
 
@@ -628,7 +599,8 @@ fn lead_details(
 }
 
 /// Records contact details as the visitor's lead (merging into an earlier
-/// one of the same address); returns it and whether it is new.
+/// one of the same address as the lead's rules allow); answers with what
+/// was given, never with what was stored before.
 async fn capture_lead(
     state: &AppState,
     bot: &bots::Model,
@@ -636,7 +608,7 @@ async fn capture_lead(
     details: LeadDetails,
     source: &str,
     recorded: &Metadata,
-) -> Result<(VisitorLead, bool), ApiError> {
+) -> Result<VisitorLead, ApiError> {
     let identity = details.identity().ok_or_else(|| {
         invalid(vec![field_error(
             "email",
@@ -644,7 +616,14 @@ async fn capture_lead(
         )])
     })?;
     let lead_id = parley_domain::aggregates::lead::lead_id(bot.id, &identity);
-    let executed = state
+    let shown = VisitorLead {
+        lead_id,
+        name: details.name.clone(),
+        email: details.email.clone(),
+        phone: details.phone.clone(),
+        fields: details.fields.clone(),
+    };
+    state
         .store
         .execute::<Lead>(Execute {
             org_id: bot.org_id,
@@ -662,21 +641,7 @@ async fn capture_lead(
             idempotency: None,
         })
         .await?;
-    let created = executed
-        .recorded
-        .first()
-        .is_some_and(|e| e.event_type == parley_domain::aggregates::lead::LEAD_CAPTURED);
-    let d = executed.state.details;
-    Ok((
-        VisitorLead {
-            lead_id,
-            name: d.name,
-            email: d.email,
-            phone: d.phone,
-            fields: d.fields,
-        },
-        created,
-    ))
+    Ok(shown)
 }
 
 /// Runs a command on a visitor's conversation, recorded as the visitor's.
@@ -879,6 +844,10 @@ impl VisitorApi {
             return Err(taken());
         }
         let settings = bot_settings(state, &bot).await?;
+        // A first message the plan cannot answer leaves no conversation behind.
+        if message.is_some() {
+            state.room_for_message(bot.org_id).await?;
+        }
         let token = new_conversation_token();
         let conversation_id = Uuid::now_v7();
         let recorded = visitor_metadata(Some(&visitor_token), &request_id);
@@ -917,7 +886,6 @@ impl VisitorApi {
             Some(details) => Some(
                 capture_lead(state, &bot, &row, details, "before_chat", &recorded)
                     .await?
-                    .0
                     .lead_id,
             ),
             None => None,
@@ -1149,9 +1117,10 @@ impl VisitorApi {
     /// Leave contact details
     ///
     /// Records the visitor's name, email, phone and the lead form's custom
-    /// fields as a lead linked to this conversation. The same email (or
-    /// phone) with the same bot is the same lead: later details merge in
-    /// (`200`); a new lead is `201`.
+    /// fields as a lead linked to this conversation (`201`, answering with
+    /// what was given). The same email (or phone) with the same bot is the
+    /// same lead: this visitor's later details replace earlier ones; another
+    /// visitor's may only fill in what is missing.
     #[oai(
         path = "/bots/:bot_id/conversations/:conversation_id/lead",
         method = "post",
@@ -1191,12 +1160,8 @@ impl VisitorApi {
             "form"
         };
         let recorded = visitor_metadata(row.visitor_id.as_deref(), &request_id);
-        let (lead, created) = capture_lead(state, &bot, &row, details, source, &recorded).await?;
-        Ok(if created {
-            LeadResponse::Created(Json(lead))
-        } else {
-            LeadResponse::Merged(Json(lead))
-        })
+        let lead = capture_lead(state, &bot, &row, details, source, &recorded).await?;
+        Ok(LeadResponse::Recorded(Json(lead)))
     }
 
     /// Attach a file to a message
@@ -1234,6 +1199,9 @@ impl VisitorApi {
                 format!("the file is larger than {limit} bytes"),
             ));
         }
+        // Refused before anything is stored.
+        let (current, _) = state.store.load::<Conversation>(row.id).await?;
+        current.room_for_attachment(message_id.0)?;
         let file_name = clean_file_name(body.file.file_name());
         let bytes = body
             .file

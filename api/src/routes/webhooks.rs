@@ -360,10 +360,7 @@ async fn shown(state: &AppState, row: endpoints::Model) -> Result<WebhookEndpoin
 
 /// `422 URL_NOT_ALLOWED` unless Parley may post to the URL (the same guard as for crawls).
 async fn reachable(state: &AppState, url: &str) -> Result<(), ApiError> {
-    let policy = parley_worker::net::NetPolicy {
-        allowed_private_hosts: state.settings.private_hosts(),
-    };
-    parley_worker::net::check_url(url, &policy)
+    parley_worker::net::check_url(url, &state.settings.webhook_net())
         .await
         .map(|_| ())
         .map_err(|e| ApiError::new(ErrorCode::UrlNotAllowed, e.0))
@@ -402,7 +399,7 @@ async fn queue_delivery(
     .await
     .map_err(StoreError::Db)?
     .ok_or_else(|| ApiError::internal("a new delivery's key was taken"))?;
-    state
+    let queued = state
         .queue
         .enqueue(Job {
             event_id,
@@ -410,15 +407,12 @@ async fn queue_delivery(
             correlation_id: Some(format!("webhook-delivery-{id}")),
             task: Task::DeliverWebhook { delivery_id: id },
         })
-        .await
-        .map_err(|e| {
-            // The dispatcher hands it to a job later; the delivery is not lost.
-            tracing::warn!(error = %e, "could not queue a delivery now");
-            ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "the job queue is unavailable; the delivery will be sent later",
-            )
-        })?;
+        .await;
+    if let Err(e) = queued {
+        // The delivery is stored: the dispatcher hands it to a job shortly.
+        tracing::warn!(error = %e, delivery_id = %id, "could not queue a delivery now");
+        webhooks::unqueued(&state.store, id).await.map_err(StoreError::Db)?;
+    }
     let row = webhooks::delivery(&state.store, endpoint.id, id)
         .await
         .map_err(StoreError::Db)?
@@ -560,7 +554,7 @@ impl WebhooksApi {
     ) -> Result<Json<WebhookEndpoint>, ApiError> {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
-        endpoint_of(state, org_id, webhook_id.0).await?;
+        let before = endpoint_of(state, org_id, webhook_id.0).await?;
         let req = body.0;
         if let Some(url) = &req.url {
             reachable(state, &url.0).await?;
@@ -587,6 +581,12 @@ impl WebhooksApi {
             })
             .await?;
         let row = endpoint_of(state, org_id, webhook_id.0).await?;
+        // Enabled again, or somewhere else: its failures so far no longer count.
+        if (row.active && !before.active) || row.url != before.url {
+            webhooks::reset_health(&state.store, row.id)
+                .await
+                .map_err(StoreError::Db)?;
+        }
         Ok(Json(shown(state, row).await?))
     }
 
@@ -613,6 +613,9 @@ impl WebhooksApi {
                 idempotency: None,
             })
             .await?;
+        webhooks::cancel_waiting(&state.store, webhook_id.0, "the endpoint was deleted")
+            .await
+            .map_err(StoreError::Db)?;
         Ok(DeleteWebhookResponse::Deleted)
     }
 

@@ -38,6 +38,8 @@ pub const CONVERSATION_EVENTS: &[&str] = &[
 
 /// Most files one message may carry.
 pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 5;
+/// Most files one conversation may carry.
+pub const MAX_ATTACHMENTS_PER_CONVERSATION: usize = 20;
 
 /// Longest visitor message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
@@ -308,6 +310,37 @@ impl Status {
 }
 
 impl ConversationState {
+    /// Whether a file may be attached to this message: it is one of the
+    /// visitor's, and neither it nor the conversation carries the most
+    /// files allowed. Checked before the file is stored, and again when
+    /// the attachment is recorded.
+    pub fn room_for_attachment(&self, message_id: Uuid) -> Result<(), DomainError> {
+        let is_visitor_message = self
+            .turns
+            .iter()
+            .any(|t| t.message_id == message_id && t.role == "user");
+        if !is_visitor_message {
+            return Err(DomainError::invalid(
+                "message_id",
+                "is not one of the visitor's messages in this conversation",
+            ));
+        }
+        let on_message = self.attachments.iter().filter(|m| **m == message_id).count();
+        if on_message >= MAX_ATTACHMENTS_PER_MESSAGE {
+            return Err(DomainError::invalid(
+                "file",
+                format!("a message can carry at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
+            ));
+        }
+        if self.attachments.len() >= MAX_ATTACHMENTS_PER_CONVERSATION {
+            return Err(DomainError::invalid(
+                "file",
+                format!("a conversation can carry at most {MAX_ATTACHMENTS_PER_CONVERSATION} files"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the conversation exists and belongs to this org and bot.
     pub fn belongs_to(&self, org_id: Uuid, bot_id: Uuid) -> bool {
         self.org_id == Some(org_id) && self.bot_id == Some(bot_id)
@@ -395,18 +428,20 @@ fn check_tag(tag: &str) -> Result<(), DomainError> {
 
 pub struct Conversation;
 
-fn validate_text(text: &str) -> Result<(), DomainError> {
+/// What is wrong with a message's text, if anything: empty, or too long.
+pub fn message_problem(text: &str) -> Option<String> {
     if text.trim().is_empty() {
-        return Err(DomainError::invalid("message", "must not be empty"));
+        return Some("must not be empty".into());
     }
     let chars = text.chars().count();
-    if chars > MAX_MESSAGE_CHARS {
-        return Err(DomainError::invalid(
-            "message",
-            format!("is {chars} characters long; at most {MAX_MESSAGE_CHARS} are allowed"),
-        ));
+    (chars > MAX_MESSAGE_CHARS).then(|| format!("is {chars} characters long; at most {MAX_MESSAGE_CHARS} are allowed"))
+}
+
+fn validate_text(text: &str) -> Result<(), DomainError> {
+    match message_problem(text) {
+        Some(problem) => Err(DomainError::invalid("message", problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl Aggregate for Conversation {
@@ -483,27 +518,7 @@ impl Aggregate for Conversation {
             }
             ConversationCommand::Attach(attachment) => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
-                let is_visitor_message = state
-                    .turns
-                    .iter()
-                    .any(|t| t.message_id == attachment.message_id && t.role == "user");
-                if !is_visitor_message {
-                    return Err(DomainError::invalid(
-                        "message_id",
-                        "is not one of the visitor's messages in this conversation",
-                    ));
-                }
-                let on_message = state
-                    .attachments
-                    .iter()
-                    .filter(|m| **m == attachment.message_id)
-                    .count();
-                if on_message >= MAX_ATTACHMENTS_PER_MESSAGE {
-                    return Err(DomainError::invalid(
-                        "file",
-                        format!("a message can carry at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
-                    ));
-                }
+                state.room_for_attachment(attachment.message_id)?;
                 Ok(vec![ConversationEvent::AttachmentAdded(AttachmentAdded {
                     conversation_id,
                     ..attachment

@@ -1,7 +1,9 @@
 //! A lead: a visitor's contact details, one per bot and email address (or
 //! phone number when there is no email). Its stream id is derived from the
 //! bot and that address, so two captures of the same visitor meet in one
-//! stream and later details merge into the earlier ones.
+//! stream. The same visitor's later details replace earlier ones; anyone
+//! else giving the same address (it is no proof of identity) may only fill
+//! in what is missing, never overwrite or move the lead to their conversation.
 
 use std::collections::BTreeMap;
 
@@ -249,7 +251,9 @@ impl Aggregate for Lead {
         if state.org_id != Some(org_id) || state.bot_id != Some(bot_id) || existing != id {
             return Err(DomainError::LeadNotFound);
         }
-        // Later details win; what was not given again is kept.
+        // The same visitor's later details win; what was not given again is
+        // kept. Someone else may only fill gaps.
+        let same_visitor = visitor_id.is_some() && visitor_id == state.visitor_id;
         let before = &state.details;
         let mut merged = before.clone();
         let mut changed = Vec::new();
@@ -258,22 +262,23 @@ impl Aggregate for Lead {
             ("email", &details.email, &mut merged.email),
             ("phone", &details.phone, &mut merged.phone),
         ] {
-            if new.is_some() && new != old {
+            if new.is_some() && new != old && (same_visitor || old.is_none()) {
                 *old = new.clone();
                 changed.push(field.to_owned());
             }
         }
         for (key, value) in details.fields {
-            if merged.fields.get(&key) != Some(&value) {
+            let known = merged.fields.get(&key);
+            if known != Some(&value) && (same_visitor || known.is_none()) {
                 changed.push(format!("fields.{key}"));
                 merged.fields.insert(key, value);
             }
         }
-        let visitor_id = visitor_id.or_else(|| state.visitor_id.clone());
-        if visitor_id != state.visitor_id {
-            changed.push("visitor_id".into());
-        }
-        let conversation_id = conversation_id.or(state.conversation_id);
+        let (visitor_id, conversation_id) = if same_visitor {
+            (visitor_id, conversation_id.or(state.conversation_id))
+        } else {
+            (state.visitor_id.clone(), state.conversation_id)
+        };
         if conversation_id != state.conversation_id {
             changed.push("conversation_id".into());
         }
@@ -297,14 +302,50 @@ mod tests {
     use crate::event::DomainEvent;
 
     fn capture(bot_id: Uuid, details: LeadDetails, conversation_id: Option<Uuid>) -> LeadCommand {
+        capture_by(bot_id, details, conversation_id, "v_1")
+    }
+
+    fn capture_by(bot_id: Uuid, details: LeadDetails, conversation_id: Option<Uuid>, visitor: &str) -> LeadCommand {
         LeadCommand::Capture {
             org_id: Uuid::nil(),
             bot_id,
             details,
-            visitor_id: Some("v_1".into()),
+            visitor_id: Some(visitor.into()),
             conversation_id,
             source: "form".into(),
         }
+    }
+
+    #[test]
+    fn another_visitor_with_the_same_address_only_fills_gaps() {
+        let bot = Uuid::now_v7();
+        let ana = LeadDetails {
+            name: Some("Ana".into()),
+            email: Some("ana@example.com".into()),
+            ..Default::default()
+        };
+        let conversation = Uuid::now_v7();
+        let events = Lead::decide(&LeadState::default(), capture(bot, ana, Some(conversation))).unwrap();
+        let state = given(&events);
+        let intruder = LeadDetails {
+            name: Some("Mallory".into()),
+            email: Some("ana@example.com".into()),
+            phone: Some("+1 555 123 4567".into()),
+            ..Default::default()
+        };
+        let more = Lead::decide(&state, capture_by(bot, intruder, Some(Uuid::now_v7()), "v_other")).unwrap();
+        let LeadEvent::Updated(u) = &more[0] else {
+            panic!("expected updated")
+        };
+        assert_eq!(u.details.name.as_deref(), Some("Ana"), "not overwritten");
+        assert_eq!(u.details.phone.as_deref(), Some("+1 555 123 4567"), "a gap filled");
+        assert_eq!(
+            u.conversation_id,
+            Some(conversation),
+            "not moved to the other conversation"
+        );
+        assert_eq!(u.visitor_id.as_deref(), Some("v_1"));
+        assert_eq!(u.changed, vec!["phone"]);
     }
 
     fn given(events: &[LeadEvent]) -> LeadState {

@@ -28,8 +28,9 @@ struct Ctx<'a> {
 /// the reader inflates it into memory.
 const MAX_EXPANDED: u64 = 256 * 1024 * 1024;
 
-/// Whether an XML part is well formed: every element closed, in order,
-/// nothing after the end. The Word reader can loop forever on some
+/// Whether an XML part is well formed as far as the Word reader cares:
+/// readable XML with every element closed, in order (text or a second root
+/// after the end is let through). The Word reader can loop forever on some
 /// malformed parts (found by fuzzing), so they are refused before it runs.
 fn well_formed(xml: &[u8]) -> bool {
     use quick_xml::events::Event;
