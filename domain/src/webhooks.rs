@@ -326,6 +326,17 @@ pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<(Uui
     Ok(created)
 }
 
+/// Waiting for a sender: new or to retry, or held by a lease that ran out.
+fn claimable(at: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(webhook_deliveries::Column::Status.is_in(["pending", "retrying"]))
+        .add(
+            Condition::all()
+                .add(webhook_deliveries::Column::Status.eq("sending"))
+                .add(webhook_deliveries::Column::LockedUntil.lt(at)),
+        )
+}
+
 /// Deliveries due (new, to retry, or whose sender stopped answering) that no
 /// job picked up lately: marks them handed over and returns them as
 /// `(delivery, organization, event)`.
@@ -340,15 +351,7 @@ pub async fn due(store: &Store, limit: u64) -> Result<Vec<(Uuid, Uuid, Uuid)>, D
         .column(webhook_deliveries::Column::Id)
         .column(webhook_deliveries::Column::OrgId)
         .column(webhook_deliveries::Column::EventId)
-        .filter(
-            Condition::any()
-                .add(webhook_deliveries::Column::Status.is_in(["pending", "retrying"]))
-                .add(
-                    Condition::all()
-                        .add(webhook_deliveries::Column::Status.eq("sending"))
-                        .add(webhook_deliveries::Column::LockedUntil.lt(at)),
-                ),
-        )
+        .filter(claimable(at))
         .filter(webhook_deliveries::Column::NextAttemptAt.lte(at))
         .filter(
             Condition::any()
@@ -394,15 +397,7 @@ pub async fn claim(
         .col_expr(webhook_deliveries::Column::LockedUntil, Expr::value(Some(until)))
         .filter(webhook_deliveries::Column::Id.eq(delivery_id))
         .filter(webhook_deliveries::Column::NextAttemptAt.lte(at))
-        .filter(
-            Condition::any()
-                .add(webhook_deliveries::Column::Status.is_in(["pending", "retrying"]))
-                .add(
-                    Condition::all()
-                        .add(webhook_deliveries::Column::Status.eq("sending"))
-                        .add(webhook_deliveries::Column::LockedUntil.lt(at)),
-                ),
-        )
+        .filter(claimable(at))
         .exec(store.db())
         .await?;
     if claimed.rows_affected == 0 {

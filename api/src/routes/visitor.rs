@@ -1168,7 +1168,7 @@ impl VisitorApi {
     ///
     /// An image (PNG, JPEG, GIF, WebP), a PDF or a text file (multipart
     /// field `file`) attached to one of the visitor's own messages, at most
-    /// 5 per message. The type is read from the content: anything else is
+    /// 5 per message and 20 per conversation. The type is read from the content: anything else is
     /// `415`; a file over the size limit is `413`.
     #[oai(
         path = "/bots/:bot_id/conversations/:conversation_id/messages/:message_id/attachments",

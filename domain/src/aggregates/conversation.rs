@@ -819,6 +819,36 @@ mod tests {
     }
 
     #[test]
+    fn attachments_are_capped_per_message_and_per_conversation() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut state = given(&Conversation::decide(&ConversationState::default(), receive(org, bot, "Hi")).unwrap());
+        let refused = |state: &ConversationState, message_id: Uuid| match state.room_for_attachment(message_id) {
+            Err(DomainError::Validation(errors)) => errors[0].message.clone(),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // Only the visitor's own messages take files.
+        assert!(refused(&state, Uuid::now_v7()).contains("visitor's messages"));
+        let add_message = |state: &mut ConversationState| {
+            let mut turn = state.turns[0].clone();
+            turn.message_id = Uuid::now_v7();
+            state.turns.push(turn.clone());
+            turn.message_id
+        };
+        let mut messages = vec![state.turns[0].message_id];
+        messages.extend((0..4).map(|_| add_message(&mut state)));
+        for message_id in &messages[..4] {
+            for _ in 0..MAX_ATTACHMENTS_PER_MESSAGE {
+                state.room_for_attachment(*message_id).unwrap();
+                state.attachments.push(*message_id);
+            }
+            assert!(refused(&state, *message_id).contains("a message can carry at most 5"));
+        }
+        assert_eq!(state.attachments.len(), MAX_ATTACHMENTS_PER_CONVERSATION);
+        // The fifth message has none yet, but the conversation is full.
+        assert!(refused(&state, messages[4]).contains("a conversation can carry at most 20"));
+    }
+
+    #[test]
     fn refuses_other_bots_and_bad_text() {
         let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
         let state = given(&Conversation::decide(&ConversationState::default(), receive(org, bot, "Hi")).unwrap());
