@@ -39,10 +39,15 @@ fn retry_policy() -> BackoffRetryPolicy<tower::retry::backoff::ExponentialBackof
     RetryPolicy::retries(RETRIES).with_backoff(backoff)
 }
 
-/// Runs `concurrency` workers until `shutdown` resolves; running jobs finish
-/// first. Workers stopped by their queue failing (Redis restarted, a broken
-/// connection) are started again with a growing pause, so an outage of the
-/// queue delays jobs instead of ending the process.
+/// Runs the job workers until `shutdown` resolves; running jobs finish
+/// first. Each lane has `concurrency` workers (deliveries at least four: they
+/// wait on other servers, not on this machine) under a monitor of its own,
+/// because a monitor only ends once all its workers have: a lane stopped by
+/// its queue failing (Redis restarted, a broken connection) is started again
+/// with a growing pause while the other lane goes on, so an outage of the
+/// queue delays jobs instead of ending the process or stalling a lane. Jobs
+/// the stopped workers had taken are queued again once their registrations
+/// expire (`MISSED_HEARTBEATS`).
 pub async fn run_workers(
     queue: JobQueue,
     ctx: JobContext,
@@ -51,11 +56,23 @@ pub async fn run_workers(
 ) -> anyhow::Result<()> {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
+    let (jobs, webhooks) = tokio::join!(
+        run_lane(queue.jobs, ctx.clone(), concurrency, shutdown.clone()),
+        run_lane(queue.webhooks, ctx, concurrency.max(4), shutdown),
+    );
+    jobs.and(webhooks)
+}
+
+async fn run_lane(
+    lane: Lane,
+    ctx: JobContext,
+    workers: usize,
+    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+) -> anyhow::Result<()> {
     let mut pause = Duration::from_millis(500);
     loop {
-        let signal = shutdown.clone();
         let started = std::time::Instant::now();
-        let result = run_monitor(queue.clone(), ctx.clone(), concurrency, signal).await;
+        let result = run_monitor(lane.clone(), ctx.clone(), workers, shutdown.clone()).await;
         if shutdown.peek().is_some() {
             return result;
         }
@@ -63,13 +80,11 @@ pub async fn run_workers(
             // They had been running well: this is a new outage.
             pause = Duration::from_millis(500);
         }
+        let pause_ms = pause.as_millis() as u64;
         match result {
-            Ok(()) => tracing::warn!(
-                pause_ms = pause.as_millis() as u64,
-                "job workers stopped; starting them again"
-            ),
+            Ok(()) => tracing::warn!(lane = lane.name(), pause_ms, "job workers stopped; starting them again"),
             Err(e) => {
-                tracing::error!(error = %e, pause_ms = pause.as_millis() as u64, "job workers failed; starting them again")
+                tracing::error!(lane = lane.name(), error = %e, pause_ms, "job workers failed; starting them again")
             }
         }
         tokio::select! {
@@ -81,9 +96,9 @@ pub async fn run_workers(
 }
 
 async fn run_monitor(
-    queue: JobQueue,
+    lane: Lane,
     ctx: JobContext,
-    concurrency: usize,
+    workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let signal = async move {
@@ -91,35 +106,33 @@ async fn run_monitor(
         Ok(())
     };
     let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
-    // Worker names are unique per process: a restarted process must not
-    // collide with the registration its crashed predecessor left behind.
+    // Worker names are unique per start: a restarted process (or lane) must
+    // not collide with the registration its predecessor left behind.
     let instance = uuid::Uuid::new_v4().simple().to_string();
-    let instance = format!("{}-{}", std::process::id(), &instance[..8]);
-    // Deliveries wait on other servers, not on this machine: their lane
-    // gets at least four workers.
-    let mut monitor = monitor;
-    for (lane, workers) in [(queue.jobs, concurrency), (queue.webhooks, concurrency.max(4))] {
-        let ctx = ctx.clone();
-        let label = format!("{instance}-{}", lane.name().rsplit('.').next().unwrap_or("jobs"));
-        monitor = match lane {
-            Lane::Sqlite { storage, .. } => monitor.register(move |i| {
-                WorkerBuilder::new(format!("parley-sqlite-{label}-{i}"))
-                    .backend(storage.clone().poll_with_interval(POLL))
-                    .concurrency(workers)
-                    .retry(retry_policy())
-                    .data(ctx.clone())
-                    .build(handle)
-            }),
-            Lane::Redis { storage, .. } => monitor.register(move |i| {
-                WorkerBuilder::new(format!("parley-redis-{label}-{i}"))
-                    .backend(storage.clone().poll_with_interval(POLL))
-                    .concurrency(workers)
-                    .retry(retry_policy())
-                    .data(ctx.clone())
-                    .build(handle)
-            }),
-        };
-    }
+    let label = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        &instance[..8],
+        lane.name().rsplit('.').next().unwrap_or("jobs")
+    );
+    let monitor = match lane {
+        Lane::Sqlite { storage, .. } => monitor.register(move |i| {
+            WorkerBuilder::new(format!("parley-sqlite-{label}-{i}"))
+                .backend(storage.clone().poll_with_interval(POLL))
+                .concurrency(workers)
+                .retry(retry_policy())
+                .data(ctx.clone())
+                .build(handle)
+        }),
+        Lane::Redis { storage, .. } => monitor.register(move |i| {
+            WorkerBuilder::new(format!("parley-redis-{label}-{i}"))
+                .backend(storage.clone().poll_with_interval(POLL))
+                .concurrency(workers)
+                .retry(retry_policy())
+                .data(ctx.clone())
+                .build(handle)
+        }),
+    };
     monitor.run_with_signal(signal).await?;
     Ok(())
 }
