@@ -513,12 +513,7 @@ impl Settings {
     }
 
     pub fn private_hosts(&self) -> Vec<String> {
-        self.allowed_private_hosts
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned)
-            .collect()
+        host_list(&self.allowed_private_hosts)
     }
 
     /// What ingestion may do, from these settings.
@@ -549,13 +544,7 @@ impl Settings {
     /// The address guard of webhook deliveries.
     pub fn webhook_net(&self) -> parley_worker::net::NetPolicy {
         parley_worker::net::NetPolicy {
-            allowed_private_hosts: self
-                .webhook_allowed_private_hosts
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            allowed_private_hosts: host_list(&self.webhook_allowed_private_hosts),
         }
     }
 
@@ -564,6 +553,15 @@ impl Settings {
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
+}
+
+/// A comma-separated list of hosts, trimmed, without empty entries.
+fn host_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,11 @@ impl Text {
     pub fn into_inner(self) -> String {
         self.0
     }
+
+    /// The strings of a list of texts.
+    pub fn all(texts: Vec<Text>) -> Vec<String> {
+        texts.into_iter().map(Text::into_inner).collect()
+    }
 }
 
 impl AsRef<str> for Text {

@@ -48,6 +48,16 @@ pub enum Task {
 }
 
 impl Job {
+    /// The job that posts one webhook delivery.
+    pub fn deliver_webhook(org_id: Uuid, delivery_id: Uuid, event_id: Uuid) -> Job {
+        Job {
+            event_id,
+            org_id,
+            correlation_id: Some(format!("webhook-delivery-{delivery_id}")),
+            task: Task::DeliverWebhook { delivery_id },
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self.task {
             Task::PurgeBot { .. } => "purge_bot",

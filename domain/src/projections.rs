@@ -527,16 +527,17 @@ impl Projection for ConversationsProjection {
                 conversations::Entity::insert(row).exec_without_returning(txn).await?;
                 return Ok(());
             }
+            // Tags, feedback and attachments have their own places.
+            ConversationEvent::TagsChanged(_)
+            | ConversationEvent::FeedbackReceived(_)
+            | ConversationEvent::AttachmentAdded(_) => return Ok(()),
             other @ (ConversationEvent::MessageReceived(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)
             | ConversationEvent::AdminReplied(_)
             | ConversationEvent::Escalated(_)
             | ConversationEvent::Closed(_)
-            | ConversationEvent::Reopened(_)
-            | ConversationEvent::TagsChanged(_)
-            | ConversationEvent::FeedbackReceived(_)
-            | ConversationEvent::AttachmentAdded(_)) => other,
+            | ConversationEvent::Reopened(_)) => other,
         };
         let Some(current) = conversations::Entity::find_by_id(id).one(txn).await? else {
             return Err(DbErr::Custom(format!("conversation {id} has no row")));
@@ -551,15 +552,14 @@ impl Projection for ConversationsProjection {
             }
             ConversationEvent::Closed(_) => row.status = Set("closed".into()),
             ConversationEvent::Reopened(_) => row.status = Set("open".into()),
-            // Tags, feedback and attachments have their own places.
-            ConversationEvent::TagsChanged(_)
+            ConversationEvent::Started(_)
+            | ConversationEvent::TagsChanged(_)
             | ConversationEvent::FeedbackReceived(_)
-            | ConversationEvent::AttachmentAdded(_) => return Ok(()),
+            | ConversationEvent::AttachmentAdded(_) => unreachable!("handled before the row is read"),
             ConversationEvent::MessageReceived(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)
-            | ConversationEvent::AdminReplied(_)
-            | ConversationEvent::Started(_) => {
+            | ConversationEvent::AdminReplied(_) => {
                 let unanswered = matches!(&decoded, ConversationEvent::Answered(a) if a.unanswered);
                 row.messages = Set(current.messages + 1);
                 row.unanswered = Set(current.unanswered + i64::from(unanswered));

@@ -13,7 +13,7 @@ pub struct Page<T> {
     pub next_cursor: Option<Uuid>,
 }
 
-fn page<T>(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+pub(crate) fn page<T>(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> Page<T> {
     let next_cursor = if items.len() as u64 > limit {
         items.truncate(limit as usize);
         items.last().map(&id)

@@ -7,6 +7,7 @@
 //! delivery with a lease, posts it, and records the attempt; a failed attempt
 //! is scheduled again with exponential backoff until the retry window ends.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -23,6 +24,7 @@ use crate::aggregates::conversation::{
 };
 use crate::aggregates::lead::{LEAD_CAPTURED, LEAD_UPDATED};
 use crate::aggregates::source::{SOURCE_FAILED, SOURCE_INDEXED};
+use crate::aggregates::webhook::subscribes;
 use crate::event::RecordedEvent;
 use crate::store::entities::{conversations, sources, webhook_attempts, webhook_deliveries, webhook_health, webhooks};
 use crate::store::{Store, now};
@@ -68,11 +70,15 @@ pub fn public_type(stored: &str) -> Option<&'static str> {
 
 /// `hex(HMAC-SHA256(secret, "{timestamp}.{body}"))`.
 pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
+    hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+}
+
+fn mac(secret: &str, timestamp: i64, body: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac
 }
 
 /// The `X-Parley-Signature` header: `v1=<hex>` per secret, comma-separated
@@ -94,17 +100,13 @@ pub fn verify(header: &str, secret: &str, timestamp: &str, body: &str, now: i64,
     if (now - ts).abs() > tolerance_secs {
         return false;
     }
-    let Ok(expected) = hex::decode(sign(secret, ts, body)) else {
-        return false;
-    };
+    let expected = mac(secret, ts, body);
     header
         .split(',')
         .filter_map(|part| part.trim().strip_prefix("v1="))
         .filter_map(|hex_sig| hex::decode(hex_sig).ok())
-        .any(|given| {
-            // Constant time: the comparison must not tell how much matched.
-            given.len() == expected.len() && given.iter().zip(&expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-        })
+        // In constant time: the comparison tells nothing of how much matched.
+        .any(|given| expected.clone().verify_slice(&given).is_ok())
 }
 
 /// Delay before retry `attempt` (1 for the first retry): `base · 2^(attempt-1)`,
@@ -215,12 +217,17 @@ pub async fn payload(store: &Store, event: &RecordedEvent, public: &str) -> Resu
         }
         _ => {}
     }
-    Ok(json!({
-        "id": event.event_id,
-        "type": public,
-        "created_at": event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "data": Value::Object(data),
-    }))
+    Ok(envelope(event.event_id, public, event.recorded_at, Value::Object(data)))
+}
+
+/// The body every delivery has: `{"id", "type", "created_at", "data"}`.
+pub fn envelope(id: Uuid, event_type: &str, at: DateTime<Utc>, data: Value) -> Value {
+    json!({
+        "id": id,
+        "type": event_type,
+        "created_at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": data,
+    })
 }
 
 /// A delivery to create.
@@ -270,38 +277,47 @@ pub async fn create_delivery(store: &Store, new: NewDelivery) -> Result<Option<U
     Ok((inserted > 0).then_some(id))
 }
 
-/// The live, active endpoints of an organization.
-pub async fn active_endpoints(store: &Store, org_id: Uuid) -> Result<Vec<webhooks::Model>, DbErr> {
-    webhooks::Entity::find()
-        .filter(webhooks::Column::OrgId.eq(org_id))
+/// The live, active endpoints of some organizations, with the event types
+/// each subscribes to.
+async fn active_endpoints(
+    store: &Store,
+    orgs: impl IntoIterator<Item = Uuid>,
+) -> Result<Vec<(webhooks::Model, Vec<String>)>, DbErr> {
+    let rows = webhooks::Entity::find()
+        .filter(webhooks::Column::OrgId.is_in(orgs))
         .filter(webhooks::Column::DeletedAt.is_null())
         .filter(webhooks::Column::Active.eq(true))
         .all(store.db())
-        .await
-}
-
-/// Whether an endpoint subscribes to an event type.
-pub fn subscribed(endpoint: &webhooks::Model, event_type: &str) -> bool {
-    let events: Vec<String> = serde_json::from_value(endpoint.events.clone()).unwrap_or_default();
-    events.is_empty() || events.iter().any(|e| e == event_type)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|w| {
+            let events = serde_json::from_value(w.events.clone()).unwrap_or_default();
+            (w, events)
+        })
+        .collect())
 }
 
 /// Creates the deliveries of a batch of events for the endpoints that
-/// subscribe to them. Returns the new deliveries (to hand to jobs), as
-/// `(event, delivery)`.
-pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
-    let mut endpoints: std::collections::HashMap<Uuid, Vec<webhooks::Model>> = std::collections::HashMap::new();
-    let mut created = Vec::new();
-    for event in events {
-        let Some(public) = public_type(&event.event_type) else {
-            continue;
-        };
-        if let std::collections::hash_map::Entry::Vacant(slot) = endpoints.entry(event.org_id) {
-            slot.insert(active_endpoints(store, event.org_id).await?);
-        }
-        let targets: Vec<&webhooks::Model> = endpoints[&event.org_id]
+/// subscribe to them. Returns the new deliveries (to hand to jobs) by event.
+pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<HashMap<Uuid, Vec<Uuid>>, DbErr> {
+    let mut created: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    let public: Vec<_> = events
+        .iter()
+        .filter_map(|e| public_type(&e.event_type).map(|t| (e, t)))
+        .collect();
+    if public.is_empty() {
+        return Ok(created);
+    }
+    let orgs: HashSet<Uuid> = public.iter().map(|(e, _)| e.org_id).collect();
+    let endpoints = active_endpoints(store, orgs).await?;
+    for (event, public) in public {
+        let targets: Vec<&webhooks::Model> = endpoints
             .iter()
-            .filter(|w| subscribed(w, public) && w.created_at <= event.recorded_at)
+            .filter(|(w, events)| {
+                w.org_id == event.org_id && subscribes(events, public) && w.created_at <= event.recorded_at
+            })
+            .map(|(w, _)| w)
             .collect();
         if targets.is_empty() {
             continue;
@@ -320,10 +336,21 @@ pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<Vec<(Uui
                 },
             )
             .await?;
-            created.extend(made.map(|d| (event.event_id, d)));
+            if let Some(delivery) = made {
+                created.entry(event.event_id).or_default().push(delivery);
+            }
         }
     }
     Ok(created)
+}
+
+/// The delivery as its sender claimed it: still sending under the same
+/// lease (the lease's end is the fencing token).
+fn still_held(delivery: &webhook_deliveries::Model) -> Condition {
+    Condition::all()
+        .add(webhook_deliveries::Column::Id.eq(delivery.id))
+        .add(webhook_deliveries::Column::Status.eq("sending"))
+        .add(webhook_deliveries::Column::LockedUntil.eq(delivery.locked_until))
 }
 
 /// Waiting for a sender: new or to retry, or held by a lease that ran out.
@@ -469,12 +496,7 @@ pub async fn record(
         Outcome::Failed => update.col_expr(webhook_deliveries::Column::Status, Expr::value("failed")),
         Outcome::Cancelled(_) => update.col_expr(webhook_deliveries::Column::Status, Expr::value("cancelled")),
     };
-    let fenced = update
-        .filter(webhook_deliveries::Column::Id.eq(delivery.id))
-        .filter(webhook_deliveries::Column::Status.eq("sending"))
-        .filter(webhook_deliveries::Column::LockedUntil.eq(delivery.locked_until))
-        .exec(store.db())
-        .await?;
+    let fenced = update.filter(still_held(delivery)).exec(store.db()).await?;
     if fenced.rows_affected == 0 {
         return Ok(false);
     }
@@ -507,9 +529,7 @@ pub async fn cancel(store: &Store, delivery: &webhook_deliveries::Model, reason:
             webhook_deliveries::Column::LockedUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .filter(webhook_deliveries::Column::Id.eq(delivery.id))
-        .filter(webhook_deliveries::Column::Status.eq("sending"))
-        .filter(webhook_deliveries::Column::LockedUntil.eq(delivery.locked_until))
+        .filter(still_held(delivery))
         .exec(store.db())
         .await?;
     Ok(())
@@ -598,6 +618,20 @@ pub async fn health(store: &Store, webhook_id: Uuid) -> Result<Option<webhook_he
     webhook_health::Entity::find_by_id(webhook_id).one(store.db()).await
 }
 
+/// The health of several endpoints, by endpoint.
+pub async fn health_of(
+    store: &Store,
+    webhook_ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, webhook_health::Model>, DbErr> {
+    Ok(webhook_health::Entity::find()
+        .filter(webhook_health::Column::WebhookId.is_in(webhook_ids))
+        .all(store.db())
+        .await?
+        .into_iter()
+        .map(|h| (h.webhook_id, h))
+        .collect())
+}
+
 /// Which deliveries to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -612,7 +646,7 @@ pub async fn deliveries(
     filter: &DeliveryFilter,
     cursor: Option<Uuid>,
     limit: u64,
-) -> Result<Vec<webhook_deliveries::Model>, DbErr> {
+) -> Result<crate::read::Page<webhook_deliveries::Model>, DbErr> {
     let mut q = webhook_deliveries::Entity::find().filter(webhook_deliveries::Column::WebhookId.eq(webhook_id));
     if let Some(status) = &filter.status {
         q = q.filter(webhook_deliveries::Column::Status.eq(status.clone()));
@@ -623,10 +657,12 @@ pub async fn deliveries(
     if let Some(cursor) = cursor {
         q = q.filter(webhook_deliveries::Column::Id.lt(cursor));
     }
-    q.order_by_desc(webhook_deliveries::Column::Id)
-        .limit(limit)
+    let rows = q
+        .order_by_desc(webhook_deliveries::Column::Id)
+        .limit(limit + 1)
         .all(store.db())
-        .await
+        .await?;
+    Ok(crate::read::page(rows, limit, |d| d.id))
 }
 
 pub async fn delivery(
@@ -659,12 +695,22 @@ pub async fn endpoint(store: &Store, org_id: Uuid, webhook_id: Uuid) -> Result<O
 
 /// The organization's live endpoints, oldest first.
 pub async fn endpoints(store: &Store, org_id: Uuid) -> Result<Vec<webhooks::Model>, DbErr> {
-    webhooks::Entity::find()
-        .filter(webhooks::Column::OrgId.eq(org_id))
-        .filter(webhooks::Column::DeletedAt.is_null())
+    live_endpoints(org_id)
         .order_by_asc(webhooks::Column::Id)
         .all(store.db())
         .await
+}
+
+/// How many endpoints the organization has.
+pub async fn endpoint_count(store: &Store, org_id: Uuid) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    live_endpoints(org_id).count(store.db()).await
+}
+
+fn live_endpoints(org_id: Uuid) -> sea_orm::Select<webhooks::Entity> {
+    webhooks::Entity::find()
+        .filter(webhooks::Column::OrgId.eq(org_id))
+        .filter(webhooks::Column::DeletedAt.is_null())
 }
 
 /// An endpoint by id alone (the delivery worker).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use parley_domain::aggregates::source::{Source, SourceCommand};
 use parley_domain::event::Metadata;
-use parley_domain::jobs::{Job, Task, jobs_for};
+use parley_domain::jobs::{Job, jobs_for};
 use parley_domain::store::{Execute, Store, StoreError};
 use parley_domain::webhooks;
 use parley_domain::{DomainError, read};
@@ -30,15 +30,6 @@ const DELIVERIES_EVERY: Duration = Duration::from_millis(500);
 /// How often stored bytes nothing refers to (refused uploads, replaced
 /// documents) are deleted; only those older than an hour.
 const GARBAGE_EVERY: Duration = Duration::from_secs(600);
-
-fn delivery_job(org_id: uuid::Uuid, delivery_id: uuid::Uuid, event_id: uuid::Uuid) -> Job {
-    Job {
-        event_id,
-        org_id,
-        correlation_id: Some(format!("webhook-delivery-{delivery_id}")),
-        task: Task::DeliverWebhook { delivery_id },
-    }
-}
 
 pub struct Dispatcher {
     store: Store,
@@ -104,13 +95,9 @@ impl Dispatcher {
                     return Err(e);
                 }
             }
-            for (_, delivery_id) in deliveries.iter().filter(|(e, _)| *e == event.event_id) {
-                let job = delivery_job(event.org_id, *delivery_id, event.event_id);
-                if let Err(e) = self.queue.enqueue(job).await {
-                    // Stored, not queued: the scan of due deliveries picks it up.
-                    webhooks::unqueued(&self.store, *delivery_id).await?;
-                    tracing::warn!(error = %e, %delivery_id, "could not queue a delivery now");
-                }
+            for delivery_id in deliveries.get(&event.event_id).into_iter().flatten() {
+                crate::webhooks::hand_over(&self.queue, &self.store, event.org_id, *delivery_id, event.event_id)
+                    .await?;
             }
             done = event.position;
         }
@@ -129,7 +116,7 @@ impl Dispatcher {
         let due = webhooks::due(&self.store, 200).await?;
         for (delivery_id, org_id, event_id) in &due {
             self.queue
-                .enqueue(delivery_job(*org_id, *delivery_id, *event_id))
+                .enqueue(Job::deliver_webhook(*org_id, *delivery_id, *event_id))
                 .await?;
         }
         Ok(due.len())

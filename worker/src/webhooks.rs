@@ -16,6 +16,24 @@ use uuid::Uuid;
 use crate::handlers::JobError;
 use crate::net::{self, NetPolicy, reqwest};
 
+/// Hands a stored delivery to a job. A queue that refuses it is logged, not
+/// an error: the delivery is marked unqueued and the dispatcher's scan of
+/// due deliveries picks it up.
+pub async fn hand_over(
+    queue: &crate::JobQueue,
+    store: &Store,
+    org_id: Uuid,
+    delivery_id: Uuid,
+    event_id: Uuid,
+) -> Result<(), sea_orm::DbErr> {
+    let job = parley_domain::jobs::Job::deliver_webhook(org_id, delivery_id, event_id);
+    if let Err(e) = queue.enqueue(job).await {
+        tracing::warn!(error = %e, %delivery_id, "could not queue a delivery now");
+        webhooks::unqueued(store, delivery_id).await?;
+    }
+    Ok(())
+}
+
 /// How deliveries are sent and retried.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {

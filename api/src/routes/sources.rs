@@ -319,10 +319,6 @@ async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid, source_id: Uuid) -> 
         .ok_or_else(|| DomainError::SourceNotFound.into())
 }
 
-fn texts(v: Option<Vec<Text>>) -> Vec<String> {
-    v.unwrap_or_default().into_iter().map(Text::into_inner).collect()
-}
-
 /// A URL that may be fetched, or 422 URL_NOT_ALLOWED.
 async fn allowed_url(state: &AppState, url: &str) -> Result<(), ApiError> {
     net::check_url(url, &state.ingest.settings.net)
@@ -469,8 +465,8 @@ impl SourcesApi {
                 allowed_url(state, &url).await?;
                 let spec = SourceSpec::Sitemap {
                     url,
-                    include: texts(s.include),
-                    exclude: texts(s.exclude),
+                    include: Text::all(s.include.unwrap_or_default()),
+                    exclude: Text::all(s.exclude.unwrap_or_default()),
                     max_pages: s
                         .max_pages
                         .unwrap_or(DEFAULT_MAX_PAGES.min(state.settings.max_pages_cap)),

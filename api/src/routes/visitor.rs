@@ -128,10 +128,7 @@ pub(crate) async fn authorize(
 
 /// A new conversation token: `ct_` and 64 hex characters.
 fn new_conversation_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("ct_{}", hex::encode(bytes))
+    parley_domain::ids::random_token("ct_", 32)
 }
 
 /// The conversation a token opens: it must belong to the bot and match.
@@ -609,12 +606,7 @@ async fn capture_lead(
     source: &str,
     recorded: &Metadata,
 ) -> Result<VisitorLead, ApiError> {
-    let identity = details.identity().ok_or_else(|| {
-        invalid(vec![field_error(
-            "email",
-            "an email address or a phone number is required",
-        )])
-    })?;
+    let identity = details.identity()?;
     let lead_id = parley_domain::aggregates::lead::lead_id(bot.id, &identity);
     let shown = VisitorLead {
         lead_id,
@@ -1148,12 +1140,7 @@ impl VisitorApi {
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
-        let Some(details) = details else {
-            return Err(invalid(vec![field_error(
-                "email",
-                "an email address or a phone number is required",
-            )]));
-        };
+        let details = details.unwrap_or_default();
         let source = if row.escalated_at.is_some() || row.unanswered > 0 {
             "handoff"
         } else {
@@ -1209,7 +1196,7 @@ impl VisitorApi {
             .await
             .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("cannot read the upload: {e}")))?;
         if bytes.is_empty() {
-            return Err(invalid(vec![field_error("file", "is empty")]));
+            return Err(DomainError::invalid("file", "is empty").into());
         }
         let content_type = attachment_type(&bytes).ok_or_else(|| {
             ApiError::new(

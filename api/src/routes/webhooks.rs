@@ -4,8 +4,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use parley_domain::aggregates::webhook::{EndpointPatch, EndpointSettings, Webhook, WebhookCommand, new_secret};
 use parley_domain::ids::new_id;
-use parley_domain::jobs::{Job, Task};
-use parley_domain::store::entities::{webhook_attempts, webhook_deliveries, webhooks as endpoints};
+use parley_domain::store::entities::{webhook_attempts, webhook_deliveries, webhook_health, webhooks as endpoints};
 use parley_domain::store::{Execute, StoreError};
 use parley_domain::webhooks::{self, DeliveryFilter, EVENT_TYPES, NewDelivery, PING};
 use parley_domain::{Actor, DomainError, ErrorCode, Metadata};
@@ -337,7 +336,11 @@ async fn endpoint_of(state: &AppState, org_id: Uuid, webhook_id: Uuid) -> Result
 
 async fn shown(state: &AppState, row: endpoints::Model) -> Result<WebhookEndpoint, ApiError> {
     let health = webhooks::health(&state.store, row.id).await.map_err(StoreError::Db)?;
-    Ok(WebhookEndpoint {
+    Ok(endpoint_with(row, health))
+}
+
+fn endpoint_with(row: endpoints::Model, health: Option<webhook_health::Model>) -> WebhookEndpoint {
+    WebhookEndpoint {
         id: row.id,
         url: row.url,
         events: serde_json::from_value(row.events).unwrap_or_default(),
@@ -355,7 +358,7 @@ async fn shown(state: &AppState, row: endpoints::Model) -> Result<WebhookEndpoin
         },
         created_at: row.created_at,
         updated_at: row.updated_at,
-    })
+    }
 }
 
 /// `422 URL_NOT_ALLOWED` unless Parley may post to the URL (the same guard as for crawls).
@@ -364,10 +367,6 @@ async fn reachable(state: &AppState, url: &str) -> Result<(), ApiError> {
         .await
         .map(|_| ())
         .map_err(|e| ApiError::new(ErrorCode::UrlNotAllowed, e.0))
-}
-
-fn texts(v: Option<Vec<Text>>) -> Option<Vec<String>> {
-    v.map(|v| v.into_iter().map(Text::into_inner).collect())
 }
 
 /// Queues a new delivery of `payload` to an active endpoint.
@@ -399,20 +398,9 @@ async fn queue_delivery(
     .await
     .map_err(StoreError::Db)?
     .ok_or_else(|| ApiError::internal("a new delivery's key was taken"))?;
-    let queued = state
-        .queue
-        .enqueue(Job {
-            event_id,
-            org_id: endpoint.org_id,
-            correlation_id: Some(format!("webhook-delivery-{id}")),
-            task: Task::DeliverWebhook { delivery_id: id },
-        })
-        .await;
-    if let Err(e) = queued {
-        // The delivery is stored: the dispatcher hands it to a job shortly.
-        tracing::warn!(error = %e, delivery_id = %id, "could not queue a delivery now");
-        webhooks::unqueued(&state.store, id).await.map_err(StoreError::Db)?;
-    }
+    parley_worker::webhooks::hand_over(&state.queue, &state.store, endpoint.org_id, id, event_id)
+        .await
+        .map_err(StoreError::Db)?;
     let row = webhooks::delivery(&state.store, endpoint.id, id)
         .await
         .map_err(StoreError::Db)?
@@ -446,16 +434,15 @@ impl WebhooksApi {
         }
         let settings = EndpointSettings {
             url: body.0.url.into_inner(),
-            events: texts(body.0.events).unwrap_or_default(),
+            events: Text::all(body.0.events.unwrap_or_default()),
             description: body.0.description.map(Text::into_inner),
             active: body.0.active.unwrap_or(true),
         }
         .validated()?;
         reachable(state, &settings.url).await?;
-        let existing = webhooks::endpoints(&state.store, org_id)
+        let existing = webhooks::endpoint_count(&state.store, org_id)
             .await
-            .map_err(StoreError::Db)?
-            .len() as u64;
+            .map_err(StoreError::Db)?;
         if existing >= state.settings.max_webhooks_per_org {
             return Err(ApiError::new(
                 ErrorCode::QuotaExceeded,
@@ -510,10 +497,16 @@ impl WebhooksApi {
         let rows = webhooks::endpoints(&state.store, auth.0.org_id)
             .await
             .map_err(StoreError::Db)?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(shown(state, row).await?);
-        }
+        let mut health = webhooks::health_of(&state.store, rows.iter().map(|r| r.id))
+            .await
+            .map_err(StoreError::Db)?;
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let h = health.remove(&row.id);
+                endpoint_with(row, h)
+            })
+            .collect();
         Ok(Json(WebhookList { items }))
     }
 
@@ -561,7 +554,7 @@ impl WebhooksApi {
         }
         let patch = EndpointPatch {
             url: req.url.map(Text::into_inner),
-            events: texts(req.events),
+            events: req.events.map(Text::all),
             description: match req.description {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
@@ -671,12 +664,12 @@ impl WebhooksApi {
         let state = live(&self.state)?;
         let endpoint = endpoint_of(state, auth.0.org_id, webhook_id.0).await?;
         let event_id = Uuid::now_v7();
-        let payload = json!({
-            "id": event_id,
-            "type": PING,
-            "created_at": parley_domain::store::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "data": {"org_id": endpoint.org_id, "webhook_id": endpoint.id},
-        });
+        let payload = webhooks::envelope(
+            event_id,
+            PING,
+            parley_domain::store::now(),
+            json!({"org_id": endpoint.org_id, "webhook_id": endpoint.id}),
+        );
         let delivery = queue_delivery(
             state,
             &endpoint,
@@ -718,18 +711,12 @@ impl WebhooksApi {
             status: status.0.map(|s| s.as_str().to_owned()),
             event_type: event_type.0,
         };
-        let mut rows = webhooks::deliveries(&state.store, endpoint.id, &filter, cursor.0, limit + 1)
+        let page = webhooks::deliveries(&state.store, endpoint.id, &filter, cursor.0, limit)
             .await
             .map_err(StoreError::Db)?;
-        let next_cursor = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|d| d.id)
-        } else {
-            None
-        };
         Ok(Json(DeliveryList {
-            items: rows.into_iter().map(Delivery::from).collect(),
-            next_cursor,
+            items: page.items.into_iter().map(Delivery::from).collect(),
+            next_cursor: page.next_cursor,
         }))
     }
 

@@ -1,14 +1,13 @@
 //! Secret API keys: `pk_` followed by 64 hex characters. Only the SHA-256 of
 //! a key is stored; the key itself is shown once, at creation.
 
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::domain_events;
 use crate::error::DomainError;
-use crate::event::{Aggregate, DomainEvent, NewEvent, UpcastError, payload_of, to_payload};
+use crate::event::Aggregate;
 
 pub const API_KEY_CREATED: &str = "api_key.created";
 pub const API_KEY_REVOKED: &str = "api_key.revoked";
@@ -26,9 +25,7 @@ pub struct GeneratedKey {
 
 impl GeneratedKey {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let plaintext = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+        let plaintext = crate::ids::random_token(KEY_PREFIX, 32);
         let hash = hash_key(&plaintext);
         let display_prefix = plaintext[..KEY_PREFIX.len() + 6].to_owned();
         let last4 = plaintext[plaintext.len() - 4..].to_owned();
@@ -71,42 +68,10 @@ pub struct ApiKeyRevoked {
     pub key_id: Uuid,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum ApiKeyEvent {
-    Created(ApiKeyCreated),
-    Revoked(ApiKeyRevoked),
-}
-
-impl DomainEvent for ApiKeyEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            ApiKeyEvent::Created(_) => API_KEY_CREATED,
-            ApiKeyEvent::Revoked(_) => API_KEY_REVOKED,
-        }
-    }
-
-    fn to_new_event(&self) -> NewEvent {
-        let payload = match self {
-            ApiKeyEvent::Created(e) => to_payload(e),
-            ApiKeyEvent::Revoked(e) => to_payload(e),
-        };
-        NewEvent {
-            event_type: self.event_type(),
-            schema_version: 1,
-            payload,
-        }
-    }
-
-    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
-        match (event_type, schema_version) {
-            (API_KEY_CREATED, 1) => Ok(ApiKeyEvent::Created(payload_of(event_type, payload)?)),
-            (API_KEY_REVOKED, 1) => Ok(ApiKeyEvent::Revoked(payload_of(event_type, payload)?)),
-            (API_KEY_CREATED | API_KEY_REVOKED, v) => Err(UpcastError::UnknownVersion {
-                event_type: event_type.into(),
-                version: v,
-            }),
-            (other, _) => Err(UpcastError::UnknownType(other.into())),
-        }
+domain_events! {
+    pub enum ApiKeyEvent {
+        Created(ApiKeyCreated) = API_KEY_CREATED,
+        Revoked(ApiKeyRevoked) = API_KEY_REVOKED,
     }
 }
 

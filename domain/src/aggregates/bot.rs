@@ -3,11 +3,11 @@
 //! its derived data and appends `bot.purged`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain_events;
 use crate::error::{DomainError, FieldError};
-use crate::event::{Aggregate, DomainEvent, NewEvent, UpcastError, payload_of, to_payload};
+use crate::event::Aggregate;
 use crate::widget::WidgetSettings;
 
 pub const BOT_CREATED: &str = "bot.created";
@@ -110,10 +110,7 @@ pub struct BotPatch {
 
 /// A new public site key: `ps_` and 32 hex characters.
 pub fn new_site_key() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("ps_{}", hex::encode(bytes))
+    crate::ids::random_token("ps_", 16)
 }
 
 /// Whether a string has the shape of a site key.
@@ -378,58 +375,14 @@ pub struct BotPurged {
     pub bot_id: Uuid,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum BotEvent {
-    Created(BotCreated),
-    Updated(BotUpdated),
-    Deleted(BotDeleted),
-    Purged(BotPurged),
-    WidgetUpdated(WidgetUpdated),
-    SiteKeyRotated(SiteKeyRotated),
-}
-
-impl DomainEvent for BotEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            BotEvent::Created(_) => BOT_CREATED,
-            BotEvent::Updated(_) => BOT_UPDATED,
-            BotEvent::Deleted(_) => BOT_DELETED,
-            BotEvent::Purged(_) => BOT_PURGED,
-            BotEvent::WidgetUpdated(_) => BOT_WIDGET_UPDATED,
-            BotEvent::SiteKeyRotated(_) => BOT_SITE_KEY_ROTATED,
-        }
-    }
-
-    fn to_new_event(&self) -> NewEvent {
-        let payload = match self {
-            BotEvent::Created(e) => to_payload(e),
-            BotEvent::Updated(e) => to_payload(e),
-            BotEvent::Deleted(e) => to_payload(e),
-            BotEvent::Purged(e) => to_payload(e),
-            BotEvent::WidgetUpdated(e) => to_payload(e),
-            BotEvent::SiteKeyRotated(e) => to_payload(e),
-        };
-        NewEvent {
-            event_type: self.event_type(),
-            schema_version: 1,
-            payload,
-        }
-    }
-
-    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
-        match (event_type, schema_version) {
-            (BOT_CREATED, 1) => Ok(BotEvent::Created(payload_of(event_type, payload)?)),
-            (BOT_UPDATED, 1) => Ok(BotEvent::Updated(payload_of(event_type, payload)?)),
-            (BOT_DELETED, 1) => Ok(BotEvent::Deleted(payload_of(event_type, payload)?)),
-            (BOT_PURGED, 1) => Ok(BotEvent::Purged(payload_of(event_type, payload)?)),
-            (BOT_WIDGET_UPDATED, 1) => Ok(BotEvent::WidgetUpdated(payload_of(event_type, payload)?)),
-            (BOT_SITE_KEY_ROTATED, 1) => Ok(BotEvent::SiteKeyRotated(payload_of(event_type, payload)?)),
-            (t, v) if BOT_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
-                event_type: event_type.into(),
-                version: v,
-            }),
-            (other, _) => Err(UpcastError::UnknownType(other.into())),
-        }
+domain_events! {
+    pub enum BotEvent {
+        Created(BotCreated) = BOT_CREATED,
+        Updated(BotUpdated) = BOT_UPDATED,
+        Deleted(BotDeleted) = BOT_DELETED,
+        Purged(BotPurged) = BOT_PURGED,
+        WidgetUpdated(WidgetUpdated) = BOT_WIDGET_UPDATED,
+        SiteKeyRotated(SiteKeyRotated) = BOT_SITE_KEY_ROTATED,
     }
 }
 
@@ -573,6 +526,7 @@ impl Aggregate for Bot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{DomainEvent, UpcastError};
 
     fn given(events: &[BotEvent]) -> BotState {
         let mut state = BotState::default();

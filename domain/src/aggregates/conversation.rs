@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain_events;
 use crate::error::DomainError;
-use crate::event::{Aggregate, DomainEvent, NewEvent, UpcastError, payload_of, to_payload};
+use crate::event::Aggregate;
 
 pub const CONVERSATION_STARTED: &str = "conversation.started";
 pub const MESSAGE_RECEIVED: &str = "conversation.message_received";
@@ -187,78 +188,19 @@ pub struct AttachmentAdded {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConversationEvent {
-    Started(ConversationStarted),
-    MessageReceived(MessageReceived),
-    Answered(Answered),
-    AnswerFailed(AnswerFailed),
-    Escalated(Escalated),
-    AdminReplied(AdminReplied),
-    Closed(Closed),
-    Reopened(Reopened),
-    TagsChanged(TagsChanged),
-    FeedbackReceived(FeedbackReceived),
-    AttachmentAdded(AttachmentAdded),
-}
-
-impl DomainEvent for ConversationEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            ConversationEvent::Started(_) => CONVERSATION_STARTED,
-            ConversationEvent::MessageReceived(_) => MESSAGE_RECEIVED,
-            ConversationEvent::Answered(_) => ANSWERED,
-            ConversationEvent::AnswerFailed(_) => ANSWER_FAILED,
-            ConversationEvent::Escalated(_) => ESCALATED,
-            ConversationEvent::AdminReplied(_) => ADMIN_REPLIED,
-            ConversationEvent::Closed(_) => CLOSED,
-            ConversationEvent::Reopened(_) => REOPENED,
-            ConversationEvent::TagsChanged(_) => TAGS_CHANGED,
-            ConversationEvent::FeedbackReceived(_) => FEEDBACK_RECEIVED,
-            ConversationEvent::AttachmentAdded(_) => ATTACHMENT_ADDED,
-        }
-    }
-
-    fn to_new_event(&self) -> NewEvent {
-        let payload = match self {
-            ConversationEvent::Started(e) => to_payload(e),
-            ConversationEvent::MessageReceived(e) => to_payload(e),
-            ConversationEvent::Answered(e) => to_payload(e),
-            ConversationEvent::AnswerFailed(e) => to_payload(e),
-            ConversationEvent::Escalated(e) => to_payload(e),
-            ConversationEvent::AdminReplied(e) => to_payload(e),
-            ConversationEvent::Closed(e) => to_payload(e),
-            ConversationEvent::Reopened(e) => to_payload(e),
-            ConversationEvent::TagsChanged(e) => to_payload(e),
-            ConversationEvent::FeedbackReceived(e) => to_payload(e),
-            ConversationEvent::AttachmentAdded(e) => to_payload(e),
-        };
-        NewEvent {
-            event_type: self.event_type(),
-            schema_version: 1,
-            payload,
-        }
-    }
-
-    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
-        match (event_type, schema_version) {
-            (CONVERSATION_STARTED, 1) => Ok(ConversationEvent::Started(payload_of(event_type, payload)?)),
-            (MESSAGE_RECEIVED, 1) => Ok(ConversationEvent::MessageReceived(payload_of(event_type, payload)?)),
-            (ANSWERED, 1) => Ok(ConversationEvent::Answered(payload_of(event_type, payload)?)),
-            (ANSWER_FAILED, 1) => Ok(ConversationEvent::AnswerFailed(payload_of(event_type, payload)?)),
-            (ESCALATED, 1) => Ok(ConversationEvent::Escalated(payload_of(event_type, payload)?)),
-            (ADMIN_REPLIED, 1) => Ok(ConversationEvent::AdminReplied(payload_of(event_type, payload)?)),
-            (CLOSED, 1) => Ok(ConversationEvent::Closed(payload_of(event_type, payload)?)),
-            (REOPENED, 1) => Ok(ConversationEvent::Reopened(payload_of(event_type, payload)?)),
-            (TAGS_CHANGED, 1) => Ok(ConversationEvent::TagsChanged(payload_of(event_type, payload)?)),
-            (FEEDBACK_RECEIVED, 1) => Ok(ConversationEvent::FeedbackReceived(payload_of(event_type, payload)?)),
-            (ATTACHMENT_ADDED, 1) => Ok(ConversationEvent::AttachmentAdded(payload_of(event_type, payload)?)),
-            (t, v) if CONVERSATION_EVENTS.contains(&t) => Err(UpcastError::UnknownVersion {
-                event_type: t.into(),
-                version: v,
-            }),
-            (other, _) => Err(UpcastError::UnknownType(other.into())),
-        }
+domain_events! {
+    pub enum ConversationEvent {
+        Started(ConversationStarted) = CONVERSATION_STARTED,
+        MessageReceived(MessageReceived) = MESSAGE_RECEIVED,
+        Answered(Answered) = ANSWERED,
+        AnswerFailed(AnswerFailed) = ANSWER_FAILED,
+        Escalated(Escalated) = ESCALATED,
+        AdminReplied(AdminReplied) = ADMIN_REPLIED,
+        Closed(Closed) = CLOSED,
+        Reopened(Reopened) = REOPENED,
+        TagsChanged(TagsChanged) = TAGS_CHANGED,
+        FeedbackReceived(FeedbackReceived) = FEEDBACK_RECEIVED,
+        AttachmentAdded(AttachmentAdded) = ATTACHMENT_ADDED,
     }
 }
 
@@ -715,6 +657,7 @@ impl Aggregate for Conversation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::DomainEvent;
 
     fn given(events: &[ConversationEvent]) -> ConversationState {
         let mut state = ConversationState::default();

@@ -177,14 +177,17 @@ impl LeadDetails {
 
     /// What identifies the visitor within a bot: the email (lowercase), else
     /// the phone's digits.
-    pub fn identity(&self) -> Option<String> {
+    pub fn identity(&self) -> Result<String, DomainError> {
         if let Some(email) = &self.email {
-            return Some(format!("email:{}", email.to_lowercase()));
+            return Ok(format!("email:{}", email.to_lowercase()));
         }
-        self.phone.as_ref().map(|p| {
-            let digits: String = p.chars().filter(char::is_ascii_digit).collect();
-            format!("phone:{digits}")
-        })
+        self.phone
+            .as_ref()
+            .map(|p| {
+                let digits: String = p.chars().filter(char::is_ascii_digit).collect();
+                format!("phone:{digits}")
+            })
+            .ok_or_else(|| DomainError::invalid("email", "an email address or a phone number is required"))
     }
 }
 
@@ -230,12 +233,7 @@ impl Aggregate for Lead {
             source,
         } = command;
         let details = details.normalized()?;
-        let Some(identity) = details.identity() else {
-            return Err(DomainError::Validation(vec![FieldError {
-                field: "email".into(),
-                message: "an email address or a phone number is required".into(),
-            }]));
-        };
+        let identity = details.identity()?;
         let id = lead_id(bot_id, &identity);
         let Some(existing) = state.lead_id else {
             return Ok(vec![LeadEvent::Captured(LeadCaptured {

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain_events;
 use crate::error::{DomainError, FieldError};
-use crate::event::{Aggregate, DomainEvent, NewEvent, UpcastError, payload_of, to_payload};
+use crate::event::{Aggregate, to_payload};
 
 pub const SOURCE_ADDED: &str = "source.added";
 pub const SOURCE_REFRESH_REQUESTED: &str = "source.refresh_requested";
@@ -406,79 +407,18 @@ pub struct SourceGone {
     pub bot_id: Uuid,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceEvent {
-    Added(SourceAdded),
-    RefreshRequested(RefreshRequested),
-    Fetching(RunStep),
-    Fetched(Fetched),
-    Parsed(Parsed),
-    Indexed(Indexed),
-    Failed(Failed),
-    ScheduleChanged(ScheduleChanged),
-    Deleted(SourceGone),
-    Purged(SourceGone),
-}
-
-impl DomainEvent for SourceEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            SourceEvent::Added(_) => SOURCE_ADDED,
-            SourceEvent::RefreshRequested(_) => SOURCE_REFRESH_REQUESTED,
-            SourceEvent::Fetching(_) => SOURCE_FETCHING,
-            SourceEvent::Fetched(_) => SOURCE_FETCHED,
-            SourceEvent::Parsed(_) => SOURCE_PARSED,
-            SourceEvent::Indexed(_) => SOURCE_INDEXED,
-            SourceEvent::Failed(_) => SOURCE_FAILED,
-            SourceEvent::ScheduleChanged(_) => SOURCE_SCHEDULE_CHANGED,
-            SourceEvent::Deleted(_) => SOURCE_DELETED,
-            SourceEvent::Purged(_) => SOURCE_PURGED,
-        }
-    }
-
-    fn to_new_event(&self) -> NewEvent {
-        let payload = match self {
-            SourceEvent::Added(e) => to_payload(e),
-            SourceEvent::RefreshRequested(e) => to_payload(e),
-            SourceEvent::Fetching(e) => to_payload(e),
-            SourceEvent::Fetched(e) => to_payload(e),
-            SourceEvent::Parsed(e) => to_payload(e),
-            SourceEvent::Indexed(e) => to_payload(e),
-            SourceEvent::Failed(e) => to_payload(e),
-            SourceEvent::ScheduleChanged(e) => to_payload(e),
-            SourceEvent::Deleted(e) | SourceEvent::Purged(e) => to_payload(e),
-        };
-        NewEvent {
-            event_type: self.event_type(),
-            schema_version: 1,
-            payload,
-        }
-    }
-
-    fn from_stored(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, UpcastError> {
-        if schema_version != 1 {
-            return if SOURCE_EVENTS.contains(&event_type) {
-                Err(UpcastError::UnknownVersion {
-                    event_type: event_type.into(),
-                    version: schema_version,
-                })
-            } else {
-                Err(UpcastError::UnknownType(event_type.into()))
-            };
-        }
-        Ok(match event_type {
-            SOURCE_ADDED => SourceEvent::Added(payload_of(event_type, payload)?),
-            SOURCE_REFRESH_REQUESTED => SourceEvent::RefreshRequested(payload_of(event_type, payload)?),
-            SOURCE_FETCHING => SourceEvent::Fetching(payload_of(event_type, payload)?),
-            SOURCE_FETCHED => SourceEvent::Fetched(payload_of(event_type, payload)?),
-            SOURCE_PARSED => SourceEvent::Parsed(payload_of(event_type, payload)?),
-            SOURCE_INDEXED => SourceEvent::Indexed(payload_of(event_type, payload)?),
-            SOURCE_FAILED => SourceEvent::Failed(payload_of(event_type, payload)?),
-            SOURCE_SCHEDULE_CHANGED => SourceEvent::ScheduleChanged(payload_of(event_type, payload)?),
-            SOURCE_DELETED => SourceEvent::Deleted(payload_of(event_type, payload)?),
-            SOURCE_PURGED => SourceEvent::Purged(payload_of(event_type, payload)?),
-            other => return Err(UpcastError::UnknownType(other.into())),
-        })
+domain_events! {
+    pub enum SourceEvent {
+        Added(SourceAdded) = SOURCE_ADDED,
+        RefreshRequested(RefreshRequested) = SOURCE_REFRESH_REQUESTED,
+        Fetching(RunStep) = SOURCE_FETCHING,
+        Fetched(Fetched) = SOURCE_FETCHED,
+        Parsed(Parsed) = SOURCE_PARSED,
+        Indexed(Indexed) = SOURCE_INDEXED,
+        Failed(Failed) = SOURCE_FAILED,
+        ScheduleChanged(ScheduleChanged) = SOURCE_SCHEDULE_CHANGED,
+        Deleted(SourceGone) = SOURCE_DELETED,
+        Purged(SourceGone) = SOURCE_PURGED,
     }
 }
 

@@ -4,7 +4,6 @@
 //! rotation's grace period deliveries are signed with both secrets.
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,9 +30,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 500;
 
 /// A new signing secret: `whsec_` and 64 hex characters.
 pub fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("whsec_{}", hex::encode(bytes))
+    crate::ids::random_token("whsec_", 32)
 }
 
 /// What an endpoint is: where deliveries go and which events.
@@ -51,10 +48,7 @@ impl EndpointSettings {
     /// SSRF guard); sorts and deduplicates the event types.
     pub fn validated(mut self) -> Result<Self, DomainError> {
         let mut errors = Vec::new();
-        let url_ok = self.url.len() <= 2048
-            && url::Url::parse(&self.url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-        if !url_ok {
+        if !super::source::valid_http_url(&self.url) {
             errors.push(FieldError {
                 field: "url".into(),
                 message: "must be an absolute http or https URL of at most 2048 characters".into(),
@@ -89,8 +83,13 @@ impl EndpointSettings {
 
     /// Whether deliveries of this event type go to the endpoint.
     pub fn wants(&self, event_type: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|e| e == event_type)
+        subscribes(&self.events, event_type)
     }
+}
+
+/// Whether a list of subscribed event types (empty: all) takes `event_type`.
+pub fn subscribes(events: &[String], event_type: &str) -> bool {
+    events.is_empty() || events.iter().any(|e| e == event_type)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
