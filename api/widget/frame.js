@@ -282,11 +282,20 @@
     return row;
   }
 
+  // The whole row: state attributes, the bubble, the files and the rating.
   function fill(row) {
     const m = row._m;
-    const b = row._b;
     row.dataset.status = m.status || 'complete';
     if (m.id) row.dataset.id = m.id;
+    renderBody(row);
+    files(row);
+    if (m.role === 'assistant' && m.status === 'complete' && m.id && !row._rate) rateRow(row);
+  }
+
+  // Only the bubble: the text (with citations and sources) and a failure note.
+  function renderBody(row) {
+    const m = row._m;
+    const b = row._b;
     b.textContent = '';
     if (m.role === 'user') b.textContent = m.text;
     else if (m.status === 'pending' && !m.text) {
@@ -307,8 +316,6 @@
         p.append(' ', r);
       }
     }
-    files(row);
-    if (m.role === 'assistant' && m.status === 'complete' && m.id && !row._rate) rateRow(row);
   }
 
   function files(row) {
@@ -619,8 +626,9 @@
       const type = d.type || ev.event;
       if (type === 'delta') {
         m.text += d.text || '';
-        m.status = 'streaming';
-        fill(row);
+        // One render of the bubble a delta; no files or rating while streaming.
+        row.dataset.status = m.status = 'streaming';
+        renderBody(row);
         if (el.scroll.scrollHeight - el.scroll.scrollTop - el.scroll.clientHeight < 160) scrollEnd();
       } else if (type === 'sources') {
         m.sources = d.sources || [];

@@ -187,15 +187,12 @@
     frame.title = 'Chat';
     frame.src = api + '/widget/frame.html?' + q;
     // Start from the closed look so that opening animates.
-    const was = open;
-    open = false;
-    layout();
-    open = was;
+    layout(false);
     host.shadowRoot ? host.shadowRoot.appendChild(frame) : host.appendChild(frame);
     void frame.offsetWidth;
   }
 
-  function layout() {
+  function layout(shown = open) {
     const small = mqSmall.matches;
     const calm = mqCalm.matches;
     const side = left ? 'left' : 'right';
@@ -211,18 +208,18 @@
       'border-radius': small ? '0' : '16px',
       'box-shadow': small ? 'none' : '0 16px 48px rgba(15,23,42,.22), 0 2px 8px rgba(15,23,42,.1)',
       'transform-origin': 'bottom ' + side,
-      visibility: open ? 'visible' : 'hidden',
-      opacity: open ? '1' : '0',
-      transform: open || calm || small ? 'none' : 'translateY(12px) scale(.98)',
-      'pointer-events': open ? 'auto' : 'none',
+      visibility: shown ? 'visible' : 'hidden',
+      opacity: shown ? '1' : '0',
+      transform: shown || calm || small ? 'none' : 'translateY(12px) scale(.98)',
+      'pointer-events': shown ? 'auto' : 'none',
       transition: calm
         ? 'none'
-        : 'opacity .18s ease, transform .18s ease, visibility 0s linear ' + (open ? '0s' : '.18s'),
+        : 'opacity .18s ease, transform .18s ease, visibility 0s linear ' + (shown ? '0s' : '.18s'),
     });
-    frame.inert = !open;
-    css(btn, { display: small && open ? 'none' : 'flex' });
-    css(iconChat, { display: open ? 'none' : 'block' });
-    css(iconClose, { display: open ? 'block' : 'none' });
+    frame.inert = !shown;
+    css(btn, { display: small && shown ? 'none' : 'flex' });
+    css(iconChat, { display: shown ? 'none' : 'block' });
+    css(iconClose, { display: shown ? 'block' : 'none' });
   }
 
   function post(msg) {
@@ -269,10 +266,9 @@
   window.Parley = { open: openChat, close, toggle, version: 1 };
 
   const start = (cfg) => {
-    if (cfg) {
-      if (!accentOverride && colourRe.test(cfg.accent_color || '')) accent = cfg.accent_color;
-      left = (positionOverride || cfg.position) === 'bottom-left';
-    } else left = positionOverride === 'bottom-left';
+    cfg = cfg || {};
+    if (!accentOverride && colourRe.test(cfg.accent_color || '')) accent = cfg.accent_color;
+    left = (positionOverride || cfg.position) === 'bottom-left';
     build();
     // A returning visitor with a conversation: load the chat hidden so new replies show as unread.
     if (storeGet(activeKey)) createFrame();

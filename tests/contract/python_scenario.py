@@ -3,7 +3,8 @@
 
 Usage: python_scenario.py            (environment: PARLEY_URL, PARLEY_API_KEY, PARLEY_SPEC)
 
-1. Generates a client with openapi-python-client (version pinned below) from the spec into a
+1. Generates a client with openapi-python-client (pinned and installed into the interpreter this
+   runs with by tests/contract/run, which exports the version) from the spec into a
    temporary directory. Any schema or operation the generator drops is a failure: a client
    generated from the spec must cover it.
 2. Runs the scenario through that client only (no hand-written HTTP): create a bot, add a text
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.metadata
 import json
 import os
 import re
@@ -38,7 +40,18 @@ import traceback
 import uuid
 from pathlib import Path
 
-OPENAPI_PYTHON_CLIENT_VERSION = "0.29.1"
+
+def installed_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# tests/contract/run pins, installs and exports it; run alone, this reports what is installed.
+OPENAPI_PYTHON_CLIENT_VERSION = (
+    os.environ.get("CONTRACT_OPENAPI_PYTHON_CLIENT_VERSION") or installed_version("openapi-python-client")
+)
 SOURCE_READY_TIMEOUT_S = 120
 
 HERE = Path(__file__).resolve().parent
@@ -64,21 +77,10 @@ class StepFailed(Exception):
 
 
 def ensure_generator() -> Path:
-    """The pinned openapi-python-client, installed into this interpreter's environment if needed."""
-    try:
-        from importlib.metadata import version
-
-        installed = version("openapi-python-client")
-    except Exception:
-        installed = None
-    if installed != OPENAPI_PYTHON_CLIENT_VERSION:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", f"openapi-python-client=={OPENAPI_PYTHON_CLIENT_VERSION}"],
-            check=True,
-        )
+    """The openapi-python-client next to this interpreter (tests/contract/run installs it there)."""
     exe = Path(sys.executable).parent / "openapi-python-client"
     if not exe.exists():
-        raise RuntimeError(f"{exe} not found after installing openapi-python-client")
+        raise RuntimeError(f"{exe} not found: run tests/contract/run, which installs openapi-python-client")
     return exe
 
 

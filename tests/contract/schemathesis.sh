@@ -17,30 +17,34 @@
 #    Exits 0 only when there is no finding and no error.
 #
 # Reproduce a run with ST_SEED=<seed printed in the summary>.
+#
+# Uses the Schemathesis that tests/contract/run pinned and installed (it exports CONTRACT_VENV and
+# CONTRACT_SCHEMATHESIS_VERSION); run alone, it uses tests/contract/.venv as that left it.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-SCHEMATHESIS_VERSION="4.32.5"
 BASE_URL="${1:?usage: schemathesis.sh BASE_URL API_KEY WORK_DIR}"
 API_KEY="${2:?usage: schemathesis.sh BASE_URL API_KEY WORK_DIR}"
 WORK="${3:?usage: schemathesis.sh BASE_URL API_KEY WORK_DIR}"
 SPEC="${PARLEY_SPEC:-$REPO/openapi/openapi.json}"
 MAX_EXAMPLES="${ST_MAX_EXAMPLES:-60}"
-PY="$HERE/.venv/bin/python"
-ST="$HERE/.venv/bin/schemathesis"
+VENV="${CONTRACT_VENV:-$HERE/.venv}"
+PY="$VENV/bin/python"
+ST="$VENV/bin/schemathesis"
 CHECKS="not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
-if [[ ! -x "$ST" ]] || [[ "$("$PY" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != "$SCHEMATHESIS_VERSION" ]]; then
-  [[ -x "$PY" ]] || python3 -m venv "$HERE/.venv"
-  "$PY" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+if [[ ! -x "$ST" ]]; then
+  echo "schemathesis.sh: no Schemathesis in $VENV (tests/contract/run installs it)" >&2
+  exit 2
 fi
+st_version="${CONTRACT_SCHEMATHESIS_VERSION:-$("$PY" -c 'import importlib.metadata as m; print(m.version("schemathesis"))')}"
 
 mkdir -p "$WORK"
 SEED_JSON="$WORK/seed.json"
 CONFIG="$WORK/schemathesis.toml"
 
-echo "schemathesis $SCHEMATHESIS_VERSION: seeding resources"
+echo "schemathesis $st_version: seeding resources"
 "$PY" - "$BASE_URL" "$API_KEY" "$SEED_JSON" "$CONFIG" <<'PYEOF'
 """Seeds real resources and writes a schemathesis.toml fixing each operation's ids to them."""
 import json
@@ -180,7 +184,7 @@ REPORTS="$WORK/reports"
 rm -rf "$REPORTS"
 mkdir -p "$REPORTS"
 
-echo "schemathesis $SCHEMATHESIS_VERSION: every operation, --max-examples $MAX_EXAMPLES, checks $CHECKS, seed $ST_SEED"
+echo "schemathesis $st_version: every operation, --max-examples $MAX_EXAMPLES, checks $CHECKS, seed $ST_SEED"
 set +e
 ( cd "$WORK" && timeout 420 "$ST" --config-file "$CONFIG" run "$SPEC" \
     --url "$BASE_URL" \
