@@ -13,6 +13,40 @@ use crate::queue::{JobQueue, Lane};
 
 /// How often an idle worker looks for new jobs.
 const POLL: Duration = Duration::from_millis(250);
+
+/// Wakes an idle worker every `POLL`, with the next wake-up always armed.
+/// (apalis's own interval strategy arms no timer on the poll where it fires,
+/// so a worker whose look found nothing could sleep until its next heartbeat.)
+struct EveryPoll(tokio::time::Interval);
+
+impl EveryPoll {
+    fn new() -> EveryPoll {
+        let mut interval = tokio::time::interval(POLL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        EveryPoll(interval)
+    }
+}
+
+impl Clone for EveryPoll {
+    fn clone(&self) -> Self {
+        EveryPoll::new()
+    }
+}
+
+impl PollStrategy for EveryPoll {
+    fn poll_drive(&mut self, cx: &mut std::task::Context<'_>, _: &PollSnapshot) -> std::task::Poll<Option<()>> {
+        // Ticks until one is pending: that one holds the waker.
+        let mut fired = false;
+        while self.0.poll_tick(cx).is_ready() {
+            fired = true;
+        }
+        if fired {
+            std::task::Poll::Ready(Some(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
 const RETRIES: usize = 8;
 
 async fn handle(job: Job, ctx: Data<JobContext>, attempt: Attempt) -> Result<(), BoxDynError> {
@@ -118,7 +152,7 @@ async fn run_monitor(
     let monitor = match lane {
         Lane::Sqlite { storage, .. } => monitor.register(move |i| {
             WorkerBuilder::new(format!("parley-sqlite-{label}-{i}"))
-                .backend(storage.clone().poll_with_interval(POLL))
+                .backend(storage.clone().poll_with_strategy(EveryPoll::new()))
                 .concurrency(workers)
                 .retry(retry_policy())
                 .data(ctx.clone())
@@ -126,7 +160,7 @@ async fn run_monitor(
         }),
         Lane::Redis { storage, .. } => monitor.register(move |i| {
             WorkerBuilder::new(format!("parley-redis-{label}-{i}"))
-                .backend(storage.clone().poll_with_interval(POLL))
+                .backend(storage.clone().poll_with_strategy(EveryPoll::new()))
                 .concurrency(workers)
                 .retry(retry_policy())
                 .data(ctx.clone())
