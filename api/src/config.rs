@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use parley_domain::usage::Plan;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -12,14 +13,6 @@ use serde::Deserialize;
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// A plan defined in the configuration (`[plans.<name>]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct PlanSettings {
-    pub messages_per_month: u64,
-    pub bots: u64,
-    pub sources: u64,
 }
 
 /// The plan organizations are on unless they are put on another one.
@@ -152,9 +145,9 @@ pub struct Settings {
     pub webhook_disable_after_secs: u64,
     /// Webhook endpoints per organization.
     pub max_webhooks_per_org: u64,
-    /// Named plans besides the default one (`PARLEY_PLAN_*`).
+    /// Named plans besides the default one (`[plans.<name>]`, `PARLEY_PLANS__<NAME>__*`).
     #[serde(default)]
-    pub plans: std::collections::BTreeMap<String, PlanSettings>,
+    pub plans: std::collections::BTreeMap<String, Plan>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/parley.db";
@@ -465,8 +458,8 @@ impl Settings {
     }
 
     /// The default plan.
-    pub fn plan(&self) -> parley_domain::usage::Plan {
-        parley_domain::usage::Plan {
+    pub fn plan(&self) -> Plan {
+        Plan {
             messages_per_month: self.plan_messages_per_month,
             bots: self.plan_bots,
             sources: self.plan_sources,
@@ -475,15 +468,11 @@ impl Settings {
 
     /// A plan by name (`None` or `default`: the default plan). A name no
     /// longer configured falls back to the default plan.
-    pub fn plan_named(&self, name: Option<&str>) -> parley_domain::usage::Plan {
+    pub fn plan_named(&self, name: Option<&str>) -> Plan {
         match name.filter(|n| *n != DEFAULT_PLAN) {
             None => self.plan(),
             Some(n) => match self.plans.get(n) {
-                Some(p) => parley_domain::usage::Plan {
-                    messages_per_month: p.messages_per_month,
-                    bots: p.bots,
-                    sources: p.sources,
-                },
+                Some(p) => *p,
                 None => {
                     tracing::warn!(
                         plan = n,

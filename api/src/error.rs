@@ -280,8 +280,8 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     let request_id = req.data::<crate::middleware::RequestId>().map(|r| r.0.clone());
     let public = req.uri().path().starts_with("/api/v1/public/");
     // NUL is no text: no path or parameter may carry one.
-    let raw = req.uri().to_string().to_ascii_lowercase();
-    if raw.contains("%00") {
+    let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    if target.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
         let resp =
             ApiError::new(ErrorCode::InvalidRequest, "the address must not contain NUL characters").into_response();
         return Ok(with_request_id(resp, request_id).await);

@@ -125,13 +125,9 @@ impl Limiter {
         }
     }
 
-    /// Whether a message's conversation token opens its conversation (a new
-    /// conversation has none yet): requests the endpoint will refuse spend
-    /// nothing of the bot's budget.
-    async fn opens(&self, bot_id: uuid::Uuid, conversation: Option<uuid::Uuid>, token: Option<&str>) -> bool {
-        let Some(conversation) = conversation else {
-            return true;
-        };
+    /// Whether a message's conversation token opens its conversation:
+    /// requests the endpoint will refuse spend nothing of the bot's budget.
+    async fn opens(&self, bot_id: uuid::Uuid, conversation: uuid::Uuid, token: Option<&str>) -> bool {
         let (Some(store), Some(token)) = (&self.store, token) else {
             return false;
         };
@@ -279,15 +275,20 @@ async fn class_of(req: &mut Request) -> Option<Class> {
     None
 }
 
-/// The bot a visitor request asks to answer a message, when it does: a
-/// visitor's message, or a new conversation that starts with one.
-/// For a message in an existing conversation, that conversation too.
-async fn bot_message(req: &mut Request) -> Option<(uuid::Uuid, Option<uuid::Uuid>)> {
+/// What a visitor request may ask a bot to answer.
+enum Asks {
+    /// A message in this conversation.
+    Message(uuid::Uuid),
+    /// A new conversation: an answer when its body holds a first message.
+    Start,
+}
+
+/// The bot a visitor request may ask for an answer, by its path alone.
+fn bot_request(req: &Request) -> Option<(uuid::Uuid, Asks)> {
     if req.method() != Method::POST {
         return None;
     }
-    let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         [
             "api",
@@ -298,21 +299,21 @@ async fn bot_message(req: &mut Request) -> Option<(uuid::Uuid, Option<uuid::Uuid
             "conversations",
             conversation,
             "messages",
-        ] => Some((bot.parse().ok()?, Some(conversation.parse().ok()?))),
-        ["api", "v1", "public", "bots", bot, "conversations"] => {
-            let body = req.take_body().into_bytes().await.unwrap_or_default();
-            let has_message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .is_some_and(|v| v.get("message").is_some_and(serde_json::Value::is_string));
-            req.set_body(body);
-            if has_message {
-                Some((bot.parse().ok()?, None))
-            } else {
-                None
-            }
-        }
+        ] => Some((bot.parse().ok()?, Asks::Message(conversation.parse().ok()?))),
+        ["api", "v1", "public", "bots", bot, "conversations"] => Some((bot.parse().ok()?, Asks::Start)),
         _ => None,
     }
+}
+
+/// Whether a new conversation's body holds a first message (the body is
+/// put back for the endpoint).
+async fn starts_with_message(req: &mut Request) -> bool {
+    let body = req.take_body().into_bytes().await.unwrap_or_default();
+    let has_message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .is_some_and(|v| v.get("message").is_some_and(serde_json::Value::is_string));
+    req.set_body(body);
+    has_message
 }
 
 /// The counts a request is checked against: `(key, rate)`. Requests with
@@ -322,11 +323,17 @@ async fn checks_for(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)>
     let mut checks = own_checks(req, limiter).await;
     let site_key = req.header("x-parley-site-key").map(str::to_owned);
     let token = req.header("x-parley-conversation-token").map(str::to_owned);
-    if let Some((bot_id, conversation)) = bot_message(req).await
+    // Bodies are read only for bots with a limit of their own.
+    if let Some((bot_id, asks)) = bot_request(req)
         && let Some(limit) = limiter.bot_limit(bot_id, site_key.as_deref()).await
-        && limiter.opens(bot_id, conversation, token.as_deref()).await
     {
-        checks.push((format!("bot:{bot_id}"), Rate::per_minute(limit)));
+        let answers = match asks {
+            Asks::Message(conversation) => limiter.opens(bot_id, conversation, token.as_deref()).await,
+            Asks::Start => starts_with_message(req).await,
+        };
+        if answers {
+            checks.push((format!("bot:{bot_id}"), Rate::per_minute(limit)));
+        }
     }
     checks
 }

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use crate::store::Store;
 use crate::store::entities::{bots, sources, usage_counters};
 
-/// What a plan allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a plan allows (also a plan's configuration, `[plans.<name>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub struct Plan {
     pub messages_per_month: u64,
     pub bots: u64,

@@ -219,8 +219,13 @@ fn transcript(conversation: &conversations::Model, messages: &[Message]) -> Stri
     out
 }
 
+/// A conversation's messages without their attachments, which CSV rows and
+/// transcripts leave out.
 async fn messages_of(state: &AppState, conversation_id: Uuid) -> Result<Vec<Message>, ApiError> {
-    super::chat::messages_with_attachments(state, conversation_id).await
+    let rows = read::messages(&state.store, conversation_id)
+        .await
+        .map_err(StoreError::Db)?;
+    Ok(rows.into_iter().map(Message::from).collect())
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
@@ -303,11 +308,10 @@ impl ExportApi {
             .await
             .map_err(StoreError::Db)?
             .ok_or(DomainError::ConversationNotFound)?;
-        let messages = messages_of(state, conversation.id).await?;
         let name = format!("conversation-{}", conversation.id);
-        let shown = super::chat::info(state, conversation.clone()).await?;
         Ok(match format.0.unwrap_or(ExportFormat::Json) {
             ExportFormat::Csv => {
+                let messages = messages_of(state, conversation.id).await?;
                 let mut writer = csv::Writer::from_writer(Vec::new());
                 writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
                 csv_rows(&mut writer, &messages, conversation.id)?;
@@ -318,14 +322,14 @@ impl ExportApi {
                 }
             }
             ExportFormat::Txt => Export {
-                body: transcript(&conversation, &messages).into_bytes(),
+                body: transcript(&conversation, &messages_of(state, conversation.id).await?).into_bytes(),
                 content_type: "text/plain; charset=utf-8",
                 file_name: format!("{name}.txt"),
             },
             ExportFormat::Json => {
                 let detail = ConversationDetail {
-                    conversation: shown,
-                    messages,
+                    messages: super::chat::messages_with_attachments(state, conversation.id).await?,
+                    conversation: super::chat::info(state, conversation).await?,
                 };
                 Export {
                     body: detail.to_json_string().into_bytes(),

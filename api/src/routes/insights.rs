@@ -1,7 +1,7 @@
 //! `/api/v1/bots/{id}/insights`: what visitors ask, what the bot could not
 //! answer (near-duplicate questions grouped), ratings and hand-offs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use parley_domain::insights::{self, SAME_QUESTION};
@@ -76,28 +76,65 @@ pub struct Insights {
     pub questions_analyzed: u64,
 }
 
-/// Groups questions (the most recent first) whose wordings are the same or
-/// whose meaning is nearly so.
-async fn grouped(state: &AppState, asked: &[&insights::Asked], limit: usize) -> Result<Vec<QuestionGroup>, ApiError> {
-    // Identical wordings first (cheap), then meaning, on distinct wordings only.
-    let mut distinct: Vec<String> = Vec::new();
-    let mut of_wording: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, q) in asked.iter().enumerate() {
-        let key = insights::normalized(&q.text);
-        let entry = of_wording.entry(key.clone()).or_default();
-        if entry.is_empty() {
-            distinct.push(key);
+/// Questions (the most recent first) by wording: the distinct normalized
+/// wordings in order, and the questions of each.
+struct Wordings {
+    distinct: Vec<String>,
+    of_wording: HashMap<String, Vec<usize>>,
+}
+
+impl Wordings {
+    fn of(asked: &[&insights::Asked]) -> Wordings {
+        let mut distinct: Vec<String> = Vec::new();
+        let mut of_wording: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, q) in asked.iter().enumerate() {
+            let key = insights::normalized(&q.text);
+            let entry = of_wording.entry(key.clone()).or_default();
+            if entry.is_empty() {
+                distinct.push(key);
+            }
+            entry.push(i);
         }
-        entry.push(i);
+        Wordings { distinct, of_wording }
     }
+
+    /// The text standing for each distinct wording: its most recent question's.
+    fn representatives<'a>(&'a self, asked: &[&'a insights::Asked]) -> impl Iterator<Item = &'a str> {
+        self.distinct
+            .iter()
+            .map(move |key| asked[self.of_wording[key][0]].text.as_str())
+    }
+}
+
+/// The meaning of each text, embedded in one call.
+async fn meanings<'a>(
+    state: &AppState,
+    texts: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<&'a str, Vec<f32>>, ApiError> {
+    let mut seen = HashSet::new();
+    let distinct: Vec<&str> = texts.filter(|text| seen.insert(*text)).collect();
     if distinct.is_empty() {
-        return Ok(vec![]);
+        return Ok(HashMap::new());
     }
-    let texts: Vec<String> = distinct
-        .iter()
-        .map(|key| asked[of_wording[key][0]].text.clone())
+    let vectors = state
+        .chat
+        .embed(distinct.iter().map(|t| (*t).to_owned()).collect())
+        .await?;
+    Ok(distinct.into_iter().zip(vectors).collect())
+}
+
+/// Groups questions whose wordings are the same or whose meaning is nearly so.
+fn grouped(
+    asked: &[&insights::Asked],
+    wordings: &Wordings,
+    meaning: &HashMap<&str, Vec<f32>>,
+    limit: usize,
+) -> Vec<QuestionGroup> {
+    let Wordings { distinct, of_wording } = wordings;
+    let vectors: Vec<Vec<f32>> = wordings
+        .representatives(asked)
+        .map(|text| meaning[text].clone())
         .collect();
-    let vectors = state.chat.embed(texts).await?;
     let mut groups: Vec<Vec<usize>> = insights::group(&vectors, SAME_QUESTION)
         .into_iter()
         .map(|g| {
@@ -111,23 +148,23 @@ async fn grouped(state: &AppState, asked: &[&insights::Asked], limit: usize) -> 
         })
         .collect();
     groups.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
-    Ok(groups
+    groups
         .into_iter()
         .take(limit)
         .map(|members| {
             let lead = asked[members[0]];
+            let lead_wording = insights::normalized(&lead.text);
             let mut variants: Vec<String> = Vec::new();
+            let mut shown_wordings: Vec<String> = Vec::new();
             let mut conversation_ids: Vec<Uuid> = Vec::new();
             for &m in &members {
                 let q = asked[m];
-                if variants.len() < SHOWN
-                    && q.text != lead.text
-                    && !variants
-                        .iter()
-                        .any(|v| insights::normalized(v) == insights::normalized(&q.text))
-                    && insights::normalized(&q.text) != insights::normalized(&lead.text)
-                {
-                    variants.push(q.text.clone());
+                if variants.len() < SHOWN && q.text != lead.text {
+                    let wording = insights::normalized(&q.text);
+                    if wording != lead_wording && !shown_wordings.contains(&wording) {
+                        variants.push(q.text.clone());
+                        shown_wordings.push(wording);
+                    }
                 }
                 if conversation_ids.len() < SHOWN && !conversation_ids.contains(&q.conversation_id) {
                     conversation_ids.push(q.conversation_id);
@@ -142,7 +179,7 @@ async fn grouped(state: &AppState, asked: &[&insights::Asked], limit: usize) -> 
                 conversation_ids,
             }
         })
-        .collect())
+        .collect()
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
@@ -187,8 +224,17 @@ impl InsightsApi {
             .map_err(StoreError::Db)?;
         let all: Vec<&insights::Asked> = asked.iter().collect();
         let unanswered: Vec<&insights::Asked> = asked.iter().filter(|q| q.unanswered).collect();
-        let top_questions = grouped(state, &all, limit).await?;
-        let unanswered_questions = grouped(state, &unanswered, limit).await?;
+        // Unanswered questions are among all: their wordings are embedded once.
+        let (all_wordings, unanswered_wordings) = (Wordings::of(&all), Wordings::of(&unanswered));
+        let meaning = meanings(
+            state,
+            all_wordings
+                .representatives(&all)
+                .chain(unanswered_wordings.representatives(&unanswered)),
+        )
+        .await?;
+        let top_questions = grouped(&all, &all_wordings, &meaning, limit);
+        let unanswered_questions = grouped(&unanswered, &unanswered_wordings, &meaning, limit);
         Ok(Json(Insights {
             bot_id: bot_id.0,
             from,

@@ -28,7 +28,7 @@ use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, SecurityScheme
 use uuid::Uuid;
 
 use super::chat::{Ask, ChatResponse, Rating, Source, ask};
-use super::widget::{FieldType, LeadCaptureSpec, Position};
+use super::widget::{LeadCaptureSpec, Position};
 use super::{ApiTags, live};
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
@@ -158,21 +158,6 @@ async fn conversation(
 /// The settings of a live bot, as its stream holds them.
 async fn bot_settings(state: &AppState, bot: &bots::Model) -> Result<BotSettings, ApiError> {
     super::chat::active_bot(state, bot.org_id, bot.id).await
-}
-
-/// One field of the lead form, as the widget shows it.
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct PublicLeadField {
-    /// `name`, `email`, `phone` or a custom key.
-    pub key: String,
-    /// The label to show.
-    pub label: String,
-    /// `text`, `email` or `phone`.
-    #[oai(rename = "type")]
-    pub kind: FieldType,
-    /// Whether it must be filled in.
-    pub required: bool,
 }
 
 /// What the widget needs to show a bot: nothing else of its settings.
