@@ -19,17 +19,17 @@ use crate::ingestion::{add, tempdir};
 
 /// A streamed answer as an SSE client sees it.
 #[derive(Default, Debug)]
-struct Streamed {
-    text: String,
-    deltas: usize,
-    sources: Vec<Value>,
-    done: Option<Value>,
-    error: Option<Value>,
-    finished: bool,
-    content_type: String,
-    cache_control: String,
-    accel: String,
-    conversation_id: String,
+pub struct Streamed {
+    pub text: String,
+    pub deltas: usize,
+    pub sources: Vec<Value>,
+    pub done: Option<Value>,
+    pub error: Option<Value>,
+    pub finished: bool,
+    pub content_type: String,
+    pub cache_control: String,
+    pub accel: String,
+    pub conversation_id: String,
 }
 
 async fn stream_chat(app: &TestApp, key: &str, bot_id: &str, mut body: Value) -> Streamed {
@@ -43,6 +43,12 @@ async fn stream_chat(app: &TestApp, key: &str, bot_id: &str, mut body: Value) ->
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    read_stream(resp).await
+}
+
+/// Reads a chat answer's event stream (the API's and the visitor's are the
+/// same): every event's name matches its `type`, and nothing follows `[DONE]`.
+pub async fn read_stream(resp: reqwest::Response) -> Streamed {
     let header = |name: &str| {
         resp.headers()
             .get(name)

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use parley_api::app::Roles;
 use reqwest::StatusCode;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, StaticSite, TestApp, TestEnv};
-use crate::ingestion::{add, bot, eleven_page_site, tempdir};
+use crate::ingestion::{add, assert_whole, bot, eleven_page_site, tempdir};
 use crate::webhooks::{Server, create_endpoint, verify};
 
 /// The API and migrations in this process; jobs in `parley worker` processes.
@@ -29,29 +28,6 @@ async fn logged(app: &TestApp, key: &str, event_type: &str) -> Vec<Value> {
         .get(&format!("/api/v1/events?after=0&limit=1000&type={event_type}"), key)
         .await;
     r.body["data"].as_array().cloned().unwrap_or_default()
-}
-
-/// Every page and chunk of a ready source once.
-async fn assert_whole(app: &TestApp, key: &str, bot_id: &str, source: &str, pages: usize) {
-    let done = app.settled_source(key, bot_id, source, 180).await;
-    assert_eq!(done["status"], "ready", "{done}");
-    let keys: Vec<&str> = done["page_list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["key"].as_str().unwrap())
-        .collect();
-    let unique: HashSet<&str> = keys.iter().copied().collect();
-    assert_eq!((keys.len(), unique.len()), (pages, pages), "{keys:?}");
-    use parley_domain::store::entities::chunks;
-    let rows = chunks::Entity::find()
-        .filter(chunks::Column::SourceId.eq(source.parse::<uuid::Uuid>().unwrap()))
-        .all(app.store.db())
-        .await
-        .unwrap();
-    let distinct: HashSet<(String, i32)> = rows.iter().map(|c| (c.doc_key.clone(), c.ordinal)).collect();
-    assert_eq!(distinct.len(), rows.len(), "no duplicate chunks");
-    assert_eq!(rows.len() as i64, done["chunks"].as_i64().unwrap());
 }
 
 pub async fn worker_killed_with_sigkill(backend: Backend) {

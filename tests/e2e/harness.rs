@@ -495,7 +495,8 @@ impl TestApp {
         }
     }
 
-    async fn snapshots(&self) -> Vec<(&'static str, Vec<Value>)> {
+    /// Every projection's rows, by name.
+    pub async fn snapshots(&self) -> Vec<(&'static str, Vec<Value>)> {
         let mut out = Vec::new();
         for p in self.store.projections() {
             out.push((p.name(), p.snapshot(self.store.db()).await.expect("snapshot")));

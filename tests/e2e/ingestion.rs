@@ -36,6 +36,26 @@ async fn chunk_texts(app: &TestApp, source_id: &str) -> Vec<chunks::Model> {
         .expect("chunks")
 }
 
+/// Waits for a source to be ready and checks it holds every one of its
+/// `pages` pages and each chunk once (after a crash and a second run).
+pub async fn assert_whole(app: &TestApp, key: &str, bot_id: &str, source: &str, pages: usize) {
+    let done = app.settled_source(key, bot_id, source, 180).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let keys: Vec<&str> = done["page_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&str> = keys.iter().copied().collect();
+    assert_eq!((keys.len(), unique.len()), (pages, pages), "every page once: {keys:?}");
+    let chunks = chunk_texts(app, source).await;
+    let distinct: std::collections::HashSet<(String, i32)> =
+        chunks.iter().map(|c| (c.doc_key.clone(), c.ordinal)).collect();
+    assert_eq!(distinct.len(), chunks.len(), "no duplicate chunks");
+    assert_eq!(chunks.len() as i64, done["chunks"].as_i64().unwrap());
+}
+
 fn page<'a>(source: &'a Value, key_suffix: &str) -> Option<&'a Value> {
     source["page_list"]
         .as_array()?
@@ -672,22 +692,7 @@ pub async fn crawl_survives_a_killed_worker(backend: Backend) {
     slow.kill().await;
 
     let app = env.start(Roles::ALL).await;
-    let done = app.settled_source(&a.key, &bot_id, &source, 120).await;
-    assert_eq!(done["status"], "ready", "{done}");
-    let keys: Vec<&str> = done["page_list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["key"].as_str().unwrap())
-        .collect();
-    let unique: std::collections::HashSet<&str> = keys.iter().copied().collect();
-    assert_eq!(keys.len(), 12, "{keys:?}");
-    assert_eq!(unique.len(), 12, "no duplicate pages");
-    let chunks = chunk_texts(&app, &source).await;
-    let distinct: std::collections::HashSet<(String, i32)> =
-        chunks.iter().map(|c| (c.doc_key.clone(), c.ordinal)).collect();
-    assert_eq!(distinct.len(), chunks.len(), "no duplicate chunks");
-    assert_eq!(chunks.len() as i64, done["chunks"].as_i64().unwrap());
+    assert_whole(&app, &a.key, &bot_id, &source, 12).await;
     app.stop().await;
     env.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);

@@ -451,7 +451,7 @@ pub async fn plans(backend: Backend) {
         .start_with(Roles::ALL, |s| {
             s.plans.insert(
                 "starter".into(),
-                parley_api::config::PlanSettings {
+                parley_domain::usage::Plan {
                     messages_per_month: 1,
                     bots: 1,
                     sources: 5,

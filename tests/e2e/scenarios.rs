@@ -534,15 +534,6 @@ pub async fn concurrent_updates_conflict_without_gaps(backend: Backend) {
     env.cleanup().await;
 }
 
-/// Every projection's rows, by name.
-async fn snapshots(app: &TestApp) -> Vec<(&'static str, Vec<Value>)> {
-    let mut out = Vec::new();
-    for p in app.store.projections() {
-        out.push((p.name(), p.snapshot(app.store.db()).await.expect("snapshot")));
-    }
-    out
-}
-
 pub async fn replay_rebuilds_identical_rows(backend: Backend) {
     let (env, app) = fresh(backend).await;
     let a = app.create_org("Acme").await;
@@ -671,7 +662,7 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         .await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
 
-    let live = snapshots(&app).await;
+    let live = app.snapshots().await;
     for (name, rows) in &live {
         assert!(!rows.is_empty(), "projection {name} has rows to compare");
     }
@@ -693,10 +684,10 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         ]
     );
     assert!(events >= 9, "read the whole log ({events} events)");
-    assert_eq!(snapshots(&app).await, live, "replayed rows equal live rows");
+    assert_eq!(app.snapshots().await, live, "replayed rows equal live rows");
     // One projection alone, and the app keeps working on the rebuilt rows.
     app.store.replay(Some("bots")).await.expect("replay bots");
-    assert_eq!(snapshots(&app).await, live);
+    assert_eq!(app.snapshots().await, live);
     let more = create_bot(&app, &a.key, json!({"name": "After replay"})).await;
     assert_eq!(more["slug"], "after-replay");
     app.stop().await;

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use parley_api::app::Roles;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -130,22 +128,9 @@ async fn stream_message(v: &Visitor<'_>, cid: &str, token: &str, text: &str) -> 
         SHOP,
         "an allowed origin may read the stream"
     );
-    let mut events = resp.bytes_stream().eventsource();
-    let (mut text, mut sources, mut done) = (String::new(), vec![], Value::Null);
-    while let Some(event) = events.next().await {
-        let event = event.unwrap();
-        if event.data == "[DONE]" {
-            break;
-        }
-        let data: Value = serde_json::from_str(&event.data).unwrap();
-        match event.event.as_str() {
-            "delta" => text.push_str(data["text"].as_str().unwrap()),
-            "sources" => sources = data["sources"].as_array().unwrap().clone(),
-            "done" => done = data,
-            other => panic!("unexpected event {other}: {data}"),
-        }
-    }
-    (text, sources, done)
+    let streamed = crate::chat::read_stream(resp).await;
+    assert!(streamed.finished, "the stream ends with [DONE]");
+    (streamed.text, streamed.sources, streamed.done.unwrap_or(Value::Null))
 }
 
 fn png() -> Vec<u8> {
@@ -767,11 +752,7 @@ pub async fn visitor_api(backend: Backend) {
     );
     assert!(r.body["messages"][1]["text"].as_str().unwrap().contains("29 euros"));
 
-    // The new read models rebuild to the same rows.
-    let before = snapshots(&app).await;
-    app.store.replay(None).await.unwrap();
-    assert_eq!(before, snapshots(&app).await, "replay gives the same rows");
-
+    // Stopping checks that the read models rebuild from the log to the same rows.
     app.stop().await;
     env.cleanup().await;
 }
@@ -787,14 +768,6 @@ fn v_clone<'a>(v: &Visitor<'a>) -> Visitor<'a> {
 
 fn url_encode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
-}
-
-async fn snapshots(app: &TestApp) -> Vec<(&'static str, Vec<Value>)> {
-    let mut out = Vec::new();
-    for p in app.store.projections() {
-        out.push((p.name(), p.snapshot(app.store.db()).await.unwrap()));
-    }
-    out
 }
 
 /// Insights: questions grouped by meaning, fallbacks, ratings and hand-offs.
