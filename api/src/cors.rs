@@ -25,7 +25,7 @@ fn allow(resp: &mut Response, origin: &str) {
 }
 
 /// Middleware: preflights and CORS headers of `/api/v1/public/bots/{id}/...`.
-pub async fn public_cors<E: Endpoint>(ep: E, req: Request, state: AppState) -> poem::Result<Response> {
+pub async fn public_cors<E: Endpoint>(ep: E, mut req: Request, state: AppState) -> poem::Result<Response> {
     let (Some(bot_id), Some(origin)) = (
         crate::routes::visitor::bot_id_of(req.uri().path()),
         req.header("origin").map(str::to_owned),
@@ -34,10 +34,12 @@ pub async fn public_cors<E: Endpoint>(ep: E, req: Request, state: AppState) -> p
     };
     let bot = parley_domain::read::live_bot_by_id(&state.store, bot_id).await;
     let allowed = match bot {
-        Ok(Some(bot)) => Some(crate::routes::visitor::origin_ok(
-            &req,
-            &parley_domain::read::widget_of(&bot).allowed_origins,
-        )),
+        Ok(Some(bot)) => {
+            let ok = crate::routes::visitor::origin_ok(&req, &parley_domain::read::widget_of(&bot).allowed_origins);
+            // The endpoint's site-key check uses this row instead of reading it again.
+            req.extensions_mut().insert(crate::routes::visitor::LiveBot(bot));
+            Some(ok)
+        }
         // Unknown bots get no CORS headers; the endpoint answers 404.
         Ok(None) => None,
         Err(e) => {

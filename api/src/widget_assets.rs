@@ -85,7 +85,7 @@ fn serve(req: &Request, name: &str) -> Response {
     if gzip_ok {
         builder
             .header(header::CONTENT_ENCODING, "gzip")
-            .body(asset.gzipped.clone())
+            .body(asset.gzipped.as_slice())
     } else {
         builder.body(asset.raw)
     }

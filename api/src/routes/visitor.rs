@@ -94,6 +94,10 @@ pub(crate) fn origin_ok(req: &Request, allowed: &[String]) -> bool {
     own || origin_allowed(allowed, origin)
 }
 
+/// A live bot's row, read once for a visitor request (by the CORS layer).
+#[derive(Clone)]
+pub(crate) struct LiveBot(pub bots::Model);
+
 /// The live bot a site key opens, checked against the request's origin.
 pub(crate) async fn authorize(
     state: &AppState,
@@ -107,10 +111,13 @@ pub(crate) async fn authorize(
             "malformed site key: expected ps_ followed by 32 hex characters",
         ));
     }
-    let bot = read::live_bot_by_id(&state.store, bot_id)
-        .await
-        .map_err(StoreError::Db)?
-        .ok_or(DomainError::BotNotFound)?;
+    let bot = match req.extensions().get::<LiveBot>() {
+        Some(LiveBot(bot)) if bot.id == bot_id => bot.clone(),
+        _ => read::live_bot_by_id(&state.store, bot_id)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or(DomainError::BotNotFound)?,
+    };
     if bot.site_key.as_deref() != Some(key) {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
