@@ -10,7 +10,8 @@ Usage: python_scenario.py            (environment: PARLEY_URL, PARLEY_API_KEY, P
 2. Runs the scenario through that client only (no hand-written HTTP): create a bot, add a text
    source, wait until it is ready, chat without streaming and check the answer cites a source,
    find the conversation, read the bot's site key from its widget settings, start a visitor
-   conversation leaving an email, find the lead, create an inactive webhook endpoint and list it.
+   conversation leaving an email, find the lead, create an inactive webhook endpoint and list it,
+   then clear its note by sending null.
    Every response must have the expected status and deserialize into the documented model
    (the client raises on undocumented statuses; unexpected documented ones fail the step).
 
@@ -420,6 +421,18 @@ def scenario() -> None:
     check(step, isinstance(getattr(mine[0], "secret", None), (type(None), Unset)) or not hasattr(mine[0], "secret"),
           "the list shows the secret")
     record(step, True, f"{len(hooks.items)} endpoints")
+
+    # 10. A field the spec marks nullable: null through the generated client clears it.
+    step = "clear the webhook's note (PATCH /webhooks/{id} description=null -> 200 WebhookEndpoint)"
+    update_webhook = mod("api.webhooks.update_webhook")
+    UpdateWebhookRequest = mod("models.update_webhook_request").UpdateWebhookRequest
+    _, cleared = call(step, update_webhook.sync_detailed, 200, "WebhookEndpoint", client=client,
+                      webhook_id=hook.id, body=UpdateWebhookRequest(description=None))
+    check(step, isinstance(cleared.description, (type(None), Unset)),
+          f"description still {cleared.description!r}")
+    check(step, cleared.url == "http://127.0.0.1:9/hook" and cleared.active is False,
+          f"other fields changed: {cleared.to_dict()}")
+    record(step, True, "description removed")
 
 
 if __name__ == "__main__":

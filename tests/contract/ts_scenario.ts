@@ -33,6 +33,7 @@ type VisitorConversation = Schemas["VisitorConversation"];
 type LeadList = Schemas["LeadList"];
 type CreatedWebhook = Schemas["CreatedWebhook"];
 type WebhookList = Schemas["WebhookList"];
+type WebhookEndpoint = Schemas["WebhookEndpoint"];
 
 const BASE_URL = process.env.PARLEY_URL ?? "http://127.0.0.1:8080";
 const API_KEY = process.env.PARLEY_API_KEY ?? "";
@@ -313,6 +314,18 @@ async function scenario(): Promise<void> {
     `webhook ${hook.id} not listed as inactive`);
   check(step, !("secret" in mine), "the list shows the secret");
   record(step, true, `${hooks.items.length} endpoints`);
+
+  // 10. A field the spec marks nullable: null (which the generated types allow) clears it.
+  step = "clear the webhook's note (PATCH /webhooks/{id} description=null -> 200 WebhookEndpoint)";
+  const cleared: WebhookEndpoint = expectOk(step,
+    await client.PATCH("/api/v1/webhooks/{webhook_id}", {
+      params: { path: { webhook_id: hook.id } },
+      body: { description: null },
+    }), 200, "/api/v1/webhooks/{webhook_id}", "patch");
+  check(step, cleared.description === undefined || cleared.description === null,
+    `description still ${JSON.stringify(cleared.description)}`);
+  check(step, cleared.url === "http://127.0.0.1:9/hook" && cleared.active === false, "other fields changed");
+  record(step, true, "description removed");
 }
 
 async function main(): Promise<number> {

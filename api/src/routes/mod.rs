@@ -91,11 +91,33 @@ pub fn spec_json() -> String {
     static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SPEC.get_or_init(|| {
         let raw: serde_json::Value = serde_json::from_str(&service(None).spec()).unwrap_or_default();
-        let mut spec = serde_json::to_string_pretty(&plain_refs(raw)).unwrap_or_default();
+        let mut spec = serde_json::to_string_pretty(&clearable(plain_refs(raw))).unwrap_or_default();
         spec.push('\n');
         spec
     })
     .clone()
+}
+
+/// Request fields where `null` clears the value (`MaybeUndefined` in the
+/// code), as `(schema, property)`. poem-openapi describes them as their
+/// value's type alone; the spec says they take `null` too, so that generated
+/// clients can send it.
+const CLEARABLE: &[(&str, &str)] = &[
+    ("ModelSettingsPatch", "model"),
+    ("UpdateBotRequest", "website"),
+    ("UpdateBotRequest", "rate_limit_per_minute"),
+    ("UpdateWebhookRequest", "description"),
+];
+
+/// Marks the `CLEARABLE` fields `nullable`.
+fn clearable(mut spec: serde_json::Value) -> serde_json::Value {
+    for (schema, field) in CLEARABLE {
+        let pointer = format!("/components/schemas/{schema}/properties/{field}");
+        if let Some(property) = spec.pointer_mut(&pointer).and_then(serde_json::Value::as_object_mut) {
+            property.insert("nullable".into(), serde_json::Value::Bool(true));
+        }
+    }
+    spec
 }
 
 /// A described reference, `{"allOf": [{"$ref": X}, {"description": ...}]}`,
@@ -156,5 +178,27 @@ pub(crate) async fn live_bot(
     {
         Some(_) => Ok(()),
         None => Err(parley_domain::DomainError::BotNotFound.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CLEARABLE, spec_json};
+
+    #[test]
+    fn clearable_fields_take_null_in_the_spec() {
+        let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap();
+        for (schema, field) in CLEARABLE {
+            let property = spec
+                .pointer(&format!("/components/schemas/{schema}/properties/{field}"))
+                .unwrap_or_else(|| panic!("{schema}.{field} is in the spec"));
+            assert_eq!(property["nullable"], true, "{schema}.{field}: {property}");
+            assert!(
+                property.get("$ref").is_none(),
+                "{schema}.{field}: nullable beside $ref is ignored"
+            );
+        }
+        let nullable = spec_json().matches("\"nullable\": true").count();
+        assert_eq!(nullable, CLEARABLE.len(), "no other field is marked");
     }
 }
