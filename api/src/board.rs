@@ -62,7 +62,11 @@ pub fn router(queue: &JobQueue, credentials: &BoardCredentials) -> Router {
         }
         // Read-only: the board's PUT would let anyone with the password enqueue any job.
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return (StatusCode::METHOD_NOT_ALLOWED, "the job dashboard is read-only").into_response();
+            let mut refused = (StatusCode::METHOD_NOT_ALLOWED, "the job dashboard is read-only").into_response();
+            refused
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return refused;
         }
         next.run(req).await
     }))

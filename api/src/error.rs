@@ -286,6 +286,8 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
             ApiError::new(ErrorCode::InvalidRequest, "the address must not contain NUL characters").into_response();
         return Ok(with_request_id(resp, request_id).await);
     }
+    // Kept for the `Allow` header of a 405 (cheap: the URI shares its bytes).
+    let uri = req.uri().clone();
     let response = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {
@@ -310,6 +312,15 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
             resp
         }
     };
+    let mut response = response;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(poem::http::header::ALLOW)
+        && let Some(methods) = crate::routes::allowed_methods(uri.path())
+    {
+        response
+            .headers_mut()
+            .insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(methods));
+    }
     Ok(with_request_id(response, request_id).await)
 }
 

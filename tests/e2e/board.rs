@@ -111,6 +111,7 @@ pub async fn job_dashboard(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
 
     // `/jobs` on the API points there.
     let r = client.get(format!("{}/jobs", app.base)).send().await.unwrap();

@@ -435,6 +435,14 @@ pub async fn request_errors_have_one_shape(backend: Backend) {
         assert_eq!(reply.status, *status, "case {i}: {}", reply.body);
         assert_eq!(reply.error_code(), *code, "case {i}: {}", reply.body);
     }
+    // A 405 says which methods the path takes.
+    let wrong_method = cases
+        .iter()
+        .find(|(r, ..)| r.status == StatusCode::METHOD_NOT_ALLOWED)
+        .unwrap();
+    assert_eq!(wrong_method.0.header("allow"), Some("GET, HEAD, POST"));
+    let head = app.call(Method::HEAD, "/api/v1/bots", Some(&a.key), None).await;
+    assert_eq!(head.status, StatusCode::OK, "HEAD is served where GET is");
     // Every invalid field is reported, by name.
     let validation = cases
         .iter()

@@ -98,6 +98,51 @@ pub fn spec_json() -> String {
     .clone()
 }
 
+/// Routes outside the API description; each takes `GET` (and so `HEAD`).
+const PLAIN_GET_ROUTES: &[&str] = &["/openapi.json", "/jobs", "/widget.js", "/widget/{name}"];
+
+/// The methods a path takes, for the `Allow` header of a `405`: from the
+/// spec's paths (a literal segment beats a `{parameter}`), and the plain
+/// routes. `None` for a path no route has.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    static TABLE: std::sync::OnceLock<Vec<(Vec<String>, String)>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap_or_default();
+        let mut table: Vec<(Vec<String>, String)> = Vec::new();
+        let split = |template: &str| template.trim_start_matches('/').split('/').map(str::to_owned).collect();
+        if let Some(paths) = spec["paths"].as_object() {
+            for (template, operations) in paths {
+                let mut methods: Vec<&str> = ["get", "post", "put", "patch", "delete"]
+                    .into_iter()
+                    .filter(|m| operations.get(*m).is_some())
+                    .collect();
+                if methods.contains(&"get") {
+                    methods.insert(1, "head");
+                }
+                table.push((split(template), methods.join(", ").to_uppercase()));
+            }
+        }
+        for template in PLAIN_GET_ROUTES {
+            table.push((split(template), "GET, HEAD".to_owned()));
+        }
+        table
+    });
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    table
+        .iter()
+        .filter_map(|(template, methods)| {
+            let fits = template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s);
+            let literal = template.iter().filter(|t| !t.starts_with('{')).count();
+            fits.then_some((literal, methods.as_str()))
+        })
+        .max_by_key(|(literal, _)| *literal)
+        .map(|(_, methods)| methods)
+}
+
 /// Request fields where `null` clears the value (`MaybeUndefined` in the
 /// code), as `(schema, property)`. poem-openapi describes them as their
 /// value's type alone; the spec says they take `null` too, so that generated
@@ -184,6 +229,16 @@ pub(crate) async fn live_bot(
 #[cfg(test)]
 mod tests {
     use super::{CLEARABLE, spec_json};
+
+    #[test]
+    fn allowed_methods_follow_the_routes() {
+        use super::allowed_methods;
+        assert_eq!(allowed_methods("/api/v1/bots"), Some("GET, HEAD, POST"));
+        let bot = "/api/v1/bots/0192e5a0-0000-7000-8000-000000000000";
+        assert_eq!(allowed_methods(bot), Some("GET, HEAD, PATCH, DELETE"));
+        assert_eq!(allowed_methods("/widget/frame.js"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/api/v1/nothing-here"), None);
+    }
 
     #[test]
     fn clearable_fields_take_null_in_the_spec() {
