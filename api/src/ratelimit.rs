@@ -263,12 +263,8 @@ async fn class_of(req: &mut Request) -> Option<Class> {
     }
     if path.starts_with("/api/v1/bots/") && path.ends_with("/sources") {
         // Adding a page or a site fetches from the web; texts do not.
-        let body = req.take_body().into_bytes().await.unwrap_or_default();
-        let kind = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
-        req.set_body(body);
-        if matches!(kind.as_deref(), Some("url" | "sitemap")) {
+        let crawls = peek_json(req, |v| matches!(v["type"].as_str(), Some("url" | "sitemap"))).await;
+        if crawls {
             return Some(Class::Crawl);
         }
     }
@@ -305,15 +301,15 @@ fn bot_request(req: &Request) -> Option<(uuid::Uuid, Asks)> {
     }
 }
 
-/// Whether a new conversation's body holds a first message (the body is
-/// put back for the endpoint).
-async fn starts_with_message(req: &mut Request) -> bool {
+/// What `look` says of a request's JSON body (`false` when it is not
+/// JSON); the body is put back for the endpoint.
+async fn peek_json(req: &mut Request, look: impl FnOnce(&serde_json::Value) -> bool) -> bool {
     let body = req.take_body().into_bytes().await.unwrap_or_default();
-    let has_message = serde_json::from_slice::<serde_json::Value>(&body)
+    let seen = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .is_some_and(|v| v.get("message").is_some_and(serde_json::Value::is_string));
+        .is_some_and(|v| look(&v));
     req.set_body(body);
-    has_message
+    seen
 }
 
 /// The counts a request is checked against: `(key, rate)`. Requests with
@@ -329,7 +325,8 @@ async fn checks_for(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)>
     {
         let answers = match asks {
             Asks::Message(conversation) => limiter.opens(bot_id, conversation, token.as_deref()).await,
-            Asks::Start => starts_with_message(req).await,
+            // A new conversation is answered when its body holds a first message.
+            Asks::Start => peek_json(req, |v| v["message"].is_string()).await,
         };
         if answers {
             checks.push((format!("bot:{bot_id}"), Rate::per_minute(limit)));

@@ -146,10 +146,19 @@ impl AppState {
         Ok((name, plan))
     }
 
+    /// What the organization's plan allows. With no named plans configured
+    /// every organization is on the default one: nothing to read.
+    async fn plan_of(&self, org_id: Uuid) -> Result<parley_domain::usage::Plan, ApiError> {
+        if self.settings.plans.is_empty() {
+            return Ok(self.settings.plan());
+        }
+        Ok(self.org_plan(org_id).await?.1)
+    }
+
     /// `429 QUOTA_EXCEEDED` unless the organization's plan allows one more
     /// chat message this month (and counts it).
     pub async fn take_message(&self, org_id: Uuid) -> Result<(), ApiError> {
-        let (_, plan) = self.org_plan(org_id).await?;
+        let plan = self.plan_of(org_id).await?;
         let now = self.clock.now();
         let taken = parley_domain::usage::take_message(&self.store, org_id, now, plan.messages_per_month)
             .await
@@ -163,7 +172,7 @@ impl AppState {
     /// `429 QUOTA_EXCEEDED` when the month's chat messages are used up,
     /// without taking one: checked before anything else is stored.
     pub async fn room_for_message(&self, org_id: Uuid) -> Result<(), ApiError> {
-        let (_, plan) = self.org_plan(org_id).await?;
+        let plan = self.plan_of(org_id).await?;
         let now = self.clock.now();
         let used = parley_domain::usage::messages_used(&self.store, org_id, now)
             .await
@@ -177,7 +186,7 @@ impl AppState {
     /// `429 QUOTA_EXCEEDED` when the organization has as many bots (or
     /// sources) as its plan allows.
     pub async fn room_for(&self, org_id: Uuid, what: Quota) -> Result<(), ApiError> {
-        let (_, plan) = self.org_plan(org_id).await?;
+        let plan = self.plan_of(org_id).await?;
         let (used, limit, noun) = match what {
             Quota::Bots => (
                 parley_domain::usage::bots_used(&self.store, org_id).await,

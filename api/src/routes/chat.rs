@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use parley_domain::aggregates::bot::{Bot as BotAggregate, BotSettings};
 use parley_domain::aggregates::conversation::{
-    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, MAX_MESSAGE_CHARS, Status, TagChange,
+    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, Status, TagChange,
 };
 use parley_domain::retrieval::Mode;
 use parley_domain::store::entities::{conversations, messages};
@@ -913,9 +913,8 @@ impl ChatApi {
                 ));
             }
         }
-        if parsed.question.chars().count() > MAX_MESSAGE_CHARS
-            && let Some(problem) = parley_domain::aggregates::conversation::message_problem(&parsed.question)
-        {
+        // (An empty question was refused while parsing: this is its length.)
+        if let Some(problem) = parley_domain::aggregates::conversation::message_problem(&parsed.question) {
             return Err(DomainError::invalid("message", problem).into());
         }
         let org_id = auth.0.org_id;
@@ -1119,6 +1118,14 @@ impl ChatApi {
             messages,
         }))
     }
+}
+
+/// A conversation's messages in order, without their attachments.
+pub(crate) async fn messages(state: &AppState, conversation_id: Uuid) -> Result<Vec<Message>, ApiError> {
+    let rows = read::messages(&state.store, conversation_id)
+        .await
+        .map_err(StoreError::Db)?;
+    Ok(rows.into_iter().map(Message::from).collect())
 }
 
 /// A conversation's messages in order, each with its attachments.

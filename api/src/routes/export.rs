@@ -219,15 +219,6 @@ fn transcript(conversation: &conversations::Model, messages: &[Message]) -> Stri
     out
 }
 
-/// A conversation's messages without their attachments, which CSV rows and
-/// transcripts leave out.
-async fn messages_of(state: &AppState, conversation_id: Uuid) -> Result<Vec<Message>, ApiError> {
-    let rows = read::messages(&state.store, conversation_id)
-        .await
-        .map_err(StoreError::Db)?;
-    Ok(rows.into_iter().map(Message::from).collect())
-}
-
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
 impl ExportApi {
     /// Export conversations
@@ -276,7 +267,7 @@ impl ExportApi {
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
         for c in &rows {
-            csv_rows(&mut writer, &messages_of(state, c.id).await?, c.id)?;
+            csv_rows(&mut writer, &super::chat::messages(state, c.id).await?, c.id)?;
         }
         Ok(CsvFile {
             body: finish(writer)?,
@@ -311,7 +302,7 @@ impl ExportApi {
         let name = format!("conversation-{}", conversation.id);
         Ok(match format.0.unwrap_or(ExportFormat::Json) {
             ExportFormat::Csv => {
-                let messages = messages_of(state, conversation.id).await?;
+                let messages = super::chat::messages(state, conversation.id).await?;
                 let mut writer = csv::Writer::from_writer(Vec::new());
                 writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
                 csv_rows(&mut writer, &messages, conversation.id)?;
@@ -322,7 +313,7 @@ impl ExportApi {
                 }
             }
             ExportFormat::Txt => Export {
-                body: transcript(&conversation, &messages_of(state, conversation.id).await?).into_bytes(),
+                body: transcript(&conversation, &super::chat::messages(state, conversation.id).await?).into_bytes(),
                 content_type: "text/plain; charset=utf-8",
                 file_name: format!("{name}.txt"),
             },

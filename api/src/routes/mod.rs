@@ -86,8 +86,9 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
         .license("AGPL-3.0-only")
 }
 
-/// The committed form of the spec: pretty JSON with a trailing newline.
-pub fn spec_json() -> String {
+/// The committed form of the spec: pretty JSON with a trailing newline
+/// (made once).
+pub fn spec_json() -> &'static str {
     static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SPEC.get_or_init(|| {
         let raw: serde_json::Value = serde_json::from_str(&service(None).spec()).unwrap_or_default();
@@ -95,7 +96,7 @@ pub fn spec_json() -> String {
         spec.push('\n');
         spec
     })
-    .clone()
+    .as_str()
 }
 
 /// Routes outside the API description; each takes `GET` (and so `HEAD`).
@@ -107,7 +108,7 @@ const PLAIN_GET_ROUTES: &[&str] = &["/openapi.json", "/jobs", "/widget.js", "/wi
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
     static TABLE: std::sync::OnceLock<Vec<(Vec<String>, String)>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap_or_default();
+        let spec: serde_json::Value = serde_json::from_str(spec_json()).unwrap_or_default();
         let mut table: Vec<(Vec<String>, String)> = Vec::new();
         let split = |template: &str| template.trim_start_matches('/').split('/').map(str::to_owned).collect();
         if let Some(paths) = spec["paths"].as_object() {
@@ -242,7 +243,7 @@ mod tests {
 
     #[test]
     fn clearable_fields_take_null_in_the_spec() {
-        let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap();
+        let spec: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
         for (schema, field) in CLEARABLE {
             let property = spec
                 .pointer(&format!("/components/schemas/{schema}/properties/{field}"))
