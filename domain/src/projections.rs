@@ -502,7 +502,14 @@ impl Projection for ConversationsProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
+        // Tags, feedback and attachments have read models of their own.
         CONVERSATION_EVENTS.contains(&event_type)
+            && !matches!(
+                event_type,
+                crate::aggregates::conversation::TAGS_CHANGED
+                    | crate::aggregates::conversation::FEEDBACK_RECEIVED
+                    | crate::aggregates::conversation::ATTACHMENT_ADDED
+            )
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -527,7 +534,7 @@ impl Projection for ConversationsProjection {
                 conversations::Entity::insert(row).exec_without_returning(txn).await?;
                 return Ok(());
             }
-            // Tags, feedback and attachments have their own places.
+            // Not handled (see `handles`).
             ConversationEvent::TagsChanged(_)
             | ConversationEvent::FeedbackReceived(_)
             | ConversationEvent::AttachmentAdded(_) => return Ok(()),

@@ -277,25 +277,24 @@ pub async fn create_delivery(store: &Store, new: NewDelivery) -> Result<Option<U
     Ok((inserted > 0).then_some(id))
 }
 
-/// The live, active endpoints of some organizations, with the event types
-/// each subscribes to.
+/// The live, active endpoints of some organizations by organization, each
+/// with the event types it subscribes to.
 async fn active_endpoints(
     store: &Store,
     orgs: impl IntoIterator<Item = Uuid>,
-) -> Result<Vec<(webhooks::Model, Vec<String>)>, DbErr> {
+) -> Result<HashMap<Uuid, Vec<(webhooks::Model, Vec<String>)>>, DbErr> {
     let rows = webhooks::Entity::find()
         .filter(webhooks::Column::OrgId.is_in(orgs))
         .filter(webhooks::Column::DeletedAt.is_null())
         .filter(webhooks::Column::Active.eq(true))
         .all(store.db())
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|w| {
-            let events = serde_json::from_value(w.events.clone()).unwrap_or_default();
-            (w, events)
-        })
-        .collect())
+    let mut by_org: HashMap<Uuid, Vec<(webhooks::Model, Vec<String>)>> = HashMap::new();
+    for w in rows {
+        let events = <Vec<String> as serde::Deserialize>::deserialize(&w.events).unwrap_or_default();
+        by_org.entry(w.org_id).or_default().push((w, events));
+    }
+    Ok(by_org)
 }
 
 /// Creates the deliveries of a batch of events for the endpoints that
@@ -313,10 +312,10 @@ pub async fn fan_out(store: &Store, events: &[RecordedEvent]) -> Result<HashMap<
     let endpoints = active_endpoints(store, orgs).await?;
     for (event, public) in public {
         let targets: Vec<&webhooks::Model> = endpoints
-            .iter()
-            .filter(|(w, events)| {
-                w.org_id == event.org_id && subscribes(events, public) && w.created_at <= event.recorded_at
-            })
+            .get(&event.org_id)
+            .into_iter()
+            .flatten()
+            .filter(|(w, events)| subscribes(events, public) && w.created_at <= event.recorded_at)
             .map(|(w, _)| w)
             .collect();
         if targets.is_empty() {

@@ -272,10 +272,11 @@ impl Aggregate for Lead {
                 merged.fields.insert(key, value);
             }
         }
-        let (visitor_id, conversation_id) = if same_visitor {
-            (visitor_id, conversation_id.or(state.conversation_id))
+        // The lead stays its own visitor's; only they move it to their conversation.
+        let conversation_id = if same_visitor {
+            conversation_id.or(state.conversation_id)
         } else {
-            (state.visitor_id.clone(), state.conversation_id)
+            state.conversation_id
         };
         if conversation_id != state.conversation_id {
             changed.push("conversation_id".into());
@@ -287,7 +288,7 @@ impl Aggregate for Lead {
             lead_id: existing,
             details: merged,
             changed,
-            visitor_id,
+            visitor_id: state.visitor_id.clone(),
             conversation_id,
             source,
         })])

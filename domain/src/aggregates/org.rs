@@ -52,6 +52,18 @@ pub enum OrgCommand {
 }
 
 /// A plan name: 1 to 40 lowercase letters, digits, `-` or `_`.
+/// A plan name the configuration can define, as the error a command gives.
+fn check_plan_name(name: &str) -> Result<(), DomainError> {
+    if valid_plan_name(name) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "plan",
+            "must be 1 to 40 lowercase letters, digits, `-` or `_`",
+        ))
+    }
+}
+
 pub fn valid_plan_name(name: &str) -> bool {
     (1..=40).contains(&name.len())
         && name
@@ -87,11 +99,8 @@ impl Aggregate for Org {
                 if name.is_empty() || name.chars().count() > 100 {
                     return Err(DomainError::invalid("name", "must be 1 to 100 characters"));
                 }
-                if plan.as_deref().is_some_and(|p| !valid_plan_name(p)) {
-                    return Err(DomainError::invalid(
-                        "plan",
-                        "must be 1 to 40 lowercase letters, digits, `-` or `_`",
-                    ));
+                if let Some(plan) = &plan {
+                    check_plan_name(plan)?;
                 }
                 Ok(vec![OrgEvent::Created(OrgCreated { org_id, name, plan })])
             }
@@ -99,12 +108,7 @@ impl Aggregate for Org {
                 let Some(created) = &state.created else {
                     return Err(DomainError::invalid("org", "no such organization"));
                 };
-                if !valid_plan_name(&plan) {
-                    return Err(DomainError::invalid(
-                        "plan",
-                        "must be 1 to 40 lowercase letters, digits, `-` or `_`",
-                    ));
-                }
+                check_plan_name(&plan)?;
                 if state.plan.as_deref() == Some(plan.as_str()) {
                     return Ok(vec![]);
                 }
