@@ -775,25 +775,23 @@ pub async fn openai_provider(backend: Backend) {
     assert!(again.finished && again.error.is_none(), "{again:?}");
 
     // Replay gives the same conversation rows.
-    let live = app.store.projections().to_vec();
-    let before = snapshot(&app, &live).await;
+    let conversation_rows = |all: Vec<(&'static str, Vec<Value>)>| {
+        all.into_iter()
+            .filter(|(name, _)| matches!(*name, "conversations" | "messages"))
+            .collect::<Vec<_>>()
+    };
+    let before = conversation_rows(app.snapshots().await);
     app.store.replay(None).await.unwrap();
-    assert_eq!(before, snapshot(&app, &live).await, "replayed rows equal live rows");
+    assert_eq!(
+        before,
+        conversation_rows(app.snapshots().await),
+        "replayed rows equal live rows"
+    );
 
     app.stop().await;
     env.cleanup().await;
     server.abort();
     let _ = std::fs::remove_dir_all(dir);
-}
-
-async fn snapshot(app: &TestApp, projections: &[Arc<dyn parley_domain::projections::Projection>]) -> Vec<Vec<Value>> {
-    let mut out = Vec::new();
-    for p in projections {
-        if matches!(p.name(), "conversations" | "messages") {
-            out.push(p.snapshot(app.store.db()).await.unwrap());
-        }
-    }
-    out
 }
 
 pub async fn handoff(backend: Backend) {

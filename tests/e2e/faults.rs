@@ -303,7 +303,7 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
         closed.get("/api/v1/bots", &a.key).await.status == StatusCode::OK
     })
     .await;
-    closed.stop().await;
+    closed.shutdown().await;
     app.stop().await;
     env.cleanup().await;
 }

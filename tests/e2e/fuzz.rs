@@ -368,13 +368,7 @@ pub async fn json_request_bodies(backend: crate::harness::Backend) {
     let a = app.create_org("Fuzz").await;
     let bot = app.post("/api/v1/bots", &a.key, json!({"name": "Fuzz"})).await;
     let bot_id = bot.body["id"].as_str().unwrap().to_owned();
-    let site_key = app
-        .get(&format!("/api/v1/bots/{bot_id}/widget-settings"), &a.key)
-        .await
-        .body["site_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let site_key = app.site_key(&a.key, &bot_id).await;
     let targets: Vec<(reqwest::Method, String, bool)> = vec![
         (reqwest::Method::POST, format!("/api/v1/bots/{bot_id}/chat"), false),
         (reqwest::Method::POST, format!("/api/v1/bots/{bot_id}/search"), false),

@@ -255,19 +255,8 @@ pub struct ParleyProcess {
 impl ParleyProcess {
     /// Kills the process with SIGKILL, as a crash would, and waits for it.
     pub async fn kill9(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-9")
-                .arg(pid.to_string())
-                .status();
-        }
-        let _ = self.child.wait().await;
-    }
-}
-
-impl Drop for ParleyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        // SIGKILL on Unix; waits for the process.
+        let _ = self.child.kill().await;
     }
 }
 
@@ -478,12 +467,7 @@ impl TestApp {
     /// model is rebuilt from the log and must equal what the live
     /// application left (replay integrity after every scenario).
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.await.expect("app task").expect("app stopped cleanly");
-        }
+        self.stop_tasks().await;
         let live = self.snapshots().await;
         self.store.replay(None).await.expect("replay");
         let rebuilt = self.snapshots().await;
@@ -493,6 +477,29 @@ impl TestApp {
                 "projection `{name}` rebuilt from the log differs from the live one"
             );
         }
+    }
+
+    /// Stops gracefully without the replay check, for an app stopped while
+    /// the test goes on with another one on the same database (whose
+    /// final `stop` checks the replay).
+    pub async fn shutdown(mut self) {
+        self.stop_tasks().await;
+    }
+
+    async fn stop_tasks(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("app task").expect("app stopped cleanly");
+        }
+    }
+
+    /// A bot's site key (from its widget settings).
+    pub async fn site_key(&self, key: &str, bot_id: &str) -> String {
+        let settings = self.get(&format!("/api/v1/bots/{bot_id}/widget-settings"), key).await;
+        assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
+        settings.body["site_key"].as_str().expect("site_key").to_owned()
     }
 
     /// Every projection's rows, by name.

@@ -88,8 +88,7 @@ async fn alpha(app: &TestApp) -> Alpha {
         json!({"tags": ["vip"]}),
     )
     .await;
-    let settings = app.get(&format!("/api/v1/bots/{bot_id}/widget-settings"), &a.key).await;
-    let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    let site_key = app.site_key(&a.key, &bot_id).await;
     let started = app
         .call_with(
             Method::POST,
@@ -204,15 +203,9 @@ pub async fn tenant_isolation_matrix(backend: Backend) {
     let b = app.create_org("Beta").await;
     let beta_bot = app.post("/api/v1/bots", &b.key, json!({"name": "Beta bot"})).await;
     let beta_bot_id = beta_bot.body["id"].as_str().unwrap().to_owned();
-    let beta_site_key = app
-        .get(&format!("/api/v1/bots/{beta_bot_id}/widget-settings"), &b.key)
-        .await
-        .body["site_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let beta_site_key = app.site_key(&b.key, &beta_bot_id).await;
 
-    let spec: Value = serde_json::from_str(&parley_api::routes::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(parley_api::routes::spec_json()).unwrap();
     let mut operations = 0;
     let mut calls = 0;
     for (template, item) in spec["paths"].as_object().unwrap() {

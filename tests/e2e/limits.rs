@@ -16,9 +16,10 @@ fn limited(s: &mut parley_api::config::Settings) {
     s.upload_limit = 2;
 }
 
-async fn get_bots(app: &TestApp, key: &str) -> reqwest::Response {
-    app.client
-        .get(format!("{}/api/v1/bots", app.base))
+/// `GET /api/v1/bots` of the server at `base`.
+async fn get_bots(client: &reqwest::Client, base: &str, key: &str) -> reqwest::Response {
+    client
+        .get(format!("{base}/api/v1/bots"))
         .bearer_auth(key)
         .send()
         .await
@@ -33,7 +34,11 @@ pub async fn rate_limits(backend: Backend) {
     // has one process).
     let processes = match backend {
         Backend::Postgres => {
-            let limits = [("PARLEY_RATE_LIMIT_PER_MINUTE", "60"), ("PARLEY_UPLOAD_LIMIT", "2")];
+            let per_minute = LIMIT.to_string();
+            let limits = [
+                ("PARLEY_RATE_LIMIT_PER_MINUTE", per_minute.as_str()),
+                ("PARLEY_UPLOAD_LIMIT", "2"),
+            ];
             vec![env.spawn("api", &limits).await, env.spawn("api", &limits).await]
         }
         Backend::Sqlite => vec![],
@@ -49,10 +54,8 @@ pub async fn rate_limits(backend: Backend) {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let base = &bases[i % bases.len()];
-        let (client, url, key) = (first.client.clone(), format!("{base}/api/v1/bots"), a.key.clone());
-        tasks.push(tokio::spawn(async move {
-            client.get(url).bearer_auth(key).send().await.unwrap()
-        }));
+        let (client, base, key) = (first.client.clone(), base.clone(), a.key.clone());
+        tasks.push(tokio::spawn(async move { get_bots(&client, &base, &key).await }));
     }
     let mut ok = 0;
     let mut refused = 0;
@@ -81,20 +84,20 @@ pub async fn rate_limits(backend: Backend) {
 
     // Another key has its own budget.
     let b = first.create_org("Other").await;
-    assert_eq!(get_bots(&first, &b.key).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_bots(&first.client, &first.base, &b.key).await.status(),
+        StatusCode::OK
+    );
 
     // The window moves: a request per second comes back, not the whole burst.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(get_bots(&first, &a.key).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_bots(&first.client, &first.base, &a.key).await.status(),
+        StatusCode::OK
+    );
     let mut again = Vec::new();
     for _ in 0..10 {
-        let r = first
-            .client
-            .get(format!("{}/api/v1/bots", bases[bases.len() - 1]))
-            .bearer_auth(&a.key)
-            .send()
-            .await
-            .unwrap();
+        let r = get_bots(&first.client, &bases[bases.len() - 1], &a.key).await;
         again.push(r.status());
     }
     assert!(again.contains(&StatusCode::TOO_MANY_REQUESTS), "{again:?}");
@@ -125,7 +128,10 @@ pub async fn rate_limits(backend: Backend) {
         r.body
     );
     // Ordinary requests of that key still pass.
-    assert_eq!(get_bots(&first, &b.key).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_bots(&first.client, &first.base, &b.key).await.status(),
+        StatusCode::OK
+    );
 
     drop(processes);
     first.stop().await;
@@ -195,8 +201,7 @@ pub async fn quotas(backend: Backend) {
     assert_eq!(ok, 3, "exactly the quota");
     // A visitor whose first message cannot be answered gets no conversation
     // either: the same visitor can still start one without a message.
-    let settings = app.get(&format!("/api/v1/bots/{bot_id}/widget-settings"), &a.key).await;
-    let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    let site_key = app.site_key(&a.key, &bot_id).await;
     let path = format!("/api/v1/public/bots/{bot_id}/conversations");
     let headers = [("X-Parley-Site-Key", site_key.as_str())];
     let visitor = "quota-visitor-0000000001";
@@ -286,8 +291,8 @@ async fn widget_bot(app: &TestApp, key: &str) -> (String, String) {
     let bot = app.post("/api/v1/bots", key, json!({"name": "Front desk"})).await;
     assert_eq!(bot.status, StatusCode::CREATED, "{}", bot.body);
     let id = bot.body["id"].as_str().unwrap().to_owned();
-    let settings = app.get(&format!("/api/v1/bots/{id}/widget-settings"), key).await;
-    (id, settings.body["site_key"].as_str().unwrap().to_owned())
+    let site_key = app.site_key(key, &id).await;
+    (id, site_key)
 }
 
 /// Per-IP limits of the visitor API; `X-Forwarded-For` counts only from a
@@ -348,7 +353,7 @@ pub async fn visitor_limits(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    app.stop().await;
+    app.shutdown().await;
 
     // Behind a trusted proxy each forwarded client has its own budget.
     let app = env

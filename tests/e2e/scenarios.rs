@@ -618,10 +618,7 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         .await;
     assert_eq!(tagged.status, StatusCode::OK, "{}", tagged.body);
     // A visitor of the widget leaves contact details and a file.
-    let settings = app
-        .get(&format!("/api/v1/bots/{}/widget-settings", id(&keep)), &a.key)
-        .await;
-    let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    let site_key = app.site_key(&a.key, &id(&keep)).await;
     let public = format!("/api/v1/public/bots/{}/conversations", id(&keep));
     let started = app
         .call_with(
@@ -771,7 +768,7 @@ pub async fn outbox_survives_a_crash_and_redelivery(backend: Backend) {
         })
         .await;
     probe_app.store.set_checkpoint(OUTBOX, 0).await.expect("rewind");
-    probe_app.stop().await;
+    probe_app.shutdown().await;
     let app = env.start(Roles::ALL).await;
     let probe = app.store.clone();
     app.eventually(30, "re-dispatch done", || {

@@ -7,7 +7,7 @@ fn committed_openapi_spec_is_current() {
     let generated = parley_api::routes::spec_json();
     if committed != generated {
         if std::env::var_os("UPDATE_OPENAPI").is_some() {
-            std::fs::write(path, &generated).expect("write openapi.json");
+            std::fs::write(path, generated).expect("write openapi.json");
             return;
         }
         panic!(
@@ -15,7 +15,7 @@ fn committed_openapi_spec_is_current() {
              (or this test with UPDATE_OPENAPI=1) and commit it"
         );
     }
-    let spec: serde_json::Value = serde_json::from_str(&generated).expect("valid JSON");
+    let spec: serde_json::Value = serde_json::from_str(generated).expect("valid JSON");
     // Every operation has an id, a summary, a tag and documented errors.
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {

@@ -104,9 +104,7 @@ pub(crate) async fn shop_bot(app: &TestApp, key: &str) -> (String, String) {
     .await;
     let done = app.settled_source(key, &bot, &source, 120).await;
     assert_eq!(done["status"], "ready", "{done}");
-    let settings = app.get(&format!("/api/v1/bots/{bot}/widget-settings"), key).await;
-    assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
-    let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    let site_key = app.site_key(key, &bot).await;
     (bot, site_key)
 }
 

@@ -247,8 +247,7 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
         app.settled_source(&a.key, &bot_id, &broken, 120).await["status"],
         "failed"
     );
-    let settings = app.get(&format!("/api/v1/bots/{bot_id}/widget-settings"), &a.key).await;
-    let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    let site_key = app.site_key(&a.key, &bot_id).await;
     let public = |path: &str| format!("/api/v1/public/bots/{bot_id}{path}");
     let started = app
         .call_with(
