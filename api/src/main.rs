@@ -73,6 +73,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// PDF text against poppler's pdftotext: word precision, recall, F1, single-letter words, speed.
+    Pdf {
+        /// Folders of PDFs; a `pdftotext/<name>.txt` beside a file is its reference, else pdftotext runs.
+        #[arg(long = "dir", default_values = ["../shared/data/docs/realworld", "../shared/data/docs/pdf"])]
+        dirs: Vec<std::path::PathBuf>,
+    },
     /// SciFact nDCG@10 and recall@100 (BM25, vector, hybrid) and search latency by index size.
     Retrieval {
         /// The BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/).
@@ -178,6 +184,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Chat { book, rounds },
         } => parley_api::bench::chat(&settings, book, rounds).await,
+        Command::Bench {
+            command: BenchCommand::Pdf { dirs },
+        } => parley_api::bench_pdf::pdf(&dirs),
         Command::Bench {
             command: BenchCommand::Retrieval { scifact, sizes },
         } => parley_api::bench_retrieval::retrieval(&settings, scifact, sizes).await,

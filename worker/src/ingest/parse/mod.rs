@@ -137,7 +137,8 @@ impl Default for ParseLimits {
     }
 }
 
-fn parse_sync(kind: Kind, bytes: &[u8], base_url: Option<&str>) -> Result<Document, ParseFailure> {
+/// Parses on the calling thread (benchmarks and the sandboxed parser use it).
+pub fn parse_sync(kind: Kind, bytes: &[u8], base_url: Option<&str>) -> Result<Document, ParseFailure> {
     let doc = match kind {
         Kind::Pdf => pdf::parse_pdf(bytes)?,
         Kind::Docx => docx::parse_docx(bytes)?,
