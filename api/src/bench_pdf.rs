@@ -69,7 +69,7 @@ struct Row {
     poppler: Option<Duration>,
 }
 
-pub fn pdf(dirs: &[PathBuf]) -> anyhow::Result<()> {
+pub fn pdf(dirs: &[PathBuf], dump: Option<&Path>) -> anyhow::Result<()> {
     let mut files: Vec<PathBuf> = Vec::new();
     for dir in dirs {
         let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -120,6 +120,10 @@ pub fn pdf(dirs: &[PathBuf]) -> anyhow::Result<()> {
             ),
             Err(e) => (format!("{}: {}", e.code, e.message), 0),
         };
+        if let Some(dump) = dump {
+            std::fs::create_dir_all(dump)?;
+            std::fs::write(dump.join(format!("{name}.txt")), &text)?;
+        }
         let ours = tokens(&text);
         let (p, r, f) = prf(&ours, &reference);
         let row = Row {

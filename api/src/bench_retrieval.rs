@@ -34,7 +34,7 @@ struct QueryLine {
 
 type Qrels = HashMap<String, HashMap<String, u32>>;
 
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
+pub(crate) fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -58,7 +58,12 @@ fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
 }
 
 /// Embeddings of `texts`, cached on disk under a key of the texts and model.
-fn embed_cached(model: &MiniLm, texts: &[String], cache: &Path, label: &str) -> anyhow::Result<Vec<Vec<f32>>> {
+pub(crate) fn embed_cached(
+    model: &MiniLm,
+    texts: &[String],
+    cache: &Path,
+    label: &str,
+) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut key = sha2::Sha256::default();
     for t in texts {
         sha2::Digest::update(&mut key, t.as_bytes());

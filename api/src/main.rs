@@ -78,6 +78,21 @@ enum BenchCommand {
         /// Folders of PDFs; a `pdftotext/<name>.txt` beside a file is its reference, else pdftotext runs.
         #[arg(long = "dir", default_values = ["../shared/data/docs/realworld", "../shared/data/docs/pdf"])]
         dirs: Vec<std::path::PathBuf>,
+        /// Write each file's text (Markdown) to this folder.
+        #[arg(long)]
+        dump: Option<std::path::PathBuf>,
+    },
+    /// Which document answers: the right document in the top 3 over documents that share one vocabulary.
+    Documents {
+        /// The folder of documents.
+        #[arg(long, default_value = "../shared/data/docs/realworld")]
+        dir: std::path::PathBuf,
+        /// Questions (JSON lines with question, doc, split).
+        #[arg(long, default_value = "tests/data/usfed-questions.jsonl")]
+        questions: std::path::PathBuf,
+        /// Only files whose name starts with this.
+        #[arg(long, default_value = "usfed-")]
+        prefix: String,
     },
     /// SciFact nDCG@10 and recall@100 (BM25, vector, hybrid) and search latency by index size.
     Retrieval {
@@ -185,8 +200,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: BenchCommand::Chat { book, rounds },
         } => parley_api::bench::chat(&settings, book, rounds).await,
         Command::Bench {
-            command: BenchCommand::Pdf { dirs },
-        } => parley_api::bench_pdf::pdf(&dirs),
+            command: BenchCommand::Pdf { dirs, dump },
+        } => parley_api::bench_pdf::pdf(&dirs, dump.as_deref()),
+        Command::Bench {
+            command: BenchCommand::Documents { dir, questions, prefix },
+        } => parley_api::bench_documents::documents(&settings, dir, questions, prefix).await,
         Command::Bench {
             command: BenchCommand::Retrieval { scifact, sizes },
         } => parley_api::bench_retrieval::retrieval(&settings, scifact, sizes).await,

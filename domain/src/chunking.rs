@@ -41,6 +41,8 @@ impl Default for ChunkConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub ordinal: u32,
+    /// The document's title, which gives every chunk its document.
+    pub title: Option<String>,
     /// Headings above the chunk, outermost first, joined with " > ".
     pub heading_path: String,
     pub text: String,
@@ -50,17 +52,35 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// What is embedded: the heading path gives the passage its context.
+    /// What is embedded: the document's title and the heading path give the
+    /// passage its context ("Microsoft's gross margin" is found in
+    /// Microsoft's filing, not in every filing's margin table).
     pub fn embedding_text(&self) -> String {
-        embedding_text(&self.heading_path, &self.text)
+        embedding_text(&context(self.title.as_deref(), &self.heading_path), &self.text)
     }
 }
 
-fn embedding_text(heading_path: &str, text: &str) -> String {
-    if heading_path.is_empty() {
+/// The title and the heading path, the title left out when the path
+/// already starts with it.
+pub fn context(title: Option<&str>, heading_path: &str) -> String {
+    let title = title.map(str::trim).filter(|t| !t.is_empty());
+    match title {
+        Some(t) if !heading_path.to_lowercase().starts_with(&t.to_lowercase()) => {
+            if heading_path.is_empty() {
+                t.to_owned()
+            } else {
+                format!("{t} > {heading_path}")
+            }
+        }
+        Some(_) | None => heading_path.to_owned(),
+    }
+}
+
+fn embedding_text(context: &str, text: &str) -> String {
+    if context.is_empty() {
         text.to_owned()
     } else {
-        format!("{heading_path}\n\n{text}")
+        format!("{context}\n\n{text}")
     }
 }
 
@@ -75,6 +95,7 @@ struct Piece {
 
 struct Builder<'a> {
     counter: &'a dyn TokenCounter,
+    title: Option<String>,
     config: ChunkConfig,
     chunks: Vec<Chunk>,
     heading_path: String,
@@ -104,9 +125,13 @@ impl Builder<'_> {
             }
             text.push_str(&p.text);
         }
-        let tokens = self.counter.count(&embedding_text(&self.heading_path, &text));
+        let tokens = self.counter.count(&embedding_text(
+            &context(self.title.as_deref(), &self.heading_path),
+            &text,
+        ));
         self.chunks.push(Chunk {
             ordinal: self.chunks.len() as u32,
+            title: self.title.clone(),
             heading_path: self.heading_path.clone(),
             text,
             tokens: tokens as u32,
@@ -303,12 +328,19 @@ fn split_words(text: &str, budget: usize, counter: &dyn TokenCounter) -> Vec<Str
 
 /// Chunks a document.
 pub fn chunk(doc: &Document, counter: &dyn TokenCounter, config: ChunkConfig) -> Vec<Chunk> {
+    let title = doc
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
     let mut b = Builder {
         counter,
+        title: title.clone(),
         config,
         chunks: Vec::new(),
         heading_path: String::new(),
-        path_tokens: 0,
+        path_tokens: counter.count(&context(title.as_deref(), "")),
         pieces: Vec::new(),
         page: None,
     };
@@ -322,7 +354,7 @@ pub fn chunk(doc: &Document, counter: &dyn TokenCounter, config: ChunkConfig) ->
                 }
                 headings.push((*level, text.trim().to_owned()));
                 b.heading_path = headings.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" > ");
-                b.path_tokens = counter.count(&b.heading_path);
+                b.path_tokens = counter.count(&context(title.as_deref(), &b.heading_path));
             }
             Block::Paragraph { text, page } | Block::Code { text, page } => b.add_prose(text, *page),
             Block::ListItem { .. } => b.add_prose(&block.to_markdown(), block.page()),
@@ -368,6 +400,22 @@ mod tests {
         );
         assert_eq!(chunks[2].tokens, 8);
         assert!(chunks.iter().enumerate().all(|(i, c)| c.ordinal as usize == i));
+    }
+
+    #[test]
+    fn every_chunk_carries_its_documents_title() {
+        let mut doc = parse_markdown("## Gross margin\n\nGross margin was 42 percent.\n\nMore text follows here.");
+        doc.title = Some("Microsoft 10-K 2023".into());
+        let chunks = chunk(&doc, &WordCounter, cfg(100, 10));
+        assert_eq!(
+            chunks[0].embedding_text(),
+            "Microsoft 10-K 2023 > Gross margin\n\nGross margin was 42 percent.\n\nMore text follows here."
+        );
+        assert_eq!(chunks[0].tokens, 15);
+        // A title that is the first heading is not said twice.
+        assert_eq!(context(Some("Guide"), "Guide > Billing"), "Guide > Billing");
+        assert_eq!(context(Some("Guide"), ""), "Guide");
+        assert_eq!(context(None, "A > B"), "A > B");
     }
 
     #[test]

@@ -817,3 +817,71 @@ pub async fn scheduled_refresh(backend: Backend) {
     app.stop().await;
     env.cleanup().await;
 }
+
+/// Real PDFs that position every glyph on its own (Word and PDF printer
+/// output of clinical-trial protocols) are uploaded through the API; a
+/// sentence of each, as poppler's `pdftotext` reads it, is found by search
+/// with its words intact, and the chunk is cited with the document's title.
+pub async fn letter_spaced_real_pdfs(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+    let a = app.create_org("Acme").await;
+    let bot_id = bot(&app, &a.key).await;
+    let files = [
+        "nih-NCT06149832_Prot_000.pdf",
+        "nih-NCT06153992_ICF_001.pdf",
+        "nih-NCT06159946_Prot_000.pdf",
+    ];
+    let mut sources = Vec::new();
+    for name in files {
+        let r = app
+            .upload(
+                &a.key,
+                &bot_id,
+                name,
+                std::fs::read(shared(&format!("realworld/{name}"))).unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        sources.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    for (name, source) in files.iter().zip(&sources) {
+        let done = app.settled_source(&a.key, &bot_id, source, 600).await;
+        assert_eq!(done["status"], "ready", "{name}: {}", done["error"]);
+        // A sentence from the middle of the reference text: 10 to 20 words of letters.
+        let reference = std::fs::read_to_string(shared(&format!("realworld/pdftotext/{name}.txt"))).unwrap();
+        let lines: Vec<&str> = reference.lines().collect();
+        let sentence = lines[lines.len() / 3..]
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| {
+                (10..=20).contains(&w.len())
+                    && w.iter()
+                        .all(|w| w.chars().all(|c| c.is_ascii_alphabetic() || ",.;:()".contains(c)))
+            })
+            .map(|w| w[..8].join(" "))
+            .expect("a sentence in the reference");
+        let r = app
+            .post(
+                &format!("/api/v1/bots/{bot_id}/search"),
+                &a.key,
+                json!({"query": sentence, "limit": 5, "source_ids": [source]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let results = r.body["results"].as_array().unwrap();
+        let normalized = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let hit = results
+            .iter()
+            .find(|h| normalized(h["text"].as_str().unwrap_or("")).contains(&sentence.to_lowercase()));
+        assert!(hit.is_some(), "{name}: \"{sentence}\" not in {}", r.body);
+        let title = hit.unwrap()["title"].as_str().unwrap_or("");
+        assert!(
+            !title.is_empty(),
+            "{name}: a chunk without its document's title: {}",
+            r.body
+        );
+    }
+    app.stop().await;
+    env.cleanup().await;
+}

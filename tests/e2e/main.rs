@@ -60,6 +60,11 @@ on_both_backends!(
     scheduled_refresh,
 );
 
+/// Real-world documents through the API, on both tiers.
+mod document_tests {
+    on_both_backends!(ingestion: letter_spaced_real_pdfs);
+}
+
 /// Chat scenarios, on both tiers (`chat_tests::sqlite::...`).
 mod chat_tests {
     on_both_backends!(chat: grounded_chat, openai_provider, handoff);

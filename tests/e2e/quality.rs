@@ -98,6 +98,70 @@ async fn parse_recall_against_reference_markdown() {
     assert!(pdf >= 0.85, "PDF word recall {pdf:.3} < 0.85");
 }
 
+/// Share of single-letter words (letter-spaced text shows as many).
+fn single_letters(counts: &HashMap<String, usize>) -> f64 {
+    let all: usize = counts.values().sum();
+    let single: usize = counts
+        .iter()
+        .filter(|(w, _)| w.chars().count() == 1 && w.chars().all(char::is_alphabetic))
+        .map(|(_, n)| n)
+        .sum();
+    single as f64 / all.max(1) as f64
+}
+
+/// The 58 real-world PDFs with a text layer (clinical-trial protocols,
+/// accident reports, agency performance reports) against poppler's
+/// `pdftotext`: word F1 and the share of single-letter words, per file.
+#[test]
+fn realworld_pdfs_against_pdftotext() {
+    let dir = docs_dir().join("realworld");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("shared/data/docs/realworld")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
+        .collect();
+    files.sort();
+    let mut f1s = Vec::new();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let reference = words(&std::fs::read_to_string(dir.join("pdftotext").join(format!("{name}.txt"))).unwrap());
+        if reference.values().sum::<usize>() < 50 {
+            // The scan: no text layer, and Parley says so.
+            let err = parse::parse_sync(parse::Kind::Pdf, &std::fs::read(&path).unwrap(), None).unwrap_err();
+            assert_eq!(err.code, "NO_TEXT", "{name}");
+            continue;
+        }
+        let doc = parse::parse_sync(parse::Kind::Pdf, &std::fs::read(&path).unwrap(), None)
+            .unwrap_or_else(|e| panic!("{name}: {} {}", e.code, e.message));
+        let ours = words(&doc.to_markdown());
+        let overlap: usize = ours
+            .iter()
+            .map(|(w, n)| (*n).min(reference.get(w).copied().unwrap_or(0)))
+            .sum();
+        let p = overlap as f64 / ours.values().sum::<usize>().max(1) as f64;
+        let r = overlap as f64 / reference.values().sum::<usize>() as f64;
+        let f1 = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+        let (ours_single, ref_single) = (single_letters(&ours), single_letters(&reference));
+        println!(
+            "realworld {name}: P {p:.3} R {r:.3} F1 {f1:.3}, single letters {:.1}% (reference {:.1}%)",
+            ours_single * 100.0,
+            ref_single * 100.0
+        );
+        assert!(f1 >= 0.95, "{name}: word F1 {f1:.3} < 0.95");
+        assert!(
+            ours_single <= ref_single + 0.02,
+            "{name}: {:.1}% single-letter words, the reference has {:.1}%",
+            ours_single * 100.0,
+            ref_single * 100.0
+        );
+        f1s.push(f1);
+    }
+    let mean = f1s.iter().sum::<f64>() / f1s.len() as f64;
+    println!("realworld mean word F1 {mean:.4} over {} files", f1s.len());
+    assert_eq!(f1s.len(), 58);
+    assert!(mean >= 0.98, "mean word F1 {mean:.4} < 0.98");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_match_onnx_runtime_in_python() {
     let texts: Vec<String> = vec![

@@ -515,7 +515,10 @@ pub async fn embed_source(
         let document: Document = serde_json::from_value(blocks.clone()).unwrap_or_default();
         let unchanged = doc.indexed_hash.as_deref() == Some(text_hash.as_str());
         if !unchanged {
-            let cleaned = document.clone().without_repeated(&repeated);
+            let mut cleaned = document.clone().without_repeated(&repeated);
+            // Chunks carry the document's title as the owner sees it (the
+            // parsed title, else the file name or page title).
+            cleaned.title = doc.title.clone().or(cleaned.title);
             let chunks = chunk(&cleaned, &model.counter, ChunkConfig::default());
             let texts: Vec<String> = chunks.iter().map(|c| c.embedding_text()).collect();
             let vectors = ingest.embedder.embed(texts).await.map_err(JobError::Transient)?;

@@ -96,8 +96,51 @@ impl Piece {
             out.push(g.ch);
             prev = Some(g);
         }
-        out
+        logical_order(out)
     }
+}
+
+fn right_to_left(c: char) -> bool {
+    matches!(u32::from(c), 0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF)
+}
+
+/// Glyphs are placed left to right on the page; words of right-to-left
+/// scripts (Arabic, Hebrew) are read the other way. Each run of such words
+/// (numbers and punctuation between them included) is turned around, word
+/// order and letters both, except the numbers, which read left to right.
+fn logical_order(text: String) -> String {
+    if !text.chars().any(right_to_left) {
+        return text;
+    }
+    let words: Vec<&str> = text.split(' ').collect();
+    let rtl = |w: &str| w.chars().any(right_to_left);
+    let neutral = |w: &str| !w.chars().any(char::is_alphabetic);
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        if !rtl(words[i]) {
+            out.push(words[i].to_owned());
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        let mut end = i;
+        while j < words.len() && (rtl(words[j]) || neutral(words[j])) {
+            if rtl(words[j]) {
+                end = j;
+            }
+            j += 1;
+        }
+        for w in words[i..=end].iter().rev() {
+            out.push(if rtl(w) {
+                w.chars().rev().collect()
+            } else {
+                (*w).to_owned()
+            });
+        }
+        i = end + 1;
+    }
+    out.join(" ")
 }
 
 /// A line of text in reading order, with its cells (pieces apart by wide gaps).
@@ -433,6 +476,18 @@ mod tests {
         let text: Vec<String> = lines.iter().map(Line::text).collect();
         assert_eq!(text, ["Quarter Net sales", "Q1 117,154", "Q2 94,836", "Q3 81,797"]);
         assert_eq!(lines[1].cells.len(), 2);
+    }
+
+    #[test]
+    fn right_to_left_words_read_in_logical_order() {
+        // On the page (left to right): "Name:" then the Arabic for "Ahmed Kamal" drawn visually.
+        let visual = format!(
+            "Name: {} {} 2023",
+            "لﺎﻤﻛ".chars().rev().collect::<String>(),
+            "ﺪﻤﺣأ".chars().rev().collect::<String>()
+        );
+        assert_eq!(logical_order(visual), "Name: ﺪﻤﺣأ لﺎﻤﻛ 2023");
+        assert_eq!(logical_order("plain text".into()), "plain text");
     }
 
     #[test]
