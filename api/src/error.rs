@@ -175,6 +175,7 @@ fn framework_error(status: StatusCode, message: String) -> Response {
         | ErrorCode::AttachmentNotFound
         | ErrorCode::WebhookNotFound
         | ErrorCode::DeliveryNotFound
+        | ErrorCode::DocumentNotFound
         | ErrorCode::OriginNotAllowed
         | ErrorCode::ConversationExists
         | ErrorCode::ProviderFailed

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -313,6 +314,37 @@ pub async fn source_chunks(store: &Store, source_id: Uuid) -> Result<Vec<chunks:
         .order_by_asc(chunks::Column::Ordinal)
         .all(store.db())
         .await
+}
+
+/// What Parley extracted from a source's document: its row (text and
+/// blocks) and its chunks in order. With no key, the source's only document.
+pub enum DocumentLookup {
+    Found(Box<source_documents::Model>, Vec<chunks::Model>),
+    NotFound,
+    /// No key given and the source has several documents (their count).
+    KeyNeeded(u64),
+}
+
+pub async fn document(store: &Store, source_id: Uuid, key: Option<&str>) -> Result<DocumentLookup, DbErr> {
+    let mut query = source_documents::Entity::find().filter(source_documents::Column::SourceId.eq(source_id));
+    if let Some(key) = key {
+        query = query.filter(source_documents::Column::DocKey.eq(key));
+    } else {
+        let count = query.clone().count(store.db()).await?;
+        if count > 1 {
+            return Ok(DocumentLookup::KeyNeeded(count));
+        }
+    }
+    let Some(row) = query.one(store.db()).await? else {
+        return Ok(DocumentLookup::NotFound);
+    };
+    let chunks = chunks::Entity::find()
+        .filter(chunks::Column::SourceId.eq(source_id))
+        .filter(chunks::Column::DocKey.eq(row.doc_key.as_str()))
+        .order_by_asc(chunks::Column::Ordinal)
+        .all(store.db())
+        .await?;
+    Ok(DocumentLookup::Found(Box::new(row), chunks))
 }
 
 /// Removes documents (and their chunks) by key.

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     AttachmentNotFound,
     WebhookNotFound,
     DeliveryNotFound,
+    DocumentNotFound,
     OriginNotAllowed,
     ConversationExists,
     Conflict,
@@ -55,6 +56,7 @@ impl ErrorCode {
         ErrorCode::AttachmentNotFound,
         ErrorCode::WebhookNotFound,
         ErrorCode::DeliveryNotFound,
+        ErrorCode::DocumentNotFound,
         ErrorCode::OriginNotAllowed,
         ErrorCode::ConversationExists,
         ErrorCode::Conflict,
@@ -88,6 +90,7 @@ impl ErrorCode {
             ErrorCode::AttachmentNotFound => "ATTACHMENT_NOT_FOUND",
             ErrorCode::WebhookNotFound => "WEBHOOK_NOT_FOUND",
             ErrorCode::DeliveryNotFound => "DELIVERY_NOT_FOUND",
+            ErrorCode::DocumentNotFound => "DOCUMENT_NOT_FOUND",
             ErrorCode::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
             ErrorCode::ConversationExists => "CONVERSATION_EXISTS",
             ErrorCode::ProviderFailed => "PROVIDER_FAILED",
@@ -119,7 +122,8 @@ impl ErrorCode {
             | ErrorCode::LeadNotFound
             | ErrorCode::AttachmentNotFound
             | ErrorCode::WebhookNotFound
-            | ErrorCode::DeliveryNotFound => 404,
+            | ErrorCode::DeliveryNotFound
+            | ErrorCode::DocumentNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::BotSlugTaken | ErrorCode::SourceBusy | ErrorCode::ConversationExists => {
                 409

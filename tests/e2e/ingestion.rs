@@ -881,6 +881,38 @@ pub async fn letter_spaced_real_pdfs(backend: Backend) {
             "{name}: a chunk without its document's title: {}",
             r.body
         );
+
+        // The owner reads what was extracted and how it was cut.
+        let doc = app
+            .get(&format!("/api/v1/bots/{bot_id}/sources/{source}/document"), &a.key)
+            .await;
+        assert_eq!(doc.status, StatusCode::OK, "{}", doc.body);
+        assert_eq!(doc.body["key"], *name);
+        assert_eq!(doc.body["title"], title);
+        assert!(
+            doc.body["page_count"].as_i64().unwrap() > 1,
+            "{}",
+            doc.body["page_count"]
+        );
+        assert!(normalized(doc.body["text"].as_str().unwrap()).contains(&sentence.to_lowercase()));
+        let chunks = doc.body["chunks"].as_array().unwrap();
+        assert_eq!(chunks.len() as i64, done["chunks"].as_i64().unwrap());
+        assert!(chunks.iter().enumerate().all(|(i, c)| {
+            c["ordinal"] == i as i64
+                && c["page"].as_i64().is_some()
+                && c["context"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(title.split(" > ").next().unwrap())
+        }));
+        let missing = app
+            .get(
+                &format!("/api/v1/bots/{bot_id}/sources/{source}/document?key=other.pdf"),
+                &a.key,
+            )
+            .await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.error_code(), "DOCUMENT_NOT_FOUND");
     }
     app.stop().await;
     env.cleanup().await;

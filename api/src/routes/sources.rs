@@ -214,6 +214,48 @@ pub struct SourcePage {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A chunk of a document as the indexes hold it.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DocumentChunk {
+    /// Position in the document, from 0.
+    pub ordinal: i32,
+    /// Headings above the chunk, outermost first, joined with " > ".
+    pub heading_path: String,
+    /// The page it starts on (PDF).
+    pub page: Option<i32>,
+    /// Model tokens of what is embedded (context and text).
+    pub tokens: i32,
+    /// What is embedded and searched besides the text: the document's title
+    /// and the heading path.
+    pub context: String,
+    /// The chunk's text.
+    pub text: String,
+}
+
+/// What Parley extracted from one document of a source, and how it was cut
+/// into chunks: read it to see why the bot answers as it does.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SourceDocument {
+    /// The page URL, the file name, `text` or `qa`.
+    pub key: String,
+    /// The URL the content came from, when it came from the web.
+    pub url: Option<String>,
+    /// The title chunks are indexed and cited with.
+    pub title: Option<String>,
+    /// The type the content was read as.
+    pub content_type: String,
+    /// Pages of a paged document (PDF).
+    pub page_count: Option<i32>,
+    /// The extracted text as Markdown (headings, lists, tables); absent when reading failed.
+    pub text: Option<String>,
+    /// Set when the document could not be read.
+    pub error: Option<SourceError>,
+    /// Its chunks in order (empty until the document is embedded).
+    pub chunks: Vec<DocumentChunk>,
+}
+
 /// A source with its pages.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -629,6 +671,75 @@ impl SourcesApi {
         Ok(Json(SourceDetail {
             source,
             page_list: pages.into_iter().map(SourcePage::from).collect(),
+        }))
+    }
+
+    /// Read a document of a source
+    ///
+    /// The text Parley extracted from one document of the source (Markdown)
+    /// and its chunks with their title, heading path and page. `key` names the
+    /// document (a key of the source's `page_list`); it may be left out when
+    /// the source has one document. `404 DOCUMENT_NOT_FOUND` when no document
+    /// has that key (yet); `422 VALIDATION_FAILED` without `key` when the
+    /// source has several.
+    #[oai(
+        path = "/bots/:bot_id/sources/:source_id/document",
+        method = "get",
+        operation_id = "get_source_document"
+    )]
+    async fn document(
+        &self,
+        auth: ApiKeyAuth,
+        bot_id: Path<Uuid>,
+        source_id: Path<Uuid>,
+        /// The document's key, as in `page_list`.
+        key: Query<Option<String>>,
+    ) -> Result<Json<SourceDocument>, ApiError> {
+        let state = live(&self.state)?;
+        find(state, auth.0.org_id, bot_id.0, source_id.0).await?;
+        let found = content::document(&state.store, source_id.0, key.0.as_deref())
+            .await
+            .map_err(StoreError::Db)?;
+        let (row, chunks) = match found {
+            content::DocumentLookup::Found(row, chunks) => (*row, chunks),
+            content::DocumentLookup::NotFound => {
+                return Err(ApiError::new(
+                    ErrorCode::DocumentNotFound,
+                    "this source has no document with that key (yet)",
+                ));
+            }
+            content::DocumentLookup::KeyNeeded(n) => {
+                return Err(ApiError::new(
+                    ErrorCode::ValidationFailed,
+                    format!("this source has {n} documents: name one with `key` (see the source's `page_list`)"),
+                ));
+            }
+        };
+        let page_count = row
+            .pages
+            .as_ref()
+            .and_then(|p| p.get("page_count"))
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok());
+        Ok(Json(SourceDocument {
+            key: row.doc_key,
+            url: row.url,
+            title: row.title,
+            content_type: row.content_type,
+            page_count,
+            text: row.text,
+            error: source_error(row.error_code, row.error_message),
+            chunks: chunks
+                .into_iter()
+                .map(|c| DocumentChunk {
+                    ordinal: c.ordinal,
+                    context: parley_domain::chunking::context(c.title.as_deref(), &c.heading_path),
+                    heading_path: c.heading_path,
+                    page: c.page,
+                    tokens: c.tokens,
+                    text: c.text,
+                })
+                .collect(),
         }))
     }
 
