@@ -122,9 +122,12 @@ pub(super) fn reads_as_title(text: &str) -> bool {
     let word = words
         .iter()
         .any(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3 && !w.contains('_'));
+    // One word of letters and digits is an identifier ("DOSAID2022", "FY22_v3").
+    let identifier = words.len() == 1 && text.chars().any(|c| c.is_ascii_digit());
     letters >= 4
         && letters * 2 >= text.chars().filter(|c| !c.is_whitespace()).count()
         && word
+        && !identifier
         && !placeholder
         && !file_name
 }

@@ -207,6 +207,7 @@ fn metadata_titles_that_read_as_titles() {
     assert!(!reads_as_title("untitled"));
     assert!(!reads_as_title("NCT06145295_Prot_SAP_000"));
     assert!(!reads_as_title("DOSAID2022"));
+    assert!(!reads_as_title("HHS2022B"));
 }
 
 /// A table's rows keep their cells, with the first row as header.
