@@ -28,7 +28,7 @@ pub struct BenchInputs {
     pub chunks: usize,
 }
 
-fn find_book() -> Option<PathBuf> {
+pub(crate) fn find_book() -> Option<PathBuf> {
     let home = std::env::var("RUSTUP_HOME")
         .map(PathBuf::from)
         .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".rustup")))
@@ -40,7 +40,7 @@ fn find_book() -> Option<PathBuf> {
         .find(|p| p.join("index.html").exists())
 }
 
-async fn serve_dir(dir: PathBuf) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+pub(crate) async fn serve_dir(dir: PathBuf) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
@@ -236,18 +236,18 @@ pub async fn ingest(settings: &Settings, inputs: BenchInputs) -> anyhow::Result<
 }
 
 /// The real application on a fresh SQLite database, with one org and bot.
-struct BenchApp {
-    dir: PathBuf,
-    client: reqwest::Client,
-    api: String,
-    key: String,
-    bot_id: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+pub(crate) struct BenchApp {
+    pub(crate) dir: PathBuf,
+    pub(crate) client: reqwest::Client,
+    pub(crate) api: String,
+    pub(crate) key: String,
+    pub(crate) bot_id: String,
+    pub(crate) stop: tokio::sync::oneshot::Sender<()>,
+    pub(crate) running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl BenchApp {
-    async fn start(settings: &Settings) -> anyhow::Result<BenchApp> {
+    pub(crate) async fn start(settings: &Settings) -> anyhow::Result<BenchApp> {
         let dir = std::env::temp_dir().join(format!("parley-bench-{}", uuid::Uuid::new_v4().simple()));
         let mut app_settings = settings.clone();
         app_settings.listen = "127.0.0.1:0".into();
@@ -290,7 +290,7 @@ impl BenchApp {
     }
 
     /// Adds a source and waits until it is ready or failed.
-    async fn add_source(&self, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    pub(crate) async fn add_source(&self, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
         let (api, bot_id) = (&self.api, &self.bot_id);
         let source = post_json(&self.client, &format!("{api}/bots/{bot_id}/sources"), &self.key, body).await?;
         let id = source["id"].as_str().context("source id")?.to_owned();
@@ -311,7 +311,7 @@ impl BenchApp {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.running.await;
         let _ = std::fs::remove_dir_all(self.dir);
@@ -432,7 +432,7 @@ pub async fn chat(settings: &Settings, book: Option<PathBuf>, rounds: usize) -> 
     Ok(())
 }
 
-async fn post_json(
+pub(crate) async fn post_json(
     client: &reqwest::Client,
     url: &str,
     key: &str,

@@ -68,8 +68,11 @@ pub struct Settings {
     /// Requests of one crawl in flight at once.
     pub crawl_concurrency: usize,
     /// Least cosine similarity between the question and the best passage for
-    /// the bot to answer; below it the fallback message is given.
+    /// the bot to answer (a floor under the answerability gate; 0: none).
     pub chat_min_relevance: f32,
+    /// Least probability, from both retrievers' evidence, that the knowledge
+    /// answers the question; below it the fallback message is given.
+    pub chat_min_answerability: f32,
     /// The answer when nothing relevant is found (it should offer a person).
     pub chat_fallback_message: String,
     /// Passages retrieved for an answer.
@@ -220,7 +223,11 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("max_pages_cap", 5000)?
         .set_default("crawl_delay_ms", 100)?
         .set_default("crawl_concurrency", 2)?
-        .set_default("chat_min_relevance", 0.35)?
+        .set_default("chat_min_relevance", 0.0)?
+        .set_default(
+            "chat_min_answerability",
+            f64::from(parley_domain::retrieval::Gate::DEFAULT.threshold),
+        )?
         .set_default("chat_fallback_message", DEFAULT_FALLBACK)?
         .set_default("chat_passages", 5)?
         .set_default("chat_handoff_message", DEFAULT_HANDOFF)?
@@ -324,6 +331,9 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.chat_min_relevance) {
             return Err(invalid("PARLEY_CHAT_MIN_RELEVANCE", "must be between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&self.chat_min_answerability) {
+            return Err(invalid("PARLEY_CHAT_MIN_ANSWERABILITY", "must be between 0 and 1"));
         }
         if self.chat_fallback_message.trim().is_empty() {
             return Err(invalid("PARLEY_CHAT_FALLBACK_MESSAGE", "must not be empty"));

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod bench_answerability;
 pub mod bench_documents;
 pub mod bench_pdf;
 pub mod bench_retrieval;

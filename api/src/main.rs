@@ -94,6 +94,21 @@ enum BenchCommand {
         #[arg(long, default_value = "usfed-")]
         prefix: String,
     },
+    /// Answer or refuse: answerable questions refused and off-topic ones answered, over a crawled site.
+    Answerability {
+        /// The site's folder (default: the installed toolchain's Rust Book).
+        #[arg(long)]
+        site: Option<std::path::PathBuf>,
+        /// Questions (JSON lines: question, kind, pages).
+        #[arg(long, default_value = "tests/data/answerability/rust-book.jsonl")]
+        questions: std::path::PathBuf,
+        /// The pages to index, one path a line (default: every page of the folder but stubs).
+        #[arg(long)]
+        pages: Option<std::path::PathBuf>,
+        /// Fit the gate's weights on these questions and print them (training sets only).
+        #[arg(long)]
+        fit: bool,
+    },
     /// SciFact nDCG@10 and recall@100 (BM25, vector, hybrid) and search latency by index size.
     Retrieval {
         /// The BEIR SciFact folder (corpus.jsonl, queries.jsonl, qrels/).
@@ -205,6 +220,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Documents { dir, questions, prefix },
         } => parley_api::bench_documents::documents(&settings, dir, questions, prefix).await,
+        Command::Bench {
+            command:
+                BenchCommand::Answerability {
+                    site,
+                    questions,
+                    pages,
+                    fit,
+                },
+        } => parley_api::bench_answerability::answerability(&settings, site, questions, pages, fit).await,
         Command::Bench {
             command: BenchCommand::Retrieval { scifact, sizes },
         } => parley_api::bench_retrieval::retrieval(&settings, scifact, sizes).await,

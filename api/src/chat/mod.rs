@@ -14,7 +14,9 @@ use parley_domain::aggregates::bot::BotSettings;
 use parley_domain::aggregates::conversation::{
     AnswerFailed, Answered, Citation, Conversation, ConversationCommand, Turn, Usage,
 };
-use parley_domain::retrieval::{Analyzer, Bm25Params, ChunkMeta, Fusion, IndexCache, Mode, Query, Ranked, search};
+use parley_domain::retrieval::{
+    Analyzer, Bm25Params, ChunkMeta, Evidence, Fusion, Gate, IndexCache, Mode, Query, Ranked, search,
+};
 use parley_domain::store::{Execute, StoreError};
 use parley_domain::{ErrorCode, Metadata, Store};
 use parley_worker::ingest::embed::Embedder;
@@ -68,6 +70,12 @@ pub struct Retrieved {
     pub passages: Vec<Passage>,
     /// Cosine similarity of the closest chunk (0 when there is none).
     pub best_similarity: f32,
+    /// Both retrievers' evidence that the knowledge answers the question.
+    pub evidence: Evidence,
+    /// The gate's probability for that evidence.
+    pub answerability: f32,
+    /// Whether the bot answers (else it gives its fallback answer).
+    pub answerable: bool,
     pub elapsed: Duration,
 }
 
@@ -202,6 +210,7 @@ pub struct ChatEngine {
     extractive: extractive::Extractive,
     openai: openai::OpenAi,
     min_relevance: f32,
+    gate: Gate,
     fallback: String,
     passages: usize,
     handoff: String,
@@ -274,6 +283,10 @@ impl ChatEngine {
                 idle_timeout: Duration::from_secs(settings.openai_idle_timeout_secs),
             },
             min_relevance: settings.chat_min_relevance,
+            gate: Gate {
+                threshold: settings.chat_min_answerability,
+                ..Gate::DEFAULT
+            },
             handoff: settings.chat_handoff_message.clone(),
             escalate_after: settings.escalate_after_unanswered,
             fallback: settings.chat_fallback_message.clone(),
@@ -311,7 +324,8 @@ impl ChatEngine {
             .segments(&self.store, org_id, bot_id)
             .await
             .map_err(StoreError::Db)?;
-        let mut terms = self.analyzer.terms(question);
+        let asked = self.analyzer.terms(question);
+        let mut terms = asked.clone();
         // The question's own words weigh double those of the turn before.
         terms.extend(terms.clone());
         let vector = if mode == Mode::Bm25 {
@@ -328,35 +342,46 @@ impl ChatEngine {
             }
             Some(v)
         };
+        let mut asked = asked;
         if let Some(context) = context {
-            terms.extend(self.analyzer.terms(context));
+            let previous = self.analyzer.terms(context);
+            // A follow-up with no words of its own ("and how much is it?")
+            // is judged with the question it follows.
+            if asked.iter().all(|t| self.analyzer.is_asking(t)) {
+                asked.extend(previous.iter().cloned());
+            }
+            terms.extend(previous);
         }
-        let hits = tokio::task::spawn_blocking({
+        let (mut hits, evidence) = tokio::task::spawn_blocking({
             let segments = segments.clone();
+            let analyzer = self.analyzer.clone();
             let sources = sources.map(<[Uuid]>::to_vec);
             move || {
-                search(
+                // The evidence reads the best three passages and the closest
+                // one by meaning, wherever the fusion ranks it, so every fused
+                // candidate is kept until it is taken; search and chat decide alike.
+                let hits = search(
                     &segments,
                     &Query {
                         terms: &terms,
                         vector: vector.as_deref(),
                         sources: sources.as_deref(),
-                        limit,
+                        limit: CANDIDATES.max(limit) * 2,
                         candidates: CANDIDATES.max(limit),
                         mode,
                         fusion: FUSION,
                         bm25: Bm25Params::default(),
                     },
-                )
+                );
+                let evidence = Evidence::of(&segments, &analyzer, &asked, &hits);
+                (hits, evidence)
             }
         })
         .await
         .map_err(ApiError::internal)?;
-        let best_similarity = hits
-            .iter()
-            .filter_map(|h| h.vector.filter(|v| v.rank == 1).map(|v| v.score))
-            .next()
-            .unwrap_or(0.0);
+        hits.truncate(limit);
+        let best_similarity = evidence.similarity;
+        let hits_empty = hits.is_empty();
         let passages = hits
             .into_iter()
             .map(|h| Passage {
@@ -366,9 +391,14 @@ impl ChatEngine {
                 vector: h.vector,
             })
             .collect();
+        let answerability = self.gate.probability(&evidence);
+        let answerable = !hits_empty && self.gate.answers(&evidence) && evidence.similarity >= self.min_relevance;
         Ok(Retrieved {
             passages,
             best_similarity,
+            evidence,
+            answerability,
+            answerable,
             elapsed: started.elapsed(),
         })
     }
@@ -543,7 +573,7 @@ impl ChatEngine {
             };
             Ok(answered(text, vec![], "fallback", None, true, usage))
         };
-        if retrieved.passages.is_empty() || retrieved.best_similarity < self.min_relevance {
+        if !retrieved.answerable {
             return fallback().await;
         }
         // Passages far weaker than the best one would only distract.

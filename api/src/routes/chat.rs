@@ -530,17 +530,33 @@ pub struct SearchResult {
     pub found_by: Vec<String>,
 }
 
+/// Both retrievers' evidence that the knowledge answers a question.
+#[derive(Debug, Clone, Object)]
+pub struct Answerability {
+    /// The probability that the knowledge answers the question, 0 to 1;
+    /// the bot answers at `PARLEY_CHAT_MIN_ANSWERABILITY` and above.
+    pub probability: f32,
+    /// Cosine similarity of the closest passage.
+    pub similarity: f32,
+    /// Share of the question's term weight (by rarity) that the best three
+    /// passages contain.
+    pub coverage: f32,
+    /// Share of the question's term weight in words the knowledge never uses.
+    pub unknown_terms: f32,
+}
+
 /// What a question would retrieve.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct SearchResponse {
     /// Best first.
     pub results: Vec<SearchResult>,
-    /// Cosine similarity of the closest chunk; chat answers only above the
-    /// configured minimum.
+    /// Cosine similarity of the closest chunk (also in `answerability`).
     pub best_similarity: f32,
-    /// Whether chat would answer from these results.
+    /// Whether chat would answer from these results (the answerability gate).
     pub relevant: bool,
+    /// Why: both retrievers' evidence and the gate's probability.
+    pub answerability: Answerability,
     /// Time taken, in milliseconds.
     pub took_ms: f64,
 }
@@ -992,7 +1008,6 @@ impl ChatApi {
                 },
             )
             .await?;
-        let min = state.settings.chat_min_relevance;
         let results = retrieved
             .passages
             .iter()
@@ -1028,7 +1043,13 @@ impl ChatApi {
             })
             .collect::<Vec<_>>();
         Ok(Json(SearchResponse {
-            relevant: !results.is_empty() && retrieved.best_similarity >= min,
+            relevant: retrieved.answerable,
+            answerability: Answerability {
+                probability: retrieved.answerability,
+                similarity: retrieved.evidence.similarity,
+                coverage: retrieved.evidence.coverage,
+                unknown_terms: retrieved.evidence.unknown,
+            },
             results,
             best_similarity: retrieved.best_similarity,
             took_ms: retrieved.elapsed.as_secs_f64() * 1000.0,

@@ -102,6 +102,18 @@ impl Segment {
         }
     }
 
+    /// Chunks of this segment that contain `term`.
+    pub fn df(&self, term: &str) -> usize {
+        self.postings.get(term).map_or(0, Vec::len)
+    }
+
+    /// Whether chunk `chunk` contains `term` (postings are in chunk order).
+    pub fn contains(&self, chunk: usize, term: &str) -> bool {
+        self.postings
+            .get(term)
+            .is_some_and(|list| list.binary_search_by_key(&(chunk as u32), |p| p.0).is_ok())
+    }
+
     pub fn len(&self) -> usize {
         self.chunks.len()
     }

@@ -5,10 +5,12 @@
 //! time, which keeps BM25 exact for the whole bot.
 
 pub mod analyzer;
+pub mod answerable;
 pub mod cache;
 pub mod eval;
 pub mod index;
 
 pub use analyzer::Analyzer;
+pub use answerable::{Evidence, Gate};
 pub use cache::IndexCache;
 pub use index::{Bm25Params, ChunkMeta, Fusion, Hit, Mode, Query, Ranked, Segment, search};

@@ -1,0 +1,249 @@
+//! Whether the knowledge answers a question, from the evidence of both
+//! retrievers: how close the closest passage's meaning is (the embedding),
+//! how much of the question's weight the best passages contain (BM25's
+//! terms, weighted by rarity), and how much of it the knowledge never uses
+//! at all (an off-topic question names things no page mentions: "nginx",
+//! "refund", "MongoDB"). A small logistic model over these, fitted on
+//! training questions only (`parley bench answerability --fit`), gives a
+//! probability; below the gate's threshold the bot says it does not know.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::analyzer::Analyzer;
+use super::index::{Hit, Segment};
+
+/// The evidence for one question.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Evidence {
+    /// Cosine similarity of the closest passage (0 when there are no vectors).
+    pub similarity: f32,
+    /// Share of the weight (IDF) of the question's terms that the knowledge
+    /// uses which the best passages contain, 0 to 1.
+    pub coverage: f32,
+    /// Share of the question's term weight in terms no passage of the
+    /// knowledge contains, 0 to 1, discounted on small knowledge bases
+    /// (see [`UNKNOWN_FULL_WEIGHT`]).
+    pub unknown: f32,
+}
+
+/// Knowledge of this many chunks or more gives an absent term its full
+/// weight as evidence; below, the weight falls in proportion. A manual's
+/// thousands of chunks use every everyday word, so a question word they
+/// never use ("nginx", "refund") says the question is elsewhere; ten FAQ
+/// entries lack most everyday words ("long", "take"), which says nothing.
+/// A prior, not fitted: the training knowledge (the Rust Book, 2,228 chunks)
+/// is above it.
+pub const UNKNOWN_FULL_WEIGHT: usize = 500;
+
+/// Passages whose terms count for coverage: the best fused hits.
+const COVERED_BY: usize = 3;
+
+impl Evidence {
+    /// The evidence of `hits` (best first) for a question's analyzed terms;
+    /// words of asking ("how", "much", "can", "I") are left out.
+    pub fn of(segments: &[Arc<Segment>], analyzer: &Analyzer, terms: &[String], hits: &[Hit]) -> Evidence {
+        let similarity = hits
+            .iter()
+            .filter_map(|h| h.vector.filter(|v| v.rank == 1).map(|v| v.score))
+            .next()
+            .unwrap_or(0.0);
+        let mut unique: Vec<&str> = terms
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !analyzer.is_asking(t))
+            .collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let docs: usize = segments.iter().map(|s| s.len()).sum();
+        if unique.is_empty() || docs == 0 {
+            return Evidence {
+                similarity,
+                coverage: 0.0,
+                unknown: if unique.is_empty() { 0.0 } else { 1.0 },
+            };
+        }
+        let (mut total, mut known, mut covered, mut unknown) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        for term in unique {
+            let df: usize = segments.iter().map(|s| s.df(term)).sum();
+            let idf = (1.0 + (docs as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
+            total += idf;
+            if df == 0 {
+                unknown += idf;
+                continue;
+            }
+            known += idf;
+            if hits
+                .iter()
+                .take(COVERED_BY)
+                .any(|h| segments.get(h.segment).is_some_and(|s| s.contains(h.chunk, term)))
+            {
+                covered += idf;
+            }
+        }
+        let size = (docs as f32 / UNKNOWN_FULL_WEIGHT as f32).min(1.0);
+        Evidence {
+            similarity,
+            coverage: if known > 0.0 { covered / known } else { 0.0 },
+            unknown: unknown / total.max(f32::MIN_POSITIVE) * size,
+        }
+    }
+}
+
+/// A logistic model over the evidence, and the probability it must reach.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Bias, then the weights of similarity, coverage and unknown share.
+    pub weights: [f32; 4],
+    pub threshold: f32,
+}
+
+impl Gate {
+    /// Fitted on the Rust Book's 100 training questions
+    /// (`parley bench answerability --fit`; see `docs/benchmarks.md`).
+    pub const DEFAULT: Gate = Gate {
+        weights: [-5.87, 5.74, 6.95, -4.60],
+        threshold: 0.5,
+    };
+
+    /// The probability that the knowledge answers the question.
+    pub fn probability(&self, e: &Evidence) -> f32 {
+        let [b, ws, wc, wu] = self.weights;
+        let z = b + ws * e.similarity + wc * e.coverage + wu * e.unknown;
+        1.0 / (1.0 + (-z).exp())
+    }
+
+    pub fn answers(&self, e: &Evidence) -> bool {
+        self.probability(e) >= self.threshold
+    }
+}
+
+/// Fits the gate's weights by gradient descent on the log loss (with a
+/// little L2 so separable training sets keep finite weights).
+pub fn fit(samples: &[(Evidence, bool)], iterations: usize) -> [f32; 4] {
+    let mut w = [0.0f32; 4];
+    if samples.is_empty() {
+        return w;
+    }
+    let n = samples.len() as f32;
+    let rate = 0.5;
+    let l2 = 0.001;
+    for _ in 0..iterations {
+        let mut grad = [0.0f32; 4];
+        for (e, y) in samples {
+            let x = [1.0, e.similarity, e.coverage, e.unknown];
+            let z: f32 = w.iter().zip(x).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-z).exp());
+            let err = p - if *y { 1.0 } else { 0.0 };
+            for (g, xi) in grad.iter_mut().zip(x) {
+                *g += err * xi / n;
+            }
+        }
+        for (i, (wi, g)) in w.iter_mut().zip(grad).enumerate() {
+            let reg = if i == 0 { 0.0 } else { l2 * *wi };
+            *wi -= rate * (g + reg);
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retrieval::{Analyzer, Bm25Params, ChunkMeta, Fusion, Mode, Query, search};
+    use uuid::Uuid;
+
+    fn segment(texts: &[&str]) -> Arc<Segment> {
+        let analyzer = Analyzer::default();
+        let key = Uuid::new_v4();
+        let items = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let meta = ChunkMeta {
+                    id: Uuid::new_v4(),
+                    source_id: key,
+                    doc_key: format!("d{i}"),
+                    ordinal: 0,
+                    heading_path: String::new(),
+                    text: (*t).to_owned(),
+                    page: None,
+                    url: None,
+                    title: None,
+                };
+                (meta, vec![1.0, 0.0])
+            })
+            .collect();
+        Arc::new(Segment::build(key, 1, &analyzer, items))
+    }
+
+    fn evidence(segments: &[Arc<Segment>], question: &str) -> Evidence {
+        let terms = Analyzer::default().terms(question);
+        let hits = search(
+            segments,
+            &Query {
+                terms: &terms,
+                vector: Some(&[1.0, 0.0]),
+                sources: None,
+                limit: 5,
+                candidates: 10,
+                mode: Mode::Hybrid,
+                fusion: Fusion::Convex { alpha: 0.5 },
+                bm25: Bm25Params::default(),
+            },
+        );
+        Evidence::of(segments, &Analyzer::default(), &terms, &hits)
+    }
+
+    #[test]
+    fn coverage_and_unknown_terms() {
+        let segs = vec![segment(&[
+            "Shipping to Germany costs 9 euros and takes three days.",
+            "Reset your password with the Forgot password link.",
+            "Invoices are sent by email every month.",
+        ])];
+        let e = evidence(&segs, "shipping costs to Germany");
+        assert!(e.coverage > 0.99, "{e:?}");
+        assert_eq!(e.unknown, 0.0);
+        // Words of asking that the knowledge never uses count for nothing.
+        let asked = evidence(&segs, "How much is shipping to Germany?");
+        assert_eq!(asked, e);
+        assert!((e.similarity - 1.0).abs() < 1e-6);
+        let off = evidence(&segs, "How do I configure nginx as a reverse proxy?");
+        // Every term is absent, but three chunks are no evidence of that.
+        assert!((off.unknown - 3.0 / UNKNOWN_FULL_WEIGHT as f32).abs() < 1e-6, "{off:?}");
+        assert_eq!(off.coverage, 0.0);
+        // With similarities the model gives such questions, the gate answers
+        // the first and refuses the second, on a knowledge base of three entries.
+        assert!(Gate::DEFAULT.answers(&Evidence { similarity: 0.6, ..e }));
+        assert!(!Gate::DEFAULT.answers(&Evidence { similarity: 0.3, ..off }));
+        // Coverage counts the terms the knowledge uses.
+        let half = evidence(&segs, "shipping kubernetes");
+        assert!(half.coverage > 0.99 && half.unknown > 0.0, "{half:?}");
+    }
+
+    #[test]
+    fn the_fit_separates_what_it_is_shown() {
+        let yes = Evidence {
+            similarity: 0.6,
+            coverage: 0.9,
+            unknown: 0.0,
+        };
+        let no = Evidence {
+            similarity: 0.3,
+            coverage: 0.2,
+            unknown: 0.6,
+        };
+        let samples: Vec<(Evidence, bool)> = (0..20)
+            .map(|i| if i % 2 == 0 { (yes, true) } else { (no, false) })
+            .collect();
+        let w = fit(&samples, 2000);
+        let gate = Gate {
+            weights: w,
+            threshold: 0.5,
+        };
+        assert!(gate.answers(&yes) && !gate.answers(&no), "{w:?}");
+        assert!(Gate::DEFAULT.answers(&yes) && !Gate::DEFAULT.answers(&no));
+    }
+}
