@@ -19,8 +19,8 @@ use super::index::{Hit, Segment};
 pub struct Evidence {
     /// Cosine similarity of the closest passage (0 when there are no vectors).
     pub similarity: f32,
-    /// Share of the weight (IDF) of the question's terms that the knowledge
-    /// uses which the best passages contain, 0 to 1.
+    /// Share of the question's term weight (IDF) that the best passages
+    /// contain, 0 to 1 (absent terms weigh in as `unknown` does).
     pub coverage: f32,
     /// Share of the question's term weight in terms no passage of the
     /// knowledge contains, 0 to 1, discounted on small knowledge bases
@@ -83,9 +83,10 @@ impl Evidence {
             }
         }
         let size = (docs as f32 / UNKNOWN_FULL_WEIGHT as f32).min(1.0);
+        let weighed = known + unknown * size;
         Evidence {
             similarity,
-            coverage: if known > 0.0 { covered / known } else { 0.0 },
+            coverage: if weighed > 0.0 { covered / weighed } else { 0.0 },
             unknown: unknown / total.max(f32::MIN_POSITIVE) * size,
         }
     }
@@ -218,9 +219,9 @@ mod tests {
         // the first and refuses the second, on a knowledge base of three entries.
         assert!(Gate::DEFAULT.answers(&Evidence { similarity: 0.6, ..e }));
         assert!(!Gate::DEFAULT.answers(&Evidence { similarity: 0.3, ..off }));
-        // Coverage counts the terms the knowledge uses.
+        // On three chunks an absent term hardly counts against coverage.
         let half = evidence(&segs, "shipping kubernetes");
-        assert!(half.coverage > 0.99 && half.unknown > 0.0, "{half:?}");
+        assert!(half.coverage > 0.98 && half.unknown > 0.0, "{half:?}");
     }
 
     #[test]
