@@ -19,7 +19,8 @@ fn tokens(text: &str) -> HashMap<String, usize> {
     out
 }
 
-fn single_letter_share(t: &HashMap<String, usize>) -> f64 {
+/// Share of single-letter words (letter-spaced text shows as many).
+pub fn single_letter_share(t: &HashMap<String, usize>) -> f64 {
     let all: usize = t.values().sum();
     let single: usize = t
         .iter()
@@ -30,7 +31,7 @@ fn single_letter_share(t: &HashMap<String, usize>) -> f64 {
 }
 
 /// Precision, recall and F1 of `ours` against `reference`.
-fn prf(ours: &HashMap<String, usize>, reference: &HashMap<String, usize>) -> (f64, f64, f64) {
+pub fn prf(ours: &HashMap<String, usize>, reference: &HashMap<String, usize>) -> (f64, f64, f64) {
     let overlap: usize = ours
         .iter()
         .map(|(w, n)| (*n).min(reference.get(w).copied().unwrap_or(0)))

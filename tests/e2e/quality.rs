@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use parley_api::bench_pdf::{prf, single_letter_share};
 use parley_worker::ingest::embed::MiniLm;
 use parley_worker::ingest::parse::{self, ParseLimits};
 
@@ -98,17 +99,6 @@ async fn parse_recall_against_reference_markdown() {
     assert!(pdf >= 0.85, "PDF word recall {pdf:.3} < 0.85");
 }
 
-/// Share of single-letter words (letter-spaced text shows as many).
-fn single_letters(counts: &HashMap<String, usize>) -> f64 {
-    let all: usize = counts.values().sum();
-    let single: usize = counts
-        .iter()
-        .filter(|(w, _)| w.chars().count() == 1 && w.chars().all(char::is_alphabetic))
-        .map(|(_, n)| n)
-        .sum();
-    single as f64 / all.max(1) as f64
-}
-
 /// The 58 real-world PDFs with a text layer (clinical-trial protocols,
 /// accident reports, agency performance reports) against poppler's
 /// `pdftotext`: word F1 and the share of single-letter words, per file.
@@ -134,14 +124,8 @@ fn realworld_pdfs_against_pdftotext() {
         let doc = parse::parse_sync(parse::Kind::Pdf, &std::fs::read(&path).unwrap(), None)
             .unwrap_or_else(|e| panic!("{name}: {} {}", e.code, e.message));
         let ours = words(&doc.to_markdown());
-        let overlap: usize = ours
-            .iter()
-            .map(|(w, n)| (*n).min(reference.get(w).copied().unwrap_or(0)))
-            .sum();
-        let p = overlap as f64 / ours.values().sum::<usize>().max(1) as f64;
-        let r = overlap as f64 / reference.values().sum::<usize>() as f64;
-        let f1 = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
-        let (ours_single, ref_single) = (single_letters(&ours), single_letters(&reference));
+        let (p, r, f1) = prf(&ours, &reference);
+        let (ours_single, ref_single) = (single_letter_share(&ours), single_letter_share(&reference));
         println!(
             "realworld {name}: P {p:.3} R {r:.3} F1 {f1:.3}, single letters {:.1}% (reference {:.1}%)",
             ours_single * 100.0,
