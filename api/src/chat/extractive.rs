@@ -153,13 +153,15 @@ fn compose(
     } else {
         // The best sentence, then only sentences that cover a word of the
         // question the chosen ones do not: short answers that still address
-        // every part of the question.
+        // every part of the question. Words of asking ("how", "do", "it")
+        // are no part to address: a sentence sharing only those is about
+        // something else.
         let mut covered: HashSet<&String> = HashSet::new();
         let mut words = 0;
         for i in ranked {
             let new: Vec<&String> = sentence_terms[i]
                 .intersection(&own)
-                .filter(|t| !covered.contains(t))
+                .filter(|t| !covered.contains(t) && (chosen.is_empty() || !analyzer.is_asking(t)))
                 .collect();
             if !chosen.is_empty() && new.is_empty() {
                 continue;
@@ -350,6 +352,24 @@ mod tests {
         );
         assert!(text.contains("The Pro plan costs 25 euros"), "{text}");
         assert!(!text.contains("Basic"), "{text}");
+    }
+
+    #[test]
+    fn unrelated_passages_are_not_stitched_in() {
+        let a = Analyzer::default();
+        let shipping =
+            "Do you deliver to Germany?\n\nYes, we deliver to every EU country. Shipping to Germany costs 9 euros.";
+        let password = "How do I reset my password?\n\nClick Forgot password on the login page.";
+        let (text, cited) = compose(
+            "do you deliver to Germany? how much does it cost",
+            None,
+            candidates(&[shipping, password], &a),
+            None,
+            &a,
+        );
+        assert!(text.contains("9 euros"), "{text}");
+        assert!(!text.contains("password"), "{text}");
+        assert_eq!(cited, vec![0]);
     }
 
     #[test]
