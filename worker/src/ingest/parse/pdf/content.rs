@@ -150,7 +150,7 @@ impl<'a> Interpreter<'a> {
         let content = self.doc.get_page_content_with_limit(page_id, self.budget_bytes)?;
         self.budget_bytes = self.budget_bytes.saturating_sub(content.len());
         let resources = page_resources(self.doc, page_id);
-        self.run(&content, resources.as_ref(), State::default());
+        self.run(&content, resources, State::default());
         Ok(())
     }
 
@@ -412,12 +412,9 @@ impl<'a> Interpreter<'a> {
 }
 
 /// The page's resource dictionary (its own or inherited).
-fn page_resources(doc: &Document, page_id: ObjectId) -> Option<Dictionary> {
+fn page_resources(doc: &Document, page_id: ObjectId) -> Option<&Dictionary> {
     let (direct, ids) = doc.get_page_resources(page_id).ok()?;
-    if let Some(d) = direct {
-        return Some(d.clone());
-    }
-    ids.first().and_then(|id| doc.get_dictionary(*id).ok()).cloned()
+    direct.or_else(|| ids.first().and_then(|id| doc.get_dictionary(*id).ok()))
 }
 
 /// The page's visible box (`CropBox`, else `MediaBox`), inherited.

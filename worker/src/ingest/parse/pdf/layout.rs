@@ -59,11 +59,11 @@ impl Piece {
         self.glyphs.iter().filter(|g| !g.space).count()
     }
 
-    /// The piece's words: glyphs in order along the baseline, a space where
-    /// the producer drew one or where the gap is wider than a word break.
+    /// The piece's words: glyphs in order along the baseline (sorted when
+    /// the piece was made), a space where the producer drew one or where the
+    /// gap is wider than a word break.
     fn text(&self) -> String {
-        let mut glyphs = self.glyphs.clone();
-        glyphs.sort_by(|a, b| a.x0.total_cmp(&b.x0));
+        let glyphs = &self.glyphs;
         let ink: Vec<&Glyph> = glyphs.iter().filter(|g| !g.space).collect();
         // The usual gap between letters of this piece: letter-spaced text
         // has wide gaps inside its words too.
@@ -80,7 +80,7 @@ impl Piece {
         let mut out = String::with_capacity(glyphs.len());
         let mut prev: Option<&Glyph> = None;
         let mut pending_space = false;
-        for g in &glyphs {
+        for g in glyphs {
             if g.space {
                 pending_space = true;
                 continue;
@@ -247,6 +247,9 @@ fn pieces(glyphs: Vec<Glyph>) -> Vec<Piece> {
                 Some(m) if p.x0 - m.x1 < PIECE_GAP * m.size.max(p.size) => m.absorb(p),
                 _ => merged.push(p),
             }
+        }
+        for piece in &mut merged {
+            piece.glyphs.sort_by(|a, b| a.x0.total_cmp(&b.x0));
         }
         out.extend(merged);
     }
