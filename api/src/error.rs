@@ -218,6 +218,7 @@ impl From<DomainError> for ApiError {
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
             | DomainError::SourceNotFound
+            | DomainError::DocumentNotFound
             | DomainError::ConversationNotFound
             | DomainError::ConversationExists
             | DomainError::LeadNotFound
@@ -235,6 +236,7 @@ impl From<DomainError> for ApiError {
             DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
             | DomainError::SourceNotFound
+            | DomainError::DocumentNotFound
             | DomainError::ConversationNotFound
             | DomainError::ConversationExists
             | DomainError::LeadNotFound

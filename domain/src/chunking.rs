@@ -76,7 +76,8 @@ pub fn context(title: Option<&str>, heading_path: &str) -> String {
     }
 }
 
-fn embedding_text(context: &str, text: &str) -> String {
+/// What is embedded for a chunk: its context, then its text.
+pub fn embedding_text(context: &str, text: &str) -> String {
     if context.is_empty() {
         text.to_owned()
     } else {

@@ -255,6 +255,48 @@ pub async fn replace_chunks(store: &Store, doc: DocRef<'_>, text_hash: &str, new
     txn.commit().await
 }
 
+/// A document's chunks in order.
+pub async fn document_chunks(store: &Store, source_id: Uuid, doc_key: &str) -> Result<Vec<chunks::Model>, DbErr> {
+    chunks::Entity::find()
+        .filter(chunks::Column::SourceId.eq(source_id))
+        .filter(chunks::Column::DocKey.eq(doc_key))
+        .order_by_asc(chunks::Column::Ordinal)
+        .all(store.db())
+        .await
+}
+
+/// A chunk embedded again under a new title: its id, token count and vector.
+pub struct Retitled {
+    pub id: Uuid,
+    pub tokens: i32,
+    pub embedding: Vec<f32>,
+}
+
+/// Gives a document's chunks a new title and their new vectors, atomically.
+pub async fn retitle_chunks(
+    store: &Store,
+    source_id: Uuid,
+    doc_key: &str,
+    title: &str,
+    chunks: Vec<Retitled>,
+) -> Result<(), DbErr> {
+    let txn = store.db().begin().await?;
+    use sea_orm::sea_query::Expr;
+    for c in chunks {
+        chunks::Entity::update_many()
+            .col_expr(chunks::Column::Title, Expr::value(Some(title.to_owned())))
+            .col_expr(chunks::Column::Tokens, Expr::value(c.tokens))
+            .col_expr(chunks::Column::Embedding, Expr::value(encode_vector(&c.embedding)))
+            .filter(chunks::Column::Id.eq(c.id))
+            .filter(chunks::Column::SourceId.eq(source_id))
+            .filter(chunks::Column::DocKey.eq(doc_key))
+            .exec(&txn)
+            .await?;
+    }
+    bump_generation(&txn, source_id, None).await?;
+    txn.commit().await
+}
+
 /// Marks a source's chunks as changed, so searchers reload them. With a bot
 /// id the row is created when missing (the source's first chunks).
 async fn bump_generation<C: ConnectionTrait>(db: &C, source_id: Uuid, bot_id: Option<Uuid>) -> Result<(), DbErr> {
@@ -316,35 +358,57 @@ pub async fn source_chunks(store: &Store, source_id: Uuid) -> Result<Vec<chunks:
         .await
 }
 
-/// What Parley extracted from a source's document: its row (text and
-/// blocks) and its chunks in order. With no key, the source's only document.
-pub enum DocumentLookup {
-    Found(Box<source_documents::Model>, Vec<chunks::Model>),
+/// A document looked up by key, or the source's only document when no key
+/// is given.
+pub enum Lookup<T> {
+    Found(T),
     NotFound,
     /// No key given and the source has several documents (their count).
     KeyNeeded(u64),
 }
 
-pub async fn document(store: &Store, source_id: Uuid, key: Option<&str>) -> Result<DocumentLookup, DbErr> {
+/// What Parley extracted from a source's document: its row (text and
+/// blocks) and its chunks in order.
+pub type DocumentLookup = Lookup<(Box<source_documents::Model>, Vec<chunks::Model>)>;
+
+async fn document_row(
+    store: &Store,
+    source_id: Uuid,
+    key: Option<&str>,
+) -> Result<Lookup<source_documents::Model>, DbErr> {
     let mut query = source_documents::Entity::find().filter(source_documents::Column::SourceId.eq(source_id));
     if let Some(key) = key {
         query = query.filter(source_documents::Column::DocKey.eq(key));
     } else {
         let count = query.clone().count(store.db()).await?;
         if count > 1 {
-            return Ok(DocumentLookup::KeyNeeded(count));
+            return Ok(Lookup::KeyNeeded(count));
         }
     }
-    let Some(row) = query.one(store.db()).await? else {
-        return Ok(DocumentLookup::NotFound);
-    };
-    let chunks = chunks::Entity::find()
-        .filter(chunks::Column::SourceId.eq(source_id))
-        .filter(chunks::Column::DocKey.eq(row.doc_key.as_str()))
-        .order_by_asc(chunks::Column::Ordinal)
-        .all(store.db())
-        .await?;
-    Ok(DocumentLookup::Found(Box::new(row), chunks))
+    Ok(match query.one(store.db()).await? {
+        Some(row) => Lookup::Found(row),
+        None => Lookup::NotFound,
+    })
+}
+
+pub async fn document(store: &Store, source_id: Uuid, key: Option<&str>) -> Result<DocumentLookup, DbErr> {
+    Ok(match document_row(store, source_id, key).await? {
+        Lookup::Found(row) => {
+            let chunks = document_chunks(store, source_id, &row.doc_key).await?;
+            Lookup::Found((Box::new(row), chunks))
+        }
+        Lookup::NotFound => Lookup::NotFound,
+        Lookup::KeyNeeded(n) => Lookup::KeyNeeded(n),
+    })
+}
+
+/// The key of a source's document (`key` itself when it exists).
+pub async fn document_key(store: &Store, source_id: Uuid, key: Option<&str>) -> Result<Lookup<String>, DbErr> {
+    Ok(match document_row(store, source_id, key).await? {
+        Lookup::Found(row) => Lookup::Found(row.doc_key),
+        Lookup::NotFound => Lookup::NotFound,
+        Lookup::KeyNeeded(n) => Lookup::KeyNeeded(n),
+    })
 }
 
 /// Removes documents (and their chunks) by key.

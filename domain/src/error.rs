@@ -160,6 +160,8 @@ pub enum DomainError {
     ApiKeyNotFound,
     #[error("source not found")]
     SourceNotFound,
+    #[error("this source has no document with that key")]
+    DocumentNotFound,
     #[error("conversation not found")]
     ConversationNotFound,
     #[error("this visitor already has a conversation with the bot")]
@@ -190,6 +192,7 @@ impl DomainError {
             DomainError::BotNotFound => ErrorCode::BotNotFound,
             DomainError::ApiKeyNotFound => ErrorCode::ApiKeyNotFound,
             DomainError::SourceNotFound => ErrorCode::SourceNotFound,
+            DomainError::DocumentNotFound => ErrorCode::DocumentNotFound,
             DomainError::ConversationNotFound => ErrorCode::ConversationNotFound,
             DomainError::ConversationExists => ErrorCode::ConversationExists,
             DomainError::LeadNotFound => ErrorCode::LeadNotFound,

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use crate::aggregates::api_key::{API_KEY_CREATED, ApiKeyCreated};
 use crate::aggregates::bot::BOT_DELETED;
 use crate::aggregates::source::{
-    RefreshRequested, SOURCE_ADDED, SOURCE_DELETED, SOURCE_FETCHED, SOURCE_PARSED, SOURCE_REFRESH_REQUESTED,
-    SourceAdded,
+    DocumentRenamed, RefreshRequested, SOURCE_ADDED, SOURCE_DELETED, SOURCE_DOCUMENT_RENAMED, SOURCE_FETCHED,
+    SOURCE_PARSED, SOURCE_REFRESH_REQUESTED, SourceAdded,
 };
 use crate::event::RecordedEvent;
 
@@ -43,6 +43,8 @@ pub enum Task {
     EmbedSource { source_id: Uuid, run_id: Uuid },
     /// Remove a deleted source's content and chunks, then record `source.purged`.
     PurgeSource { source_id: Uuid },
+    /// Embed a renamed document's chunks again under its new title.
+    RetitleDocument { source_id: Uuid, doc_key: String },
     /// Post one webhook delivery (an attempt; failures are scheduled again).
     DeliverWebhook { delivery_id: Uuid },
 }
@@ -65,6 +67,7 @@ impl Job {
             Task::ParseSource { .. } => "parse_source",
             Task::EmbedSource { .. } => "embed_source",
             Task::PurgeSource { .. } => "purge_source",
+            Task::RetitleDocument { .. } => "retitle_document",
             Task::DeliverWebhook { .. } => "deliver_webhook",
         }
     }
@@ -100,6 +103,12 @@ pub fn jobs_for(event: &RecordedEvent) -> Vec<Job> {
         SOURCE_FETCHED => run_id(event).map(|run_id| Task::ParseSource { source_id, run_id }),
         SOURCE_PARSED => run_id(event).map(|run_id| Task::EmbedSource { source_id, run_id }),
         SOURCE_DELETED => Some(Task::PurgeSource { source_id }),
+        SOURCE_DOCUMENT_RENAMED => serde_json::from_value::<DocumentRenamed>(event.payload.clone())
+            .ok()
+            .map(|e| Task::RetitleDocument {
+                source_id,
+                doc_key: e.doc_key,
+            }),
         _ => None,
     };
     task.into_iter()

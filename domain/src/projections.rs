@@ -366,6 +366,8 @@ impl Projection for SourcesProjection {
                 row.next_refresh_at = Set(e.schedule.next_after(since));
             }
             SourceEvent::Deleted(_) => row.deleted_at = Set(Some(event.recorded_at)),
+            // The source's version moves; its pages change in `source_pages`.
+            SourceEvent::DocumentRenamed(_) => {}
             SourceEvent::Purged(_) => {
                 sources::Entity::delete_by_id(id).exec(txn).await?;
                 return Ok(());
@@ -443,8 +445,11 @@ impl Projection for SourcePagesProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        use crate::aggregates::source::{SOURCE_FAILED, SOURCE_INDEXED, SOURCE_PURGED};
-        matches!(event_type, SOURCE_INDEXED | SOURCE_FAILED | SOURCE_PURGED)
+        use crate::aggregates::source::{SOURCE_DOCUMENT_RENAMED, SOURCE_FAILED, SOURCE_INDEXED, SOURCE_PURGED};
+        matches!(
+            event_type,
+            SOURCE_INDEXED | SOURCE_FAILED | SOURCE_PURGED | SOURCE_DOCUMENT_RENAMED
+        )
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -461,6 +466,21 @@ impl Projection for SourcePagesProjection {
                 }
             }
             SourceEvent::Failed(e) => upsert_pages(txn, source_id, e.pages, event.recorded_at).await?,
+            SourceEvent::DocumentRenamed(e) => {
+                source_pages::Entity::update_many()
+                    .col_expr(
+                        source_pages::Column::Title,
+                        sea_orm::sea_query::Expr::value(Some(e.title)),
+                    )
+                    .col_expr(
+                        source_pages::Column::UpdatedAt,
+                        sea_orm::sea_query::Expr::value(event.recorded_at),
+                    )
+                    .filter(source_pages::Column::SourceId.eq(source_id))
+                    .filter(source_pages::Column::DocKey.eq(e.doc_key))
+                    .exec(txn)
+                    .await?;
+            }
             SourceEvent::Purged(_) => {
                 source_pages::Entity::delete_many()
                     .filter(source_pages::Column::SourceId.eq(source_id))

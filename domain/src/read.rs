@@ -195,6 +195,20 @@ pub async fn source_pages(
         .await
 }
 
+/// One page or document of a source.
+pub async fn source_page(
+    store: &Store,
+    source_id: Uuid,
+    doc_key: &str,
+) -> Result<Option<crate::store::entities::source_pages::Model>, DbErr> {
+    use crate::store::entities::source_pages;
+    source_pages::Entity::find()
+        .filter(source_pages::Column::SourceId.eq(source_id))
+        .filter(source_pages::Column::DocKey.eq(doc_key))
+        .one(store.db())
+        .await
+}
+
 /// Sources whose schedule says they are due, as (org, source), oldest due first.
 pub async fn due_sources(
     store: &Store,

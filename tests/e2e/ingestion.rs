@@ -914,6 +914,82 @@ pub async fn letter_spaced_real_pdfs(backend: Backend) {
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         assert_eq!(missing.error_code(), "DOCUMENT_NOT_FOUND");
     }
+
+    // The owner renames a document: citations, the page list and what is
+    // searched use the new title, and a refresh keeps it.
+    let (name, source) = (files[0], &sources[0]);
+    let document = format!("/api/v1/bots/{bot_id}/sources/{source}/document");
+    for (body, status, code) in [
+        (
+            json!({"title": "  "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({"title": "x".repeat(301)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({"title": "ok\u{0}"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+    ] {
+        let r = app.patch(&document, &a.key, body).await;
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(r.error_code(), code);
+    }
+    let r = app
+        .patch(&format!("{document}?key=other.pdf"), &a.key, json!({"title": "Other"}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(r.error_code(), "DOCUMENT_NOT_FOUND");
+    let renamed = "Quokka   handbook\nof the trial";
+    let r = app.patch(&document, &a.key, json!({ "title": renamed })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["key"], *name);
+    assert_eq!(r.body["title"], "Quokka handbook of the trial");
+    app.eventually(300, "the chunks embedded under the new title", || async {
+        let doc = app.get(&document, &a.key).await;
+        doc.body["title"] == "Quokka handbook of the trial"
+            && doc.body["chunks"].as_array().is_some_and(|c| {
+                !c.is_empty()
+                    && c.iter().all(|c| {
+                        c["context"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("Quokka handbook of the trial")
+                    })
+            })
+    })
+    .await;
+    // The title is searched: a word only the new title has finds the document.
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/search"),
+            &a.key,
+            json!({"query": "quokka handbook", "limit": 3}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let first = &r.body["results"][0];
+    assert_eq!(first["source_id"], source.as_str(), "{}", r.body);
+    assert_eq!(first["title"], "Quokka handbook of the trial", "{}", r.body);
+    // A refresh keeps the owner's title.
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/sources/{source}/refresh"),
+            &a.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let done = app.settled_source(&a.key, &bot_id, source, 600).await;
+    assert_eq!(done["status"], "ready", "{}", done["error"]);
+    assert_eq!(done["page_list"][0]["title"], "Quokka handbook of the trial", "{done}");
+    let doc = app.get(&document, &a.key).await;
+    assert_eq!(doc.body["title"], "Quokka handbook of the trial");
     app.stop().await;
     env.cleanup().await;
 }

@@ -84,6 +84,9 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
                 pipeline::embed_source(store, ingest, org, source_id, run_id, &correlation).await
             }
             Task::PurgeSource { source_id } => pipeline::purge_source(store, org, source_id, &correlation).await,
+            Task::RetitleDocument { source_id, doc_key } => {
+                pipeline::retitle_document(store, ingest, source_id, &doc_key).await
+            }
             Task::DeliverWebhook { delivery_id } => crate::webhooks::deliver(store, &ctx.webhooks, delivery_id).await,
         }
     }
@@ -112,7 +115,10 @@ pub async fn give_up(job: &Job, ctx: &JobContext, reason: &str) {
         | Task::EmbedSource { source_id, run_id } => (source_id, run_id),
         // A delivery's own record says where it stands; the dispatcher
         // hands it to a new job when its lease runs out.
-        Task::PurgeBot { .. } | Task::PurgeSource { .. } | Task::DeliverWebhook { .. } => return,
+        Task::PurgeBot { .. }
+        | Task::PurgeSource { .. }
+        | Task::RetitleDocument { .. }
+        | Task::DeliverWebhook { .. } => return,
     };
     tracing::error!(job = job.name(), %source_id, reason, "job abandoned; the source is marked failed");
     let correlation = job.correlation_id.clone().unwrap_or_else(|| job.event_id.to_string());

@@ -105,7 +105,8 @@ impl JobQueue {
             | Task::FetchSource { .. }
             | Task::ParseSource { .. }
             | Task::EmbedSource { .. }
-            | Task::PurgeSource { .. } => self.jobs.enqueue(job).await,
+            | Task::PurgeSource { .. }
+            | Task::RetitleDocument { .. } => self.jobs.enqueue(job).await,
         }
     }
 

@@ -256,6 +256,13 @@ pub struct SourceDocument {
     pub chunks: Vec<DocumentChunk>,
 }
 
+/// A document's new title.
+#[derive(Debug, Clone, Object)]
+pub struct RenameDocumentRequest {
+    /// 1 to 300 characters; runs of whitespace become one space.
+    pub title: String,
+}
+
 /// A source with its pages.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -460,6 +467,21 @@ async fn source_command(
         })
         .await?;
     Ok(())
+}
+
+/// A document lookup's result, or the error that tells the caller why not.
+fn found<T>(lookup: Result<content::Lookup<T>, sea_orm::DbErr>) -> Result<T, ApiError> {
+    match lookup.map_err(StoreError::Db)? {
+        content::Lookup::Found(found) => Ok(found),
+        content::Lookup::NotFound => Err(ApiError::new(
+            ErrorCode::DocumentNotFound,
+            "this source has no document with that key (yet)",
+        )),
+        content::Lookup::KeyNeeded(n) => Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!("this source has {n} documents: name one with `key` (see the source's `page_list`)"),
+        )),
+    }
 }
 
 async fn accepted(
@@ -697,24 +719,14 @@ impl SourcesApi {
     ) -> Result<Json<SourceDocument>, ApiError> {
         let state = live(&self.state)?;
         find(state, auth.0.org_id, bot_id.0, source_id.0).await?;
-        let found = content::document(&state.store, source_id.0, key.0.as_deref())
+        let (row, chunks) = found(content::document(&state.store, source_id.0, key.0.as_deref()).await)?;
+        let row = *row;
+        // The title as the owner sees it (theirs when they gave one).
+        let title = read::source_page(&state.store, source_id.0, &row.doc_key)
             .await
-            .map_err(StoreError::Db)?;
-        let (row, chunks) = match found {
-            content::DocumentLookup::Found(row, chunks) => (*row, chunks),
-            content::DocumentLookup::NotFound => {
-                return Err(ApiError::new(
-                    ErrorCode::DocumentNotFound,
-                    "this source has no document with that key (yet)",
-                ));
-            }
-            content::DocumentLookup::KeyNeeded(n) => {
-                return Err(ApiError::new(
-                    ErrorCode::ValidationFailed,
-                    format!("this source has {n} documents: name one with `key` (see the source's `page_list`)"),
-                ));
-            }
-        };
+            .map_err(StoreError::Db)?
+            .and_then(|p| p.title)
+            .or(row.title);
         let page_count = row
             .pages
             .as_ref()
@@ -724,7 +736,7 @@ impl SourcesApi {
         Ok(Json(SourceDocument {
             key: row.doc_key,
             url: row.url,
-            title: row.title,
+            title,
             content_type: row.content_type,
             page_count,
             text: row.text,
@@ -741,6 +753,53 @@ impl SourcesApi {
                 })
                 .collect(),
         }))
+    }
+
+    /// Rename a document of a source
+    ///
+    /// Gives one document of the source (named by `key` as in `page_list`; it
+    /// may be left out when the source has one document) a title of your
+    /// own. Citations and the source's `page_list` show it at once; the
+    /// document's chunks are embedded again with it in the background (the
+    /// title is part of what is searched), and refreshes keep it.
+    /// `404 DOCUMENT_NOT_FOUND` when no indexed document has that key.
+    #[oai(
+        path = "/bots/:bot_id/sources/:source_id/document",
+        method = "patch",
+        operation_id = "rename_source_document"
+    )]
+    async fn rename_document(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        source_id: Path<Uuid>,
+        /// The document's key, as in `page_list`.
+        key: Query<Option<String>>,
+        body: Json<RenameDocumentRequest>,
+    ) -> Result<Json<SourcePage>, ApiError> {
+        let state = live(&self.state)?;
+        let org_id = auth.0.org_id;
+        find(state, org_id, bot_id.0, source_id.0).await?;
+        let doc_key = found(content::document_key(&state.store, source_id.0, key.0.as_deref()).await)?;
+        source_command(
+            state,
+            &auth.0,
+            &request_id,
+            bot_id.0,
+            source_id.0,
+            SourceCommand::RenameDocument {
+                org_id,
+                doc_key: doc_key.clone(),
+                title: body.0.title,
+            },
+        )
+        .await?;
+        let page = read::source_page(&state.store, source_id.0, &doc_key)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or_else(|| ApiError::new(ErrorCode::DocumentNotFound, "this source has no document with that key"))?;
+        Ok(Json(SourcePage::from(page)))
     }
 
     /// Refresh a source

@@ -20,6 +20,7 @@ pub const SOURCE_PARSED: &str = "source.parsed";
 pub const SOURCE_INDEXED: &str = "source.indexed";
 pub const SOURCE_FAILED: &str = "source.failed";
 pub const SOURCE_SCHEDULE_CHANGED: &str = "source.schedule_changed";
+pub const SOURCE_DOCUMENT_RENAMED: &str = "source.document_renamed";
 pub const SOURCE_DELETED: &str = "source.deleted";
 pub const SOURCE_PURGED: &str = "source.purged";
 
@@ -33,6 +34,7 @@ pub const SOURCE_EVENTS: &[&str] = &[
     SOURCE_INDEXED,
     SOURCE_FAILED,
     SOURCE_SCHEDULE_CHANGED,
+    SOURCE_DOCUMENT_RENAMED,
     SOURCE_DELETED,
     SOURCE_PURGED,
 ];
@@ -41,6 +43,11 @@ pub const DEFAULT_MAX_PAGES: u32 = 500;
 pub const MAX_PATTERNS: usize = 50;
 pub const MAX_TEXT_CHARS: usize = 1_000_000;
 pub const MAX_QA_PAIRS: usize = 1000;
+/// The document key of a source's Q&A pairs: one document, a heading per
+/// question with its answer below.
+pub const QA_DOC_KEY: &str = "qa";
+/// The longest title an owner can give a document, in characters.
+pub const MAX_DOCUMENT_TITLE_CHARS: usize = 300;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QaPair {
@@ -401,6 +408,14 @@ pub struct ScheduleChanged {
     pub schedule: Schedule,
 }
 
+/// The owner named a document: the title replaces the extracted one in
+/// citations and in what is indexed, and outlives refreshes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRenamed {
+    pub doc_key: String,
+    pub title: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceGone {
     pub source_id: Uuid,
@@ -417,6 +432,7 @@ domain_events! {
         Indexed(Indexed) = SOURCE_INDEXED,
         Failed(Failed) = SOURCE_FAILED,
         ScheduleChanged(ScheduleChanged) = SOURCE_SCHEDULE_CHANGED,
+        DocumentRenamed(DocumentRenamed) = SOURCE_DOCUMENT_RENAMED,
         Deleted(SourceGone) = SOURCE_DELETED,
         Purged(SourceGone) = SOURCE_PURGED,
     }
@@ -430,6 +446,10 @@ pub struct SourceState {
     pub run_id: Option<Uuid>,
     pub deleted: bool,
     pub purged: bool,
+    /// Keys of the documents the last runs recorded.
+    pub documents: std::collections::BTreeSet<String>,
+    /// Titles the owner gave documents, by key.
+    pub titles: std::collections::BTreeMap<String, String>,
 }
 
 impl SourceState {
@@ -438,6 +458,16 @@ impl SourceState {
             Some(added) if added.org_id == org_id && !self.deleted => Ok(added),
             _ => Err(DomainError::SourceNotFound),
         }
+    }
+
+    /// The title a document is indexed and cited with: the owner's, else
+    /// `extracted`.
+    pub fn title_of(&self, doc_key: &str, extracted: Option<String>) -> Option<String> {
+        self.titles.get(doc_key).cloned().or(extracted)
+    }
+
+    fn record_pages(&mut self, pages: &[PageRecord]) {
+        self.documents.extend(pages.iter().map(|p| p.doc_key.clone()));
     }
 
     /// Whether `run_id` is the current run and the source is at `status`.
@@ -475,10 +505,34 @@ pub enum SourceCommand {
         org_id: Uuid,
         schedule: Schedule,
     },
+    /// Give a document of the source a title of the owner's.
+    RenameDocument {
+        org_id: Uuid,
+        doc_key: String,
+        title: String,
+    },
     Delete {
         org_id: Uuid,
     },
     Purge,
+}
+
+/// A document title as given: trimmed, one line, not empty, not too long.
+fn document_title(title: &str) -> Result<String, DomainError> {
+    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.is_empty() {
+        return Err(DomainError::invalid("title", "must not be empty"));
+    }
+    if title.chars().count() > MAX_DOCUMENT_TITLE_CHARS {
+        return Err(DomainError::invalid(
+            "title",
+            format!("must be at most {MAX_DOCUMENT_TITLE_CHARS} characters"),
+        ));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(DomainError::invalid("title", "must not contain control characters"));
+    }
+    Ok(title)
 }
 
 pub struct Source;
@@ -504,9 +558,22 @@ impl Aggregate for Source {
             SourceEvent::Fetching(_) => state.status = SourceStatus::Fetching,
             SourceEvent::Fetched(_) => state.status = SourceStatus::Parsing,
             SourceEvent::Parsed(_) => state.status = SourceStatus::Embedding,
-            SourceEvent::Indexed(_) => state.status = SourceStatus::Ready,
-            SourceEvent::Failed(_) => state.status = SourceStatus::Failed,
+            SourceEvent::Indexed(e) => {
+                state.status = SourceStatus::Ready;
+                state.record_pages(&e.pages);
+                for key in &e.removed {
+                    state.documents.remove(key);
+                    state.titles.remove(key);
+                }
+            }
+            SourceEvent::Failed(e) => {
+                state.status = SourceStatus::Failed;
+                state.record_pages(&e.pages);
+            }
             SourceEvent::ScheduleChanged(e) => state.schedule = e.schedule,
+            SourceEvent::DocumentRenamed(e) => {
+                state.titles.insert(e.doc_key.clone(), e.title.clone());
+            }
             SourceEvent::Deleted(_) => state.deleted = true,
             SourceEvent::Purged(_) => state.purged = true,
         }
@@ -582,6 +649,18 @@ impl Aggregate for Source {
                     vec![]
                 } else {
                     vec![SourceEvent::ScheduleChanged(ScheduleChanged { schedule })]
+                }
+            }
+            SourceCommand::RenameDocument { org_id, doc_key, title } => {
+                state.live_for(org_id)?;
+                if !state.documents.contains(&doc_key) {
+                    return Err(DomainError::DocumentNotFound);
+                }
+                let title = document_title(&title)?;
+                if state.titles.get(&doc_key) == Some(&title) {
+                    vec![]
+                } else {
+                    vec![SourceEvent::DocumentRenamed(DocumentRenamed { doc_key, title })]
                 }
             }
             SourceCommand::Delete { org_id } => {
@@ -716,6 +795,111 @@ mod tests {
                 .unwrap()
                 .is_empty(),
             "old run"
+        );
+    }
+
+    #[test]
+    fn an_owner_renames_an_indexed_document_and_the_title_outlives_refreshes() {
+        let (org, run, a) = added(text());
+        let page = |key: &str| PageRecord {
+            doc_key: key.into(),
+            url: None,
+            title: Some("Extracted".into()),
+            status: "ready".into(),
+            content_hash: None,
+            chunks: 1,
+            tokens: 5,
+            page_count: None,
+            error_code: None,
+            error_message: None,
+        };
+        let indexed = SourceEvent::Indexed(Indexed {
+            run_id: run,
+            pages: vec![page("text")],
+            removed: vec![],
+            chunks: 1,
+            tokens: 5,
+            embedded: 1,
+        });
+        let rename = |key: &str, title: &str| SourceCommand::RenameDocument {
+            org_id: org,
+            doc_key: key.into(),
+            title: title.into(),
+        };
+        // Not before the document is indexed, nor another organization's.
+        let state = given(std::slice::from_ref(&a));
+        assert_eq!(
+            Source::decide(&state, rename("text", "Prices")).unwrap_err(),
+            DomainError::DocumentNotFound
+        );
+        let mut events = vec![a, indexed];
+        let state = given(&events);
+        let other = SourceCommand::RenameDocument {
+            org_id: Uuid::now_v7(),
+            doc_key: "text".into(),
+            title: "Prices".into(),
+        };
+        assert_eq!(Source::decide(&state, other).unwrap_err(), DomainError::SourceNotFound);
+        for bad in ["", " \n ", &"x".repeat(MAX_DOCUMENT_TITLE_CHARS + 1), "a\u{7}b"] {
+            assert!(
+                matches!(
+                    Source::decide(&state, rename("text", bad)),
+                    Err(DomainError::Validation(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let renamed = Source::decide(&state, rename("text", "  Price\tlist ")).unwrap();
+        assert_eq!(
+            renamed,
+            vec![SourceEvent::DocumentRenamed(DocumentRenamed {
+                doc_key: "text".into(),
+                title: "Price list".into(),
+            })]
+        );
+        events.extend(renamed);
+        let state = given(&events);
+        assert_eq!(
+            state.title_of("text", Some("Extracted".into())).as_deref(),
+            Some("Price list")
+        );
+        assert_eq!(
+            state.title_of("other", Some("Extracted".into())).as_deref(),
+            Some("Extracted")
+        );
+        // The same title again records nothing.
+        assert!(Source::decide(&state, rename("text", "Price list")).unwrap().is_empty());
+        // A later run keeps it; a run that removes the document forgets it.
+        let run2 = Uuid::now_v7();
+        events.push(SourceEvent::RefreshRequested(RefreshRequested {
+            run_id: run2,
+            reason: "manual".into(),
+        }));
+        events.push(SourceEvent::Indexed(Indexed {
+            run_id: run2,
+            pages: vec![page("text")],
+            removed: vec![],
+            chunks: 1,
+            tokens: 5,
+            embedded: 0,
+        }));
+        assert_eq!(
+            given(&events).titles.get("text").map(String::as_str),
+            Some("Price list")
+        );
+        events.push(SourceEvent::Indexed(Indexed {
+            run_id: run2,
+            pages: vec![],
+            removed: vec!["text".into()],
+            chunks: 0,
+            tokens: 0,
+            embedded: 0,
+        }));
+        let state = given(&events);
+        assert!(state.titles.is_empty() && state.documents.is_empty());
+        assert_eq!(
+            Source::decide(&state, rename("text", "Prices")).unwrap_err(),
+            DomainError::DocumentNotFound
         );
     }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parley_domain::aggregates::source::{
-    Failed, Fetched, Indexed, PageRecord, Parsed, Source, SourceCommand, SourceSpec, SourceState, SourceStatus,
+    Failed, Fetched, Indexed, PageRecord, Parsed, QA_DOC_KEY, Source, SourceCommand, SourceSpec, SourceState,
+    SourceStatus,
 };
-use parley_domain::chunking::{ChunkConfig, chunk};
-use parley_domain::content::{self, DocRef, FetchedDoc, NewChunk};
+use parley_domain::chunking::{ChunkConfig, TokenCounter, chunk, context, embedding_text};
+use parley_domain::content::{self, DocRef, FetchedDoc, NewChunk, Retitled};
 use parley_domain::document::Document;
 use parley_domain::event::Metadata;
 use parley_domain::store::{Execute, Store, StoreError};
@@ -252,7 +253,7 @@ pub async fn fetch_source(
                 .await
                 .map_err(db)?;
             let doc = FetchedDoc {
-                doc_key: "qa".into(),
+                doc_key: QA_DOC_KEY.into(),
                 url: None,
                 title: Some(format!("Q&A ({} pairs)", pairs.len())),
                 content_type: Kind::Markdown.content_type().into(),
@@ -474,7 +475,9 @@ pub async fn embed_source(
     let Some(state) = current(store, source_id, run_id, &[SourceStatus::Embedding]).await? else {
         return Ok(());
     };
-    let Some(added) = state.added else { return Ok(()) };
+    let Some(added) = state.added.clone() else {
+        return Ok(());
+    };
     let model = match ingest.embedder.model().await {
         Ok(m) => m,
         Err(message) => {
@@ -517,8 +520,8 @@ pub async fn embed_source(
         if !unchanged {
             let mut cleaned = document.clone().without_repeated(&repeated);
             // Chunks carry the document's title as the owner sees it (the
-            // parsed title, else the file name or page title).
-            cleaned.title = doc.title.clone().or(cleaned.title);
+            // owner's title, else the parsed one, else the file name or page title).
+            cleaned.title = state.title_of(&doc.doc_key, doc.title.clone().or(cleaned.title));
             let chunks = chunk(&cleaned, &model.counter, ChunkConfig::default());
             let texts: Vec<String> = chunks.iter().map(|c| c.embedding_text()).collect();
             let vectors = ingest.embedder.embed(texts).await.map_err(JobError::Transient)?;
@@ -540,7 +543,7 @@ pub async fn embed_source(
                 source_id,
                 doc_key: &doc.doc_key,
                 url: doc.url.as_deref(),
-                title: doc.title.as_deref(),
+                title: cleaned.title.as_deref(),
             };
             content::replace_chunks(store, doc_ref, text_hash, new)
                 .await
@@ -555,7 +558,7 @@ pub async fn embed_source(
         pages.push(PageRecord {
             doc_key: doc.doc_key.clone(),
             url: doc.url.clone(),
-            title: doc.title.clone(),
+            title: state.title_of(&doc.doc_key, doc.title.clone()),
             status: if unchanged { "unchanged".into() } else { "ready".into() },
             content_hash: Some(text_hash.clone()),
             chunks,
@@ -581,6 +584,46 @@ pub async fn embed_source(
         correlation,
     )
     .await
+}
+
+/// Embeds a renamed document's chunks again with its new title (the title
+/// is part of what is embedded). Chunks that already carry the title are
+/// left alone, so a redelivered job changes nothing.
+pub async fn retitle_document(store: &Store, ingest: &Ingest, source_id: Uuid, doc_key: &str) -> Result<(), JobError> {
+    let (state, _) = store.load::<Source>(source_id).await?;
+    let Some(title) = state.titles.get(doc_key).filter(|_| !state.deleted) else {
+        return Ok(());
+    };
+    let stale: Vec<_> = content::document_chunks(store, source_id, doc_key)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .filter(|c| c.title.as_deref() != Some(title.as_str()))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let model = ingest.embedder.model().await.map_err(JobError::Transient)?;
+    let texts: Vec<String> = stale
+        .iter()
+        .map(|c| embedding_text(&context(Some(title), &c.heading_path), &c.text))
+        .collect();
+    let tokens: Vec<i32> = texts.iter().map(|t| model.counter.count(t) as i32).collect();
+    let vectors = ingest.embedder.embed(texts).await.map_err(JobError::Transient)?;
+    let retitled = stale
+        .iter()
+        .zip(tokens.into_iter().zip(vectors))
+        .map(|(c, (tokens, embedding))| Retitled {
+            id: c.id,
+            tokens,
+            embedding,
+        })
+        .collect();
+    content::retitle_chunks(store, source_id, doc_key, title, retitled)
+        .await
+        .map_err(db)?;
+    tracing::info!(%source_id, doc_key, chunks = stale.len(), "document embedded under its new title");
+    Ok(())
 }
 
 /// Removes a deleted source's content and chunks, then records `source.purged`.
