@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use parley_domain::aggregates::source::QA_DOC_KEY;
 use parley_domain::retrieval::Analyzer;
 use parley_domain::retrieval::index::dot;
 use parley_worker::ingest::embed::Embedder;
@@ -22,6 +23,9 @@ const MAX_SENTENCES: usize = 3;
 const EMBEDDED_SENTENCES: usize = 12;
 /// Words in an answer, about.
 const MAX_WORDS: usize = 90;
+/// Words of a Q&A answer quoted whole, at most (longer ones are cut into
+/// sentences like any text).
+const MAX_QUOTED_WORDS: usize = 250;
 
 pub struct Extractive {
     /// The question-side model instance, to compare sentences with the question.
@@ -32,53 +36,246 @@ pub struct Extractive {
 struct Sentence {
     passage: usize,
     position: usize,
+    /// What the answer shows.
     text: String,
-    /// Its analyzed terms (repeats kept), computed once.
+    /// Quoted whole and set apart: a list with its lead-in, a code block,
+    /// a Q&A pair's answer.
+    block: bool,
+    /// Its analyzed terms (repeats kept), computed once; a Q&A answer's
+    /// include its question's.
     terms: Vec<String>,
     score: f32,
 }
 
-/// Sentences of a passage: split after `.`, `!`, `?` and at line breaks;
-/// Markdown list markers are dropped, headings and table rows skipped.
-fn sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        // Headings and table rows are not sentences.
-        if line.starts_with('#') || line.starts_with('|') {
-            continue;
+/// What an answer can quote of a passage: a sentence, a table row with its
+/// column names, or a block quoted whole.
+#[derive(Debug, Clone, PartialEq)]
+struct Unit {
+    text: String,
+    block: bool,
+}
+
+impl Unit {
+    fn sentence(text: impl Into<String>) -> Self {
+        Unit {
+            text: text.into(),
+            block: false,
         }
-        let line = line.trim_start_matches(['-', '*', '•']).trim();
-        if line.is_empty() {
-            continue;
+    }
+}
+
+/// The sentences of one line: split after `.`, `!` and `?`.
+fn split_sentences(line: &str, out: &mut Vec<Unit>) {
+    let mut current = String::new();
+    let chars: Vec<char> = line.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        current.push(*c);
+        let ends = matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace());
+        if ends && current.split_whitespace().count() >= 3 {
+            out.push(Unit::sentence(current.trim()));
+            current.clear();
         }
-        let mut current = String::new();
-        let chars: Vec<char> = line.chars().collect();
-        for (i, c) in chars.iter().enumerate() {
-            current.push(*c);
-            let ends = matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace());
-            if ends && current.split_whitespace().count() >= 3 {
-                out.push(current.trim().to_owned());
-                current.clear();
+    }
+    if !current.trim().is_empty() {
+        out.push(Unit::sentence(current.trim()));
+    }
+}
+
+/// A Markdown list item's text without its marker (`-`, `*`, `•`, `1.`,
+/// `1)`), and the marker to show, or `None` when the line is no item.
+fn list_item(line: &str) -> Option<(&str, String)> {
+    let trimmed = line.trim_start();
+    for bullet in ['-', '*', '•'] {
+        if let Some(rest) = trimmed.strip_prefix(bullet)
+            && rest.starts_with(char::is_whitespace)
+        {
+            return Some((rest.trim(), "-".into()));
+        }
+    }
+    let digits = trimmed.chars().take_while(char::is_ascii_digit).count();
+    if (1..=3).contains(&digits) {
+        let rest = &trimmed[digits..];
+        for mark in ['.', ')'] {
+            if let Some(item) = rest.strip_prefix(mark)
+                && item.starts_with(char::is_whitespace)
+            {
+                return Some((item.trim(), format!("{}.", &trimmed[..digits])));
             }
         }
-        if !current.trim().is_empty() {
-            out.push(current.trim().to_owned());
+    }
+    None
+}
+
+/// The cells of a Markdown table row (`\|` is a bar inside a cell).
+fn table_cells(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|');
+    let inner = inner.strip_suffix('|').filter(|i| !i.ends_with('\\')).unwrap_or(inner);
+    let mut cells = vec![String::new()];
+    let mut escaped = false;
+    for c in inner.chars() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '|' if !escaped => cells.push(String::new()),
+            _ => {
+                if escaped && c != '|' {
+                    cells.last_mut().unwrap().push('\\');
+                }
+                escaped = false;
+                cells.last_mut().unwrap().push(c);
+            }
         }
+    }
+    cells.into_iter().map(|c| c.trim().to_owned()).collect()
+}
+
+fn is_separator_row(line: &str) -> bool {
+    let cells = table_cells(line);
+    !cells.is_empty()
+        && cells
+            .iter()
+            .all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' ')))
+}
+
+/// A table row as a line that reads without the table: each cell after its
+/// column's name ("Quarter: Q3 2023; Net sales: 81,797").
+fn table_row(header: Option<&[String]>, row: &[String]) -> String {
+    let cells = row.iter().enumerate().filter(|(_, c)| !c.is_empty()).map(|(i, c)| {
+        match header.and_then(|h| h.get(i)).filter(|h| !h.is_empty()) {
+            Some(name) => format!("{name}: {c}"),
+            None => c.clone(),
+        }
+    });
+    cells.collect::<Vec<_>>().join("; ")
+}
+
+/// What an answer can quote of a passage, in reading order: sentences
+/// (split after `.`, `!`, `?` and at line breaks), each table row with its
+/// column names, and lists (with the sentence that leads into them) and
+/// code blocks whole. Headings are skipped.
+fn units(text: &str) -> Vec<Unit> {
+    let mut out: Vec<Unit> = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    // Whether the previous line ended a paragraph (a list's lead-in must be
+    // the line right above it).
+    let mut lead_in: Option<usize> = None;
+    while i < lines.len() {
+        let line = lines[i].trim_end();
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            let mut block = vec![trimmed.to_owned()];
+            i += 1;
+            while i < lines.len() {
+                let l = lines[i].trim_end();
+                block.push(l.to_owned());
+                i += 1;
+                if l.trim().starts_with("```") {
+                    break;
+                }
+            }
+            if !block.last().is_some_and(|l| l.trim().starts_with("```")) || block.len() == 1 {
+                block.push("```".to_owned());
+            }
+            out.push(Unit {
+                text: block.join("\n"),
+                block: true,
+            });
+            lead_in = None;
+            continue;
+        }
+        if trimmed.starts_with('|') {
+            let mut rows: Vec<&str> = Vec::new();
+            while i < lines.len() && lines[i].trim().starts_with('|') {
+                rows.push(lines[i].trim());
+                i += 1;
+            }
+            let header = (rows.len() > 1 && is_separator_row(rows[1])).then(|| table_cells(rows[0]));
+            let body = if header.is_some() { &rows[2..] } else { &rows[..] };
+            for row in body {
+                let text = table_row(header.as_deref(), &table_cells(row));
+                if !text.is_empty() {
+                    out.push(Unit::sentence(text));
+                }
+            }
+            lead_in = None;
+            continue;
+        }
+        if list_item(line).is_some() {
+            let mut items: Vec<String> = Vec::new();
+            while i < lines.len() {
+                let l = lines[i].trim_end();
+                if let Some((item, marker)) = list_item(l) {
+                    items.push(format!("{marker} {item}"));
+                } else if !items.is_empty() && l.starts_with("  ") && !l.trim().is_empty() {
+                    // A continuation of the item above.
+                    let last = items.last_mut().unwrap();
+                    last.push(' ');
+                    last.push_str(l.trim());
+                } else {
+                    break;
+                }
+                i += 1;
+            }
+            let mut text = items.join("\n");
+            if let Some(at) = lead_in.filter(|at| *at + 1 == out.len())
+                && out[at].text.ends_with(':')
+            {
+                text = format!("{}\n\n{text}", out.pop().unwrap().text);
+            }
+            out.push(Unit { text, block: true });
+            lead_in = None;
+            continue;
+        }
+        i += 1;
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            lead_in = None;
+            continue;
+        }
+        split_sentences(trimmed, &mut out);
+        lead_in = Some(out.len() - 1);
     }
     out
 }
 
-/// The candidate sentences of the best passages, in reading order.
-fn candidates(passages: &[&str], analyzer: &Analyzer) -> Vec<Sentence> {
+/// A passage as the answer sees it.
+#[derive(Debug, Clone, Copy)]
+struct PassageText<'a> {
+    text: &'a str,
+    /// The question of a Q&A pair (its heading); `None` for other knowledge.
+    question: Option<&'a str>,
+}
+
+/// The candidate sentences of the best passages, in reading order. A Q&A
+/// pair's answer is one candidate, quoted whole.
+fn candidates(passages: &[PassageText<'_>], analyzer: &Analyzer) -> Vec<Sentence> {
     let mut out = Vec::new();
-    for (p, text) in passages.iter().take(PASSAGES).enumerate() {
-        for (position, s) in sentences(text).into_iter().enumerate() {
+    for (p, passage) in passages.iter().take(PASSAGES).enumerate() {
+        if let Some(question) = passage.question {
+            let answer: Vec<&str> = passage
+                .text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .collect();
+            let answer = answer.join("\n").trim().to_owned();
+            if !answer.is_empty() && answer.split_whitespace().count() <= MAX_QUOTED_WORDS {
+                out.push(Sentence {
+                    passage: p,
+                    position: 0,
+                    terms: analyzer.terms(&format!("{question}\n{answer}")),
+                    text: answer,
+                    block: true,
+                    score: 0.0,
+                });
+                continue;
+            }
+        }
+        for (position, unit) in units(passage.text).into_iter().enumerate() {
             out.push(Sentence {
                 passage: p,
                 position,
-                terms: analyzer.terms(&s),
-                text: s,
+                terms: analyzer.terms(&unit.text),
+                text: unit.text,
+                block: unit.block,
                 score: 0.0,
             });
         }
@@ -184,8 +381,9 @@ fn compose(
     let mut text = String::new();
     for (k, i) in chosen.iter().enumerate() {
         let s = &candidates[*i];
+        let after_block = k > 0 && candidates[chosen[k - 1]].block;
         if !text.is_empty() {
-            text.push(' ');
+            text.push_str(if s.block || after_block { "\n\n" } else { " " });
         }
         text.push_str(&s.text);
         let last_of_group = chosen
@@ -199,7 +397,9 @@ fn compose(
                     cited.len()
                 }
             };
-            text.push_str(&format!(" [{marker}]"));
+            // After a code block's closing fence the marker goes on a line of its own.
+            let gap = if s.text.ends_with("```") { "\n" } else { " " };
+            text.push_str(&format!("{gap}[{marker}]"));
         }
     }
     (text, cited)
@@ -262,7 +462,14 @@ impl AnswerProvider for Extractive {
     }
 
     async fn answer(&self, req: &AnswerRequest, out: &mpsc::Sender<String>) -> Result<Generated, ProviderError> {
-        let passages: Vec<&str> = req.passages.iter().map(|p| p.text.as_str()).collect();
+        let passages: Vec<PassageText<'_>> = req
+            .passages
+            .iter()
+            .map(|p| PassageText {
+                text: p.text.as_str(),
+                question: (p.doc_key == QA_DOC_KEY && !p.heading_path.is_empty()).then_some(p.heading_path.as_str()),
+            })
+            .collect();
         let context = req
             .history
             .iter()
@@ -299,12 +506,96 @@ mod tests {
         All plans include unlimited bots.";
     const SHIPPING: &str = "We ship worldwide. Orders leave our warehouse within two days.";
 
+    fn plain<'a>(texts: &[&'a str]) -> Vec<PassageText<'a>> {
+        texts.iter().map(|text| PassageText { text, question: None }).collect()
+    }
+
+    fn texts(text: &str) -> Vec<String> {
+        units(text).into_iter().map(|u| u.text).collect()
+    }
+
     #[test]
-    fn splits_sentences_and_drops_markdown_markers() {
+    fn splits_sentences_skips_headings_and_keeps_lists_whole() {
         assert_eq!(
-            sentences("# Title\n- First item is here.\n| a | b |\nOne. Two words here. Done!"),
-            vec!["First item is here.", "One. Two words here.", "Done!"]
+            texts("# Title\nOne. Two words here. Done!\n\n- First item is here.\n- Second"),
+            vec!["One. Two words here.", "Done!", "- First item is here.\n- Second"]
         );
+        // A list keeps the sentence that leads into it, and its numbers.
+        let steps = units("To reset your password:\n1. Open Settings.\n2) Click Reset.\n   It takes a minute.\nDone.");
+        assert_eq!(
+            steps,
+            vec![
+                Unit {
+                    text: "To reset your password:\n\n1. Open Settings.\n2. Click Reset. It takes a minute.".into(),
+                    block: true
+                },
+                Unit::sentence("Done.")
+            ]
+        );
+        // A lead-in must be right above the list.
+        assert_eq!(texts("Options:\n\n- a\n- b")[0], "Options:");
+    }
+
+    #[test]
+    fn code_blocks_whole_and_table_rows_with_their_column_names() {
+        let u = units("Run this:\n\n```sh\ncargo build\n\ncargo test\n```\nThen wait.");
+        assert_eq!(u[1].text, "```sh\ncargo build\n\ncargo test\n```");
+        assert!(u[1].block);
+        assert_eq!(u[2].text, "Then wait.");
+        let table = "| Quarter | Net sales |\n|---|---|\n| Q3 2023 | 81,797 |\n| Q3 2022 \\| restated | |";
+        assert_eq!(
+            texts(table),
+            vec!["Quarter: Q3 2023; Net sales: 81,797", "Quarter: Q3 2022 | restated"]
+        );
+        // No header row: the cells alone.
+        assert_eq!(texts("| a | b |\n| c | d |"), vec!["a; b", "c; d"]);
+    }
+
+    #[test]
+    fn a_matching_qa_pair_is_answered_whole() {
+        let a = Analyzer::default();
+        let answer = "Yes. Orders to Germany arrive in 3 to 5 days.\n\nShipping costs 9 euros; \
+            it is free from 50 euros.";
+        let passages = [
+            PassageText {
+                text: answer,
+                question: Some("Do you deliver to Germany?"),
+            },
+            PassageText {
+                text: "Click Forgot password on the login page.",
+                question: Some("How do I reset my password?"),
+            },
+        ];
+        let (text, cited) = compose(
+            "do you ship to germany and what does it cost",
+            None,
+            candidates(&passages, &a),
+            None,
+            &a,
+        );
+        assert_eq!(text, format!("{answer} [1]"));
+        assert_eq!(cited, vec![0]);
+    }
+
+    #[test]
+    fn steps_are_quoted_whole() {
+        let a = Analyzer::default();
+        let guide = "## Password\nTo reset your password:\n1. Open the login page.\n2. Click Forgot password.\n\
+            3. Follow the link in the email.\nPasswords must have 12 characters.";
+        let (text, _) = compose(
+            "how do I reset my password",
+            None,
+            candidates(&plain(&[guide, SHIPPING]), &a),
+            None,
+            &a,
+        );
+        assert!(
+            text.starts_with(
+                "To reset your password:\n\n1. Open the login page.\n2. Click Forgot password.\n3. Follow"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("warehouse"), "{text}");
     }
 
     #[test]
@@ -313,7 +604,7 @@ mod tests {
         let (text, cited) = compose(
             "How much is the Pro plan?",
             None,
-            candidates(&[PRICING, SHIPPING], &a),
+            candidates(&plain(&[PRICING, SHIPPING]), &a),
             None,
             &a,
         );
@@ -329,7 +620,7 @@ mod tests {
         let (text, cited) = compose(
             "How much is the Pro plan, and when do orders leave the warehouse?",
             None,
-            candidates(&[PRICING, SHIPPING], &a),
+            candidates(&plain(&[PRICING, SHIPPING]), &a),
             None,
             &a,
         );
@@ -346,7 +637,7 @@ mod tests {
         let (text, _) = compose(
             "and how much is it?",
             Some("Tell me about the Pro plan"),
-            candidates(&[PRICING], &a),
+            candidates(&plain(&[PRICING]), &a),
             None,
             &a,
         );
@@ -363,7 +654,7 @@ mod tests {
         let (text, cited) = compose(
             "do you deliver to Germany? how much does it cost",
             None,
-            candidates(&[shipping, password], &a),
+            candidates(&plain(&[shipping, password]), &a),
             None,
             &a,
         );
@@ -375,7 +666,13 @@ mod tests {
     #[test]
     fn a_paraphrase_gets_the_best_passage_opening() {
         let a = Analyzer::default();
-        let (text, cited) = compose("delivery abroad?", None, candidates(&[SHIPPING, PRICING], &a), None, &a);
+        let (text, cited) = compose(
+            "delivery abroad?",
+            None,
+            candidates(&plain(&[SHIPPING, PRICING]), &a),
+            None,
+            &a,
+        );
         assert!(text.starts_with("We ship worldwide."), "{text}");
         assert_eq!(cited, vec![0]);
     }
