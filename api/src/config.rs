@@ -67,6 +67,18 @@ pub struct Settings {
     pub crawl_delay_ms: u64,
     /// Requests of one crawl in flight at once.
     pub crawl_concurrency: usize,
+    /// Parse documents in a sandboxed child process (`true`), or on a thread
+    /// of the worker (`false`: only for debugging a parser).
+    pub parse_sandbox: bool,
+    /// The program run as the sandboxed parser (default: this binary).
+    #[serde(default)]
+    pub parse_program: String,
+    /// Address space of a parser process, in MiB.
+    pub parse_memory_mb: u64,
+    /// CPU time of a parser process, in seconds.
+    pub parse_cpu_secs: u64,
+    /// Wall-clock time of one document's parse, in seconds.
+    pub parse_timeout_secs: u64,
     /// Least cosine similarity between the question and the best passage for
     /// the bot to answer (a floor under the answerability gate; 0: none).
     pub chat_min_relevance: f32,
@@ -223,6 +235,10 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("max_pages_cap", 5000)?
         .set_default("crawl_delay_ms", 100)?
         .set_default("crawl_concurrency", 2)?
+        .set_default("parse_sandbox", true)?
+        .set_default("parse_memory_mb", 2048)?
+        .set_default("parse_cpu_secs", 60)?
+        .set_default("parse_timeout_secs", 90)?
         .set_default("chat_min_relevance", 0.0)?
         .set_default(
             "chat_min_answerability",
@@ -319,6 +335,15 @@ impl Settings {
         }
         if !(1..=100_000).contains(&self.max_pages_cap) {
             return Err(invalid("PARLEY_MAX_PAGES_CAP", "must be between 1 and 100000"));
+        }
+        if !(256..=65536).contains(&self.parse_memory_mb) {
+            return Err(invalid("PARLEY_PARSE_MEMORY_MB", "must be between 256 and 65536"));
+        }
+        if !(1..=3600).contains(&self.parse_cpu_secs) {
+            return Err(invalid("PARLEY_PARSE_CPU_SECS", "must be between 1 and 3600"));
+        }
+        if !(1..=3600).contains(&self.parse_timeout_secs) {
+            return Err(invalid("PARLEY_PARSE_TIMEOUT_SECS", "must be between 1 and 3600"));
         }
         if !(1..=32).contains(&self.crawl_concurrency) {
             return Err(invalid("PARLEY_CRAWL_CONCURRENCY", "must be between 1 and 32"));
@@ -525,6 +550,19 @@ impl Settings {
             max_download_bytes: self.max_upload_bytes,
             crawl_delay: std::time::Duration::from_millis(self.crawl_delay_ms),
             crawl_concurrency: self.crawl_concurrency,
+            parse_timeout: std::time::Duration::from_secs(self.parse_timeout_secs),
+            parse_sandbox: self.parse_sandbox.then(|| {
+                std::sync::Arc::new(parley_worker::ingest::parse::Sandbox {
+                    program: if self.parse_program.is_empty() {
+                        std::env::current_exe().unwrap_or_else(|_| "parley".into())
+                    } else {
+                        self.parse_program.clone().into()
+                    },
+                    args: vec![parley_worker::ingest::parse::sandbox::SUBCOMMAND.to_owned()],
+                    memory_bytes: self.parse_memory_mb << 20,
+                    cpu_seconds: self.parse_cpu_secs,
+                })
+            }),
             ..Default::default()
         }
     }

@@ -139,9 +139,18 @@ enum AdminCommand {
     },
 }
 
-#[tokio::main]
-async fn main() {
-    if let Err(e) = run(Cli::parse()).await {
+fn main() {
+    // A sandboxed parser (see `parley_worker::ingest::parse::sandbox`): no
+    // runtime, no configuration, one document from standard input.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(parley_worker::ingest::parse::sandbox::SUBCOMMAND) {
+        std::process::exit(parley_worker::ingest::parse::sandbox::child_main(&args[1..]));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    if let Err(e) = runtime.block_on(run(Cli::parse())) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

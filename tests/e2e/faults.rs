@@ -307,3 +307,104 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
     app.stop().await;
     env.cleanup().await;
 }
+
+/// A page whose parser crashes and one whose parser hangs fail alone, with
+/// their codes; the site's other pages are indexed and the worker goes on
+/// serving. The parser program is a wrapper around the real `parley` that
+/// crashes (SIGSEGV) on one URL and sleeps past the deadline on another, as
+/// a parser bug or a pathological file would.
+pub async fn a_parser_crash_costs_one_page(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = eleven_page_site("parser-crash");
+    for page in ["crash", "hang"] {
+        std::fs::write(
+            dir.join(format!("{page}.html")),
+            format!("<html><body><main><h1>{page}</h1><p>The {page} page says something.</p></main></body></html>"),
+        )
+        .unwrap();
+    }
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        index.replace(
+            "</p>",
+            "<a href=\"crash.html\">crash</a> <a href=\"hang.html\">hang</a></p>",
+        ),
+    )
+    .unwrap();
+    let wrapper = dir.join("parser.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *crash.html*) kill -SEGV $$ ;;\n  *hang.html*) exec sleep 60 ;;\nesac\nexec {} \"$@\"\n",
+            crate::harness::parley_binary().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let site = StaticSite::serve(dir.clone()).await;
+    let env = TestEnv::new(backend).await;
+    let app = env
+        .start_with(Roles::ALL, |s| {
+            s.parse_program = wrapper.display().to_string();
+            s.parse_timeout_secs = 3;
+        })
+        .await;
+    let a = app.create_org("Acme").await;
+    let bot_id = bot(&app, &a.key).await;
+    let crawl = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
+    )
+    .await;
+    let done = app.settled_source(&a.key, &bot_id, &crawl, 180).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let pages = done["page_list"].as_array().unwrap();
+    let page = |name: &str| {
+        pages
+            .iter()
+            .find(|p| p["key"].as_str().unwrap().ends_with(&format!("/{name}")))
+            .unwrap_or_else(|| panic!("{name} in {done}"))
+            .clone()
+    };
+    let crash = page("crash.html");
+    assert_eq!(crash["status"], "failed", "{crash}");
+    assert_eq!(crash["error"]["code"], "CORRUPT_DOCUMENT", "{crash}");
+    assert!(
+        crash["error"]["message"].as_str().unwrap().contains("signal 11"),
+        "{crash}"
+    );
+    let hang = page("hang.html");
+    assert_eq!(hang["status"], "failed", "{hang}");
+    assert_eq!(hang["error"]["code"], "PARSE_TIMEOUT", "{hang}");
+    let ready = pages.iter().filter(|p| p["status"] == "ready").count();
+    assert_eq!(ready, 12, "the index and its eleven pages: {done}");
+    // The worker goes on: a new source is indexed, and its text is found.
+    let text = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "text", "title": "After", "body": "Parsing went on after the crash."}),
+    )
+    .await;
+    let after = app.settled_source(&a.key, &bot_id, &text, 120).await;
+    assert_eq!(after["status"], "ready", "{after}");
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/search"),
+            &a.key,
+            json!({"query": "fact number 7", "limit": 3}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body["results"][0]["text"].as_str().unwrap().contains("Fact number 7"),
+        "{}",
+        r.body
+    );
+    app.stop().await;
+    env.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

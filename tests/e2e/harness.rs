@@ -152,6 +152,9 @@ impl TestEnv {
             max_pages_cap: 1000,
             crawl_delay_ms: 0,
             crawl_concurrency: 4,
+            // Documents are parsed by the real `parley` binary in its sandbox,
+            // as in production (this test process is not `parley`).
+            parse_program: parley_binary().display().to_string(),
             sse_heartbeat_secs: 1,
             // Scenarios poll; the rate-limit scenario sets its own limits.
             rate_limit_per_minute: 1_000_000,

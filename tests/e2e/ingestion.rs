@@ -993,3 +993,30 @@ pub async fn letter_spaced_real_pdfs(backend: Backend) {
     app.stop().await;
     env.cleanup().await;
 }
+
+/// The real parser under its own limits: a document that needs more memory
+/// than the address-space limit fails as `TOO_LARGE` (the allocation fails in
+/// the child, which dies), and the same parser reads an ordinary page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_parser_runs_out_of_memory_alone() {
+    use parley_worker::ingest::parse::{Kind, Sandbox, sandbox};
+    let sandbox = Sandbox {
+        program: crate::harness::parley_binary(),
+        args: vec![sandbox::SUBCOMMAND.to_owned()],
+        memory_bytes: 256 << 20,
+        cpu_seconds: 30,
+    };
+    let deadline = std::time::Duration::from_secs(60);
+    // 300 MB of text: reading it alone is more than the child may map.
+    let huge = b"word ".repeat(60 << 20);
+    let err = sandbox::parse_in_child(&sandbox, Kind::Text, huge, None, deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "TOO_LARGE", "{err:?}");
+    assert!(err.message.contains("256 MB"), "{err:?}");
+    let page = b"<html><head><title>Fine</title></head><body><p>An ordinary page.</p></body></html>".to_vec();
+    let doc = sandbox::parse_in_child(&sandbox, Kind::Html, page, Some("https://example.test/"), deadline)
+        .await
+        .unwrap();
+    assert_eq!(doc.title.as_deref(), Some("Fine"));
+}

@@ -65,7 +65,7 @@ async fn parse_recall_against_reference_markdown() {
         let kind_dir = if name.ends_with(".pdf") { "pdf" } else { "docx" };
         let bytes = std::fs::read(docs_dir().join(kind_dir).join(&name)).expect("source file");
         let kind = parse::detect(&bytes, &name).expect("detected");
-        let doc = parse::parse(kind, bytes, None, ParseLimits::default()).await;
+        let doc = parse::parse(kind, bytes, None, &ParseLimits::default()).await;
         let r = match &doc {
             Ok(doc) => recall(&doc.to_markdown(), &std::fs::read_to_string(&reference_path).unwrap()),
             Err(e) => {

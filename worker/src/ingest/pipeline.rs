@@ -32,6 +32,9 @@ pub struct IngestSettings {
     pub max_download_bytes: usize,
     pub fetch_timeout: Duration,
     pub parse_timeout: Duration,
+    /// The child process documents are parsed in (`None`: on a thread of
+    /// this process, for tests of the parsers).
+    pub parse_sandbox: Option<Arc<parse::Sandbox>>,
     pub embed_threads: usize,
     /// Pause between two requests of one crawl.
     pub crawl_delay: Duration,
@@ -47,6 +50,7 @@ impl Default for IngestSettings {
             max_download_bytes: 25 << 20,
             fetch_timeout: Duration::from_secs(30),
             parse_timeout: Duration::from_secs(60),
+            parse_sandbox: None,
             embed_threads: 2,
             crawl_delay: Duration::from_millis(100),
             crawl_concurrency: 2,
@@ -364,6 +368,7 @@ pub async fn parse_source(
     let docs = content::documents_of_run(store, source_id, run_id).await.map_err(db)?;
     let limits = ParseLimits {
         timeout: ingest.settings.parse_timeout,
+        sandbox: ingest.settings.parse_sandbox.clone(),
     };
     let (mut documents, mut changed, mut failed) = (0u32, 0u32, 0u32);
     let mut first_error: Option<(String, String)> = None;
@@ -393,7 +398,7 @@ pub async fn parse_source(
         };
         let kind = Kind::from_content_type(&doc.content_type).map_or_else(|| parse::detect(&bytes, &doc.doc_key), Ok);
         let parsed = match kind {
-            Ok(kind) => parse::parse(kind, bytes, doc.url.clone(), limits).await,
+            Ok(kind) => parse::parse(kind, bytes, doc.url.clone(), &limits).await,
             Err(e) => Err(e),
         };
         match parsed {

@@ -1,15 +1,20 @@
 //! Turning bytes into a [`Document`]. The type is decided from the content
-//! (magic bytes), not only from the name or the declared type. Parsing runs on
-//! a blocking thread with a time limit; a parser that panics or hangs fails
-//! that document with a reason and never takes the worker down.
+//! (magic bytes), not only from the name or the declared type. Parsing runs
+//! in a sandboxed child process ([`sandbox`]) with memory, CPU and time
+//! limits; a parser that crashes, overflows its stack, runs out of memory or
+//! hangs fails that document with a reason and never takes the worker down.
 
 mod docx;
 mod html;
 mod pdf;
+pub mod sandbox;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use parley_domain::document::{Document, parse_markdown};
+
+pub use sandbox::Sandbox;
 
 pub use html::parse_html;
 
@@ -124,15 +129,20 @@ pub fn detect(bytes: &[u8], name: &str) -> Result<Kind, ParseFailure> {
 }
 
 /// Limits of one parse.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ParseLimits {
+    /// Wall-clock time.
     pub timeout: Duration,
+    /// The child process to parse in; `None` parses on a thread of this
+    /// process (tests and benchmarks of the parsers themselves).
+    pub sandbox: Option<Arc<Sandbox>>,
 }
 
 impl Default for ParseLimits {
     fn default() -> Self {
         ParseLimits {
             timeout: Duration::from_secs(60),
+            sandbox: None,
         }
     }
 }
@@ -160,13 +170,17 @@ pub fn parse_sync(kind: Kind, bytes: &[u8], base_url: Option<&str>) -> Result<Do
     Ok(doc)
 }
 
-/// Parses on a blocking thread with a time limit; panics become failures.
+/// Parses in the sandbox when `limits` names one, else on a blocking thread
+/// with a time limit; panics become failures.
 pub async fn parse(
     kind: Kind,
     bytes: Vec<u8>,
     base_url: Option<String>,
-    limits: ParseLimits,
+    limits: &ParseLimits,
 ) -> Result<Document, ParseFailure> {
+    if let Some(sandbox) = &limits.sandbox {
+        return sandbox::parse_in_child(sandbox, kind, bytes, base_url.as_deref(), limits.timeout).await;
+    }
     let task = tokio::task::spawn_blocking(move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             parse_sync(kind, &bytes, base_url.as_deref())
@@ -212,9 +226,11 @@ mod tests {
     #[tokio::test]
     async fn empty_and_corrupt_documents_fail_with_their_codes() {
         let limits = ParseLimits::default();
-        let err = parse(Kind::Text, b"   \n\n ".to_vec(), None, limits).await.unwrap_err();
+        let err = parse(Kind::Text, b"   \n\n ".to_vec(), None, &limits)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, "NO_TEXT");
-        let err = parse(Kind::Pdf, b"%PDF-1.4\nthis is not a pdf".to_vec(), None, limits)
+        let err = parse(Kind::Pdf, b"%PDF-1.4\nthis is not a pdf".to_vec(), None, &limits)
             .await
             .unwrap_err();
         assert_eq!(err.code, "CORRUPT_DOCUMENT", "{}", err.message);
@@ -222,7 +238,7 @@ mod tests {
             Kind::Docx,
             b"PK\x03\x04word/document.xml garbage".to_vec(),
             None,
-            limits,
+            &limits,
         )
         .await
         .unwrap_err();
