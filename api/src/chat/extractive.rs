@@ -110,21 +110,23 @@ fn list_item(line: &str) -> Option<(&str, String)> {
 fn table_cells(line: &str) -> Vec<String> {
     let inner = line.trim().trim_start_matches('|');
     let inner = inner.strip_suffix('|').filter(|i| !i.ends_with('\\')).unwrap_or(inner);
-    let mut cells = vec![String::new()];
+    let mut cells = Vec::new();
+    let mut cell = String::new();
     let mut escaped = false;
     for c in inner.chars() {
         match c {
             '\\' if !escaped => escaped = true,
-            '|' if !escaped => cells.push(String::new()),
+            '|' if !escaped => cells.push(std::mem::take(&mut cell)),
             _ => {
                 if escaped && c != '|' {
-                    cells.last_mut().unwrap().push('\\');
+                    cell.push('\\');
                 }
                 escaped = false;
-                cells.last_mut().unwrap().push(c);
+                cell.push(c);
             }
         }
     }
+    cells.push(cell);
     cells.into_iter().map(|c| c.trim().to_owned()).collect()
 }
 
@@ -206,9 +208,8 @@ fn units(text: &str) -> Vec<Unit> {
                 let l = lines[i].trim_end();
                 if let Some((item, marker)) = list_item(l) {
                     items.push(format!("{marker} {item}"));
-                } else if !items.is_empty() && l.starts_with("  ") && !l.trim().is_empty() {
+                } else if let Some(last) = items.last_mut().filter(|_| l.starts_with("  ") && !l.trim().is_empty()) {
                     // A continuation of the item above.
-                    let last = items.last_mut().unwrap();
                     last.push(' ');
                     last.push_str(l.trim());
                 } else {
@@ -217,10 +218,10 @@ fn units(text: &str) -> Vec<Unit> {
                 i += 1;
             }
             let mut text = items.join("\n");
-            if let Some(at) = lead_in.filter(|at| *at + 1 == out.len())
-                && out[at].text.ends_with(':')
+            if lead_in.is_some_and(|at| at + 1 == out.len())
+                && let Some(lead) = out.pop_if(|u| u.text.ends_with(':'))
             {
-                text = format!("{}\n\n{text}", out.pop().unwrap().text);
+                text = format!("{}\n\n{text}", lead.text);
             }
             out.push(Unit { text, block: true });
             lead_in = None;
