@@ -32,37 +32,86 @@ const MAX_EXPANDED: u64 = 256 * 1024 * 1024;
 /// readable XML with every element closed, in order (text or a second root
 /// after the end is let through). The Word reader can loop forever on some
 /// malformed parts (found by fuzzing), so they are refused before it runs.
-fn well_formed(xml: &[u8]) -> bool {
+/// Returns the part's deepest element nesting, or `None` when it is not
+/// well formed.
+fn well_formed(xml: &[u8]) -> Option<usize> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(xml);
     reader.config_mut().check_end_names = true;
-    let mut depth: usize = 0;
+    let (mut depth, mut deepest) = (0usize, 0usize);
     let mut buf = Vec::new();
     loop {
         match reader.read_event_into(&mut buf) {
-            Ok(Event::Start(_)) => depth += 1,
-            Ok(Event::End(_)) => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            Ok(Event::Eof) => return depth == 0,
+            Ok(Event::Start(_)) => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Ok(Event::End(_)) => depth = depth.checked_sub(1)?,
+            Ok(Event::Eof) => return (depth == 0).then_some(deepest),
             Ok(_) => {}
-            Err(_) => return false,
+            Err(_) => return None,
         }
         buf.clear();
     }
 }
 
-/// Inflates every part, counting, and refuses the document once the total
-/// passes `limit` (declared sizes are not trusted) or an XML part is not
-/// well formed.
-fn check_expanded_size(bytes: &[u8], limit: u64) -> Result<(), ParseFailure> {
+/// Deeper element nesting than this (about thirty tables inside each
+/// other) is read as plain paragraphs instead of through the Word reader,
+/// whose recursion follows the nesting and could overflow the stack.
+const MAX_XML_DEPTH: usize = 128;
+
+/// The document body's text, paragraph by paragraph (`w:p`), read as a flat
+/// stream of XML events: nesting costs nothing.
+fn flat_paragraphs(bytes: &[u8]) -> Result<Vec<Block>, ParseFailure> {
+    use quick_xml::events::Event;
     use std::io::Read;
     let corrupt = |e: &dyn std::fmt::Display| {
         ParseFailure::new("CORRUPT_DOCUMENT", format!("cannot read the Word document: {e}"))
     };
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| corrupt(&e))?;
-    let mut total = 0u64;
+    let mut xml = Vec::new();
+    archive
+        .by_name("word/document.xml")
+        .map_err(|e| corrupt(&e))?
+        .take(MAX_EXPANDED)
+        .read_to_end(&mut xml)
+        .map_err(|e| corrupt(&e))?;
+    let mut reader = quick_xml::Reader::from_reader(xml.as_slice());
+    let (mut blocks, mut text, mut in_text) = (Vec::new(), String::new(), false);
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => in_text = e.local_name().as_ref() == b"t",
+            Ok(Event::Text(t)) if in_text => text.push_str(&t.unescape().map_err(|e| corrupt(&e))?),
+            Ok(Event::Empty(e)) if matches!(e.local_name().as_ref(), b"tab" | b"br") => text.push(' '),
+            Ok(Event::End(e)) => {
+                in_text = false;
+                if e.local_name().as_ref() == b"p" {
+                    let line = one_line(&std::mem::take(&mut text));
+                    if !line.is_empty() {
+                        blocks.push(Block::Paragraph { text: line, page: None });
+                    }
+                }
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err(corrupt(&e)),
+        }
+        buf.clear();
+    }
+    Ok(blocks)
+}
+
+/// Inflates every part, counting, and refuses the document once the total
+/// passes `limit` (declared sizes are not trusted) or an XML part is not
+/// well formed. Returns the deepest element nesting of any part.
+fn check_expanded_size(bytes: &[u8], limit: u64) -> Result<usize, ParseFailure> {
+    use std::io::Read;
+    let corrupt = |e: &dyn std::fmt::Display| {
+        ParseFailure::new("CORRUPT_DOCUMENT", format!("cannot read the Word document: {e}"))
+    };
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| corrupt(&e))?;
+    let (mut total, mut deepest) = (0u64, 0usize);
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| corrupt(&e))?;
         let name = entry.name().to_owned();
@@ -74,8 +123,11 @@ fn check_expanded_size(bytes: &[u8], limit: u64) -> Result<(), ParseFailure> {
                 .take(allowed)
                 .read_to_end(&mut content)
                 .map_err(|e| corrupt(&e))? as u64;
-            if total <= limit && !well_formed(&content) {
-                return Err(corrupt(&format!("the part `{name}` is not well-formed XML")));
+            if total <= limit {
+                match well_formed(&content) {
+                    Some(depth) => deepest = deepest.max(depth),
+                    None => return Err(corrupt(&format!("the part `{name}` is not well-formed XML"))),
+                }
             }
         } else {
             total += std::io::copy(&mut (&mut entry).take(allowed), &mut std::io::sink()).map_err(|e| corrupt(&e))?;
@@ -87,11 +139,17 @@ fn check_expanded_size(bytes: &[u8], limit: u64) -> Result<(), ParseFailure> {
             ));
         }
     }
-    Ok(())
+    Ok(deepest)
 }
 
 pub fn parse_docx(bytes: &[u8]) -> Result<Document, ParseFailure> {
-    check_expanded_size(bytes, MAX_EXPANDED)?;
+    if check_expanded_size(bytes, MAX_EXPANDED)? > MAX_XML_DEPTH {
+        return Ok(Document {
+            title: None,
+            blocks: flat_paragraphs(bytes)?,
+            page_count: None,
+        });
+    }
     let options = dx::ReadDocxOptions::default().with_image_previews(false);
     let docx = dx::read_docx_with_options(bytes, options)
         .map_err(|e| ParseFailure::new("CORRUPT_DOCUMENT", format!("cannot read the Word document: {e}")))?;
@@ -372,11 +430,14 @@ mod xml_tests {
 
     #[test]
     fn malformed_parts_are_found() {
-        assert!(well_formed(br#"<?xml version="1.0"?><a x="1"><b/><c>t</c></a>"#));
-        assert!(!well_formed(b"<a><b></a></b>"));
-        assert!(!well_formed(b"<a><b>"));
-        assert!(!well_formed(b"<a></a></a>"));
-        assert!(!well_formed(br#"<w:rPr><w:i:name w:val="x"/><w"#));
+        assert_eq!(
+            well_formed(br#"<?xml version="1.0"?><a x="1"><b/><c>t</c></a>"#),
+            Some(2)
+        );
+        assert!(well_formed(b"<a><b></a></b>").is_none());
+        assert!(well_formed(b"<a><b>").is_none());
+        assert!(well_formed(b"<a></a></a>").is_none());
+        assert!(well_formed(br#"<w:rPr><w:i:name w:val="x"/><w"#).is_none());
     }
 }
 
@@ -409,5 +470,46 @@ mod tests {
             check_expanded_size(b"not a zip", 4 << 20).unwrap_err().code,
             "CORRUPT_DOCUMENT"
         );
+    }
+
+    /// Thousands of tables nested inside each other: the text comes out,
+    /// read flat, and nothing recurses along the nesting.
+    #[test]
+    fn deeply_nested_tables_give_their_text() {
+        use std::io::Write;
+        let n = 5000;
+        let cell_open = "<w:tbl><w:tr><w:tc>";
+        let cell_close = "</w:tc></w:tr></w:tbl>";
+        let body = format!(
+            "<w:p><w:r><w:t>Before the tables.</w:t></w:r></w:p>{}<w:p><w:r><w:t>Deep &amp; inside.</w:t></w:r></w:p>{}",
+            cell_open.repeat(n),
+            cell_close.repeat(n)
+        );
+        let xml = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
+        );
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut out);
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("word/document.xml", options).unwrap();
+        zip.write_all(xml.as_bytes()).unwrap();
+        zip.finish().unwrap();
+        let bytes = out.into_inner();
+        let doc = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || parse_docx(&bytes))
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+            .unwrap();
+        let texts: Vec<String> = doc
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Paragraph { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, vec!["Before the tables.", "Deep & inside."]);
     }
 }

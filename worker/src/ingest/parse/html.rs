@@ -26,6 +26,28 @@ fn hidden(el: &ElementRef) -> bool {
             .is_some_and(|s| s.replace(' ', "").contains("display:none"))
 }
 
+/// Elements nested deeper than this are read as plain text, without
+/// recursion: a page of 200,000 nested `<div>`s still gives its words, and no
+/// page can overflow the parser's stack.
+const MAX_DEPTH: usize = 200;
+
+/// The text under `node`, walked without recursion (`descendants` keeps its
+/// own cursor), leaving out scripts and styles.
+fn flat_text(node: NodeRef<Node>, out: &mut String) {
+    for d in node.descendants() {
+        if let Node::Text(t) = d.value() {
+            let code = d
+                .parent()
+                .and_then(|p| p.value().as_element().map(|e| matches!(e.name(), "script" | "style")))
+                .unwrap_or(false);
+            if !code {
+                out.push_str(t);
+                out.push(' ');
+            }
+        }
+    }
+}
+
 fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -46,6 +68,14 @@ impl Walker {
 
     /// Text of inline content, skipping what is never read.
     fn inline_text(node: NodeRef<Node>, out: &mut String, skip_lists: bool) {
+        Self::inline_text_at(node, out, skip_lists, 0);
+    }
+
+    fn inline_text_at(node: NodeRef<Node>, out: &mut String, skip_lists: bool, depth: usize) {
+        if depth > MAX_DEPTH {
+            flat_text(node, out);
+            return;
+        }
         for child in node.children() {
             match child.value() {
                 Node::Text(t) => out.push_str(t),
@@ -62,7 +92,7 @@ impl Walker {
                     if matches!(name, "p" | "div" | "li" | "td" | "th" | "tr") {
                         out.push(' ');
                     }
-                    Self::inline_text(child, out, skip_lists);
+                    Self::inline_text_at(child, out, skip_lists, depth + 1);
                     if matches!(name, "p" | "div" | "li" | "td" | "th") {
                         out.push(' ');
                     }
@@ -78,7 +108,20 @@ impl Walker {
         squash(&s)
     }
 
-    fn list(&mut self, node: NodeRef<Node>, depth: u8) {
+    fn list(&mut self, node: NodeRef<Node>, depth: usize) {
+        if depth > MAX_DEPTH {
+            let mut text = String::new();
+            flat_text(node, &mut text);
+            let text = squash(&text);
+            if !text.is_empty() {
+                self.blocks.push(Block::ListItem {
+                    depth: 8,
+                    text,
+                    page: None,
+                });
+            }
+            return;
+        }
         for child in node.children() {
             let Some(el) = ElementRef::wrap(child) else { continue };
             match el.value().name() {
@@ -88,7 +131,7 @@ impl Walker {
                     let text = squash(&text);
                     if !text.is_empty() {
                         self.blocks.push(Block::ListItem {
-                            depth: depth.min(8),
+                            depth: depth.min(8) as u8,
                             text,
                             page: None,
                         });
@@ -111,19 +154,19 @@ impl Walker {
         let mut rows: Vec<Vec<String>> = Vec::new();
         let mut header = false;
         // Rows in document order, not descending into nested tables.
-        fn rows_in<'a>(node: NodeRef<'a, Node>, out: &mut Vec<NodeRef<'a, Node>>) {
+        fn rows_in<'a>(node: NodeRef<'a, Node>, out: &mut Vec<NodeRef<'a, Node>>, depth: usize) {
             for child in node.children() {
                 if let Some(el) = ElementRef::wrap(child) {
                     match el.value().name() {
                         "tr" => out.push(child),
-                        "thead" | "tbody" | "tfoot" => rows_in(child, out),
+                        "thead" | "tbody" | "tfoot" if depth < MAX_DEPTH => rows_in(child, out, depth + 1),
                         _ => {}
                     }
                 }
             }
         }
         let mut ordered = Vec::new();
-        rows_in(node, &mut ordered);
+        rows_in(node, &mut ordered, 0);
         for (i, tr) in ordered.into_iter().enumerate() {
             let mut cells = Vec::new();
             let mut all_th = true;
@@ -154,7 +197,11 @@ impl Walker {
         }
     }
 
-    fn walk(&mut self, node: NodeRef<Node>) {
+    fn walk(&mut self, node: NodeRef<Node>, depth: usize) {
+        if depth > MAX_DEPTH {
+            flat_text(node, &mut self.pending);
+            return;
+        }
         for child in node.children() {
             match child.value() {
                 Node::Text(t) => self.pending.push_str(t),
@@ -203,7 +250,7 @@ impl Walker {
                         "br" => self.pending.push(' '),
                         "div" | "section" | "article" | "main" | "body" | "details" | "dl" | "figure" | "center" => {
                             self.flush();
-                            self.walk(child);
+                            self.walk(child, depth + 1);
                             self.flush();
                         }
                         _ => {
@@ -237,7 +284,7 @@ pub fn parse_html(html: &str, _base_url: Option<&str>) -> Document {
         blocks: Vec::new(),
         pending: String::new(),
     };
-    walker.walk(root);
+    walker.walk(root, 0);
     walker.flush();
     let title = title.or_else(|| {
         walker.blocks.iter().find_map(|b| match b {
@@ -255,6 +302,29 @@ pub fn parse_html(html: &str, _base_url: Option<&str>) -> Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_gives_its_text_without_deep_recursion() {
+        let n = 3_000;
+        let html = format!(
+            "<html><body>{}<p>Deep inside.</p>{}<ul>{}<li>Innermost item</li>{}</ul></body></html>",
+            "<div>".repeat(n),
+            "</div>".repeat(n),
+            "<li><ul>".repeat(500),
+            "</ul></li>".repeat(500)
+        );
+        // On a small stack: recursion that followed the nesting would overflow it.
+        let doc = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || parse_html(&html, None))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        let text: Vec<String> = doc.blocks.iter().map(|b| format!("{b:?}")).collect();
+        let all = text.join(" ");
+        assert!(all.contains("Deep inside."), "{all}");
+        assert!(all.contains("Innermost item"), "{all}");
+    }
 
     #[test]
     fn main_content_with_structure_and_without_boilerplate() {
