@@ -28,6 +28,9 @@ pub struct Crawled {
     pub failures: Vec<PageRecord>,
 }
 
+/// The most of a robots.txt that is read.
+const ROBOTS_MAX_BYTES: usize = 512 * 1024;
+
 /// The robots.txt token Parley answers to.
 pub const ROBOTS_AGENT: &str = "ParleyBot";
 
@@ -45,10 +48,24 @@ impl Robots {
             return Robots::DisallowAll;
         };
         match client.get(url).send().await {
-            Ok(r) if r.status().is_success() => match r.bytes().await {
-                Ok(body) => texting_robots::Robot::new(ROBOTS_AGENT, &body).map_or(Robots::AllowAll, Robots::Rules),
-                Err(_) => Robots::DisallowAll,
-            },
+            Ok(mut r) if r.status().is_success() => {
+                // RFC 9309: at least 500 KiB are read; what comes after is ignored.
+                let mut body = Vec::new();
+                loop {
+                    match r.chunk().await {
+                        Ok(Some(chunk)) => {
+                            let room = ROBOTS_MAX_BYTES - body.len();
+                            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                            if body.len() == ROBOTS_MAX_BYTES {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => return Robots::DisallowAll,
+                    }
+                }
+                texting_robots::Robot::new(ROBOTS_AGENT, &body).map_or(Robots::AllowAll, Robots::Rules)
+            }
             Ok(r) if r.status().is_client_error() => Robots::AllowAll,
             _ => Robots::DisallowAll,
         }
@@ -275,19 +292,28 @@ pub fn parse_sitemap(bytes: &[u8]) -> SitemapEntries {
     entries
 }
 
-/// Page URLs of a sitemap, following sitemap indexes (at most 50 sitemaps).
+/// Page URLs of a sitemap that `keep` accepts, at most `limit` of them,
+/// following sitemap indexes (at most 50 sitemaps); reading stops once
+/// `limit` are found.
 async fn sitemap_urls(
     client: &reqwest::Client,
     first: Vec<u8>,
     policy: &net::NetPolicy,
     max_bytes: usize,
+    limit: usize,
+    mut keep: impl FnMut(&str) -> bool,
 ) -> Vec<String> {
     let mut urls = Vec::new();
     let mut queue = vec![first];
     let mut fetched_maps = 0;
     while let Some(bytes) = queue.pop() {
-        let entries = parse_sitemap(&bytes);
-        urls.extend(entries.pages);
+        let entries = tokio::task::spawn_blocking(move || parse_sitemap(&bytes))
+            .await
+            .unwrap_or_default();
+        urls.extend(entries.pages.into_iter().filter(|u| keep(u)).take(limit - urls.len()));
+        if urls.len() >= limit {
+            break;
+        }
         for child in entries.sitemaps {
             if fetched_maps >= 50 || net::check_url(&child, policy).await.is_err() {
                 continue;
@@ -358,8 +384,66 @@ pub struct SiteCrawl {
     pub refused: Option<(&'static str, String)>,
 }
 
-/// Crawls a site spec: a sitemap (or index), or links from a start page.
+/// Where a crawl hands each page as it arrives, so a crawl of thousands
+/// of pages never holds more than the pages in flight.
+#[async_trait::async_trait]
+pub trait PageSink: Send {
+    async fn accept(&mut self, page: Page) -> Result<(), JobError>;
+}
+
+/// Pages kept in memory (benchmarks and tests of the crawler).
+#[async_trait::async_trait]
+impl PageSink for Vec<Page> {
+    async fn accept(&mut self, page: Page) -> Result<(), JobError> {
+        self.push(page);
+        Ok(())
+    }
+}
+
+/// Crawls a site source, keeping every page in memory.
 pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
+    let mut pages = Vec::new();
+    match crawl_site_into(ingest, spec, &mut pages).await {
+        Ok(refused) => SiteCrawl { pages, refused },
+        // A Vec accepts every page.
+        Err(e) => SiteCrawl {
+            pages,
+            refused: Some(("FETCH_FAILED", e.to_string())),
+        },
+    }
+}
+
+/// Counts what a crawl hands on: the page limit and the pages' keys (for
+/// the PDF links found after), never their bytes.
+struct Handed<'a> {
+    sink: &'a mut dyn PageSink,
+    keys: HashSet<String>,
+    max_pages: usize,
+}
+
+impl Handed<'_> {
+    fn full(&self) -> bool {
+        self.keys.len() >= self.max_pages
+    }
+
+    async fn hand(&mut self, scope: &Scope, page: Page) -> Result<(), JobError> {
+        // A redirect may leave the allowed scope: such pages are not kept.
+        if self.full() || scope.refusal(&page.final_url).is_some() {
+            return Ok(());
+        }
+        self.keys.insert(page_key(&page.requested));
+        self.sink.accept(page).await
+    }
+}
+
+/// Crawls a site spec: a sitemap (or index), or links from a start page.
+/// Crawls a site source, handing each page to `sink` as it arrives.
+/// Returns why the crawl could not start at all (code, message), if so.
+pub async fn crawl_site_into(
+    ingest: &Ingest,
+    spec: &SourceSpec,
+    sink: &mut dyn PageSink,
+) -> Result<Option<(&'static str, String)>, JobError> {
     let SourceSpec::Sitemap {
         url,
         include,
@@ -368,16 +452,10 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
         max_depth,
     } = spec
     else {
-        return SiteCrawl {
-            pages: vec![],
-            refused: Some(("INVALID_SOURCE", "not a site source".into())),
-        };
+        return Ok(Some(("INVALID_SOURCE", "not a site source".into())));
     };
     let settings = &ingest.settings;
-    let refuse = |code: &'static str, message: String| SiteCrawl {
-        pages: vec![],
-        refused: Some((code, message)),
-    };
+    let refuse = |code: &'static str, message: String| Ok(Some((code, message)));
     let start = match net::check_url(url, &settings.net).await {
         Ok(u) => u,
         Err(e) => return refuse("URL_NOT_ALLOWED", e.0),
@@ -408,24 +486,28 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
             policy: settings.net.clone(),
         };
         let mut seen = HashSet::new();
-        let urls: Vec<String> = sitemap_urls(&ingest.client, first.bytes, &settings.net, settings.max_download_bytes)
-            .await
-            .into_iter()
-            .filter(|u| scope.refusal(u).is_none() && seen.insert(page_key(u)))
-            .take(max_pages)
-            .collect();
-        let mut pages = Vec::with_capacity(urls.len());
-        for u in urls {
-            if !pages.is_empty() {
+        let urls = sitemap_urls(
+            &ingest.client,
+            first.bytes,
+            &settings.net,
+            settings.max_download_bytes,
+            max_pages,
+            |u| scope.refusal(u).is_none() && seen.insert(page_key(u)),
+        )
+        .await;
+        let mut handed = Handed {
+            sink,
+            keys: HashSet::new(),
+            max_pages,
+        };
+        for (i, u) in urls.iter().enumerate() {
+            if i > 0 {
                 tokio::time::sleep(settings.crawl_delay).await;
             }
-            let page = fetch_page(&ingest.client, &u, settings.max_download_bytes).await;
-            // A redirect may leave the site: such pages are not kept.
-            if scope.refusal(&page.final_url).is_none() {
-                pages.push(page);
-            }
+            let page = fetch_page(&ingest.client, u, settings.max_download_bytes).await;
+            handed.hand(&scope, page).await?;
         }
-        return SiteCrawl { pages, refused: None };
+        return Ok(None);
     }
 
     // Link following from the start page, inside the start URL's folder.
@@ -472,7 +554,11 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
     website.set_http_client(ingest.client.clone());
 
     let mut pdf_links: Vec<String> = Vec::new();
-    let mut pages = Vec::new();
+    let mut handed = Handed {
+        sink,
+        keys: HashSet::new(),
+        max_pages,
+    };
     {
         let crawl = website.crawl();
         tokio::pin!(crawl);
@@ -480,54 +566,65 @@ pub async fn crawl_site(ingest: &Ingest, spec: &SourceSpec) -> SiteCrawl {
             tokio::select! {
                 _ = &mut crawl => break,
                 Some(page) = rx.recv() => {
-                    if let Some(p) = keep_crawled(page, &mut pdf_links) { pages.push(p); }
+                    if let Some(p) = keep_crawled(page, &mut pdf_links).await {
+                        handed.hand(&scope, p).await?;
+                    }
                 }
             }
         }
     }
     while let Ok(page) = rx.try_recv() {
-        if let Some(p) = keep_crawled(page, &mut pdf_links) {
-            pages.push(p);
+        if let Some(p) = keep_crawled(page, &mut pdf_links).await {
+            handed.hand(&scope, p).await?;
         }
     }
-    let mut seen: HashSet<String> = pages.iter().map(|p| page_key(&p.requested)).collect();
     for link in pdf_links {
-        if pages.len() >= max_pages {
+        if handed.full() {
             break;
         }
-        if scope.refusal(&link).is_some() || !seen.insert(page_key(&link)) {
+        if scope.refusal(&link).is_some() || handed.keys.contains(&page_key(&link)) {
             continue;
         }
         tokio::time::sleep(settings.crawl_delay).await;
-        pages.push(fetch_page(&ingest.client, &link, settings.max_download_bytes).await);
+        let page = fetch_page(&ingest.client, &link, settings.max_download_bytes).await;
+        handed.hand(&scope, page).await?;
     }
-    // A redirect may leave the allowed scope: such pages are not kept.
-    pages.retain(|p| scope.refusal(&p.final_url).is_none());
-    pages.truncate(max_pages);
-    SiteCrawl { pages, refused: None }
+    Ok(None)
 }
 
 /// Keeps a page spider reported (not the scope refusals), collecting the
-/// PDF links of HTML pages, which spider does not follow.
-fn keep_crawled(page: Page, pdf_links: &mut Vec<String>) -> Option<Page> {
+/// PDF links of HTML pages, which spider does not follow. The HTML is read
+/// on a blocking thread, off the async runtime.
+async fn keep_crawled(page: Page, pdf_links: &mut Vec<String>) -> Option<Page> {
     if page.status == 403 && page.bytes.is_empty() && page.error.is_none() {
         return None;
     }
-    if page.content_type.as_deref().and_then(Kind::from_content_type) == Some(Kind::Html) {
-        let html = String::from_utf8_lossy(&page.bytes);
-        let dom = scraper::Html::parse_document(&html);
-        if let Ok(sel) = scraper::Selector::parse("a[href]") {
-            for a in dom.select(&sel) {
-                let Some(href) = a.value().attr("href") else { continue };
-                if let Ok(abs) = Url::parse(&page.final_url).and_then(|b| b.join(href))
-                    && abs.path().to_ascii_lowercase().ends_with(".pdf")
-                {
-                    pdf_links.push(abs.to_string());
-                }
-            }
-        }
+    if page.content_type.as_deref().and_then(Kind::from_content_type) != Some(Kind::Html) {
+        return Some(page);
     }
+    let (page, links) = tokio::task::spawn_blocking(move || {
+        let links = pdf_links_of(&page);
+        (page, links)
+    })
+    .await
+    .ok()?;
+    pdf_links.extend(links);
     Some(page)
+}
+
+fn pdf_links_of(page: &Page) -> Vec<String> {
+    let html = String::from_utf8_lossy(&page.bytes);
+    let dom = scraper::Html::parse_document(&html);
+    let Ok(sel) = scraper::Selector::parse("a[href]") else {
+        return vec![];
+    };
+    let base = Url::parse(&page.final_url).ok();
+    dom.select(&sel)
+        .filter_map(|a| a.value().attr("href"))
+        .filter_map(|href| base.as_ref().and_then(|b| b.join(href).ok()))
+        .filter(|abs| abs.path().to_ascii_lowercase().ends_with(".pdf"))
+        .map(|abs| abs.to_string())
+        .collect()
 }
 
 /// Crawls a `sitemap` source into the run's documents.
@@ -539,8 +636,34 @@ pub async fn crawl_source(
     run_id: Uuid,
     spec: &SourceSpec,
 ) -> Result<Crawled, JobError> {
-    let crawl = crawl_site(ingest, spec).await;
-    if let Some((code, message)) = crawl.refused {
+    /// Stores each page as it arrives.
+    struct Keep<'a> {
+        store: &'a parley_domain::store::Store,
+        org_id: Uuid,
+        source_id: Uuid,
+        run_id: Uuid,
+        fetched: u32,
+        failures: Vec<PageRecord>,
+    }
+    #[async_trait::async_trait]
+    impl PageSink for Keep<'_> {
+        async fn accept(&mut self, page: Page) -> Result<(), JobError> {
+            match keep_page(self.store, self.org_id, self.source_id, self.run_id, page).await? {
+                None => self.fetched += 1,
+                Some(f) => self.failures.push(f),
+            }
+            Ok(())
+        }
+    }
+    let mut sink = Keep {
+        store,
+        org_id,
+        source_id,
+        run_id,
+        fetched: 0,
+        failures: Vec::new(),
+    };
+    if let Some((code, message)) = crawl_site_into(ingest, spec, &mut sink).await? {
         let url = match spec {
             SourceSpec::Sitemap { url, .. } => url.as_str(),
             SourceSpec::Url { .. } | SourceSpec::Text { .. } | SourceSpec::Qa { .. } | SourceSpec::Document { .. } => {
@@ -552,15 +675,10 @@ pub async fn crawl_source(
             failures: vec![PageRecord::failed(url, Some(url), code, &message)],
         });
     }
-    let mut failures = Vec::new();
-    let mut fetched = 0u32;
-    for page in crawl.pages {
-        match keep_page(store, org_id, source_id, run_id, page).await? {
-            None => fetched += 1,
-            Some(f) => failures.push(f),
-        }
-    }
-    Ok(Crawled { fetched, failures })
+    Ok(Crawled {
+        fetched: sink.fetched,
+        failures: sink.failures,
+    })
 }
 
 #[cfg(test)]
