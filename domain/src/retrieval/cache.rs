@@ -1,8 +1,12 @@
 //! Per-bot segments kept in memory. Each search first reads the generations
 //! of the bot's live sources (one small query) and reloads only the sources
-//! whose chunks changed; deleted sources drop out at once.
+//! whose chunks changed; deleted sources drop out at once. The cache has a
+//! byte budget: past it, the bots searched least recently are dropped (and
+//! loaded again when next searched), so chatting with many large bots never
+//! grows a process without bound.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sea_orm::DbErr;
@@ -14,13 +18,48 @@ use crate::content;
 
 type BotSlot = Arc<tokio::sync::Mutex<Vec<Arc<Segment>>>>;
 
-#[derive(Default)]
+struct Entry {
+    slot: BotSlot,
+    /// Bytes of its segments when last loaded.
+    bytes: usize,
+    /// When it was last searched (a counter, not a clock).
+    used: u64,
+}
+
 pub struct IndexCache {
     analyzer: Arc<Analyzer>,
-    bots: Mutex<HashMap<Uuid, BotSlot>>,
+    bots: Mutex<HashMap<Uuid, Entry>>,
+    ticks: AtomicU64,
+    budget: usize,
+}
+
+/// The default budget: 1 GiB of segments.
+pub const DEFAULT_BUDGET_BYTES: usize = 1 << 30;
+
+impl Default for IndexCache {
+    fn default() -> Self {
+        IndexCache::new(DEFAULT_BUDGET_BYTES)
+    }
 }
 
 impl IndexCache {
+    /// A cache that keeps about `budget` bytes of segments (one bot's alone
+    /// may be more: it is kept while it is searched).
+    pub fn new(budget: usize) -> Self {
+        IndexCache {
+            analyzer: Arc::default(),
+            bots: Mutex::default(),
+            ticks: AtomicU64::new(0),
+            budget,
+        }
+    }
+
+    /// Bytes of segments held, and how many bots they belong to.
+    pub fn held(&self) -> (usize, usize) {
+        let bots = self.bots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (bots.values().map(|e| e.bytes).sum(), bots.len())
+    }
+
     pub fn analyzer(&self) -> &Analyzer {
         &self.analyzer
     }
@@ -36,13 +75,17 @@ impl IndexCache {
                 .remove(&bot_id);
             return Ok(Vec::new());
         }
-        let slot = self
-            .bots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(bot_id)
-            .or_default()
-            .clone();
+        let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
+        let slot = {
+            let mut bots = self.bots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = bots.entry(bot_id).or_insert_with(|| Entry {
+                slot: BotSlot::default(),
+                bytes: 0,
+                used: tick,
+            });
+            entry.used = tick;
+            entry.slot.clone()
+        };
         // One loader per bot at a time; other bots are not held up.
         let mut current = slot.lock().await;
         let mut next = Vec::with_capacity(generations.len());
@@ -84,6 +127,66 @@ impl IndexCache {
             next.push(Arc::new(segment));
         }
         *current = next.clone();
+        drop(current);
+        self.account(bot_id, next.iter().map(|s| s.bytes()).sum());
         Ok(next)
+    }
+
+    /// Records a bot's size and drops the least recently searched other
+    /// bots while the cache is over its budget.
+    fn account(&self, bot_id: Uuid, bytes: usize) {
+        let mut bots = self.bots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = bots.get_mut(&bot_id) {
+            entry.bytes = bytes;
+        }
+        let mut total: usize = bots.values().map(|e| e.bytes).sum();
+        while total > self.budget {
+            let Some((&oldest, entry)) = bots.iter().filter(|(id, _)| **id != bot_id).min_by_key(|(_, e)| e.used)
+            else {
+                break;
+            };
+            total -= entry.bytes;
+            bots.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(cache: &IndexCache, bot: Uuid, bytes: usize) {
+        let tick = cache.ticks.fetch_add(1, Ordering::Relaxed);
+        cache
+            .bots
+            .lock()
+            .unwrap()
+            .entry(bot)
+            .or_insert_with(|| Entry {
+                slot: BotSlot::default(),
+                bytes: 0,
+                used: tick,
+            })
+            .used = tick;
+        cache.account(bot, bytes);
+    }
+
+    #[test]
+    fn the_least_recently_searched_bots_go_first_past_the_budget() {
+        let cache = IndexCache::new(100);
+        let [a, b, c] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        touch(&cache, a, 40);
+        touch(&cache, b, 40);
+        assert_eq!(cache.held(), (80, 2));
+        // `a` is searched again, so `b` is the oldest when `c` comes.
+        touch(&cache, a, 40);
+        touch(&cache, c, 40);
+        let bots = cache.bots.lock().unwrap();
+        assert!(bots.contains_key(&a) && bots.contains_key(&c) && !bots.contains_key(&b));
+        drop(bots);
+        assert_eq!(cache.held(), (80, 2));
+        // One bot over the whole budget is kept while it is searched; the others go.
+        touch(&cache, b, 500);
+        assert_eq!(cache.held(), (500, 1));
     }
 }

@@ -41,6 +41,8 @@ pub struct Segment {
     codes: Vec<i8>,
     scales: Vec<f32>,
     dim: usize,
+    /// About how much memory the segment holds, in bytes.
+    bytes: usize,
 }
 
 impl Segment {
@@ -88,6 +90,22 @@ impl Segment {
                 scales.push(scale);
             }
         }
+        let meta: usize = chunks
+            .iter()
+            .map(|c| {
+                std::mem::size_of::<ChunkMeta>()
+                    + c.doc_key.len()
+                    + c.heading_path.len()
+                    + c.text.len()
+                    + c.url.as_ref().map_or(0, String::len)
+                    + c.title.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        let posting: usize = postings
+            .iter()
+            .map(|(t, list)| t.len() + 48 + list.len() * std::mem::size_of::<(u32, u32)>())
+            .sum();
+        let bytes = meta + posting + doc_len.len() * 4 + vectors.len() * 4 + codes.len() + scales.len() * 4;
         Segment {
             key,
             generation,
@@ -99,7 +117,13 @@ impl Segment {
             codes,
             scales,
             dim,
+            bytes,
         }
+    }
+
+    /// About how much memory the segment holds, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Chunks of this segment that contain `term`.
