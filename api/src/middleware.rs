@@ -89,18 +89,45 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) ->
             StatusCode::PAYLOAD_TOO_LARGE,
         ));
     }
-    if declared.is_none() {
-        // A body without a length (chunked) is read up to the limit and refused past it.
-        let body = req.take_body();
-        let bytes = body.into_bytes_limit(limit).await.map_err(|_| {
-            poem::Error::from_string(
-                format!("the request body is larger than {limit} bytes"),
-                StatusCode::PAYLOAD_TOO_LARGE,
-            )
-        })?;
-        req.set_body(bytes);
+    if declared.is_some() {
+        return next.call(req).await.map(IntoResponse::into_response);
     }
-    next.call(req).await.map(IntoResponse::into_response)
+    // A body without a length (chunked) is not buffered here: it streams on,
+    // counted, to whoever reads it (after the rate limits and the handler's
+    // authentication), and breaks off past the limit, which answers 413.
+    let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut chunks = req.take_body().into_bytes_stream();
+    let flag = over.clone();
+    let counted = async_stream::stream! {
+        use futures::StreamExt;
+        let mut total = 0usize;
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    total += bytes.len();
+                    if total > limit {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        yield Err(std::io::Error::other("the request body is too large"));
+                        break;
+                    }
+                    yield Ok(bytes);
+                }
+                Err(e) => {
+                    yield Err(e);
+                    break;
+                }
+            }
+        }
+    };
+    req.set_body(poem::Body::from_bytes_stream(counted));
+    let result = next.call(req).await.map(IntoResponse::into_response);
+    if over.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(poem::Error::from_string(
+            format!("the request body is larger than {limit} bytes"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ));
+    }
+    result
 }
 
 /// Answers 503 when a request takes longer than `timeout` to produce its

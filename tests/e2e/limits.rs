@@ -544,3 +544,62 @@ pub async fn slow_request_heads(backend: Backend) {
     app.stop().await;
     env.cleanup().await;
 }
+
+/// A body sent without a length (chunked) is not read before the request is
+/// authenticated: an upload without a valid key is refused while its body
+/// is still on its way (the body below never ends, so a server that read it
+/// first would never answer), and an oversized chunked body with a valid
+/// key is cut off with 413.
+pub async fn chunked_bodies_are_not_read_before_authentication(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+    let a = app.create_org("Acme").await;
+    let bot = app.post("/api/v1/bots", &a.key, json!({"name": "Bot"})).await;
+    let bot_id = bot.body["id"].as_str().unwrap().to_owned();
+    let endless = || {
+        reqwest::Body::wrap_stream(async_stream::stream! {
+            yield Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\n"));
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                yield Ok(bytes::Bytes::from_static(b"a"));
+            }
+        })
+    };
+    let upload = format!("{}/api/v1/bots/{bot_id}/sources/documents", app.base);
+    for key in [None, Some("pk_not_a_real_key")] {
+        let mut request = app
+            .client
+            .post(&upload)
+            .header("content-type", "multipart/form-data; boundary=x")
+            .body(endless());
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = tokio::time::timeout(Duration::from_secs(10), request.send())
+            .await
+            .expect("answered before the body ended")
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "key {key:?}");
+    }
+    // With a valid key, a chunked body past the limit is refused with 413.
+    let chunk = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
+    let oversized = reqwest::Body::wrap_stream(async_stream::stream! {
+        for _ in 0..4 {
+            yield Ok::<_, std::io::Error>(chunk.clone());
+        }
+    });
+    let response = app
+        .client
+        .post(format!("{}/api/v1/bots", app.base))
+        .bearer_auth(&a.key)
+        .header("content-type", "application/json")
+        .body(oversized)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE", "{body}");
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -115,7 +115,14 @@ mod board_tests {
 
 /// Rate limits: two API instances sharing Redis, and the embedded tier.
 mod limit_tests {
-    on_both_backends!(limits: rate_limits, quotas, visitor_limits, plans, slow_request_heads);
+    on_both_backends!(
+        limits: rate_limits,
+        quotas,
+        visitor_limits,
+        plans,
+        slow_request_heads,
+        chunked_bodies_are_not_read_before_authentication
+    );
 }
 
 /// The widget in Debian's Chromium, on the embedded tier (the visitor API
