@@ -267,8 +267,133 @@ impl Walker {
     }
 }
 
+/// Elements that never have content (no closing tag).
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr",
+];
+
+/// Elements whose end tag may be left out (a page of a thousand `<p>`s
+/// without `</p>` is not a thousand levels deep): not counted either way.
+const OPTIONAL_END: &[&str] = &[
+    "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "thead", "tbody", "tfoot", "colgroup", "caption",
+    "rb", "rt", "rp", "rtc",
+];
+
+/// Open elements deeper than this make the page be read as flat text: the
+/// HTML tree builder checks the stack of open elements at many tags, which
+/// costs time in the square of the depth (a page of 200,000 nested `<div>`s
+/// held a core for over a minute).
+const MAX_TREE_DEPTH: usize = 1000;
+
+/// The deepest nesting of open elements, counted from the tags alone in
+/// one pass (void and self-closed elements, comments and doctypes aside).
+fn tag_depth(html: &str) -> usize {
+    let bytes = html.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while let Some(at) = bytes[i..].iter().position(|b| *b == b'<') {
+        i += at + 1;
+        let closing = bytes.get(i) == Some(&b'/');
+        let start = if closing { i + 1 } else { i };
+        let name_len = bytes[start..].iter().take_while(|b| b.is_ascii_alphanumeric()).count();
+        if name_len == 0 || !bytes[start].is_ascii_alphabetic() {
+            continue;
+        }
+        let name = html[start..start + name_len].to_ascii_lowercase();
+        let end = bytes[start..].iter().position(|b| *b == b'>').map(|p| start + p);
+        let self_closed = end.is_some_and(|e| e > 0 && bytes[e - 1] == b'/');
+        if OPTIONAL_END.contains(&name.as_str()) {
+            // Counted neither way.
+        } else if closing {
+            depth = depth.saturating_sub(1);
+        } else if !VOID.contains(&name.as_str()) && !self_closed {
+            depth += 1;
+            deepest = deepest.max(depth);
+        }
+        i = end.map_or(bytes.len(), |e| e + 1);
+    }
+    deepest
+}
+
+/// A page too deep for the tree builder, read in one pass: tags become
+/// breaks between paragraphs, scripts and styles are dropped, the common
+/// character references are decoded.
+fn flat_document(html: &str) -> Document {
+    let mut blocks = Vec::new();
+    let mut text = String::new();
+    let mut rest = html;
+    let mut flush = |text: &mut String, blocks: &mut Vec<Block>| {
+        let line = squash(&decode_references(text));
+        text.clear();
+        if !line.is_empty() {
+            blocks.push(Block::Paragraph { text: line, page: None });
+        }
+    };
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        rest = &rest[open..];
+        let lower: String = rest.chars().take(8).collect::<String>().to_ascii_lowercase();
+        let skip_to = if lower.starts_with("<script") {
+            "</script"
+        } else if lower.starts_with("<style") {
+            "</style"
+        } else if lower.starts_with("<!--") {
+            "-->"
+        } else {
+            ""
+        };
+        if !skip_to.is_empty() {
+            let found = find_ignoring_case(rest, skip_to);
+            rest = found.map_or("", |at| &rest[at + skip_to.len()..]);
+            if skip_to != "-->" {
+                // The rest of the closing tag.
+                rest = rest.find('>').map_or("", |e| &rest[e + 1..]);
+            }
+            continue;
+        }
+        let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+        let tag = rest[..end].trim_start_matches(['<', '/']).to_ascii_lowercase();
+        let inline = [
+            "a ", "a>", "b>", "b ", "i>", "i ", "em", "strong", "span", "code", "small", "sub", "sup",
+        ]
+        .iter()
+        .any(|t| tag.starts_with(t));
+        if inline {
+            text.push(' ');
+        } else {
+            flush(&mut text, &mut blocks);
+        }
+        rest = &rest[end..];
+    }
+    text.push_str(rest);
+    flush(&mut text, &mut blocks);
+    Document {
+        title: None,
+        blocks,
+        page_count: None,
+    }
+}
+
+/// Where `needle` (ASCII) first occurs in `hay`, any case, without copying.
+fn find_ignoring_case(hay: &str, needle: &str) -> Option<usize> {
+    let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
+    hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn decode_references(text: &str) -> String {
+    text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 /// Parses an HTML page into blocks. `_base_url` is where the page came from.
 pub fn parse_html(html: &str, _base_url: Option<&str>) -> Document {
+    if tag_depth(html) > MAX_TREE_DEPTH {
+        return flat_document(html);
+    }
     let dom = Html::parse_document(html);
     let select = |css: &str| Selector::parse(css).ok().and_then(|s| dom.select(&s).next());
     let title = select("title")
@@ -302,6 +427,39 @@ pub fn parse_html(html: &str, _base_url: Option<&str>) -> Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_too_deep_for_the_tree_is_read_flat_and_fast() {
+        let n = 200_000;
+        let html = format!(
+            "<html><body><script>var x = '<div>';</script>{}<p>Deep &amp; inside.</p><p>Second <b>bold</b> line.</p>{}</body></html>",
+            "<div>".repeat(n),
+            "</div>".repeat(n)
+        );
+        // html, body, the divs and b (and the `<div>` in the script: the
+        // count is a cheap guard, not a parser).
+        assert_eq!(tag_depth(&html), n + 4);
+        assert_eq!(tag_depth("<html><body><div>a<br>b<img src=x/></div><hr></body></html>"), 3);
+        // Paragraphs and items whose end tags are left out do not nest.
+        let unclosed = format!("<html><body><ul>{}</ul></body></html>", "<li><p>item".repeat(5000));
+        assert_eq!(tag_depth(&unclosed), 3);
+        let started = std::time::Instant::now();
+        let doc = parse_html(&html, None);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let texts: Vec<String> = doc
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Paragraph { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, vec!["Deep & inside.", "Second bold line."]);
+    }
 
     #[test]
     fn deep_nesting_gives_its_text_without_deep_recursion() {
