@@ -321,7 +321,7 @@ fn flat_document(html: &str) -> Document {
     let mut blocks = Vec::new();
     let mut text = String::new();
     let mut rest = html;
-    let mut flush = |text: &mut String, blocks: &mut Vec<Block>| {
+    let flush = |text: &mut String, blocks: &mut Vec<Block>| {
         let line = squash(&decode_references(text));
         text.clear();
         if !line.is_empty() {
