@@ -111,6 +111,12 @@ pub async fn answerability(
         format!("{}/bots/{}/chat", app.api, app.bot_id),
     );
     let mut rows = Vec::new();
+    let mut took: Vec<f64> = Vec::new();
+    // PARLEY_BENCH_DUMP=FILE: each question's evidence and best passages, as JSON lines.
+    let mut dump = match std::env::var_os("PARLEY_BENCH_DUMP") {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
     for q in &questions {
         let found = post_json(
             &app.client,
@@ -119,12 +125,14 @@ pub async fn answerability(
             &serde_json::json!({"query": q.question, "limit": 5}),
         )
         .await?;
+        took.push(found["took_ms"].as_f64().unwrap_or(0.0));
         let a = &found["answerability"];
         let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) as f32;
         let evidence = Evidence {
             similarity: num(&a["similarity"]),
             coverage: num(&a["coverage"]),
             unknown: num(&a["unknown_terms"]),
+            relevance: a["relevance"].as_f64().map(|r| r as f32),
         };
         let found_accepted = found["results"]
             .as_array()
@@ -146,14 +154,37 @@ pub async fn answerability(
                 .into_iter()
                 .flatten()
                 .any(|s| accepted(s["url"].as_str().unwrap_or(""), &q.pages));
+        if let Some(dump) = &mut dump {
+            use std::io::Write;
+            let passages: Vec<serde_json::Value> = found["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(3)
+                .map(|r| {
+                    serde_json::json!({
+                        "title": r["title"], "heading_path": r["heading_path"], "text": r["text"],
+                        "url": r["url"], "score": r["score"],
+                    })
+                })
+                .collect();
+            let line = serde_json::json!({
+                "question": q.question, "kind": q.kind, "answered": answered,
+                "similarity": evidence.similarity, "coverage": evidence.coverage, "unknown": evidence.unknown,
+                "relevance": evidence.relevance,
+                "passages": passages,
+            });
+            writeln!(dump, "{line}")?;
+        }
         if std::env::var_os("PARLEY_BENCH_VERBOSE").is_some() {
             println!(
-                "{:<13} {} sim {:.3} cov {:.3} unk {:.3} p {:.3}  {}",
+                "{:<13} {} sim {:.3} cov {:.3} unk {:.3} rel {:>6.2} p {:.3}  {}",
                 q.kind,
                 if answered { "answered" } else { "refused " },
                 evidence.similarity,
                 evidence.coverage,
                 evidence.unknown,
+                evidence.relevance.unwrap_or(f32::NAN),
                 num(&a["probability"]),
                 q.question
             );
@@ -187,6 +218,16 @@ pub async fn answerability(
     println!();
     report("the product (answerability gate)", &|r| r.answered);
     report("previous rule (cosine >= 0.35)", &|r| r.evidence.similarity >= 0.35);
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1)))
+            .copied()
+    };
+    println!(
+        "search with its evidence (the question embedded, both retrievers, the cross-encoder when installed): p50 {:.0} ms, p90 {:.0} ms",
+        at(0.5).unwrap_or(0.0),
+        at(0.9).unwrap_or(0.0)
+    );
     let found = answerable.iter().filter(|r| r.found_accepted).count();
     let cited = answerable.iter().filter(|r| r.cited_accepted).count();
     println!(
@@ -197,12 +238,22 @@ pub async fn answerability(
         pct(cited, answerable.len())
     );
     if fit_gate {
-        let samples: Vec<(Evidence, bool)> = rows.iter().map(|r| (r.evidence, r.answerable)).collect();
+        let samples: Vec<(Vec<f32>, bool)> = rows.iter().map(|r| (r.evidence.features(), r.answerable)).collect();
         let weights = fit(&samples, 20_000);
         println!();
-        println!("fitted weights (bias, similarity, coverage, unknown): {weights:?}");
+        println!("fitted weights (bias, similarity, coverage, unknown[, relevance]): {weights:?}");
+        let gate = match weights.len() {
+            5 => Gate {
+                weights: weights.clone().try_into().unwrap_or(Gate::DEFAULT.weights),
+                ..Gate::DEFAULT
+            },
+            _ => Gate {
+                fallback: weights.clone().try_into().unwrap_or(Gate::DEFAULT.fallback),
+                ..Gate::DEFAULT
+            },
+        };
         for threshold in [0.2, 0.3, 0.4, 0.5, 0.6, 0.7] {
-            let gate = Gate { weights, threshold };
+            let gate = Gate { threshold, ..gate };
             report(&format!("fitted, threshold {threshold}"), &|r| {
                 gate.answers(&r.evidence)
             });

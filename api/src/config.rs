@@ -79,6 +79,9 @@ pub struct Settings {
     pub parse_cpu_secs: u64,
     /// Wall-clock time of one document's parse, in seconds.
     pub parse_timeout_secs: u64,
+    /// Memory for the search indexes an API process keeps, in MiB; past it
+    /// the bots searched least recently are dropped and reloaded when next searched.
+    pub index_cache_mb: usize,
     /// Least cosine similarity between the question and the best passage for
     /// the bot to answer (a floor under the answerability gate; 0: none).
     pub chat_min_relevance: f32,
@@ -239,6 +242,7 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("parse_memory_mb", 2048)?
         .set_default("parse_cpu_secs", 60)?
         .set_default("parse_timeout_secs", 90)?
+        .set_default("index_cache_mb", 1024)?
         .set_default("chat_min_relevance", 0.0)?
         .set_default(
             "chat_min_answerability",
@@ -341,6 +345,9 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.parse_cpu_secs) {
             return Err(invalid("PARLEY_PARSE_CPU_SECS", "must be between 1 and 3600"));
+        }
+        if !(16..=1_048_576).contains(&self.index_cache_mb) {
+            return Err(invalid("PARLEY_INDEX_CACHE_MB", "must be between 16 and 1048576"));
         }
         if !(1..=3600).contains(&self.parse_timeout_secs) {
             return Err(invalid("PARLEY_PARSE_TIMEOUT_SECS", "must be between 1 and 3600"));

@@ -14,12 +14,14 @@ use parley_domain::aggregates::bot::BotSettings;
 use parley_domain::aggregates::conversation::{
     AnswerFailed, Answered, Citation, Conversation, ConversationCommand, Turn, Usage,
 };
+use parley_domain::chunking;
 use parley_domain::retrieval::{
     Analyzer, Bm25Params, ChunkMeta, Evidence, Fusion, Gate, IndexCache, Mode, Query, Ranked, search,
 };
 use parley_domain::store::{Execute, StoreError};
 use parley_domain::{ErrorCode, Metadata, Store};
 use parley_worker::ingest::embed::Embedder;
+use parley_worker::ingest::rerank::Reranker;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -38,6 +40,9 @@ const PREVIOUS_TURN_WEIGHT: f32 = 0.5;
 const RELATIVE_FLOOR: f32 = 0.5;
 /// Characters of a passage shown as a source's snippet.
 const SNIPPET_CHARS: usize = 240;
+/// Passages the cross-encoder reads for the answerability gate (the
+/// answer rests on the first; the second often says it better).
+const RELEVANCE_PASSAGES: usize = 2;
 
 /// A retrieved chunk with its scores.
 #[derive(Debug, Clone)]
@@ -207,6 +212,9 @@ pub struct ChatEngine {
     analyzer: Arc<Analyzer>,
     /// A model instance of its own, so questions never wait behind ingestion.
     embedder: Arc<Embedder>,
+    /// The cross-encoder that reads the question with the best passages,
+    /// when installed (the gate weighs the rest without it).
+    reranker: Option<Arc<Reranker>>,
     extractive: extractive::Extractive,
     openai: openai::OpenAi,
     min_relevance: f32,
@@ -271,8 +279,10 @@ impl ChatEngine {
         ChatEngine {
             store,
             analyzer: Arc::new(Analyzer::default()),
-            index: IndexCache::default(),
+            index: IndexCache::new(settings.index_cache_mb << 20),
             embedder: embedder.clone(),
+            reranker: Reranker::installed(std::path::Path::new(&settings.models_dir))
+                .then(|| Arc::new(Reranker::new(settings.models_dir.clone().into(), 2))),
             extractive: extractive::Extractive { embedder },
             openai: openai::OpenAi {
                 client: reqwest::Client::new(),
@@ -380,6 +390,21 @@ impl ChatEngine {
         .await
         .map_err(ApiError::internal)?;
         hits.truncate(limit);
+        let mut evidence = evidence;
+        if let Some(reranker) = &self.reranker {
+            let texts: Vec<String> = hits
+                .iter()
+                .take(RELEVANCE_PASSAGES)
+                .map(|h| {
+                    let c = &segments[h.segment].chunks[h.chunk];
+                    chunking::embedding_text(&chunking::context(c.title.as_deref(), &c.heading_path), &c.text)
+                })
+                .collect();
+            match reranker.score(question, texts).await {
+                Ok(scores) => evidence.relevance = scores.into_iter().reduce(f32::max),
+                Err(e) => tracing::warn!(error = %e, "the cross-encoder failed; the gate decides without it"),
+            }
+        }
         let best_similarity = evidence.similarity;
         let hits_empty = hits.is_empty();
         let passages = hits

@@ -543,6 +543,10 @@ pub struct Answerability {
     pub coverage: f32,
     /// Share of the question's term weight in words the knowledge never uses.
     pub unknown_terms: f32,
+    /// How well the best two passages answer the question, read together
+    /// with it by the cross-encoder (its logit: above 0 leans yes); absent
+    /// when the model is not installed.
+    pub relevance: Option<f32>,
 }
 
 /// What a question would retrieve.
@@ -1049,6 +1053,7 @@ impl ChatApi {
                 similarity: retrieved.evidence.similarity,
                 coverage: retrieved.evidence.coverage,
                 unknown_terms: retrieved.evidence.unknown,
+                relevance: retrieved.evidence.relevance,
             },
             results,
             best_similarity: retrieved.best_similarity,

@@ -3,9 +3,11 @@
 //! how much of the question's weight the best passages contain (BM25's
 //! terms, weighted by rarity), and how much of it the knowledge never uses
 //! at all (an off-topic question names things no page mentions: "nginx",
-//! "refund", "MongoDB"). A small logistic model over these, fitted on
-//! training questions only (`parley bench answerability --fit`), gives a
-//! probability; below the gate's threshold the bot says it does not know.
+//! "refund", "MongoDB"), and, when the cross-encoder is installed, how well
+//! the best passages answer the question read together with it (its logit).
+//! A small logistic model over these, fitted on training questions only
+//! (`parley bench answerability --fit`), gives a probability; below the
+//! gate's threshold the bot says it does not know.
 
 use std::sync::Arc;
 
@@ -26,6 +28,9 @@ pub struct Evidence {
     /// knowledge contains, 0 to 1, discounted on small knowledge bases
     /// (see [`UNKNOWN_FULL_WEIGHT`]).
     pub unknown: f32,
+    /// The cross-encoder's best logit over the first passages (`None`
+    /// when the model is not installed or there are no passages).
+    pub relevance: Option<f32>,
 }
 
 /// Knowledge of this many chunks or more gives an absent term its full
@@ -62,6 +67,7 @@ impl Evidence {
                 similarity,
                 coverage: 0.0,
                 unknown: if unique.is_empty() { 0.0 } else { 1.0 },
+                relevance: None,
             };
         }
         let (mut total, mut known, mut covered, mut unknown) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
@@ -88,30 +94,50 @@ impl Evidence {
             similarity,
             coverage: if weighed > 0.0 { covered / weighed } else { 0.0 },
             unknown: unknown / total.max(f32::MIN_POSITIVE) * size,
+            relevance: None,
         }
+    }
+
+    /// The features the gate weighs, after the bias: similarity, coverage,
+    /// unknown share, and the relevance logit when there is one.
+    pub fn features(&self) -> Vec<f32> {
+        let mut x = vec![self.similarity, self.coverage, self.unknown];
+        x.extend(self.relevance);
+        x
     }
 }
 
 /// A logistic model over the evidence, and the probability it must reach.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gate {
-    /// Bias, then the weights of similarity, coverage and unknown share.
-    pub weights: [f32; 4],
+    /// Bias, then the weights of similarity, coverage, unknown share and
+    /// relevance (the cross-encoder's logit).
+    pub weights: [f32; 5],
+    /// The model for evidence without relevance (the cross-encoder is not
+    /// installed): bias, similarity, coverage, unknown share.
+    pub fallback: [f32; 4],
     pub threshold: f32,
 }
 
 impl Gate {
-    /// Fitted on the Rust Book's 100 training questions
-    /// (`parley bench answerability --fit`; see `docs/benchmarks.md`).
+    /// Both fitted on the Rust Book's 100 training questions
+    /// (`parley bench answerability --fit`, with and without the
+    /// cross-encoder installed; see `docs/benchmarks.md`).
     pub const DEFAULT: Gate = Gate {
-        weights: [-5.87, 5.74, 6.95, -4.60],
+        weights: [-3.553, 1.121, 4.980, -4.765, 0.511],
+        fallback: [-5.87, 5.74, 6.95, -4.60],
         threshold: 0.5,
     };
 
     /// The probability that the knowledge answers the question.
     pub fn probability(&self, e: &Evidence) -> f32 {
-        let [b, ws, wc, wu] = self.weights;
-        let z = b + ws * e.similarity + wc * e.coverage + wu * e.unknown;
+        let x = e.features();
+        let weights: &[f32] = if e.relevance.is_some() {
+            &self.weights
+        } else {
+            &self.fallback
+        };
+        let z = weights[0] + weights[1..].iter().zip(&x).map(|(w, v)| w * v).sum::<f32>();
         1.0 / (1.0 + (-z).exp())
     }
 
@@ -120,33 +146,53 @@ impl Gate {
     }
 }
 
-/// Fits the gate's weights by gradient descent on the log loss (with a
-/// little L2 so separable training sets keep finite weights).
-pub fn fit(samples: &[(Evidence, bool)], iterations: usize) -> [f32; 4] {
-    let mut w = [0.0f32; 4];
-    if samples.is_empty() {
-        return w;
-    }
+/// Fits a logistic model's weights (bias first) by gradient descent on the
+/// log loss, with a little L2 so separable training sets keep finite
+/// weights. Features are standardized while fitting (the relevance logit
+/// spans tens, the shares one), and the weights returned for raw features.
+pub fn fit(samples: &[(Vec<f32>, bool)], iterations: usize) -> Vec<f32> {
+    let Some(n_features) = samples.first().map(|(x, _)| x.len()) else {
+        return vec![];
+    };
     let n = samples.len() as f32;
+    let mean: Vec<f32> = (0..n_features)
+        .map(|j| samples.iter().map(|(x, _)| x[j]).sum::<f32>() / n)
+        .collect();
+    let scale: Vec<f32> = (0..n_features)
+        .map(|j| {
+            let var = samples.iter().map(|(x, _)| (x[j] - mean[j]).powi(2)).sum::<f32>() / n;
+            var.sqrt().max(1e-6)
+        })
+        .collect();
     let rate = 0.5;
     let l2 = 0.001;
+    let mut w = vec![0.0f32; n_features + 1];
     for _ in 0..iterations {
-        let mut grad = [0.0f32; 4];
-        for (e, y) in samples {
-            let x = [1.0, e.similarity, e.coverage, e.unknown];
-            let z: f32 = w.iter().zip(x).map(|(a, b)| a * b).sum();
-            let p = 1.0 / (1.0 + (-z).exp());
-            let err = p - if *y { 1.0 } else { 0.0 };
-            for (g, xi) in grad.iter_mut().zip(x) {
-                *g += err * xi / n;
+        let mut grad = vec![0.0f32; n_features + 1];
+        for (x, y) in samples {
+            let z = w[0]
+                + (0..n_features)
+                    .map(|j| w[j + 1] * (x[j] - mean[j]) / scale[j])
+                    .sum::<f32>();
+            let err = 1.0 / (1.0 + (-z).exp()) - if *y { 1.0 } else { 0.0 };
+            grad[0] += err / n;
+            for j in 0..n_features {
+                grad[j + 1] += err * (x[j] - mean[j]) / scale[j] / n;
             }
         }
-        for (i, (wi, g)) in w.iter_mut().zip(grad).enumerate() {
+        for (i, (wi, g)) in w.iter_mut().zip(&grad).enumerate() {
             let reg = if i == 0 { 0.0 } else { l2 * *wi };
             *wi -= rate * (g + reg);
         }
     }
-    w
+    // Back to raw features: w_j / s_j, and the bias absorbs the means.
+    let mut raw = vec![0.0f32; n_features + 1];
+    raw[0] = w[0];
+    for j in 0..n_features {
+        raw[j + 1] = w[j + 1] / scale[j];
+        raw[0] -= w[j + 1] * mean[j] / scale[j];
+    }
+    raw
 }
 
 #[cfg(test)]
@@ -230,21 +276,32 @@ mod tests {
             similarity: 0.6,
             coverage: 0.9,
             unknown: 0.0,
+            relevance: Some(4.0),
         };
         let no = Evidence {
             similarity: 0.3,
             coverage: 0.2,
             unknown: 0.6,
+            relevance: Some(-9.0),
         };
-        let samples: Vec<(Evidence, bool)> = (0..20)
-            .map(|i| if i % 2 == 0 { (yes, true) } else { (no, false) })
+        let samples: Vec<(Vec<f32>, bool)> = (0..20)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (yes.features(), true)
+                } else {
+                    (no.features(), false)
+                }
+            })
             .collect();
         let w = fit(&samples, 2000);
         let gate = Gate {
-            weights: w,
-            threshold: 0.5,
+            weights: w.clone().try_into().unwrap(),
+            ..Gate::DEFAULT
         };
         assert!(gate.answers(&yes) && !gate.answers(&no), "{w:?}");
+        assert!(Gate::DEFAULT.answers(&yes) && !Gate::DEFAULT.answers(&no));
+        // Without the cross-encoder the gate falls back to the other three.
+        let (yes, no) = (Evidence { relevance: None, ..yes }, Evidence { relevance: None, ..no });
         assert!(Gate::DEFAULT.answers(&yes) && !Gate::DEFAULT.answers(&no));
     }
 }

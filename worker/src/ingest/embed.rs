@@ -19,7 +19,7 @@ pub const BATCH: usize = 16;
 /// ONNX Runtime allows one environment per process, ever.
 static ORT_ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
-fn ort_environment(dylib: &Path) -> Result<ort::environment::Environment, String> {
+pub(crate) fn ort_environment(dylib: &Path) -> Result<ort::environment::Environment, String> {
     let mut slot = ORT_ENV.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(env) = slot.as_ref() {
         return Ok(env.clone());

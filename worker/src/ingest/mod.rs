@@ -4,3 +4,4 @@ pub mod crawl;
 pub mod embed;
 pub mod parse;
 pub mod pipeline;
+pub mod rerank;
