@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bench;
 pub mod bench_answerability;
 pub mod bench_documents;
+pub mod bench_hostile;
 pub mod bench_pdf;
 pub mod bench_retrieval;
 pub mod board;

@@ -64,6 +64,8 @@ enum BenchCommand {
         #[arg(long, default_value_t = 320)]
         chunks: usize,
     },
+    /// Documents made to hurt a parser (bombs, deep nesting), parsed as the worker does, with their cost.
+    Hostile,
     /// Time to the first SSE byte and to [DONE] for the extractive provider.
     Chat {
         /// The Rust Book's HTML folder (default: the installed toolchain's).
@@ -220,6 +222,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Ingest { book, docs, chunks },
         } => parley_api::bench::ingest(&settings, parley_api::bench::BenchInputs { book, docs, chunks }).await,
+        Command::Bench {
+            command: BenchCommand::Hostile,
+        } => parley_api::bench_hostile::hostile(&settings).await,
         Command::Bench {
             command: BenchCommand::Chat { book, rounds },
         } => parley_api::bench::chat(&settings, book, rounds).await,

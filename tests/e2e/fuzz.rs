@@ -215,15 +215,7 @@ fn mutate_keeping_xml(rng: &mut StdRng, xml: &mut Vec<u8>) {
 
 /// Peak memory of this process so far (VmHWM), in MB.
 fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
+    parley_api::bench_hostile::peak_rss_mib() as u64
 }
 
 struct Stats {
