@@ -439,7 +439,10 @@ mod tests {
         // html, body, the divs and b (and the `<div>` in the script: the
         // count is a cheap guard, not a parser).
         assert_eq!(tag_depth(&html), n + 4);
-        assert_eq!(tag_depth("<html><body><div>a<br>b<img src=x/></div><hr></body></html>"), 3);
+        assert_eq!(
+            tag_depth("<html><body><div>a<br>b<img src=x/></div><hr></body></html>"),
+            3
+        );
         // Paragraphs and items whose end tags are left out do not nest.
         let unclosed = format!("<html><body><ul>{}</ul></body></html>", "<li><p>item".repeat(5000));
         assert_eq!(tag_depth(&unclosed), 3);
