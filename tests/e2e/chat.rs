@@ -920,7 +920,7 @@ pub async fn handoff(backend: Backend) {
     );
 
     // Escalation through the API, twice: one event.
-    let r = chat(&app, &a.key, &bot_id, json!({"message": "Do you ship abroad?"})).await;
+    let r = chat(&app, &a.key, &bot_id, json!({"message": "When do orders ship?"})).await;
     let third = r.body["conversation_id"].as_str().unwrap().to_owned();
     for _ in 0..2 {
         let r = app

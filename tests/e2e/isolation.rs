@@ -25,6 +25,7 @@ fn body_of(operation: &str) -> Option<Value> {
         "update_bot" => json!({"name": "Renamed"}),
         "add_source" => json!({"type": "text", "title": "t", "body": "b"}),
         "update_source" => json!({"schedule": "daily"}),
+        "rename_source_document" => json!({"title": "Renamed"}),
         "chat" => json!({"message": "hello", "stream": false}),
         "search_knowledge" => json!({"query": "hello"}),
         "reply_to_conversation" => json!({"text": "hello"}),
