@@ -532,6 +532,7 @@ pub struct SearchResult {
 
 /// Both retrievers' evidence that the knowledge answers a question.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Answerability {
     /// The probability that the knowledge answers the question, 0 to 1;
     /// the bot answers at `PARLEY_CHAT_MIN_ANSWERABILITY` and above.
