@@ -197,9 +197,21 @@ pub async fn parse_in_child(
         };
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let mut out_pipe = (&mut stdout).take(MAX_OUTPUT_BYTES as u64 + 1);
-        let mut err_pipe = (&mut stderr).take(MAX_STDERR_BYTES as u64);
-        let (_, out_result, _) = tokio::join!(feed, out_pipe.read_to_end(&mut out), err_pipe.read_to_end(&mut err));
+        // What is past each limit is read and dropped, so a chatty child
+        // never blocks on a full pipe.
+        let read_out = async {
+            let kept = (&mut stdout)
+                .take(MAX_OUTPUT_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .await;
+            let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
+            kept
+        };
+        let read_err = async {
+            let _ = (&mut stderr).take(MAX_STDERR_BYTES as u64).read_to_end(&mut err).await;
+            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        };
+        let (_, out_result, _) = tokio::join!(feed, read_out, read_err);
         let status = child.wait().await;
         (out_result.map(|_| out), err, status)
     };
@@ -352,6 +364,12 @@ mod tests {
             ),
             ("kill -XCPU $$", "PARSE_TIMEOUT", "5 seconds of processor time"),
             ("echo 'not json'", "CORRUPT_DOCUMENT", "nonsense"),
+            // Far more on standard error than is kept: drained, not blocking.
+            (
+                "head -c 1000000 /dev/zero | tr '\\0' x >&2; exit 4",
+                "CORRUPT_DOCUMENT",
+                "exit code 4",
+            ),
             (
                 r#"echo '{"failed":{"code":"NO_TEXT","message":"empty"}}'"#,
                 "NO_TEXT",
