@@ -376,6 +376,15 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
             .iter()
             .all(|r| verify(&flaky_secret, &r.timestamp, &r.body, &r.signature))
     );
+    // The worker records the outcome once the third response is in: the
+    // receiver may see the request a moment before the log says so.
+    app.eventually(30, "the delivery recorded as delivered", || async {
+        let log = app
+            .get(&format!("/api/v1/webhooks/{flaky_id}/deliveries"), &a.key)
+            .await;
+        log.body["items"][0]["status"] == "delivered"
+    })
+    .await;
     let log = app
         .get(&format!("/api/v1/webhooks/{flaky_id}/deliveries"), &a.key)
         .await;
