@@ -19,7 +19,7 @@ pub const BATCH: usize = 16;
 /// ONNX Runtime allows one environment per process, ever.
 static ORT_ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
-pub(crate) fn ort_environment(dylib: &Path) -> Result<ort::environment::Environment, String> {
+fn ort_environment(dylib: &Path) -> Result<ort::environment::Environment, String> {
     let mut slot = ORT_ENV.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(env) = slot.as_ref() {
         return Ok(env.clone());
@@ -31,6 +31,35 @@ pub(crate) fn ort_environment(dylib: &Path) -> Result<ort::environment::Environm
         .map_err(|e| format!("cannot start ONNX Runtime: {e}"))?;
     *slot = Some(env.clone());
     Ok(env)
+}
+
+/// A model's folder under the models folder, with ONNX Runtime loaded.
+pub(crate) struct ModelDir {
+    pub path: PathBuf,
+}
+
+impl ModelDir {
+    /// Checks that `<models_dir>/<name>/model.onnx` and ONNX Runtime are
+    /// installed (`what` names the model in the error) and starts the runtime.
+    pub fn open(
+        models_dir: &Path,
+        name: &str,
+        what: &str,
+    ) -> Result<(ModelDir, ort::environment::Environment), String> {
+        let dylib = models_dir.join("onnxruntime").join("libonnxruntime.so");
+        let path = models_dir.join(name);
+        if !dylib.exists() || !path.join("model.onnx").exists() {
+            return Err(format!(
+                "{what} is not installed in {}: run scripts/setup-models",
+                models_dir.display()
+            ));
+        }
+        Ok((ModelDir { path }, ort_environment(&dylib)?))
+    }
+
+    pub fn read(&self, name: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(self.path.join(name)).map_err(|e| format!("cannot read {name}: {e}"))
+    }
 }
 
 /// Counts word pieces with the model's own tokenizer (no padding, no truncation).
@@ -66,16 +95,8 @@ pub struct MiniLm {
 impl MiniLm {
     /// Loads from `<models_dir>/all-minilm-l6-v2` and `<models_dir>/onnxruntime`.
     pub fn load(models_dir: &Path, threads: usize) -> Result<Self, String> {
-        let dylib = models_dir.join("onnxruntime").join("libonnxruntime.so");
-        let dir = models_dir.join(MODEL_DIR);
-        if !dylib.exists() || !dir.join("model.onnx").exists() {
-            return Err(format!(
-                "the embedding model is not installed in {}: run scripts/setup-models",
-                models_dir.display()
-            ));
-        }
-        let environment = ort_environment(&dylib)?;
-        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"));
+        let (dir, environment) = ModelDir::open(models_dir, MODEL_DIR, "the embedding model")?;
+        let read = |name: &str| dir.read(name);
         let files = TokenizerFiles {
             tokenizer_file: read("tokenizer.json")?,
             config_file: read("config.json")?,
@@ -90,7 +111,7 @@ impl MiniLm {
             .with_intra_threads(threads.max(1));
         let model = TextEmbedding::try_new_from_user_defined(model, options)
             .map_err(|e| format!("cannot load the model: {e}"))?;
-        let counter = WordPieceCounter::from_file(&dir.join("tokenizer.json"))?;
+        let counter = WordPieceCounter::from_file(&dir.path.join("tokenizer.json"))?;
         Ok(MiniLm {
             model: Mutex::new(model),
             counter,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use fastembed::{RerankInitOptionsUserDefined, TextRerank, TokenizerFiles, UserDefinedRerankingModel};
 
-use super::embed::ort_environment;
+use super::embed::ModelDir;
 
 pub const MODEL_DIR: &str = "ms-marco-minilm-l12-v2";
 /// Word pieces read of a question and passage together: a chunk is at most
@@ -43,16 +43,8 @@ impl Reranker {
     }
 
     fn load(models_dir: &Path, threads: usize) -> Result<Loaded, String> {
-        let dylib = models_dir.join("onnxruntime").join("libonnxruntime.so");
-        let dir = models_dir.join(MODEL_DIR);
-        if !dylib.exists() || !dir.join("model.onnx").exists() {
-            return Err(format!(
-                "the answer-checking model is not installed in {}: run scripts/setup-models",
-                models_dir.display()
-            ));
-        }
-        let environment = ort_environment(&dylib)?;
-        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"));
+        let (dir, environment) = ModelDir::open(models_dir, MODEL_DIR, "the answer-checking model")?;
+        let read = |name: &str| dir.read(name);
         let files = TokenizerFiles {
             tokenizer_file: read("tokenizer.json")?,
             // The model's config says nothing the tokenizer needs (its

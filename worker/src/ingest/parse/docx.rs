@@ -495,21 +495,8 @@ mod tests {
         zip.write_all(xml.as_bytes()).unwrap();
         zip.finish().unwrap();
         let bytes = out.into_inner();
-        let doc = std::thread::Builder::new()
-            .stack_size(256 << 10)
-            .spawn(move || parse_docx(&bytes))
-            .unwrap()
-            .join()
-            .expect("no stack overflow")
-            .unwrap();
-        let texts: Vec<String> = doc
-            .blocks
-            .iter()
-            .filter_map(|b| match b {
-                Block::Paragraph { text, .. } => Some(text.clone()),
-                _ => None,
-            })
-            .collect();
+        let doc = crate::ingest::parse::test_support::on_small_stack(move || parse_docx(&bytes)).unwrap();
+        let texts = crate::ingest::parse::test_support::paragraphs(&doc);
         assert_eq!(texts, vec!["Before the tables.", "Deep & inside."]);
     }
 }

@@ -453,14 +453,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        let texts: Vec<String> = doc
-            .blocks
-            .iter()
-            .filter_map(|b| match b {
-                Block::Paragraph { text, .. } => Some(text.clone()),
-                _ => None,
-            })
-            .collect();
+        let texts = crate::ingest::parse::test_support::paragraphs(&doc);
         assert_eq!(texts, vec!["Deep & inside.", "Second bold line."]);
     }
 
@@ -474,13 +467,7 @@ mod tests {
             "<li><ul>".repeat(500),
             "</ul></li>".repeat(500)
         );
-        // On a small stack: recursion that followed the nesting would overflow it.
-        let doc = std::thread::Builder::new()
-            .stack_size(256 << 10)
-            .spawn(move || parse_html(&html, None))
-            .unwrap()
-            .join()
-            .expect("no stack overflow");
+        let doc = crate::ingest::parse::test_support::on_small_stack(move || parse_html(&html, None));
         let text: Vec<String> = doc.blocks.iter().map(|b| format!("{b:?}")).collect();
         let all = text.join(" ");
         assert!(all.contains("Deep inside."), "{all}");

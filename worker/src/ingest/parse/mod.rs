@@ -200,6 +200,34 @@ pub async fn parse(
     }
 }
 
+/// Helpers of the parsers' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use parley_domain::document::{Block, Document};
+
+    /// The document's paragraphs' texts, in order.
+    pub fn paragraphs(doc: &Document) -> Vec<String> {
+        doc.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Paragraph { text, .. } => Some(text.clone()),
+                Block::Heading { .. } | Block::ListItem { .. } | Block::Table { .. } | Block::Code { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Runs `f` on a thread with a 256 KiB stack: a parser whose recursion
+    /// followed a document's nesting would overflow it.
+    pub fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(f)
+            .expect("a thread starts")
+            .join()
+            .expect("no stack overflow")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
