@@ -2,7 +2,7 @@
 //! and the one place where errors become status codes. Internal causes are
 //! logged with the request id; clients only see "internal error".
 
-use parley_domain::{DomainError, ErrorCode, StoreError};
+use parley_domain::{DomainError, ErrorCode, HttpStatus, StoreError};
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
@@ -96,19 +96,20 @@ impl ApiError {
                 request_id: None,
             },
         });
-        match code.http_status() {
-            400 => ApiError::BadRequest(body),
-            401 => ApiError::Unauthorized(body),
-            403 => ApiError::Forbidden(body),
-            404 | 405 => ApiError::NotFound(body),
-            409 => ApiError::Conflict(body),
-            413 => ApiError::PayloadTooLarge(body),
-            415 => ApiError::UnsupportedMediaType(body),
-            422 => ApiError::Unprocessable(body),
-            429 => ApiError::TooManyRequests(body),
-            502 => ApiError::BadGateway(body),
-            503 => ApiError::Unavailable(body),
-            _ => ApiError::Internal(body),
+        match code.status() {
+            HttpStatus::BadRequest => ApiError::BadRequest(body),
+            HttpStatus::Unauthorized => ApiError::Unauthorized(body),
+            HttpStatus::Forbidden => ApiError::Forbidden(body),
+            // A 405 the handlers raise themselves never happens; poem answers those.
+            HttpStatus::NotFound | HttpStatus::MethodNotAllowed => ApiError::NotFound(body),
+            HttpStatus::Conflict => ApiError::Conflict(body),
+            HttpStatus::PayloadTooLarge => ApiError::PayloadTooLarge(body),
+            HttpStatus::UnsupportedMediaType => ApiError::UnsupportedMediaType(body),
+            HttpStatus::UnprocessableEntity => ApiError::Unprocessable(body),
+            HttpStatus::TooManyRequests => ApiError::TooManyRequests(body),
+            HttpStatus::InternalServerError => ApiError::Internal(body),
+            HttpStatus::BadGateway => ApiError::BadGateway(body),
+            HttpStatus::ServiceUnavailable => ApiError::Unavailable(body),
         }
     }
 
@@ -138,6 +139,11 @@ impl ApiError {
     pub fn code(&self) -> &str {
         &self.body().error.code
     }
+
+    /// The code as the table has it.
+    pub fn error_code(&self) -> ErrorCode {
+        ErrorCode::from_name(self.code()).unwrap_or(ErrorCode::Internal)
+    }
 }
 
 /// The JSON error response for a status that poem or poem-openapi produced
@@ -157,40 +163,14 @@ fn framework_error(status: StatusCode, message: String) -> Response {
         s if s >= 500 => return ApiError::internal(message).into_response(),
         _ => ErrorCode::InvalidRequest,
     };
-    let message = match code {
-        ErrorCode::NotFound => "no such route".to_owned(),
-        ErrorCode::MethodNotAllowed => "method not allowed on this route".to_owned(),
-        ErrorCode::Unauthorized if message.is_empty() || message.contains("authorization error") => {
-            "missing or malformed `Authorization: Bearer <API key>` header".to_owned()
-        }
-        ErrorCode::InvalidRequest
-        | ErrorCode::ValidationFailed
-        | ErrorCode::Unauthorized
-        | ErrorCode::Forbidden
-        | ErrorCode::BotNotFound
-        | ErrorCode::ApiKeyNotFound
-        | ErrorCode::SourceNotFound
-        | ErrorCode::ConversationNotFound
-        | ErrorCode::LeadNotFound
-        | ErrorCode::AttachmentNotFound
-        | ErrorCode::WebhookNotFound
-        | ErrorCode::DeliveryNotFound
-        | ErrorCode::DocumentNotFound
-        | ErrorCode::OriginNotAllowed
-        | ErrorCode::ConversationExists
-        | ErrorCode::ProviderFailed
-        | ErrorCode::SourceBusy
-        | ErrorCode::UrlNotAllowed
-        | ErrorCode::SourceLimitReached
-        | ErrorCode::Conflict
-        | ErrorCode::BotSlugTaken
-        | ErrorCode::IdempotencyKeyReused
-        | ErrorCode::PayloadTooLarge
-        | ErrorCode::UnsupportedMediaType
-        | ErrorCode::RateLimited
-        | ErrorCode::QuotaExceeded
-        | ErrorCode::ServiceUnavailable
-        | ErrorCode::Internal => message,
+    let message = if code == ErrorCode::NotFound {
+        "no such route".to_owned()
+    } else if code == ErrorCode::MethodNotAllowed {
+        "method not allowed on this route".to_owned()
+    } else if code == ErrorCode::Unauthorized && (message.is_empty() || message.contains("authorization error")) {
+        "missing or malformed `Authorization: Bearer <API key>` header".to_owned()
+    } else {
+        message
     };
     let body = ErrorBody {
         error: ErrorInfo {
@@ -207,15 +187,24 @@ fn framework_error(status: StatusCode, message: String) -> Response {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let details = match &e {
-            DomainError::Validation(fields) => fields
-                .iter()
-                .map(|f| ErrorDetail {
-                    field: Some(f.field.clone()),
-                    message: f.message.clone(),
-                })
-                .collect(),
-            DomainError::BotNotFound
+        let code = e.code();
+        match e {
+            DomainError::Validation(fields) => {
+                let message = fields
+                    .iter()
+                    .map(|f| format!("`{}` {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let details = fields
+                    .into_iter()
+                    .map(|f| ErrorDetail {
+                        field: Some(f.field),
+                        message: f.message,
+                    })
+                    .collect();
+                ApiError::with_details(code, message, details)
+            }
+            other @ (DomainError::BotNotFound
             | DomainError::ApiKeyNotFound
             | DomainError::SourceNotFound
             | DomainError::DocumentNotFound
@@ -225,27 +214,8 @@ impl From<DomainError> for ApiError {
             | DomainError::WebhookNotFound
             | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
-            | DomainError::VersionConflict { .. } => vec![],
-        };
-        let message = match &e {
-            DomainError::Validation(fields) => fields
-                .iter()
-                .map(|f| format!("`{}` {}", f.field, f.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-            DomainError::BotNotFound
-            | DomainError::ApiKeyNotFound
-            | DomainError::SourceNotFound
-            | DomainError::DocumentNotFound
-            | DomainError::ConversationNotFound
-            | DomainError::ConversationExists
-            | DomainError::LeadNotFound
-            | DomainError::WebhookNotFound
-            | DomainError::SourceBusy
-            | DomainError::SlugTaken(_)
-            | DomainError::VersionConflict { .. } => e.to_string(),
-        };
-        ApiError::with_details(e.code(), message, details)
+            | DomainError::VersionConflict { .. }) => ApiError::new(code, other.to_string()),
+        }
     }
 }
 
@@ -289,8 +259,6 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
             ApiError::new(ErrorCode::InvalidRequest, "the address must not contain NUL characters").into_response();
         return Ok(with_request_id(resp, request_id).await);
     }
-    // Kept for the `Allow` header of a 405 (cheap: the URI shares its bytes).
-    let uri = req.uri().clone();
     let response = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {
@@ -315,15 +283,6 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
             resp
         }
     };
-    let mut response = response;
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !response.headers().contains_key(poem::http::header::ALLOW)
-        && let Some(methods) = crate::routes::allowed_methods(uri.path())
-    {
-        response
-            .headers_mut()
-            .insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(methods));
-    }
     Ok(with_request_id(response, request_id).await)
 }
 

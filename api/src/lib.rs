@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod ratelimit;
 pub mod routes;
+pub mod spec;
 pub mod state;
 pub mod telemetry;
 pub mod types;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use parley_api::app::{Application, Roles, connect_db, open_store, shutdown_signal};
-use parley_api::{admin, config, routes, telemetry};
+use parley_api::{admin, config, spec, telemetry};
 use parley_migration::{Migrator, MigratorTrait};
 
 #[derive(Parser)]
@@ -160,7 +160,7 @@ fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Openapi { output } = &cli.command {
-        let spec = routes::spec_json();
+        let spec = spec::spec_json();
         match output {
             Some(path) => std::fs::write(path, spec).with_context(|| format!("cannot write {path}"))?,
             None => {

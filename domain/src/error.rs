@@ -1,144 +1,129 @@
 //! The one table of error codes. Every code is public API: it is never renamed,
 //! and each carries the HTTP status the API answers with.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// A stable, machine-readable error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    InvalidRequest,
-    ValidationFailed,
+/// The HTTP status a code is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpStatus {
+    BadRequest,
     Unauthorized,
     Forbidden,
     NotFound,
     MethodNotAllowed,
-    BotNotFound,
-    ApiKeyNotFound,
-    SourceNotFound,
-    ConversationNotFound,
-    LeadNotFound,
-    AttachmentNotFound,
-    WebhookNotFound,
-    DeliveryNotFound,
-    DocumentNotFound,
-    OriginNotAllowed,
-    ConversationExists,
     Conflict,
-    SourceBusy,
-    BotSlugTaken,
-    IdempotencyKeyReused,
     PayloadTooLarge,
     UnsupportedMediaType,
-    UrlNotAllowed,
-    SourceLimitReached,
-    RateLimited,
-    QuotaExceeded,
-    ProviderFailed,
+    UnprocessableEntity,
+    TooManyRequests,
+    InternalServerError,
+    BadGateway,
     ServiceUnavailable,
-    Internal,
+}
+
+impl HttpStatus {
+    pub fn as_u16(self) -> u16 {
+        match self {
+            HttpStatus::BadRequest => 400,
+            HttpStatus::Unauthorized => 401,
+            HttpStatus::Forbidden => 403,
+            HttpStatus::NotFound => 404,
+            HttpStatus::MethodNotAllowed => 405,
+            HttpStatus::Conflict => 409,
+            HttpStatus::PayloadTooLarge => 413,
+            HttpStatus::UnsupportedMediaType => 415,
+            HttpStatus::UnprocessableEntity => 422,
+            HttpStatus::TooManyRequests => 429,
+            HttpStatus::InternalServerError => 500,
+            HttpStatus::BadGateway => 502,
+            HttpStatus::ServiceUnavailable => 503,
+        }
+    }
+}
+
+/// Declares `ErrorCode` from one row per code: variant, status, name, meaning.
+macro_rules! error_codes {
+    ($($variant:ident => $status:ident, $name:literal, $meaning:literal;)*) => {
+        /// A stable, machine-readable error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorCode {
+            $(
+                #[doc = $meaning]
+                #[serde(rename = $name)]
+                $variant,
+            )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The code as clients see it (`BOT_NOT_FOUND`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)*
+                }
+            }
+
+            /// The status the API answers with.
+            pub fn status(self) -> HttpStatus {
+                match self {
+                    $(ErrorCode::$variant => HttpStatus::$status,)*
+                }
+            }
+
+            /// What the code means, for the error catalogue.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $meaning,)*
+                }
+            }
+        }
+    };
+}
+
+// The one table of codes.
+error_codes! {
+    InvalidRequest => BadRequest, "INVALID_REQUEST", "The request is malformed: bad JSON, wrong types, unknown fields or bad parameters.";
+    ValidationFailed => UnprocessableEntity, "VALIDATION_FAILED", "The request is well-formed but some values are not acceptable; `details` names them.";
+    Unauthorized => Unauthorized, "UNAUTHORIZED", "The credential is missing, malformed, unknown or revoked.";
+    Forbidden => Forbidden, "FORBIDDEN", "The credential is valid but not allowed here.";
+    NotFound => NotFound, "NOT_FOUND", "No such route.";
+    MethodNotAllowed => MethodNotAllowed, "METHOD_NOT_ALLOWED", "The route does not take this method; `Allow` lists those it takes.";
+    BotNotFound => NotFound, "BOT_NOT_FOUND", "No such bot in your organization.";
+    ApiKeyNotFound => NotFound, "API_KEY_NOT_FOUND", "No such API key in your organization.";
+    SourceNotFound => NotFound, "SOURCE_NOT_FOUND", "No such source of this bot.";
+    ConversationNotFound => NotFound, "CONVERSATION_NOT_FOUND", "No such conversation (or a wrong conversation token).";
+    LeadNotFound => NotFound, "LEAD_NOT_FOUND", "No such lead in your organization.";
+    AttachmentNotFound => NotFound, "ATTACHMENT_NOT_FOUND", "No such attachment in this conversation.";
+    WebhookNotFound => NotFound, "WEBHOOK_NOT_FOUND", "No such webhook endpoint in your organization.";
+    DeliveryNotFound => NotFound, "DELIVERY_NOT_FOUND", "No such delivery of this webhook endpoint.";
+    DocumentNotFound => NotFound, "DOCUMENT_NOT_FOUND", "This source has no document with that key.";
+    OriginNotAllowed => Forbidden, "ORIGIN_NOT_ALLOWED", "The page is not among the bot's allowed origins.";
+    ConversationExists => Conflict, "CONVERSATION_EXISTS", "This visitor already has a conversation with the bot.";
+    Conflict => Conflict, "CONFLICT", "A concurrent change, or a unique value already taken; retry or choose another.";
+    SourceBusy => Conflict, "SOURCE_BUSY", "The source is being indexed; try again when it is ready or failed.";
+    BotSlugTaken => Conflict, "BOT_SLUG_TAKEN", "Another bot of your organization has this slug.";
+    IdempotencyKeyReused => UnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "The Idempotency-Key was used with a different request.";
+    PayloadTooLarge => PayloadTooLarge, "PAYLOAD_TOO_LARGE", "The request body is too large.";
+    UnsupportedMediaType => UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "The request body's content type is not taken here.";
+    UrlNotAllowed => UnprocessableEntity, "URL_NOT_ALLOWED", "The URL points to a private, local or otherwise refused address.";
+    SourceLimitReached => UnprocessableEntity, "SOURCE_LIMIT_REACHED", "The bot has as many sources as the plan allows.";
+    RateLimited => TooManyRequests, "RATE_LIMITED", "Too many requests; `Retry-After` says when to try again.";
+    QuotaExceeded => TooManyRequests, "QUOTA_EXCEEDED", "The plan's quota for this period is used up.";
+    ProviderFailed => BadGateway, "PROVIDER_FAILED", "The answer provider (an upstream model server) failed or timed out.";
+    ServiceUnavailable => ServiceUnavailable, "SERVICE_UNAVAILABLE", "A dependency (database, queue) is unavailable; try again later.";
+    Internal => InternalServerError, "INTERNAL", "An unexpected error; the cause is logged under the request id.";
 }
 
 impl ErrorCode {
-    /// Every code, for documentation and tests.
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::InvalidRequest,
-        ErrorCode::ValidationFailed,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::BotNotFound,
-        ErrorCode::ApiKeyNotFound,
-        ErrorCode::SourceNotFound,
-        ErrorCode::ConversationNotFound,
-        ErrorCode::LeadNotFound,
-        ErrorCode::AttachmentNotFound,
-        ErrorCode::WebhookNotFound,
-        ErrorCode::DeliveryNotFound,
-        ErrorCode::DocumentNotFound,
-        ErrorCode::OriginNotAllowed,
-        ErrorCode::ConversationExists,
-        ErrorCode::Conflict,
-        ErrorCode::SourceBusy,
-        ErrorCode::BotSlugTaken,
-        ErrorCode::IdempotencyKeyReused,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::UrlNotAllowed,
-        ErrorCode::SourceLimitReached,
-        ErrorCode::RateLimited,
-        ErrorCode::QuotaExceeded,
-        ErrorCode::ProviderFailed,
-        ErrorCode::ServiceUnavailable,
-        ErrorCode::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidRequest => "INVALID_REQUEST",
-            ErrorCode::ValidationFailed => "VALIDATION_FAILED",
-            ErrorCode::Unauthorized => "UNAUTHORIZED",
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            ErrorCode::BotNotFound => "BOT_NOT_FOUND",
-            ErrorCode::ApiKeyNotFound => "API_KEY_NOT_FOUND",
-            ErrorCode::SourceNotFound => "SOURCE_NOT_FOUND",
-            ErrorCode::ConversationNotFound => "CONVERSATION_NOT_FOUND",
-            ErrorCode::LeadNotFound => "LEAD_NOT_FOUND",
-            ErrorCode::AttachmentNotFound => "ATTACHMENT_NOT_FOUND",
-            ErrorCode::WebhookNotFound => "WEBHOOK_NOT_FOUND",
-            ErrorCode::DeliveryNotFound => "DELIVERY_NOT_FOUND",
-            ErrorCode::DocumentNotFound => "DOCUMENT_NOT_FOUND",
-            ErrorCode::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
-            ErrorCode::ConversationExists => "CONVERSATION_EXISTS",
-            ErrorCode::ProviderFailed => "PROVIDER_FAILED",
-            ErrorCode::SourceBusy => "SOURCE_BUSY",
-            ErrorCode::UrlNotAllowed => "URL_NOT_ALLOWED",
-            ErrorCode::SourceLimitReached => "SOURCE_LIMIT_REACHED",
-            ErrorCode::Conflict => "CONFLICT",
-            ErrorCode::BotSlugTaken => "BOT_SLUG_TAKEN",
-            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
-            ErrorCode::RateLimited => "RATE_LIMITED",
-            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
-            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
-            ErrorCode::Internal => "INTERNAL",
-        }
+    pub fn http_status(self) -> u16 {
+        self.status().as_u16()
     }
 
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::InvalidRequest => 400,
-            ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
-            ErrorCode::NotFound
-            | ErrorCode::BotNotFound
-            | ErrorCode::ApiKeyNotFound
-            | ErrorCode::SourceNotFound
-            | ErrorCode::ConversationNotFound
-            | ErrorCode::LeadNotFound
-            | ErrorCode::AttachmentNotFound
-            | ErrorCode::WebhookNotFound
-            | ErrorCode::DeliveryNotFound
-            | ErrorCode::DocumentNotFound => 404,
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::BotSlugTaken | ErrorCode::SourceBusy | ErrorCode::ConversationExists => {
-                409
-            }
-            ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::ValidationFailed
-            | ErrorCode::IdempotencyKeyReused
-            | ErrorCode::UrlNotAllowed
-            | ErrorCode::SourceLimitReached => 422,
-            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
-            ErrorCode::Internal => 500,
-            ErrorCode::ProviderFailed => 502,
-            ErrorCode::ServiceUnavailable => 503,
-        }
+    /// The code with this name, if there is one.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == name)
     }
 }
 
@@ -216,7 +201,9 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
             assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
+            assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(s)).unwrap(), *code);
             assert!((400..600).contains(&code.http_status()));
+            assert!(code.meaning().ends_with('.'), "{s}");
         }
     }
 }

@@ -19,6 +19,6 @@ pub mod usage;
 pub mod webhooks;
 pub mod widget;
 
-pub use error::{DomainError, ErrorCode, FieldError};
+pub use error::{DomainError, ErrorCode, FieldError, HttpStatus};
 pub use event::{Actor, Metadata, RecordedEvent};
 pub use store::{Store, StoreError};

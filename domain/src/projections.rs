@@ -707,7 +707,7 @@ impl Projection for MessagesProjection {
                 row.status = Set("failed".into());
                 row.reply_to = Set(Some(e.reply_to));
                 row.provider = Set(Some(e.provider));
-                row.error_code = Set(Some(e.code));
+                row.error_code = Set(Some(e.code.as_str().to_owned()));
                 row.error_message = Set(Some(e.reason));
             }
         }

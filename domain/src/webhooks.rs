@@ -20,53 +20,18 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::aggregates::conversation::{
-    ADMIN_REPLIED, ANSWERED, CLOSED, CONVERSATION_STARTED, ESCALATED, FEEDBACK_RECEIVED, MESSAGE_RECEIVED, REOPENED,
+    ADMIN_REPLIED, ANSWERED, CONVERSATION_STARTED, ESCALATED, FEEDBACK_RECEIVED, MESSAGE_RECEIVED, REOPENED,
 };
-use crate::aggregates::lead::{LEAD_CAPTURED, LEAD_UPDATED};
-use crate::aggregates::source::{SOURCE_FAILED, SOURCE_INDEXED};
+use crate::aggregates::lead::LEAD_UPDATED;
+use crate::aggregates::source::SOURCE_INDEXED;
+pub use crate::aggregates::webhook::{EVENT_TYPES, PING, public_type};
 use crate::aggregates::webhook::subscribes;
 use crate::event::RecordedEvent;
 use crate::store::entities::{conversations, sources, webhook_attempts, webhook_deliveries, webhook_health, webhooks};
 use crate::store::{Store, now};
 
-/// The event types endpoints can subscribe to.
-pub const EVENT_TYPES: &[&str] = &[
-    "conversation.created",
-    "conversation.escalated",
-    "conversation.closed",
-    "conversation.reopened",
-    "message.created",
-    "admin.replied",
-    "feedback.received",
-    "lead.captured",
-    "lead.updated",
-    "source.ready",
-    "source.failed",
-];
-
-/// A test delivery (`POST /webhooks/{id}/ping`), sent whatever the filter.
-pub const PING: &str = "webhook.ping";
-
 /// Longest response body kept in the delivery log.
 pub const MAX_LOGGED_BODY: usize = 2048;
-
-/// The public type of a stored event, when endpoints hear about it.
-pub fn public_type(stored: &str) -> Option<&'static str> {
-    Some(match stored {
-        CONVERSATION_STARTED => "conversation.created",
-        MESSAGE_RECEIVED | ANSWERED => "message.created",
-        ESCALATED => "conversation.escalated",
-        ADMIN_REPLIED => "admin.replied",
-        CLOSED => "conversation.closed",
-        REOPENED => "conversation.reopened",
-        FEEDBACK_RECEIVED => "feedback.received",
-        LEAD_CAPTURED => "lead.captured",
-        LEAD_UPDATED => "lead.updated",
-        SOURCE_INDEXED => "source.ready",
-        SOURCE_FAILED => "source.failed",
-        _ => return None,
-    })
-}
 
 /// `hex(HMAC-SHA256(secret, "{timestamp}.{body}"))`.
 pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
@@ -780,6 +745,9 @@ mod tests {
 
     #[test]
     fn the_catalogue_covers_the_mapped_types() {
+        use crate::aggregates::conversation::CLOSED;
+        use crate::aggregates::lead::LEAD_CAPTURED;
+        use crate::aggregates::source::SOURCE_FAILED;
         for stored in [
             CONVERSATION_STARTED,
             MESSAGE_RECEIVED,

@@ -206,7 +206,7 @@ pub async fn tenant_isolation_matrix(backend: Backend) {
     let beta_bot_id = beta_bot.body["id"].as_str().unwrap().to_owned();
     let beta_site_key = app.site_key(&b.key, &beta_bot_id).await;
 
-    let spec: Value = serde_json::from_str(parley_api::routes::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(parley_api::spec::spec_json()).unwrap();
     let mut operations = 0;
     let mut calls = 0;
     for (template, item) in spec["paths"].as_object().unwrap() {

@@ -4,7 +4,7 @@
 fn committed_openapi_spec_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json");
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    let generated = parley_api::routes::spec_json();
+    let generated = parley_api::spec::spec_json();
     if committed != generated {
         if std::env::var_os("UPDATE_OPENAPI").is_some() {
             std::fs::write(path, generated).expect("write openapi.json");

@@ -13,6 +13,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::error::JobError;
 use crate::ingest::pipeline::{self, Ingest};
 
 /// What handlers share.
@@ -43,25 +44,6 @@ impl JobMetrics {
         // A second registration (several apps in one test process) is harmless.
         let _ = registry.register(Box::new(jobs.clone()));
         JobMetrics { jobs }
-    }
-}
-
-/// Whether retrying can help.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error("transient: {0}")]
-    Transient(String),
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
-
-impl From<StoreError> for JobError {
-    fn from(e: StoreError) -> Self {
-        if e.is_transient() {
-            JobError::Transient(e.to_string())
-        } else {
-            JobError::Permanent(e.to_string())
-        }
     }
 }
 

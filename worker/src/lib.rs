@@ -2,6 +2,7 @@
 //! jobs, the job queue (apalis on SQLite or Redis) and the job handlers.
 
 pub mod dispatcher;
+pub mod error;
 pub mod handlers;
 pub mod ingest;
 pub mod net;
@@ -10,5 +11,6 @@ pub mod runtime;
 pub mod webhooks;
 
 pub use dispatcher::Dispatcher;
-pub use handlers::{JobContext, JobError};
+pub use error::JobError;
+pub use handlers::JobContext;
 pub use queue::JobQueue;

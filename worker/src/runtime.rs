@@ -8,7 +8,8 @@ use parley_domain::jobs::Job;
 use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use tower::util::rng::HasherRng;
 
-use crate::handlers::{JobContext, JobError, give_up, run_job};
+use crate::error::JobError;
+use crate::handlers::{JobContext, give_up, run_job};
 use crate::queue::{JobQueue, Lane};
 
 /// How often an idle worker looks for new jobs.

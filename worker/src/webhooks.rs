@@ -13,7 +13,7 @@ use parley_domain::store::{Execute, Store, StoreError, now};
 use parley_domain::webhooks::{self, Attempt, MAX_LOGGED_BODY, Outcome};
 use uuid::Uuid;
 
-use crate::handlers::JobError;
+use crate::error::JobError;
 use crate::net::{self, NetPolicy, reqwest};
 
 /// Hands a stored delivery to a job. A queue that refuses it is logged, not

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parley_domain::aggregates::bot::BotSettings;
 use parley_domain::aggregates::conversation::{
-    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, Turn, Usage,
+    AnswerFailed, Answered, Citation, Conversation, ConversationCommand, Status, Turn, Usage, asks_for_person,
 };
 use parley_domain::chunking;
 use parley_domain::retrieval::{
@@ -144,66 +144,6 @@ pub enum ChatEvent {
 enum Outcome {
     Answered(Answered, bool),
     Waiting,
-}
-
-/// Phrases that ask for a person anywhere in a message, in the languages
-/// bots are most often set to.
-const PERSON_PHRASES: &[&str] = &[
-    "talk to a human",
-    "speak to a human",
-    "talk to a person",
-    "speak to a person",
-    "real person",
-    "human agent",
-    "live agent",
-    "talk to someone",
-    "speak to someone",
-    "customer service",
-    "un humain",
-    "une vraie personne",
-    "un conseiller",
-    "parler à quelqu'un",
-    "echte person",
-    "einen mitarbeiter",
-    "mit einem menschen",
-    "una persona real",
-    "un humano",
-    "hablar con alguien",
-    "um humano",
-    "falar com alguém",
-    "un operatore",
-];
-
-/// Single words that ask for a person when they are most of a short message.
-const PERSON_WORDS: &[&str] = &[
-    "human",
-    "agent",
-    "operator",
-    "representative",
-    "person",
-    "humain",
-    "conseiller",
-    "mensch",
-    "mitarbeiter",
-    "humano",
-    "agente",
-    "operador",
-    "atendente",
-    "operatore",
-];
-
-/// Whether a visitor message asks for a person.
-pub fn wants_person(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .filter(|w| !w.is_empty())
-        .collect();
-    let joined = format!(" {} ", words.join(" "));
-    if PERSON_PHRASES.iter().any(|p| joined.contains(&format!(" {p} "))) {
-        return true;
-    }
-    words.len() <= 5 && words.iter().any(|w| PERSON_WORDS.contains(w))
 }
 
 pub struct ChatEngine {
@@ -458,12 +398,12 @@ impl ChatEngine {
             "openai" => &self.openai,
             _ => &self.extractive,
         };
-        let fail = |code: &str, reason: String, partial: String| AnswerFailed {
+        let fail = |code: ErrorCode, reason: String, partial: String| AnswerFailed {
             conversation_id: turn.conversation_id,
             message_id,
             reply_to: turn.user_message_id,
             provider: provider.name().to_owned(),
-            code: code.to_owned(),
+            code,
             reason,
             partial_text: partial,
         };
@@ -473,7 +413,7 @@ impl ChatEngine {
             .rev()
             .find(|t| t.role == "user")
             .map(|t| t.text.clone());
-        let person = wants_person(&turn.question);
+        let person = asks_for_person(&turn.question);
         let outcome = if person {
             let _ = tx.send(ChatEvent::Delta(self.handoff.clone())).await;
             let _ = tx.send(ChatEvent::Sources(vec![])).await;
@@ -504,12 +444,15 @@ impl ChatEngine {
                 )
                 .await;
             match retrieved {
-                Err(e) => Err(fail(e.code(), e.body().error.message.clone(), String::new())),
+                Err(e) => Err(fail(e.error_code(), e.body().error.message.clone(), String::new())),
                 Ok(retrieved) => self.answer(turn, provider, retrieved, message_id, tx, &fail).await,
             }
         };
         let command = match &outcome {
-            Ok(answered) => ConversationCommand::Answer(Box::new(answered.clone())),
+            Ok(answered) => ConversationCommand::Answer {
+                answer: Box::new(answered.clone()),
+                escalate_after_unanswered: self.escalate_after,
+            },
             Err(failed) => ConversationCommand::Fail(failed.clone()),
         };
         let recorded = self
@@ -528,39 +471,15 @@ impl ChatEngine {
             Err(e) => {
                 tracing::error!(error = %e, conversation_id = %turn.conversation_id, "could not store the answer");
                 return Err(fail(
-                    ErrorCode::Internal.as_str(),
+                    ErrorCode::Internal,
                     "the answer could not be stored".into(),
                     String::new(),
                 ));
             }
         };
         let answered = outcome?;
-        // Asked for a person, or could not help several times in a row.
-        let reason = if person {
-            Some("visitor_request")
-        } else if answered.unanswered && self.escalate_after > 0 && state.unanswered_in_a_row >= self.escalate_after {
-            Some("unanswered")
-        } else {
-            None
-        };
-        let Some(reason) = reason else {
-            return Ok(Outcome::Answered(answered, false));
-        };
-        let escalated = self
-            .store
-            .execute::<Conversation>(Execute {
-                org_id: turn.org_id,
-                stream_id: turn.conversation_id,
-                expected_version: None,
-                command: ConversationCommand::Escalate { reason: reason.into() },
-                metadata: turn.metadata.clone(),
-                idempotency: None,
-            })
-            .await;
-        if let Err(e) = &escalated {
-            tracing::error!(error = %e, conversation_id = %turn.conversation_id, "could not escalate");
-        }
-        Ok(Outcome::Answered(answered, escalated.is_ok()))
+        // The same append handed the conversation to a person when the rule says so.
+        Ok(Outcome::Answered(answered, state.status == Status::Escalated))
     }
 
     async fn answer(
@@ -570,7 +489,7 @@ impl ChatEngine {
         retrieved: Retrieved,
         message_id: Uuid,
         tx: &mpsc::Sender<ChatEvent>,
-        fail: &(dyn Fn(&str, String, String) -> AnswerFailed + Sync),
+        fail: &(dyn Fn(ErrorCode, String, String) -> AnswerFailed + Sync),
     ) -> Result<Answered, AnswerFailed> {
         let started = Instant::now();
         let retrieval_ms = retrieved.elapsed.as_millis() as u32;
@@ -632,7 +551,7 @@ impl ChatEngine {
         let generated = provider.answer(&request, &piece_tx).await;
         drop(piece_tx);
         let _ = forward.await;
-        let generated = generated.map_err(|e| fail(ErrorCode::ProviderFailed.as_str(), e.message, e.partial))?;
+        let generated = generated.map_err(|e| fail(ErrorCode::ProviderFailed, e.message, e.partial))?;
         if generated.text.trim().is_empty() {
             // Nothing usable came back: never an empty answer.
             return fallback().await;
@@ -658,31 +577,5 @@ impl ChatEngine {
             false,
             usage,
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wants_person;
-
-    #[test]
-    fn recognises_requests_for_a_person() {
-        for yes in [
-            "Can I talk to a human please?",
-            "agent",
-            "I want a REAL PERSON",
-            "Je voudrais parler à quelqu'un",
-            "Operator!",
-            "quiero hablar con alguien",
-        ] {
-            assert!(wants_person(yes), "{yes}");
-        }
-        for no in [
-            "How do I configure the agent API for my build pipeline?",
-            "What is human resources' phone number at the head office?",
-            "How much is the Pro plan?",
-        ] {
-            assert!(!wants_person(no), "{no}");
-        }
     }
 }

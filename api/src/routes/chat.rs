@@ -407,7 +407,7 @@ fn to_sse(conversation_id: Uuid, message_id: Uuid, event: ChatEvent) -> ChatStre
         },
         ChatEvent::Failed(f) => ChatStreamEvent {
             error: Some(ChatError {
-                code: f.code.clone(),
+                code: f.code.as_str().to_owned(),
                 message: f.reason.clone(),
             }),
             ..stream_event(conversation_id, Some(f.message_id), ChatEventType::Error)
@@ -1593,13 +1593,8 @@ pub(crate) async fn ask(state: &AppState, ask: Ask) -> Result<ChatResponse, ApiE
 
 /// A failed answer as an HTTP error (non-streaming).
 fn failure(f: AnswerFailed) -> ApiError {
-    let code = match f.code.as_str() {
-        "PROVIDER_FAILED" => ErrorCode::ProviderFailed,
-        "SERVICE_UNAVAILABLE" => ErrorCode::ServiceUnavailable,
-        _ => ErrorCode::Internal,
-    };
-    if code == ErrorCode::Internal {
+    if f.code == ErrorCode::Internal {
         return ApiError::internal(f.reason);
     }
-    ApiError::new(code, f.reason)
+    ApiError::new(f.code, f.reason)
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain_events;
-use crate::error::DomainError;
+use crate::error::{DomainError, ErrorCode};
 use crate::event::Aggregate;
 
 pub const CONVERSATION_STARTED: &str = "conversation.started";
@@ -120,7 +120,7 @@ pub struct AnswerFailed {
     pub message_id: Uuid,
     pub reply_to: Uuid,
     pub provider: String,
-    pub code: String,
+    pub code: ErrorCode,
     pub reason: String,
     /// What had been generated before the failure.
     pub partial_text: String,
@@ -316,8 +316,14 @@ pub enum ConversationCommand {
         language: Option<String>,
         metadata: Value,
     },
-    /// The bot's answer to a pending visitor message.
-    Answer(Box<Answered>),
+    /// The bot's answer to a pending visitor message. The same append hands
+    /// the conversation to a person when the visitor asked for one, or when
+    /// this is the `escalate_after_unanswered`-th fallback answer in a row
+    /// (0: never).
+    Answer {
+        answer: Box<Answered>,
+        escalate_after_unanswered: u32,
+    },
     /// Generation failed for a pending visitor message.
     Fail(AnswerFailed),
     /// Hand the conversation to a person (no-op when already escalated).
@@ -368,6 +374,66 @@ fn check_tag(tag: &str) -> Result<(), DomainError> {
     }
 }
 
+/// Phrases that ask for a person anywhere in a message, in the languages
+/// bots are most often set to.
+const PERSON_PHRASES: &[&str] = &[
+    "talk to a human",
+    "speak to a human",
+    "talk to a person",
+    "speak to a person",
+    "real person",
+    "human agent",
+    "live agent",
+    "talk to someone",
+    "speak to someone",
+    "customer service",
+    "un humain",
+    "une vraie personne",
+    "un conseiller",
+    "parler à quelqu'un",
+    "echte person",
+    "einen mitarbeiter",
+    "mit einem menschen",
+    "una persona real",
+    "un humano",
+    "hablar con alguien",
+    "um humano",
+    "falar com alguém",
+    "un operatore",
+];
+
+/// Single words that ask for a person when they are most of a short message.
+const PERSON_WORDS: &[&str] = &[
+    "human",
+    "agent",
+    "operator",
+    "representative",
+    "person",
+    "humain",
+    "conseiller",
+    "mensch",
+    "mitarbeiter",
+    "humano",
+    "agente",
+    "operador",
+    "atendente",
+    "operatore",
+];
+
+/// Whether a visitor message asks for a person.
+pub fn asks_for_person(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let joined = format!(" {} ", words.join(" "));
+    if PERSON_PHRASES.iter().any(|p| joined.contains(&format!(" {p} "))) {
+        return true;
+    }
+    words.len() <= 5 && words.iter().any(|w| PERSON_WORDS.contains(w))
+}
+
 pub struct Conversation;
 
 /// What is wrong with a message's text, if anything: empty, or too long.
@@ -384,6 +450,26 @@ fn validate_text(text: &str) -> Result<(), DomainError> {
         Some(problem) => Err(DomainError::invalid("message", problem)),
         None => Ok(()),
     }
+}
+
+/// The events that hand a conversation to a person: none when a person
+/// already has it; a closed one is reopened first.
+fn escalation(state: &ConversationState, conversation_id: Uuid, reason: &str) -> Vec<ConversationEvent> {
+    if state.status == Status::Escalated {
+        return vec![];
+    }
+    let mut events = Vec::new();
+    if state.status == Status::Closed {
+        events.push(ConversationEvent::Reopened(Reopened {
+            conversation_id,
+            reason: "api".into(),
+        }));
+    }
+    events.push(ConversationEvent::Escalated(Escalated {
+        conversation_id,
+        reason: reason.into(),
+    }));
+    events
 }
 
 impl Aggregate for Conversation {
@@ -512,7 +598,10 @@ impl Aggregate for Conversation {
                 }));
                 Ok(events)
             }
-            ConversationCommand::Answer(answer) => {
+            ConversationCommand::Answer {
+                answer,
+                escalate_after_unanswered,
+            } => {
                 if state.conversation_id != Some(answer.conversation_id) {
                     return Err(DomainError::ConversationNotFound);
                 }
@@ -520,7 +609,29 @@ impl Aggregate for Conversation {
                     // Already answered (a retried append): nothing to do.
                     return Ok(vec![]);
                 }
-                Ok(vec![ConversationEvent::Answered(*answer)])
+                let question = state
+                    .turns
+                    .iter()
+                    .find(|t| t.message_id == answer.reply_to)
+                    .map_or("", |t| t.text.as_str());
+                let fallbacks_in_a_row = if answer.unanswered {
+                    state.unanswered_in_a_row + 1
+                } else {
+                    0
+                };
+                let reason = if asks_for_person(question) {
+                    Some("visitor_request")
+                } else if escalate_after_unanswered > 0 && fallbacks_in_a_row >= escalate_after_unanswered {
+                    Some("unanswered")
+                } else {
+                    None
+                };
+                let conversation_id = answer.conversation_id;
+                let mut events = vec![ConversationEvent::Answered(*answer)];
+                if let Some(reason) = reason {
+                    events.extend(escalation(state, conversation_id, reason));
+                }
+                Ok(events)
             }
             ConversationCommand::Fail(failed) => {
                 if state.conversation_id != Some(failed.conversation_id) {
@@ -533,21 +644,7 @@ impl Aggregate for Conversation {
             }
             ConversationCommand::Escalate { reason } => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
-                if state.status == Status::Escalated {
-                    return Ok(vec![]);
-                }
-                let mut events = Vec::new();
-                if state.status == Status::Closed {
-                    events.push(ConversationEvent::Reopened(Reopened {
-                        conversation_id,
-                        reason: "api".into(),
-                    }));
-                }
-                events.push(ConversationEvent::Escalated(Escalated {
-                    conversation_id,
-                    reason,
-                }));
-                Ok(events)
+                Ok(escalation(state, conversation_id, &reason))
             }
             ConversationCommand::AdminReply { message_id, text } => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
@@ -697,6 +794,86 @@ mod tests {
         }
     }
 
+    fn answer_command(conversation_id: Uuid, reply_to: Uuid) -> ConversationCommand {
+        ConversationCommand::Answer {
+            answer: Box::new(answer(conversation_id, reply_to)),
+            escalate_after_unanswered: 2,
+        }
+    }
+
+    #[test]
+    fn recognises_requests_for_a_person() {
+        for yes in [
+            "Can I talk to a human please?",
+            "agent",
+            "I want a REAL PERSON",
+            "Je voudrais parler à quelqu'un",
+            "Operator!",
+            "quiero hablar con alguien",
+        ] {
+            assert!(asks_for_person(yes), "{yes}");
+        }
+        for no in [
+            "How do I configure the agent API for my build pipeline?",
+            "What is human resources' phone number at the head office?",
+            "How much is the Pro plan?",
+        ] {
+            assert!(!asks_for_person(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_answer_and_the_hand_off_are_one_append() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        // Asked for a person: the answer and the hand-off together.
+        let events = Conversation::decide(&ConversationState::default(), receive(org, bot, "real person please")).unwrap();
+        let state = given(&events);
+        let (cid, mid) = (state.conversation_id.unwrap(), state.pending[0]);
+        let decided = Conversation::decide(&state, answer_command(cid, mid)).unwrap();
+        let types: Vec<&str> = decided.iter().map(|e| e.event_type()).collect();
+        assert_eq!(types, [ANSWERED, ESCALATED]);
+        assert!(matches!(&decided[1], ConversationEvent::Escalated(e) if e.reason == "visitor_request"));
+
+        // Fallback answers: the second in a row hands over; a real answer resets the count.
+        let mut all = Conversation::decide(&ConversationState::default(), receive(org, bot, "Price?")).unwrap();
+        let cid = given(&all).conversation_id.unwrap();
+        let turn = |all: &mut Vec<ConversationEvent>, question: &str, unanswered: bool, after: u32| {
+            if given(all).pending.is_empty() {
+                let ask = ConversationCommand::Receive {
+                    conversation_id: cid,
+                    org_id: org,
+                    bot_id: bot,
+                    visitor_id: Some("v1".into()),
+                    channel: "api".into(),
+                    message_id: Uuid::now_v7(),
+                    text: question.into(),
+                    system: None,
+                    language: None,
+                    metadata: Value::Null,
+                };
+                all.extend(Conversation::decide(&given(all), ask).unwrap());
+            }
+            let state = given(all);
+            let command = ConversationCommand::Answer {
+                answer: Box::new(Answered {
+                    unanswered,
+                    ..answer(cid, state.pending[0])
+                }),
+                escalate_after_unanswered: after,
+            };
+            let decided = Conversation::decide(&state, command).unwrap();
+            all.extend(decided.clone());
+            decided.iter().map(|e| e.event_type()).collect::<Vec<_>>()
+        };
+        assert_eq!(turn(&mut all, "Price?", true, 2), [ANSWERED], "the first fallback");
+        assert_eq!(turn(&mut all, "Opening hours?", false, 2), [ANSWERED], "an answer");
+        assert_eq!(turn(&mut all, "Refunds?", true, 2), [ANSWERED], "counted again from one");
+        assert_eq!(given(&all).unanswered_in_a_row, 1);
+        assert_eq!(turn(&mut all, "Warranty?", true, 0), [ANSWERED], "0 never hands over");
+        assert_eq!(turn(&mut all, "Shipping?", true, 3), [ANSWERED, ESCALATED], "the third in a row");
+        assert_eq!(given(&all).status, Status::Escalated);
+    }
+
     #[test]
     fn first_message_starts_the_conversation_and_waits_for_an_answer() {
         let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
@@ -718,7 +895,7 @@ mod tests {
         let events = Conversation::decide(&ConversationState::default(), receive(org, bot, "Price?")).unwrap();
         let state = given(&events);
         let (cid, mid) = (state.conversation_id.unwrap(), state.pending[0]);
-        let answered = Conversation::decide(&state, ConversationCommand::Answer(Box::new(answer(cid, mid)))).unwrap();
+        let answered = Conversation::decide(&state, answer_command(cid, mid)).unwrap();
         let mut all = events.clone();
         all.extend(answered);
         let state = given(&all);
@@ -727,7 +904,7 @@ mod tests {
             state.turns.iter().map(|t| t.role).collect::<Vec<_>>(),
             ["user", "assistant"]
         );
-        let twice = Conversation::decide(&state, ConversationCommand::Answer(Box::new(answer(cid, mid)))).unwrap();
+        let twice = Conversation::decide(&state, answer_command(cid, mid)).unwrap();
         assert!(twice.is_empty());
     }
 

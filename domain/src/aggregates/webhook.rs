@@ -10,7 +10,47 @@ use uuid::Uuid;
 use crate::domain_events;
 use crate::error::{DomainError, FieldError};
 use crate::event::Aggregate;
-use crate::webhooks::EVENT_TYPES;
+use crate::aggregates::conversation::{
+    ADMIN_REPLIED, ANSWERED, CLOSED, CONVERSATION_STARTED, ESCALATED, FEEDBACK_RECEIVED, MESSAGE_RECEIVED, REOPENED,
+};
+use crate::aggregates::lead::{LEAD_CAPTURED, LEAD_UPDATED};
+use crate::aggregates::source::{SOURCE_FAILED, SOURCE_INDEXED};
+
+/// The event types endpoints can subscribe to.
+pub const EVENT_TYPES: &[&str] = &[
+    "conversation.created",
+    "conversation.escalated",
+    "conversation.closed",
+    "conversation.reopened",
+    "message.created",
+    "admin.replied",
+    "feedback.received",
+    "lead.captured",
+    "lead.updated",
+    "source.ready",
+    "source.failed",
+];
+
+/// A test delivery (`POST /webhooks/{id}/ping`), sent whatever the filter.
+pub const PING: &str = "webhook.ping";
+
+/// The public type of a stored event, when endpoints hear about it.
+pub fn public_type(stored: &str) -> Option<&'static str> {
+    Some(match stored {
+        CONVERSATION_STARTED => "conversation.created",
+        MESSAGE_RECEIVED | ANSWERED => "message.created",
+        ESCALATED => "conversation.escalated",
+        ADMIN_REPLIED => "admin.replied",
+        CLOSED => "conversation.closed",
+        REOPENED => "conversation.reopened",
+        FEEDBACK_RECEIVED => "feedback.received",
+        LEAD_CAPTURED => "lead.captured",
+        LEAD_UPDATED => "lead.updated",
+        SOURCE_INDEXED => "source.ready",
+        SOURCE_FAILED => "source.failed",
+        _ => return None,
+    })
+}
 
 pub const WEBHOOK_CREATED: &str = "webhook.created";
 pub const WEBHOOK_UPDATED: &str = "webhook.updated";

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::parse::{self, Kind};
 use super::pipeline::Ingest;
-use crate::handlers::JobError;
+use crate::error::JobError;
 use crate::net;
 
 /// What a crawl fetched.

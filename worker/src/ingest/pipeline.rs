@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::embed::Embedder;
 use super::parse::{self, Kind, ParseLimits};
-use crate::handlers::JobError;
+use crate::error::JobError;
 use crate::net::{self, NetPolicy};
 
 /// What ingestion may do.

@@ -1,0 +1,22 @@
+//! What a job's failure means for its retries.
+
+use parley_domain::StoreError;
+
+/// Whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("transient: {0}")]
+    Transient(String),
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        if e.is_transient() {
+            JobError::Transient(e.to_string())
+        } else {
+            JobError::Permanent(e.to_string())
+        }
+    }
+}
