@@ -27,7 +27,7 @@ fn allow(resp: &mut Response, origin: &str) {
 /// Middleware: preflights and CORS headers of `/api/v1/public/bots/{id}/...`.
 pub async fn public_cors<E: Endpoint>(ep: E, mut req: Request, state: AppState) -> poem::Result<Response> {
     let (Some(bot_id), Some(origin)) = (
-        crate::routes::visitor::bot_id_of(req.uri().path()),
+        crate::security::site_key::bot_id_of(req.uri().path()),
         req.header("origin").map(str::to_owned),
     ) else {
         return ep.call(req).await.map(IntoResponse::into_response);
@@ -35,9 +35,9 @@ pub async fn public_cors<E: Endpoint>(ep: E, mut req: Request, state: AppState) 
     let bot = parley_domain::read::live_bot_by_id(&state.store, bot_id).await;
     let allowed = match bot {
         Ok(Some(bot)) => {
-            let ok = crate::routes::visitor::origin_ok(&req, &parley_domain::read::widget_of(&bot).allowed_origins);
+            let ok = crate::security::site_key::origin_ok(&req, &parley_domain::read::widget_of(&bot).allowed_origins);
             // The endpoint's site-key check uses this row instead of reading it again.
-            req.extensions_mut().insert(crate::routes::visitor::LiveBot(bot));
+            req.extensions_mut().insert(crate::security::site_key::LiveBot(bot));
             Some(ok)
         }
         // Unknown bots get no CORS headers; the endpoint answers 404.

@@ -146,6 +146,18 @@ impl ApiError {
     }
 }
 
+/// `400 INVALID_REQUEST` about one field.
+pub fn bad_request(message: &str, field: &str, detail: &str) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::InvalidRequest,
+        message,
+        vec![ErrorDetail {
+            field: Some(field.to_owned()),
+            message: detail.to_owned(),
+        }],
+    )
+}
+
 /// The JSON error response for a status that poem or poem-openapi produced
 /// on its own (unknown route, unparsable body, missing credentials...).
 fn framework_error(status: StatusCode, message: String) -> Response {

@@ -201,7 +201,10 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
             assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
-            assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(s)).unwrap(), *code);
+            assert_eq!(
+                serde_json::from_value::<ErrorCode>(serde_json::json!(s)).unwrap(),
+                *code
+            );
             assert!((400..600).contains(&code.http_status()));
             assert!(code.meaning().ends_with('.'), "{s}");
         }

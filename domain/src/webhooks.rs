@@ -24,8 +24,8 @@ use crate::aggregates::conversation::{
 };
 use crate::aggregates::lead::LEAD_UPDATED;
 use crate::aggregates::source::SOURCE_INDEXED;
-pub use crate::aggregates::webhook::{EVENT_TYPES, PING, public_type};
 use crate::aggregates::webhook::subscribes;
+pub use crate::aggregates::webhook::{EVENT_TYPES, PING, public_type};
 use crate::event::RecordedEvent;
 use crate::store::entities::{conversations, sources, webhook_attempts, webhook_deliveries, webhook_health, webhooks};
 use crate::store::{Store, now};

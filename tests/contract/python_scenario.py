@@ -342,7 +342,7 @@ def scenario() -> None:
 
     # 5. List conversations and find it.
     step = "list conversations (GET /conversations?bot_id -> 200 ConversationList, contains it)"
-    list_conversations = mod("api.chat.list_conversations")
+    list_conversations = mod("api.conversations.list_conversations")
     _, convs = call(step, list_conversations.sync_detailed, 200, "ConversationList", client=client, bot_id=bot.id)
     found = [c for c in convs.items if c.id == reply.conversation_id] 
     check(step, len(found) == 1, f"conversation {reply.conversation_id} not in {convs.to_dict()}")
@@ -350,7 +350,7 @@ def scenario() -> None:
     record(step, True, f"{len(convs.items)} conversations")
 
     step = "get conversation (GET /conversations/{id} -> 200 ConversationDetail)"
-    get_conversation = mod("api.chat.get_conversation")
+    get_conversation = mod("api.conversations.get_conversation")
     _, conv = call(step, get_conversation.sync_detailed, 200, "ConversationDetail", client=client,
                    conversation_id=reply.conversation_id)
     check(step, len(conv.messages) == 2, f"{len(conv.messages)} messages")

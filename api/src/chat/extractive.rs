@@ -13,7 +13,7 @@ use parley_domain::retrieval::index::dot;
 use parley_worker::ingest::embed::Embedder;
 use tokio::sync::mpsc;
 
-use super::{AnswerProvider, AnswerRequest, Generated, ProviderError};
+use super::provider::{AnswerProvider, AnswerRequest, Generated, ProviderError};
 
 /// Passages considered for an answer.
 const PASSAGES: usize = 3;

@@ -5,25 +5,26 @@
 
 pub mod extractive;
 pub mod openai;
+pub mod provider;
+pub mod turn;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use parley_domain::aggregates::bot::BotSettings;
 use parley_domain::aggregates::conversation::{
     AnswerFailed, Answered, Citation, Conversation, ConversationCommand, Status, Turn, Usage, asks_for_person,
 };
 use parley_domain::chunking;
-use parley_domain::retrieval::{
-    Analyzer, Bm25Params, ChunkMeta, Evidence, Fusion, Gate, IndexCache, Mode, Query, Ranked, search,
-};
+use parley_domain::retrieval::{Analyzer, Bm25Params, Evidence, Fusion, Gate, IndexCache, Mode, Query, search};
 use parley_domain::store::{Execute, StoreError};
 use parley_domain::{ErrorCode, Metadata, Store};
 use parley_worker::ingest::embed::Embedder;
 use parley_worker::ingest::rerank::Reranker;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+pub use provider::{AnswerProvider, AnswerRequest, Generated, Passage, ProviderError};
 
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -43,22 +44,6 @@ const SNIPPET_CHARS: usize = 240;
 /// Passages the cross-encoder reads for the answerability gate (the
 /// answer rests on the first; the second often says it better).
 const RELEVANCE_PASSAGES: usize = 2;
-
-/// A retrieved chunk with its scores.
-#[derive(Debug, Clone)]
-pub struct Passage {
-    pub meta: ChunkMeta,
-    pub score: f32,
-    pub bm25: Option<Ranked>,
-    pub vector: Option<Ranked>,
-}
-
-impl std::ops::Deref for Passage {
-    type Target = ChunkMeta;
-    fn deref(&self) -> &ChunkMeta {
-        &self.meta
-    }
-}
 
 /// What to search for.
 pub struct SearchSpec<'a> {
@@ -82,46 +67,6 @@ pub struct Retrieved {
     /// Whether the bot answers (else it gives its fallback answer).
     pub answerable: bool,
     pub elapsed: Duration,
-}
-
-/// What a provider gets.
-pub struct AnswerRequest {
-    pub persona: String,
-    /// `system` text sent with the message, appended to the persona.
-    pub system: Option<String>,
-    pub language: Option<String>,
-    pub question: String,
-    /// Earlier turns, oldest first.
-    pub history: Vec<Turn>,
-    pub passages: Vec<Passage>,
-    pub model: Option<String>,
-    pub temperature: f64,
-    pub max_tokens: u32,
-    pub analyzer: Arc<Analyzer>,
-}
-
-/// What a provider produced.
-pub struct Generated {
-    pub text: String,
-    /// Indexes into the request's passages, in marker order (`[1]` first).
-    pub cited: Vec<usize>,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub model: Option<String>,
-}
-
-#[derive(Debug)]
-pub struct ProviderError {
-    pub message: String,
-    /// Text generated before the failure.
-    pub partial: String,
-}
-
-/// Generates an answer, sending text pieces to `out` as they are written.
-#[async_trait]
-pub trait AnswerProvider: Send + Sync {
-    fn name(&self) -> &'static str;
-    async fn answer(&self, req: &AnswerRequest, out: &mpsc::Sender<String>) -> Result<Generated, ProviderError>;
 }
 
 /// What a chat turn reports, in order: text pieces, then the sources, then

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{AnswerProvider, AnswerRequest, Generated, ProviderError};
+use super::provider::{AnswerProvider, AnswerRequest, Generated, ProviderError};
 
 /// Longest error body kept from the upstream.
 const ERROR_BODY_CHARS: usize = 300;

@@ -9,9 +9,10 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ApiTags, live};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::live;
 use crate::error::ApiError;
+use crate::security::ApiKeyAuth;
 
 pub struct EventsApi {
     pub state: Option<crate::state::AppState>,

@@ -4,17 +4,18 @@
 use chrono::{DateTime, Utc};
 use parley_domain::store::entities::conversations;
 use parley_domain::{DomainError, StoreError, read};
-use poem::{IntoResponse, Response};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Enum, OpenApi};
 use uuid::Uuid;
 
-use super::chat::{ConversationDetail, Message};
-use super::{ApiTags, live};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::live;
 use crate::error::ApiError;
+use crate::files::{CsvFile, Export, csv_cell};
+use crate::schemas::conversation::{ConversationDetail, Message, info, messages, messages_with_attachments};
+use crate::security::ApiKeyAuth;
 use crate::state::AppState;
 
 /// Most conversations one bulk export holds.
@@ -34,13 +35,6 @@ pub enum ExportFormat {
     Txt,
     /// The conversation with its messages, as `get_conversation` returns it.
     Json,
-}
-
-/// A file to download.
-pub struct Export {
-    body: Vec<u8>,
-    content_type: &'static str,
-    file_name: String,
 }
 
 impl ApiResponse for Export {
@@ -77,70 +71,6 @@ impl ApiResponse for Export {
 
     fn register(registry: &mut Registry) {
         ConversationDetail::register(registry);
-    }
-}
-
-/// A CSV file to download.
-pub struct CsvFile {
-    pub body: Vec<u8>,
-    pub file_name: String,
-}
-
-impl ApiResponse for CsvFile {
-    fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "The CSV file, as an attachment (a header row, then one row per record).",
-                status: Some(200),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: "text/csv; charset=utf-8",
-                    schema: String::schema_ref(),
-                }],
-                headers: vec![MetaHeader {
-                    name: "Content-Disposition".into(),
-                    description: Some("`attachment; filename=\"...\"`".into()),
-                    required: true,
-                    deprecated: false,
-                    schema: String::schema_ref(),
-                }],
-            }],
-        }
-    }
-
-    fn register(_registry: &mut Registry) {}
-}
-
-impl IntoResponse for CsvFile {
-    fn into_response(self) -> Response {
-        Export {
-            body: self.body,
-            content_type: "text/csv; charset=utf-8",
-            file_name: self.file_name,
-        }
-        .into_response()
-    }
-}
-
-impl IntoResponse for Export {
-    fn into_response(self) -> Response {
-        Response::builder()
-            .content_type(self.content_type)
-            .header(
-                "Content-Disposition",
-                format!("attachment; filename=\"{}\"", self.file_name),
-            )
-            .body(self.body)
-    }
-}
-
-/// A cell as spreadsheets read it safely: text a spreadsheet would take for
-/// a formula (`=`, `+`, `-`, `@`, tab, carriage return first) gets a `'`
-/// in front, so a visitor's words never run as one.
-pub fn csv_cell(text: &str) -> String {
-    match text.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
-        _ => text.to_owned(),
     }
 }
 
@@ -219,7 +149,7 @@ fn transcript(conversation: &conversations::Model, messages: &[Message]) -> Stri
     out
 }
 
-#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Conversations")]
 impl ExportApi {
     /// Export conversations
     ///
@@ -267,7 +197,7 @@ impl ExportApi {
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
         for c in &rows {
-            csv_rows(&mut writer, &super::chat::messages(state, c.id).await?, c.id)?;
+            csv_rows(&mut writer, &messages(state, c.id).await?, c.id)?;
         }
         Ok(CsvFile {
             body: finish(writer)?,
@@ -302,7 +232,7 @@ impl ExportApi {
         let name = format!("conversation-{}", conversation.id);
         Ok(match format.0.unwrap_or(ExportFormat::Json) {
             ExportFormat::Csv => {
-                let messages = super::chat::messages(state, conversation.id).await?;
+                let messages = messages(state, conversation.id).await?;
                 let mut writer = csv::Writer::from_writer(Vec::new());
                 writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
                 csv_rows(&mut writer, &messages, conversation.id)?;
@@ -313,14 +243,14 @@ impl ExportApi {
                 }
             }
             ExportFormat::Txt => Export {
-                body: transcript(&conversation, &super::chat::messages(state, conversation.id).await?).into_bytes(),
+                body: transcript(&conversation, &messages(state, conversation.id).await?).into_bytes(),
                 content_type: "text/plain; charset=utf-8",
                 file_name: format!("{name}.txt"),
             },
             ExportFormat::Json => {
                 let detail = ConversationDetail {
-                    messages: super::chat::messages_with_attachments(state, conversation.id).await?,
-                    conversation: super::chat::info(state, conversation).await?,
+                    messages: messages_with_attachments(state, conversation.id).await?,
+                    conversation: info(state, conversation).await?,
                 };
                 Export {
                     body: detail.to_json_string().into_bytes(),
@@ -329,19 +259,5 @@ impl ExportApi {
                 }
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_cell;
-
-    #[test]
-    fn formulas_are_defused() {
-        assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
-        assert_eq!(csv_cell("+1 555"), "'+1 555");
-        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("Ana"), "Ana");
-        assert_eq!(csv_cell(""), "");
     }
 }

@@ -11,10 +11,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
-use super::chat::FeedbackSummary;
-use super::{ApiTags, live, live_bot};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::{live, live_bot};
 use crate::error::ApiError;
+use crate::schemas::conversation::FeedbackSummary;
+use crate::security::ApiKeyAuth;
 use crate::state::AppState;
 
 pub struct InsightsApi {

@@ -10,10 +10,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
-use super::export::{CsvFile, csv_cell};
-use super::{ApiTags, live};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::live;
 use crate::error::ApiError;
+use crate::files::{CsvFile, csv_cell};
+use crate::security::ApiKeyAuth;
 
 pub struct LeadsApi {
     pub state: Option<AppState>,

@@ -4,7 +4,8 @@ use parley_worker::dispatcher::OUTBOX;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{ApiTags, live};
+use super::tags::ApiTags;
+use crate::access::live;
 use crate::error::ApiError;
 
 pub struct OpsApi {

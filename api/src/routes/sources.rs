@@ -20,11 +20,12 @@ use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, Union};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ApiTags, live, live_bot};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::{live, live_bot};
 use crate::error::ApiError;
 use crate::idempotency::{self, Idempotency};
 use crate::middleware::RequestId;
+use crate::security::ApiKeyAuth;
 use crate::state::{AppState, Principal};
 use crate::types::Text;
 

@@ -6,9 +6,10 @@ use parley_domain::usage;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use super::{ApiTags, live};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::live;
 use crate::error::ApiError;
+use crate::security::ApiKeyAuth;
 use crate::state::AppState;
 
 pub struct UsageApi {

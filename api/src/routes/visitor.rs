@@ -1,170 +1,42 @@
-//! The public visitor API the widget uses: `/api/v1/public/bots/{id}/...`,
-//! authorized by the bot's public site key (`X-Parley-Site-Key`) and its
-//! allowed origins, and, for one conversation, by the conversation token
-//! handed out when it started (`X-Parley-Conversation-Token`).
+//! The visitor API (`/api/v1/public`): what the widget uses, with a bot's
+//! site key instead of a secret key.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use parley_domain::aggregates::bot::{BotSettings, looks_like_site_key};
 use parley_domain::aggregates::conversation::{AttachmentAdded, Conversation, ConversationCommand, Status};
 use parley_domain::aggregates::lead::{Lead, LeadCommand, LeadDetails};
-use parley_domain::content::{get_blob, put_blob, sha256_hex};
+use parley_domain::content::{put_blob, sha256_hex};
 use parley_domain::store::entities::{attachments, bots, conversations, messages};
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::widget::{BUILT_IN_FIELDS, WidgetSettings, origin_allowed};
+use parley_domain::widget::{BUILT_IN_FIELDS, WidgetSettings};
 use parley_domain::{Actor, DomainError, ErrorCode, FieldError, Metadata, read};
+use poem::Request;
 use poem::web::Data;
-use poem::{IntoResponse, Request, Response};
-use poem_openapi::auth::ApiKey;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{
-    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
-};
-use poem_openapi::types::Type;
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, SecurityScheme};
+use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
 use uuid::Uuid;
 
-use super::chat::{Ask, ChatResponse, Rating, Source, ask};
-use super::widget::{LeadCaptureSpec, Position};
-use super::{ApiTags, live};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::active_bot;
+use crate::access::live;
+use crate::chat::turn::{Ask, ask};
 use crate::error::ApiError;
+use crate::files::{Disposition, FileResponse, attachment_type, clean_file_name, file_response};
 use crate::middleware::RequestId;
+use crate::schemas::chat::ChatResponse;
+use crate::schemas::conversation::{AttachmentInfo, Message, Rating, Source};
+use crate::schemas::widget::{LeadCaptureSpec, Position};
+use crate::security::SiteKeyAuth;
+use crate::security::conversation_token::{new_conversation_token, open_conversation};
+use crate::security::site_key::authorize;
 use crate::state::AppState;
 use crate::types::Text;
 
 pub struct VisitorApi {
     pub state: Option<AppState>,
-}
-
-/// Admin access to visitors' files.
-pub struct AttachmentsApi {
-    pub state: Option<AppState>,
-}
-
-/// The public site key of a bot (`ps_` and 32 hex characters), shown in
-/// its widget settings. Requests from browsers must also come from one of
-/// the bot's allowed origins.
-#[derive(SecurityScheme)]
-#[oai(
-    ty = "api_key",
-    key_name = "X-Parley-Site-Key",
-    key_in = "header",
-    checker = "check_site_key",
-    rename = "SiteKey"
-)]
-pub struct SiteKeyAuth(bots::Model);
-
-/// The bot id of a public path: `/api/v1/public/bots/{id}/...`.
-pub(crate) fn bot_id_of(path: &str) -> Option<Uuid> {
-    path.strip_prefix("/api/v1/public/bots/")?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()
-}
-
-async fn check_site_key(req: &Request, key: ApiKey) -> poem::Result<bots::Model> {
-    let state = req
-        .data::<AppState>()
-        .ok_or_else(|| poem::Error::from(ApiError::internal("application state missing")))?;
-    let bot_id =
-        bot_id_of(req.uri().path()).ok_or_else(|| poem::Error::from(ApiError::from(DomainError::BotNotFound)))?;
-    authorize(state, req, bot_id, &key.key).await.map_err(poem::Error::from)
-}
-
-/// Whether a browser request comes from a page allowed to use the bot:
-/// the widget's own frame (same origin), one of the allowed origins, or no
-/// browser at all (no `Origin`).
-pub(crate) fn origin_ok(req: &Request, allowed: &[String]) -> bool {
-    if req.header("sec-fetch-site") == Some("same-origin") {
-        return true;
-    }
-    let Some(origin) = req.header("origin") else {
-        return true;
-    };
-    let own = req.header("host").is_some_and(|host| {
-        origin
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
-    });
-    own || origin_allowed(allowed, origin)
-}
-
-/// A live bot's row, read once for a visitor request (by the CORS layer).
-#[derive(Clone)]
-pub(crate) struct LiveBot(pub bots::Model);
-
-/// The live bot a site key opens, checked against the request's origin.
-pub(crate) async fn authorize(
-    state: &AppState,
-    req: &Request,
-    bot_id: Uuid,
-    key: &str,
-) -> Result<bots::Model, ApiError> {
-    if !looks_like_site_key(key) {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "malformed site key: expected ps_ followed by 32 hex characters",
-        ));
-    }
-    let bot = match req.extensions().get::<LiveBot>() {
-        Some(LiveBot(bot)) if bot.id == bot_id => bot.clone(),
-        _ => read::live_bot_by_id(&state.store, bot_id)
-            .await
-            .map_err(StoreError::Db)?
-            .ok_or(DomainError::BotNotFound)?,
-    };
-    if bot.site_key.as_deref() != Some(key) {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "this is not the bot's site key (it may have been rotated)",
-        ));
-    }
-    if !origin_ok(req, &read::widget_of(&bot).allowed_origins) {
-        return Err(ApiError::new(
-            ErrorCode::OriginNotAllowed,
-            "this website is not among the bot's allowed origins",
-        ));
-    }
-    Ok(bot)
-}
-
-/// A new conversation token: `ct_` and 64 hex characters.
-fn new_conversation_token() -> String {
-    parley_domain::ids::random_token("ct_", 32)
-}
-
-/// The conversation a token opens: it must belong to the bot and match.
-async fn conversation(
-    state: &AppState,
-    bot: &bots::Model,
-    conversation_id: Uuid,
-    token: Option<&str>,
-) -> Result<conversations::Model, ApiError> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "the conversation token is missing (X-Parley-Conversation-Token)",
-        ));
-    };
-    let row = read::conversation_of_bot(&state.store, bot.id, conversation_id)
-        .await
-        .map_err(StoreError::Db)?
-        .ok_or(DomainError::ConversationNotFound)?;
-    // A wrong token looks exactly like a missing conversation.
-    match &row.token_hash {
-        Some(hash) if *hash == sha256_hex(token.as_bytes()) => Ok(row),
-        _ => Err(DomainError::ConversationNotFound.into()),
-    }
-}
-
-/// The settings of a live bot, as its stream holds them.
-async fn bot_settings(state: &AppState, bot: &bots::Model) -> Result<BotSettings, ApiError> {
-    super::chat::active_bot(state, bot.org_id, bot.id).await
 }
 
 /// What the widget needs to show a bot: nothing else of its settings.
@@ -195,37 +67,6 @@ pub struct WidgetConfig {
     pub language: String,
     /// When and what to ask for contact details.
     pub lead_capture: LeadCaptureSpec,
-}
-
-/// A file attached to a visitor's message.
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct AttachmentInfo {
-    /// The attachment.
-    pub id: Uuid,
-    /// The visitor message it belongs to.
-    pub message_id: Uuid,
-    /// The file's name as uploaded (without folders).
-    pub file_name: String,
-    /// `image/png`, `image/jpeg`, `image/gif`, `image/webp`, `application/pdf` or `text/plain`.
-    pub content_type: String,
-    /// Size in bytes.
-    pub size: i64,
-    /// When it was attached.
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<attachments::Model> for AttachmentInfo {
-    fn from(a: attachments::Model) -> Self {
-        AttachmentInfo {
-            id: a.id,
-            message_id: a.message_id,
-            file_name: a.file_name,
-            content_type: a.content_type,
-            size: a.size,
-            created_at: a.created_at,
-        }
-    }
 }
 
 /// A message as the visitor sees it.
@@ -259,7 +100,7 @@ fn visitor_message(m: messages::Model, files: &[attachments::Model], show_source
         .cloned()
         .map(AttachmentInfo::from)
         .collect();
-    let message = super::chat::Message::from(m);
+    let message = Message::from(m);
     VisitorMessage {
         id: message.id,
         role: message.role,
@@ -426,82 +267,6 @@ pub enum AttachmentResponse {
     Created(Json<AttachmentInfo>),
 }
 
-/// How a downloaded file is presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum Disposition {
-    /// Shown by the browser (images, PDF, text).
-    Inline,
-    /// Saved as a file.
-    Attachment,
-}
-
-/// A stored file, served with its own type.
-pub struct FileResponse {
-    bytes: Vec<u8>,
-    content_type: String,
-    disposition: String,
-    csp: &'static str,
-}
-
-impl ApiResponse for FileResponse {
-    fn meta() -> MetaResponses {
-        let binary = || MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")));
-        let header = |name: &str, description: &str| MetaHeader {
-            name: name.into(),
-            description: Some(description.into()),
-            required: true,
-            deprecated: false,
-            schema: String::schema_ref(),
-        };
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "The file, with its own content type.",
-                status: Some(200),
-                status_range: None,
-                content: [
-                    "image/png",
-                    "image/jpeg",
-                    "image/gif",
-                    "image/webp",
-                    "application/pdf",
-                    "text/plain",
-                ]
-                .into_iter()
-                .map(|content_type| MetaMediaType {
-                    content_type,
-                    schema: binary(),
-                })
-                .collect(),
-                headers: vec![
-                    header("Content-Disposition", "`inline` or `attachment`, with the file's name"),
-                    header("X-Content-Type-Options", "`nosniff`"),
-                    header("Content-Security-Policy", "Keeps scripts out of the shown file"),
-                ],
-            }],
-        }
-    }
-
-    fn register(_registry: &mut Registry) {}
-}
-
-impl IntoResponse for FileResponse {
-    fn into_response(self) -> Response {
-        let content_type = if self.content_type == "text/plain" {
-            "text/plain; charset=utf-8".to_owned()
-        } else {
-            self.content_type
-        };
-        Response::builder()
-            .content_type(content_type)
-            .header("Content-Disposition", self.disposition)
-            .header("X-Content-Type-Options", "nosniff")
-            .header("Content-Security-Policy", self.csp)
-            .header("Cache-Control", "private, max-age=3600")
-            .body(self.bytes)
-    }
-}
-
 fn invalid(errors: Vec<FieldError>) -> ApiError {
     DomainError::Validation(errors).into()
 }
@@ -666,71 +431,6 @@ fn valid_visitor_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// What an attachment's bytes are, from their content: an image, a PDF or
-/// UTF-8 text. Anything else is refused.
-fn attachment_type(bytes: &[u8]) -> Option<&'static str> {
-    if let Some(kind) = infer::get(bytes) {
-        return match kind.mime_type() {
-            "image/png" => Some("image/png"),
-            "image/jpeg" => Some("image/jpeg"),
-            "image/gif" => Some("image/gif"),
-            "image/webp" => Some("image/webp"),
-            "application/pdf" => Some("application/pdf"),
-            _ => None,
-        };
-    }
-    (std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0)).then_some("text/plain")
-}
-
-/// A file name without folders or control characters, at most 255 bytes.
-fn clean_file_name(name: Option<&str>) -> String {
-    let name = name.map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n)).unwrap_or("");
-    let mut clean: String = name.chars().filter(|c| !c.is_control() && *c != '"').collect();
-    while clean.len() > 255 {
-        clean.pop();
-    }
-    let clean = clean.trim().to_owned();
-    if clean.is_empty() || clean == "." || clean == ".." {
-        "attachment".to_owned()
-    } else {
-        clean
-    }
-}
-
-/// Serves a stored attachment.
-async fn file_response(
-    state: &AppState,
-    attachment: attachments::Model,
-    disposition: Disposition,
-) -> Result<FileResponse, ApiError> {
-    let bytes = get_blob(&state.store, &attachment.sha256)
-        .await
-        .map_err(StoreError::Db)?
-        .ok_or_else(|| ApiError::internal(format!("the bytes of attachment {} are missing", attachment.id)))?;
-    let encoded: String = url::form_urlencoded::byte_serialize(attachment.file_name.as_bytes()).collect();
-    let kind = match disposition {
-        Disposition::Inline => "inline",
-        Disposition::Attachment => "attachment",
-    };
-    let ascii: String = attachment
-        .file_name
-        .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
-        .collect();
-    // PDFs need the browser's viewer; everything else runs nothing at all.
-    let csp = if attachment.content_type == "application/pdf" {
-        "default-src 'none'; object-src 'self'; img-src 'self' data:"
-    } else {
-        "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
-    };
-    Ok(FileResponse {
-        bytes,
-        content_type: attachment.content_type,
-        disposition: format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"),
-        csp,
-    })
-}
-
 #[OpenApi(prefix_path = "/api/v1/public", tag = "ApiTags::Visitor")]
 impl VisitorApi {
     /// Get the widget's configuration
@@ -827,7 +527,7 @@ impl VisitorApi {
         if exists.is_some() {
             return Err(taken());
         }
-        let settings = bot_settings(state, &bot).await?;
+        let settings = active_bot(state, bot.org_id, bot.id).await?;
         // A first message the plan cannot answer leaves no conversation behind.
         if message.is_some() {
             state.room_for_message(bot.org_id).await?;
@@ -938,7 +638,7 @@ impl VisitorApi {
         let state = live(&self.state)?;
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
-        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
         Ok(Json(VisitorConversation {
             conversation_id: row.id,
             status: row.status,
@@ -971,7 +671,7 @@ impl VisitorApi {
         let state = live(&self.state)?;
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
-        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
         let mut errors = Vec::new();
         let text = body.0.text.map(Text::into_inner);
         match &text {
@@ -981,7 +681,7 @@ impl VisitorApi {
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
-        let settings = bot_settings(state, &bot).await?;
+        let settings = active_bot(state, bot.org_id, bot.id).await?;
         let show_sources = read::widget_of(&bot).show_sources;
         let visitor = row.visitor_id.clone().unwrap_or_else(|| row.id.to_string());
         let response = ask(
@@ -1033,7 +733,7 @@ impl VisitorApi {
         let state = live(&self.state)?;
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
-        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
         visitor_command(
             state,
             &bot,
@@ -1076,7 +776,7 @@ impl VisitorApi {
         let state = live(&self.state)?;
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
-        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
         visitor_command(
             state,
             &bot,
@@ -1124,7 +824,7 @@ impl VisitorApi {
         let state = live(&self.state)?;
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
-        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
         let widget = read::widget_of(&bot);
         let req = body.0;
         let mut errors = Vec::new();
@@ -1170,7 +870,7 @@ impl VisitorApi {
         let state = live(&self.state)?;
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
-        let row = conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
         let limit = state.settings.max_attachment_bytes;
         if body.file.size() > limit {
             return Err(ApiError::new(
@@ -1262,77 +962,11 @@ impl VisitorApi {
         };
         let bot = authorize(state, req, bot_id.0, &key).await?;
         let token = token_header.0.or(token.0);
-        let row = conversation(state, &bot, conversation_id.0, token.as_deref()).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.as_deref()).await?;
         let attachment = read::attachment(&state.store, row.id, attachment_id.0)
             .await
             .map_err(StoreError::Db)?
             .ok_or_else(|| ApiError::new(ErrorCode::AttachmentNotFound, "attachment not found"))?;
         file_response(state, attachment, disposition.0.unwrap_or(Disposition::Attachment)).await
-    }
-}
-
-#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Chat")]
-impl AttachmentsApi {
-    /// Download a visitor's attachment
-    ///
-    /// A file a visitor attached in one of your organization's conversations.
-    #[oai(
-        path = "/conversations/:conversation_id/attachments/:attachment_id",
-        method = "get",
-        operation_id = "download_attachment"
-    )]
-    async fn download(
-        &self,
-        auth: ApiKeyAuth,
-        conversation_id: Path<Uuid>,
-        attachment_id: Path<Uuid>,
-        /// `inline` or `attachment` (default).
-        disposition: Query<Option<Disposition>>,
-    ) -> Result<FileResponse, ApiError> {
-        let state = live(&self.state)?;
-        let row = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
-            .await
-            .map_err(StoreError::Db)?
-            .ok_or(DomainError::ConversationNotFound)?;
-        let attachment = read::attachment(&state.store, row.id, attachment_id.0)
-            .await
-            .map_err(StoreError::Db)?
-            .ok_or_else(|| ApiError::new(ErrorCode::AttachmentNotFound, "attachment not found"))?;
-        file_response(state, attachment, disposition.0.unwrap_or(Disposition::Attachment)).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attachment_types_come_from_the_content() {
-        assert_eq!(attachment_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
-        assert_eq!(
-            attachment_type(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"),
-            Some("application/pdf")
-        );
-        assert_eq!(attachment_type("plain text, é".as_bytes()), Some("text/plain"));
-        assert_eq!(attachment_type(b"MZ\x90\0\x03\0\0\0"), None, "an executable is refused");
-        assert_eq!(attachment_type(b"PK\x03\x04\x14\0\0\0"), None, "an archive is refused");
-        assert_eq!(attachment_type(b"\0\x01\x02\xff"), None);
-    }
-
-    #[test]
-    fn file_names_lose_folders_and_control_characters() {
-        assert_eq!(clean_file_name(Some("../../etc/passwd")), "passwd");
-        assert_eq!(clean_file_name(Some("C:\\Users\\ana\\scan.pdf")), "scan.pdf");
-        assert_eq!(clean_file_name(Some("a\"b\n.png")), "ab.png");
-        assert_eq!(clean_file_name(None), "attachment");
-        assert_eq!(clean_file_name(Some("..")), "attachment");
-    }
-
-    #[test]
-    fn public_paths_name_their_bot() {
-        let id = Uuid::now_v7();
-        assert_eq!(bot_id_of(&format!("/api/v1/public/bots/{id}/config")), Some(id));
-        assert_eq!(bot_id_of("/api/v1/public/bots/nope/config"), None);
-        assert_eq!(bot_id_of("/api/v1/bots/x"), None);
     }
 }

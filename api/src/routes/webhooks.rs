@@ -16,11 +16,12 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{ApiTags, live};
-use crate::auth::ApiKeyAuth;
+use super::tags::ApiTags;
+use crate::access::live;
 use crate::error::ApiError;
 use crate::idempotency::{self, Idempotency};
 use crate::middleware::RequestId;
+use crate::security::ApiKeyAuth;
 use crate::state::AppState;
 use crate::types::Text;
 

@@ -826,7 +826,8 @@ mod tests {
     fn the_answer_and_the_hand_off_are_one_append() {
         let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
         // Asked for a person: the answer and the hand-off together.
-        let events = Conversation::decide(&ConversationState::default(), receive(org, bot, "real person please")).unwrap();
+        let events =
+            Conversation::decide(&ConversationState::default(), receive(org, bot, "real person please")).unwrap();
         let state = given(&events);
         let (cid, mid) = (state.conversation_id.unwrap(), state.pending[0]);
         let decided = Conversation::decide(&state, answer_command(cid, mid)).unwrap();
@@ -867,10 +868,18 @@ mod tests {
         };
         assert_eq!(turn(&mut all, "Price?", true, 2), [ANSWERED], "the first fallback");
         assert_eq!(turn(&mut all, "Opening hours?", false, 2), [ANSWERED], "an answer");
-        assert_eq!(turn(&mut all, "Refunds?", true, 2), [ANSWERED], "counted again from one");
+        assert_eq!(
+            turn(&mut all, "Refunds?", true, 2),
+            [ANSWERED],
+            "counted again from one"
+        );
         assert_eq!(given(&all).unanswered_in_a_row, 1);
         assert_eq!(turn(&mut all, "Warranty?", true, 0), [ANSWERED], "0 never hands over");
-        assert_eq!(turn(&mut all, "Shipping?", true, 3), [ANSWERED, ESCALATED], "the third in a row");
+        assert_eq!(
+            turn(&mut all, "Shipping?", true, 3),
+            [ANSWERED, ESCALATED],
+            "the third in a row"
+        );
         assert_eq!(given(&all).status, Status::Escalated);
     }
 

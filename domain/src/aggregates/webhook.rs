@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain_events;
-use crate::error::{DomainError, FieldError};
-use crate::event::Aggregate;
 use crate::aggregates::conversation::{
     ADMIN_REPLIED, ANSWERED, CLOSED, CONVERSATION_STARTED, ESCALATED, FEEDBACK_RECEIVED, MESSAGE_RECEIVED, REOPENED,
 };
 use crate::aggregates::lead::{LEAD_CAPTURED, LEAD_UPDATED};
 use crate::aggregates::source::{SOURCE_FAILED, SOURCE_INDEXED};
+use crate::domain_events;
+use crate::error::{DomainError, FieldError};
+use crate::event::Aggregate;
 
 /// The event types endpoints can subscribe to.
 pub const EVENT_TYPES: &[&str] = &[

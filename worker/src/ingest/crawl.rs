@@ -17,8 +17,8 @@ use spider::reqwest;
 use url::Url;
 use uuid::Uuid;
 
+use super::context::Ingest;
 use super::parse::{self, Kind};
-use super::pipeline::Ingest;
 use crate::error::JobError;
 use crate::net;
 

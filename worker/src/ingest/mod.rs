@@ -1,5 +1,6 @@
 //! Knowledge ingestion: fetching, parsing, chunking and embedding sources.
 
+pub mod context;
 pub mod crawl;
 pub mod embed;
 pub mod parse;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use docx_rs as dx;
 use parley_domain::document::{Block, Document};
 
-use super::ParseFailure;
+use super::kind::ParseFailure;
 
 /// Widest span of one merged cell accepted (bounds hostile tables).
 const MAX_SPAN: u64 = 64;

@@ -30,7 +30,8 @@ use parley_domain::document::Document;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Kind, ParseFailure, parse_sync};
+use super::in_process::parse_sync;
+use super::kind::{Kind, ParseFailure};
 
 /// The hidden subcommand a sandboxed parser runs.
 pub const SUBCOMMAND: &str = "parse-document";

@@ -219,10 +219,9 @@ impl CMap {
                             }
                         }
                         [Token::Hex(src), Token::Name(name)] => {
-                            if let (Some(code), Some(text)) = (
-                                code_of(src),
-                                std::str::from_utf8(name).ok().and_then(super::font::glyph_text),
-                            ) {
+                            if let (Some(code), Some(text)) =
+                                (code_of(src), std::str::from_utf8(name).ok().and_then(glyph_text))
+                            {
                                 self.chars.insert((code.1, code.0), text.encode_utf16().collect());
                             }
                         }
@@ -352,6 +351,41 @@ impl CMap {
     pub(super) fn is_empty(&self) -> bool {
         self.chars.is_empty() && self.ranges.is_empty() && self.cids.is_empty()
     }
+}
+
+/// The text of a glyph name: the Adobe Glyph List, `uniXXXX`, `uXXXX[XX]`,
+/// ligatures written `f_f_i`, and suffixes such as `a.sc`.
+pub(super) fn glyph_text(name: &str) -> Option<String> {
+    if let Some(text) = pdf_encoding::glyphname_to_unicode(name) {
+        return Some(text.to_owned());
+    }
+    let base = name.split('.').next().unwrap_or_default();
+    if base.is_empty() {
+        return None;
+    }
+    if base != name {
+        return glyph_text(base);
+    }
+    if base.contains('_') {
+        let parts: Option<String> = base.split('_').map(glyph_text).collect();
+        return parts;
+    }
+    let hex = |digits: &str| u32::from_str_radix(digits, 16).ok().and_then(char::from_u32);
+    if let Some(rest) = base.strip_prefix("uni")
+        && rest.len() >= 4
+        && rest.len() % 4 == 0
+        && rest.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        let text: Option<String> = (0..rest.len() / 4).map(|i| hex(&rest[i * 4..i * 4 + 4])).collect();
+        return text;
+    }
+    if let Some(rest) = base.strip_prefix('u')
+        && (4..=6).contains(&rest.len())
+        && rest.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return hex(rest).map(String::from);
+    }
+    None
 }
 
 #[cfg(test)]

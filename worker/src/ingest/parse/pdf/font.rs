@@ -13,46 +13,11 @@ use std::collections::HashMap;
 use lopdf::{Dictionary, Document, Object};
 use pdf_encoding::Encoding as Base;
 
-use super::cmap::CMap;
+use super::cmap::{CMap, glyph_text};
 use super::metrics;
 
 /// Largest font program or CMap stream decoded (bounds memory on hostile files).
 const MAX_FONT_STREAM: usize = 8 << 20;
-
-/// The text of a glyph name: the Adobe Glyph List, `uniXXXX`, `uXXXX[XX]`,
-/// ligatures written `f_f_i`, and suffixes such as `a.sc`.
-pub(super) fn glyph_text(name: &str) -> Option<String> {
-    if let Some(text) = pdf_encoding::glyphname_to_unicode(name) {
-        return Some(text.to_owned());
-    }
-    let base = name.split('.').next().unwrap_or_default();
-    if base.is_empty() {
-        return None;
-    }
-    if base != name {
-        return glyph_text(base);
-    }
-    if base.contains('_') {
-        let parts: Option<String> = base.split('_').map(glyph_text).collect();
-        return parts;
-    }
-    let hex = |digits: &str| u32::from_str_radix(digits, 16).ok().and_then(char::from_u32);
-    if let Some(rest) = base.strip_prefix("uni")
-        && rest.len() >= 4
-        && rest.len() % 4 == 0
-        && rest.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        let text: Option<String> = (0..rest.len() / 4).map(|i| hex(&rest[i * 4..i * 4 + 4])).collect();
-        return text;
-    }
-    if let Some(rest) = base.strip_prefix('u')
-        && (4..=6).contains(&rest.len())
-        && rest.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        return hex(rest).map(String::from);
-    }
-    None
-}
 
 fn number(o: &Object) -> Option<f64> {
     match o {

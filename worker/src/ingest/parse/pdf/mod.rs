@@ -18,7 +18,7 @@ use lopdf::Object;
 use parley_domain::document::{Block, Document};
 
 use self::layout::Line;
-use super::ParseFailure;
+use super::kind::ParseFailure;
 
 /// Largest decompressed object stream accepted when loading.
 const MAX_STREAM: usize = 64 << 20;

@@ -1,0 +1,404 @@
+//! Conversations: reading and exporting them, the hand-off to a person
+//! (escalate, reply, close, reopen), tags, ratings and visitors' files.
+
+use chrono::{DateTime, Utc};
+use parley_domain::aggregates::conversation::{Conversation, ConversationCommand, TagChange};
+use parley_domain::store::entities::conversations;
+use parley_domain::store::{Execute, StoreError};
+use parley_domain::{Actor, DomainError, ErrorCode, Metadata, read};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use uuid::Uuid;
+
+use super::tags::ApiTags;
+use crate::access::{live, live_bot};
+use crate::error::{ApiError, bad_request};
+use crate::files::{Disposition, FileResponse, file_response};
+use crate::middleware::RequestId;
+use crate::schemas::conversation::{
+    ConversationDetail, ConversationInfo, ConversationList, ConversationStatus, FeedbackRequest, FeedbackSummary,
+    Message, Rating, info, infos, messages_with_attachments, stored_message,
+};
+use crate::security::ApiKeyAuth;
+use crate::state::AppState;
+use crate::types::Text;
+
+/// Conversations: reading, hand-off, tags, ratings and files.
+pub struct ConversationsApi {
+    pub state: Option<AppState>,
+}
+
+/// Tags to set or add.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
+pub struct TagsRequest {
+    /// 1 to 50 lowercase letters, digits, `-`, `_` or `:` each; at most 20 per conversation.
+    #[oai(validator(max_items = 20))]
+    pub tags: Vec<Text>,
+}
+
+/// A person's reply.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
+pub struct ReplyRequest {
+    /// The reply, 1 to 10,000 characters.
+    pub text: Text,
+}
+
+/// Runs a hand-off command on a conversation of the organization and
+/// returns it as it is now.
+async fn conversation_command(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    request_id: &RequestId,
+    conversation_id: Uuid,
+    command: ConversationCommand,
+) -> Result<conversations::Model, ApiError> {
+    let org_id = auth.0.org_id;
+    read::conversation(&state.store, org_id, conversation_id)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or(DomainError::ConversationNotFound)?;
+    state
+        .store
+        .execute::<Conversation>(Execute {
+            org_id,
+            stream_id: conversation_id,
+            expected_version: None,
+            command,
+            metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.clone())),
+            idempotency: None,
+        })
+        .await?;
+    read::conversation(&state.store, org_id, conversation_id)
+        .await
+        .map_err(StoreError::Db)?
+        .ok_or_else(|| DomainError::ConversationNotFound.into())
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Conversations")]
+impl ConversationsApi {
+    /// List conversations
+    ///
+    /// Your organization's conversations, newest first, filtered by bot,
+    /// status, visitor, unanswered questions and creation time.
+    #[oai(path = "/conversations", method = "get", operation_id = "list_conversations")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_conversations(
+        &self,
+        auth: ApiKeyAuth,
+        /// Only this bot's conversations.
+        bot_id: Query<Option<Uuid>>,
+        /// Only conversations with this status.
+        status: Query<Option<ConversationStatus>>,
+        /// Only this visitor's conversations.
+        visitor_id: Query<Option<String>>,
+        /// `true`: only conversations with at least one fallback answer; `false`: only those without.
+        unanswered: Query<Option<bool>>,
+        /// Only conversations started at or after this time (RFC 3339).
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Only conversations started before this time (RFC 3339).
+        created_before: Query<Option<DateTime<Utc>>>,
+        /// Only conversations with this tag.
+        tag: Query<Option<String>>,
+        /// `true`: only conversations with a rated answer; `false`: only those without.
+        has_feedback: Query<Option<bool>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<Uuid>>,
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u64>>,
+    ) -> Result<Json<ConversationList>, ApiError> {
+        let state = live(&self.state)?;
+        let limit = limit.0.unwrap_or(20);
+        let filter = read::ConversationFilter {
+            bot_id: bot_id.0,
+            status: status.0.map(|s| s.as_str()),
+            visitor_id: visitor_id.0,
+            unanswered: unanswered.0,
+            created_after: created_after.0,
+            created_before: created_before.0,
+            tag: tag.0,
+            has_feedback: has_feedback.0,
+        };
+        let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, cursor.0, limit + 1)
+            .await
+            .map_err(StoreError::Db)?;
+        let next_cursor = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|c| c.id)
+        } else {
+            None
+        };
+        Ok(Json(ConversationList {
+            items: infos(state, rows).await?,
+            next_cursor,
+        }))
+    }
+
+    /// Get a conversation
+    ///
+    /// One conversation with all its messages in order: the visitor's, the
+    /// bot's answers with their sources, and failed answers.
+    #[oai(
+        path = "/conversations/:conversation_id",
+        method = "get",
+        operation_id = "get_conversation"
+    )]
+    async fn get_conversation(
+        &self,
+        auth: ApiKeyAuth,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationDetail>, ApiError> {
+        let state = live(&self.state)?;
+        let conversation = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or(DomainError::ConversationNotFound)?;
+        let messages = messages_with_attachments(state, conversation.id).await?;
+        Ok(Json(ConversationDetail {
+            conversation: info(state, conversation).await?,
+            messages,
+        }))
+    }
+
+    /// Hand a conversation to a person
+    ///
+    /// The bot stops answering by itself; visitor messages are stored and
+    /// wait for a person's reply. Escalating twice changes nothing.
+    #[oai(
+        path = "/conversations/:conversation_id/escalate",
+        method = "post",
+        operation_id = "escalate_conversation"
+    )]
+    async fn escalate(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let command = ConversationCommand::Escalate { reason: "api".into() };
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Reply as a person
+    ///
+    /// The reply appears in the visitor's conversation (role `agent`). A
+    /// conversation that was not escalated is escalated by it; a closed one
+    /// is reopened.
+    #[oai(
+        path = "/conversations/:conversation_id/reply",
+        method = "post",
+        operation_id = "reply_to_conversation"
+    )]
+    async fn reply(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        body: Json<ReplyRequest>,
+    ) -> Result<Json<Message>, ApiError> {
+        let state = live(&self.state)?;
+        if body.0.text.0.trim().is_empty() {
+            return Err(bad_request("the reply is empty", "text", "must not be empty"));
+        }
+        let message_id = Uuid::now_v7();
+        let command = ConversationCommand::AdminReply {
+            message_id,
+            text: body.0.text.into_inner(),
+        };
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        let message = stored_message(state, row.id, message_id).await?;
+        Ok(Json(message.into()))
+    }
+
+    /// Replace a conversation's tags
+    ///
+    /// The conversation then has exactly these tags (an empty list removes all).
+    #[oai(
+        path = "/conversations/:conversation_id/tags",
+        method = "put",
+        operation_id = "set_conversation_tags"
+    )]
+    async fn set_tags(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        body: Json<TagsRequest>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let tags = body.0.tags.into_iter().map(Text::into_inner).collect();
+        let command = ConversationCommand::Tags(TagChange::Set(tags));
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Add tags to a conversation
+    ///
+    /// Tags it already has are kept once.
+    #[oai(
+        path = "/conversations/:conversation_id/tags",
+        method = "post",
+        operation_id = "add_conversation_tags"
+    )]
+    async fn add_tags(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        body: Json<TagsRequest>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let tags = body.0.tags.into_iter().map(Text::into_inner).collect();
+        let command = ConversationCommand::Tags(TagChange::Add(tags));
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Remove a tag from a conversation
+    ///
+    /// Removing a tag it does not have changes nothing.
+    #[oai(
+        path = "/conversations/:conversation_id/tags/:tag",
+        method = "delete",
+        operation_id = "remove_conversation_tag"
+    )]
+    async fn remove_tag(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        tag: Path<String>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let command = ConversationCommand::Tags(TagChange::Remove(vec![tag.0]));
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Rate an answer
+    ///
+    /// Thumbs up or down, with an optional comment, on one of the bot's
+    /// answers in this conversation; a later rating replaces an earlier one.
+    #[oai(
+        path = "/conversations/:conversation_id/messages/:message_id/feedback",
+        method = "post",
+        operation_id = "rate_answer"
+    )]
+    async fn feedback(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+        message_id: Path<Uuid>,
+        body: Json<FeedbackRequest>,
+    ) -> Result<Json<Message>, ApiError> {
+        let state = live(&self.state)?;
+        let command = ConversationCommand::Feedback {
+            message_id: message_id.0,
+            up: body.0.rating == Rating::Up,
+            comment: body.0.comment.map(Text::into_inner),
+            by: "admin".into(),
+        };
+        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        let message = stored_message(state, row.id, message_id.0).await?;
+        Ok(Json(message.into()))
+    }
+
+    /// Ratings of a bot's answers
+    ///
+    /// How many of the bot's answers were rated up and down (the latest
+    /// rating of each answer counts).
+    #[oai(path = "/bots/:bot_id/feedback", method = "get", operation_id = "bot_feedback")]
+    async fn bot_feedback(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<Json<FeedbackSummary>, ApiError> {
+        let state = live(&self.state)?;
+        live_bot(state, auth.0.org_id, bot_id.0).await?;
+        let (up, down) = read::feedback_counts(&state.store, auth.0.org_id, bot_id.0)
+            .await
+            .map_err(StoreError::Db)?;
+        Ok(Json(FeedbackSummary {
+            up,
+            down,
+            ratio: (up + down > 0).then(|| up as f64 / (up + down) as f64),
+        }))
+    }
+
+    /// Close a conversation
+    ///
+    /// A visitor message (or a reply) reopens it.
+    #[oai(
+        path = "/conversations/:conversation_id/close",
+        method = "post",
+        operation_id = "close_conversation"
+    )]
+    async fn close(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let row =
+            conversation_command(state, &auth, &request_id, conversation_id.0, ConversationCommand::Close).await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Reopen a conversation
+    ///
+    /// The bot answers again by itself.
+    #[oai(
+        path = "/conversations/:conversation_id/reopen",
+        method = "post",
+        operation_id = "reopen_conversation"
+    )]
+    async fn reopen(
+        &self,
+        auth: ApiKeyAuth,
+        request_id: Data<&RequestId>,
+        conversation_id: Path<Uuid>,
+    ) -> Result<Json<ConversationInfo>, ApiError> {
+        let state = live(&self.state)?;
+        let row = conversation_command(
+            state,
+            &auth,
+            &request_id,
+            conversation_id.0,
+            ConversationCommand::Reopen,
+        )
+        .await?;
+        Ok(Json(info(state, row).await?))
+    }
+
+    /// Download a visitor's attachment
+    ///
+    /// A file a visitor attached in one of your organization's conversations.
+    #[oai(
+        path = "/conversations/:conversation_id/attachments/:attachment_id",
+        method = "get",
+        operation_id = "download_attachment"
+    )]
+    async fn download_attachment(
+        &self,
+        auth: ApiKeyAuth,
+        conversation_id: Path<Uuid>,
+        attachment_id: Path<Uuid>,
+        /// `inline` or `attachment` (default).
+        disposition: Query<Option<Disposition>>,
+    ) -> Result<FileResponse, ApiError> {
+        let state = live(&self.state)?;
+        let row = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or(DomainError::ConversationNotFound)?;
+        let attachment = read::attachment(&state.store, row.id, attachment_id.0)
+            .await
+            .map_err(StoreError::Db)?
+            .ok_or_else(|| ApiError::new(ErrorCode::AttachmentNotFound, "attachment not found"))?;
+        file_response(state, attachment, disposition.0.unwrap_or(Disposition::Attachment)).await
+    }
+}
