@@ -17,10 +17,7 @@ pub(crate) fn live(state: &Option<AppState>) -> Result<&AppState, ApiError> {
 
 /// `404 BOT_NOT_FOUND` unless the bot is a live bot of the organization.
 pub(crate) async fn live_bot(state: &AppState, org_id: uuid::Uuid, bot_id: uuid::Uuid) -> Result<(), ApiError> {
-    match parley_domain::read::bot(&state.store, org_id, bot_id)
-        .await
-        .map_err(parley_domain::StoreError::Db)?
-    {
+    match parley_domain::store::read::bot(&state.store, org_id, bot_id).await? {
         Some(_) => Ok(()),
         None => Err(parley_domain::DomainError::BotNotFound.into()),
     }

@@ -16,8 +16,8 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::metrics::Metrics;
-use crate::middleware::{limit_body, observe};
+use crate::http::metrics::Metrics;
+use crate::http::middleware::{limit_body, observe};
 use crate::routes;
 use crate::state::AppState;
 
@@ -115,7 +115,7 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
         .at("/widget.js", poem::get(crate::widget_assets::loader))
         .at("/widget/frame.html", poem::get(crate::widget_assets::frame))
         .at("/widget/:name", poem::get(crate::widget_assets::frame_asset))
-        .around(move |ep, req| crate::ratelimit::limit(ep, req, limiter.clone()))
+        .around(move |ep, req| crate::http::ratelimit::limit(ep, req, limiter.clone()))
         .around(move |ep, req| {
             // Uploads have their own, larger limits (multipart adds a little).
             let path = req.uri().path();
@@ -128,10 +128,10 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
             };
             limit_body(ep, req, limit)
         })
-        .around(move |ep, req| crate::middleware::with_timeout(ep, req, timeout))
+        .around(move |ep, req| crate::http::middleware::with_timeout(ep, req, timeout))
         .around(crate::error::json_errors)
         .around(crate::spec::allow_header)
-        .around(move |ep, req| crate::cors::public_cors(ep, req, cors_state.clone()))
+        .around(move |ep, req| crate::http::cors::public_cors(ep, req, cors_state.clone()))
         .around(move |ep, req| observe(ep, req, metrics.clone()))
         .data(state)
 }
@@ -139,7 +139,7 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
 pub struct Application {
     state: AppState,
     roles: Roles,
-    acceptor: Option<crate::header_timeout::HeaderTimeout<TcpAcceptor>>,
+    acceptor: Option<crate::http::header_timeout::HeaderTimeout<TcpAcceptor>>,
     port: Option<u16>,
     board: Option<tokio::net::TcpListener>,
     job_metrics: JobMetrics,
@@ -173,8 +173,10 @@ impl Application {
                 .local_addr()
                 .first()
                 .and_then(|a| a.as_socket_addr().map(|s| s.port()));
-            let acceptor =
-                crate::header_timeout::HeaderTimeout::new(acceptor, Duration::from_secs(settings.header_timeout_secs));
+            let acceptor = crate::http::header_timeout::HeaderTimeout::new(
+                acceptor,
+                Duration::from_secs(settings.header_timeout_secs),
+            );
             (Some(acceptor), port)
         } else {
             (None, None)

@@ -441,7 +441,7 @@ impl Settings {
         if !(1..=1000).contains(&self.max_webhooks_per_org) {
             return Err(invalid("PARLEY_MAX_WEBHOOKS_PER_ORG", "must be between 1 and 1000"));
         }
-        crate::client_ip::parse_proxies(&self.trusted_proxies).map_err(|bad| {
+        crate::http::client_ip::parse_proxies(&self.trusted_proxies).map_err(|bad| {
             invalid(
                 "PARLEY_TRUSTED_PROXIES",
                 format!("`{bad}` is not an address or CIDR range"),
@@ -480,9 +480,9 @@ impl Settings {
         Ok(())
     }
 
-    pub fn limits(&self) -> crate::ratelimit::Limits {
+    pub fn limits(&self) -> crate::http::ratelimit::Limits {
         use parley_domain::ratelimit::Rate;
-        crate::ratelimit::Limits {
+        crate::http::ratelimit::Limits {
             per_key: Rate::per_minute(self.rate_limit_per_minute),
             uploads: Rate {
                 limit: self.upload_limit,

@@ -226,7 +226,31 @@ impl From<DomainError> for ApiError {
             | DomainError::WebhookNotFound
             | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
-            | DomainError::VersionConflict { .. }) => ApiError::new(code, other.to_string()),
+            | DomainError::VersionConflict { .. }
+            | DomainError::QuotaExceeded(_)) => ApiError::new(code, other.to_string()),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        StoreError::Db(e).into()
+    }
+}
+
+impl From<parley_domain::retrieval::RetrievalError> for ApiError {
+    fn from(e: parley_domain::retrieval::RetrievalError) -> Self {
+        use parley_domain::retrieval::RetrievalError;
+        match e {
+            RetrievalError::Store(e) => e.into(),
+            RetrievalError::Model(cause) => {
+                tracing::error!(error = %cause, "query embedding failed");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the embedding model is not available; see the server log",
+                )
+            }
+            RetrievalError::Stopped(cause) => ApiError::internal(cause),
         }
     }
 }
@@ -262,7 +286,7 @@ impl From<StoreError> for ApiError {
 /// Middleware turning every error, including the framework's own plain-text
 /// ones, into the JSON error shape with the request id.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let request_id = req.data::<crate::middleware::RequestId>().map(|r| r.0.clone());
+    let request_id = req.data::<crate::http::middleware::RequestId>().map(|r| r.0.clone());
     let public = req.uri().path().starts_with("/api/v1/public/");
     // NUL is no text: no path or parameter may carry one.
     let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());

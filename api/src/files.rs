@@ -1,8 +1,7 @@
 //! Files the API sends and takes: visitors' attachments (what they may be,
 //! their names, how they are served) and CSV downloads.
 
-use parley_domain::content::get_blob;
-use parley_domain::store::StoreError;
+use parley_domain::store::content::get_blob;
 use parley_domain::store::entities::attachments;
 use poem::{IntoResponse, Response};
 use poem_openapi::registry::{
@@ -128,8 +127,7 @@ pub(crate) async fn file_response(
     disposition: Disposition,
 ) -> Result<FileResponse, ApiError> {
     let bytes = get_blob(&state.store, &attachment.sha256)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .ok_or_else(|| ApiError::internal(format!("the bytes of attachment {} are missing", attachment.id)))?;
     let encoded: String = url::form_urlencoded::byte_serialize(attachment.file_name.as_bytes()).collect();
     let kind = match disposition {

@@ -224,16 +224,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => parley_api::bench::ingest(&settings, parley_api::bench::BenchInputs { book, docs, chunks }).await,
         Command::Bench {
             command: BenchCommand::Hostile,
-        } => parley_api::bench_hostile::hostile(&settings).await,
+        } => parley_api::bench::hostile::hostile(&settings).await,
         Command::Bench {
             command: BenchCommand::Chat { book, rounds },
         } => parley_api::bench::chat(&settings, book, rounds).await,
         Command::Bench {
             command: BenchCommand::Pdf { dirs, dump },
-        } => parley_api::bench_pdf::pdf(&dirs, dump.as_deref()),
+        } => parley_api::bench::pdf::pdf(&dirs, dump.as_deref()),
         Command::Bench {
             command: BenchCommand::Documents { dir, questions, prefix },
-        } => parley_api::bench_documents::documents(&settings, dir, questions, prefix).await,
+        } => parley_api::bench::documents::documents(&settings, dir, questions, prefix).await,
         Command::Bench {
             command:
                 BenchCommand::Answerability {
@@ -242,10 +242,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     pages,
                     fit,
                 },
-        } => parley_api::bench_answerability::answerability(&settings, site, questions, pages, fit).await,
+        } => parley_api::bench::answerability::answerability(&settings, site, questions, pages, fit).await,
         Command::Bench {
             command: BenchCommand::Retrieval { scifact, sizes },
-        } => parley_api::bench_retrieval::retrieval(&settings, scifact, sizes).await,
+        } => parley_api::bench::retrieval::retrieval(&settings, scifact, sizes).await,
         Command::Openapi { .. } => Ok(()),
     }
 }

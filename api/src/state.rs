@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use parley_domain::aggregates::api_key::{hash_key, looks_like_key};
-use parley_domain::{ErrorCode, Store, read};
+use parley_domain::usage::Quota;
+use parley_domain::{ErrorCode, Store, store::read};
 use parley_worker::JobQueue;
 use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::http::metrics::Metrics;
 
 /// Last-used times are written at most this often per key and process.
 const TOUCH_EVERY: Duration = Duration::from_secs(30);
@@ -24,7 +25,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
     pub chat: Arc<crate::chat::ChatEngine>,
-    pub limiter: Arc<crate::ratelimit::Limiter>,
+    pub limiter: Arc<crate::http::ratelimit::Limiter>,
     /// The time quotas are counted in (settable in tests).
     pub clock: Arc<Clock>,
     streams: Arc<Mutex<HashMap<(Uuid, String), usize>>>,
@@ -49,12 +50,12 @@ impl AppState {
         let limits = settings.limits();
         let limiter = match queue.redis_conn() {
             // The queue's Redis connection also holds the shared counts.
-            Some(conn) => crate::ratelimit::Limiter::redis(limits, conn, settings.queue_namespace.as_deref()),
-            None => crate::ratelimit::Limiter::memory(limits, Arc::new(crate::ratelimit::system_clock)),
+            Some(conn) => crate::http::ratelimit::Limiter::redis(limits, conn, settings.queue_namespace.as_deref()),
+            None => crate::http::ratelimit::Limiter::memory(limits, Arc::new(crate::http::ratelimit::system_clock)),
         };
         // Validated at start; an invalid list never gets this far.
         let limiter = limiter
-            .with_proxies(crate::client_ip::parse_proxies(&settings.trusted_proxies).unwrap_or_default())
+            .with_proxies(crate::http::client_ip::parse_proxies(&settings.trusted_proxies).unwrap_or_default())
             .with_store(store.clone());
         AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
@@ -136,9 +137,7 @@ impl Clock {
 impl AppState {
     /// The name of the organization's plan and what it allows.
     pub async fn org_plan(&self, org_id: Uuid) -> Result<(String, parley_domain::usage::Plan), ApiError> {
-        let org = read::org(&self.store, org_id)
-            .await
-            .map_err(parley_domain::StoreError::Db)?;
+        let org = read::org(&self.store, org_id).await?;
         let name = org
             .and_then(|o| o.plan)
             .unwrap_or_else(|| crate::config::DEFAULT_PLAN.to_owned());
@@ -160,13 +159,12 @@ impl AppState {
     pub async fn take_message(&self, org_id: Uuid) -> Result<(), ApiError> {
         let plan = self.plan_of(org_id).await?;
         let now = self.clock.now();
-        let taken = parley_domain::usage::take_message(&self.store, org_id, now, plan.messages_per_month)
-            .await
-            .map_err(parley_domain::StoreError::Db)?;
+        let taken =
+            parley_domain::store::usage::take_message(&self.store, org_id, now, plan.messages_per_month).await?;
         if taken {
             return Ok(());
         }
-        Err(messages_used_up(plan.messages_per_month, now))
+        Err(plan.messages_used_up(now).into())
     }
 
     /// `429 QUOTA_EXCEEDED` when the month's chat messages are used up,
@@ -174,47 +172,20 @@ impl AppState {
     pub async fn room_for_message(&self, org_id: Uuid) -> Result<(), ApiError> {
         let plan = self.plan_of(org_id).await?;
         let now = self.clock.now();
-        let used = parley_domain::usage::messages_used(&self.store, org_id, now)
-            .await
-            .map_err(parley_domain::StoreError::Db)?;
-        if used < plan.messages_per_month {
-            return Ok(());
-        }
-        Err(messages_used_up(plan.messages_per_month, now))
+        let used = parley_domain::store::usage::messages_used(&self.store, org_id, now).await?;
+        Ok(plan.room_for_message(used, now)?)
     }
 
     /// `429 QUOTA_EXCEEDED` when the organization has as many bots (or
     /// sources) as its plan allows.
     pub async fn room_for(&self, org_id: Uuid, what: Quota) -> Result<(), ApiError> {
         let plan = self.plan_of(org_id).await?;
-        let (used, limit, noun) = match what {
-            Quota::Bots => (
-                parley_domain::usage::bots_used(&self.store, org_id).await,
-                plan.bots,
-                "bots",
-            ),
-            Quota::Sources => (
-                parley_domain::usage::sources_used(&self.store, org_id).await,
-                plan.sources,
-                "sources",
-            ),
+        let used = match what {
+            Quota::Bots => parley_domain::store::usage::bots_used(&self.store, org_id).await,
+            Quota::Sources => parley_domain::store::usage::sources_used(&self.store, org_id).await,
         };
-        let used = used.map_err(parley_domain::StoreError::Db)?;
-        if used < limit {
-            return Ok(());
-        }
-        Err(ApiError::new(
-            ErrorCode::QuotaExceeded,
-            format!("the plan allows {limit} {noun} per organization; delete one or change the plan"),
-        ))
+        Ok(plan.room_for(what, used?)?)
     }
-}
-
-/// Countable resources of a plan.
-#[derive(Debug, Clone, Copy)]
-pub enum Quota {
-    Bots,
-    Sources,
 }
 
 /// An open answer stream; dropping it (the stream ended or the client left)
@@ -256,15 +227,4 @@ impl AppState {
             key,
         })
     }
-}
-
-fn messages_used_up(quota: u64, now: chrono::DateTime<chrono::Utc>) -> ApiError {
-    ApiError::new(
-        ErrorCode::QuotaExceeded,
-        format!(
-            "the plan's {quota} chat messages for {} are used up; the quota renews on {}",
-            parley_domain::usage::period(now),
-            parley_domain::usage::next_period_start(now).format("%Y-%m-%d")
-        ),
-    )
 }

@@ -118,10 +118,10 @@ pub struct FrameQuery {
 pub async fn frame(req: &Request, query: Query<FrameQuery>, state: Data<&AppState>) -> Response {
     let mut ancestors = "*".to_owned();
     if let Some(bot_id) = query.0.bot_id {
-        let bot = parley_domain::read::live_bot_by_id(&state.store, bot_id).await;
+        let bot = parley_domain::store::read::live_bot_by_id(&state.store, bot_id).await;
         match bot {
             Ok(Some(bot)) => {
-                let allowed = parley_domain::read::widget_of(&bot).allowed_origins;
+                let allowed = parley_domain::store::read::widget_of(&bot).allowed_origins;
                 if !allowed.is_empty() {
                     ancestors = allowed.join(" ");
                 }

@@ -121,6 +121,24 @@ impl ErrorCode {
         self.status().as_u16()
     }
 
+    /// The catalogue of codes as Markdown (`docs/errors.md`), in the table's order.
+    pub fn catalogue() -> String {
+        let mut doc = String::from(
+            "# Error codes\n\nEvery error response is `{\"error\": {\"code\", \"message\", \"details\", \"request_id\"}}`. \
+             Codes are stable: they are never renamed. This file is generated from the one table of codes \
+             (`domain/src/error.rs`); a unit test fails when it differs.\n\n| code | status | meaning |\n|---|---|---|\n",
+        );
+        for code in ErrorCode::ALL {
+            doc.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                code.as_str(),
+                code.http_status(),
+                code.meaning()
+            ));
+        }
+        doc
+    }
+
     /// The code with this name, if there is one.
     pub fn from_name(name: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.iter().copied().find(|c| c.as_str() == name)
@@ -161,6 +179,9 @@ pub enum DomainError {
     SlugTaken(String),
     #[error("version conflict: expected version {expected}, current version is {actual}")]
     VersionConflict { expected: i64, actual: i64 },
+    /// The plan leaves no room: the reason says which quota and when it renews.
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 impl DomainError {
@@ -185,6 +206,7 @@ impl DomainError {
             DomainError::SourceBusy => ErrorCode::SourceBusy,
             DomainError::SlugTaken(_) => ErrorCode::BotSlugTaken,
             DomainError::VersionConflict { .. } => ErrorCode::Conflict,
+            DomainError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
         }
     }
 }
@@ -192,6 +214,16 @@ impl DomainError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_catalogue_is_the_table() {
+        let committed = include_str!("../../docs/errors.md");
+        assert!(
+            committed == ErrorCode::catalogue(),
+            "docs/errors.md differs from the table of codes; it should read:\n{}",
+            ErrorCode::catalogue()
+        );
+    }
 
     #[test]
     fn codes_are_unique_and_screaming_snake_case() {

@@ -14,6 +14,9 @@ use crate::aggregates::source::{
 };
 use crate::event::RecordedEvent;
 
+/// The dispatcher's checkpoint and lease: how far the log has been turned into jobs.
+pub const OUTBOX: &str = "outbox";
+
 /// Queue names are explicit so that renaming a Rust type orphans nothing.
 pub const JOBS_QUEUE: &str = "parley.jobs";
 /// Webhook deliveries have a queue of their own: a flood of them never

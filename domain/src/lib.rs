@@ -3,16 +3,13 @@
 
 pub mod aggregates;
 pub mod chunking;
-pub mod content;
 pub mod document;
 pub mod error;
 pub mod event;
 pub mod ids;
 pub mod insights;
 pub mod jobs;
-pub mod projections;
 pub mod ratelimit;
-pub mod read;
 pub mod retrieval;
 pub mod store;
 pub mod usage;

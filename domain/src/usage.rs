@@ -1,15 +1,10 @@
-//! Plan quotas: messages per calendar month (UTC), bots and sources per
-//! organization. The monthly count is taken atomically, so concurrent
-//! requests never pass the quota together.
+//! Plan quotas as rules: what a plan allows, the calendar month (UTC) a
+//! message counts in, and the refusal when there is no room. The counting is
+//! in `store::usage`.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
-use uuid::Uuid;
 
-use crate::store::Store;
-use crate::store::entities::{bots, sources, usage_counters};
+use crate::error::DomainError;
 
 /// What a plan allows (also a plan's configuration, `[plans.<name>]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -17,6 +12,49 @@ pub struct Plan {
     pub messages_per_month: u64,
     pub bots: u64,
     pub sources: u64,
+}
+
+/// Countable resources of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    Bots,
+    Sources,
+}
+
+impl Plan {
+    /// `QUOTA_EXCEEDED` unless one more chat message fits in the month of
+    /// `at`, when `used` are counted.
+    pub fn room_for_message(&self, used: u64, at: DateTime<Utc>) -> Result<(), DomainError> {
+        if used < self.messages_per_month {
+            return Ok(());
+        }
+        Err(self.messages_used_up(at))
+    }
+
+    /// Why a chat message in the month of `at` is refused.
+    pub fn messages_used_up(&self, at: DateTime<Utc>) -> DomainError {
+        DomainError::QuotaExceeded(format!(
+            "the plan's {} chat messages for {} are used up; the quota renews on {}",
+            self.messages_per_month,
+            period(at),
+            next_period_start(at).format("%Y-%m-%d")
+        ))
+    }
+
+    /// `QUOTA_EXCEEDED` unless the organization, with `used` of them, may have
+    /// one more bot (or source).
+    pub fn room_for(&self, what: Quota, used: u64) -> Result<(), DomainError> {
+        let (limit, noun) = match what {
+            Quota::Bots => (self.bots, "bots"),
+            Quota::Sources => (self.sources, "sources"),
+        };
+        if used < limit {
+            return Ok(());
+        }
+        Err(DomainError::QuotaExceeded(format!(
+            "the plan allows {limit} {noun} per organization; delete one or change the plan"
+        )))
+    }
 }
 
 /// The month a time falls in, `YYYY-MM`.
@@ -34,69 +72,33 @@ pub fn next_period_start(at: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or(at)
 }
 
-/// Counts one message against the month's quota; `false` (and nothing
-/// counted) when the quota is used up.
-pub async fn take_message(store: &Store, org_id: Uuid, at: DateTime<Utc>, quota: u64) -> Result<bool, DbErr> {
-    if quota == 0 {
-        return Ok(false);
-    }
-    let period = period(at);
-    // The row exists from the month's first message on.
-    let row = usage_counters::ActiveModel {
-        org_id: Set(org_id),
-        period: Set(period.clone()),
-        messages: Set(0),
-    };
-    usage_counters::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([usage_counters::Column::OrgId, usage_counters::Column::Period])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(store.db())
-        .await?;
-    // One statement checks and counts: concurrent requests cannot both take the last one.
-    let taken = usage_counters::Entity::update_many()
-        .col_expr(
-            usage_counters::Column::Messages,
-            Expr::col(usage_counters::Column::Messages).add(1),
-        )
-        .filter(usage_counters::Column::OrgId.eq(org_id))
-        .filter(usage_counters::Column::Period.eq(period))
-        .filter(usage_counters::Column::Messages.lt(quota as i64))
-        .exec(store.db())
-        .await?;
-    Ok(taken.rows_affected == 1)
-}
-
-/// Messages counted in the month of `at`.
-pub async fn messages_used(store: &Store, org_id: Uuid, at: DateTime<Utc>) -> Result<u64, DbErr> {
-    Ok(usage_counters::Entity::find_by_id((org_id, period(at)))
-        .one(store.db())
-        .await?
-        .map_or(0, |r| Ord::max(r.messages, 0) as u64))
-}
-
-/// Live bots of the organization.
-pub async fn bots_used(store: &Store, org_id: Uuid) -> Result<u64, DbErr> {
-    bots::Entity::find()
-        .filter(bots::Column::OrgId.eq(org_id))
-        .count(store.db())
-        .await
-}
-
-/// Live sources of the organization, across its bots.
-pub async fn sources_used(store: &Store, org_id: Uuid) -> Result<u64, DbErr> {
-    sources::Entity::find()
-        .filter(sources::Column::OrgId.eq(org_id))
-        .filter(sources::Column::DeletedAt.is_null())
-        .count(store.db())
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_leaves_room_or_says_why_not() {
+        let plan = Plan {
+            messages_per_month: 100,
+            bots: 2,
+            sources: 0,
+        };
+        let at = Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).unwrap();
+        assert!(plan.room_for_message(99, at).is_ok());
+        let refused = plan.room_for_message(100, at).unwrap_err();
+        assert_eq!(refused.code(), crate::ErrorCode::QuotaExceeded);
+        assert_eq!(
+            refused.to_string(),
+            "the plan's 100 chat messages for 2026-12 are used up; the quota renews on 2027-01-01"
+        );
+        assert!(plan.room_for(Quota::Bots, 1).is_ok());
+        assert!(plan.room_for(Quota::Bots, 2).is_err());
+        let none = plan.room_for(Quota::Sources, 0).unwrap_err();
+        assert_eq!(
+            none.to_string(),
+            "the plan allows 0 sources per organization; delete one or change the plan"
+        );
+    }
 
     #[test]
     fn periods_and_their_ends() {

@@ -215,7 +215,7 @@ fn mutate_keeping_xml(rng: &mut StdRng, xml: &mut Vec<u8>) {
 
 /// Peak memory of this process so far (VmHWM), in MB.
 fn peak_rss_mb() -> u64 {
-    parley_api::bench_hostile::peak_rss_mib() as u64
+    parley_api::bench::hostile::peak_rss_mib() as u64
 }
 
 struct Stats {

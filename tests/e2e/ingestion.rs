@@ -299,13 +299,13 @@ pub async fn sources_from_texts_qa_and_files(backend: Backend) {
 
     // Storage of the deleted text is reclaimed; a live document keeps its file.
     let later = parley_domain::store::now() + chrono::TimeDelta::hours(2);
-    let reclaimed = parley_domain::content::collect_garbage_blobs(&app.store, later)
+    let reclaimed = parley_domain::store::content::collect_garbage_blobs(&app.store, later)
         .await
         .unwrap();
     assert!(reclaimed >= 1, "the deleted text's stored body is reclaimed");
     let pdf_hash = pdf.body["spec"]["blob_hash"].as_str().unwrap();
     assert!(
-        parley_domain::content::get_blob(&app.store, pdf_hash)
+        parley_domain::store::content::get_blob(&app.store, pdf_hash)
             .await
             .unwrap()
             .is_some()

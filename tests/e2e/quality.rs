@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use parley_api::bench_pdf::{prf, single_letter_share};
+use parley_api::bench::pdf::{prf, single_letter_share};
 use parley_worker::ingest::embed::MiniLm;
 use parley_worker::ingest::parse::{self, ParseLimits};
 

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use parley_domain::aggregates::source::{Source, SourceCommand};
 use parley_domain::event::Metadata;
 use parley_domain::jobs::{Job, jobs_for};
+use parley_domain::store::deliveries;
 use parley_domain::store::{Execute, Store, StoreError};
-use parley_domain::webhooks;
-use parley_domain::{DomainError, read};
+use parley_domain::{DomainError, store::read};
 
 use crate::queue::JobQueue;
 
-/// The checkpoint (and lease) name of the dispatcher.
-pub const OUTBOX: &str = "outbox";
+pub use parley_domain::jobs::OUTBOX;
 
 /// How long a dispatcher's lease lasts without renewal: the longest pause
 /// before another process takes over from one that died.
@@ -84,7 +83,7 @@ impl Dispatcher {
         let events = self.store.read_log(None, after, self.batch, &[]).await?;
         // Deliveries are keyed by event and endpoint: reading the events
         // again after a crash creates none twice.
-        let deliveries = webhooks::fan_out(&self.store, &events).await?;
+        let deliveries = deliveries::fan_out(&self.store, &events).await?;
         let mut done = after;
         for event in &events {
             for job in jobs_for(event) {
@@ -113,7 +112,7 @@ impl Dispatcher {
         if !self.hold_lease().await? {
             return Ok(0);
         }
-        let due = webhooks::due(&self.store, 200).await?;
+        let due = deliveries::due(&self.store, 200).await?;
         for (delivery_id, org_id, event_id) in &due {
             self.queue
                 .enqueue(Job::deliver_webhook(*org_id, *delivery_id, *event_id))
@@ -180,7 +179,7 @@ impl Dispatcher {
                 match self.hold_lease().await {
                     Ok(true) => {
                         let before = parley_domain::store::now() - chrono::TimeDelta::hours(1);
-                        match parley_domain::content::collect_garbage_blobs(&self.store, before).await {
+                        match parley_domain::store::content::collect_garbage_blobs(&self.store, before).await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(blobs = n, "unreferenced stored bytes deleted"),
                             Err(e) => tracing::warn!(error = %e, "stored bytes clean-up failed"),

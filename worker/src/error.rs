@@ -20,3 +20,9 @@ impl From<StoreError> for JobError {
         }
     }
 }
+
+impl From<sea_orm::DbErr> for JobError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        StoreError::Db(e).into()
+    }
+}

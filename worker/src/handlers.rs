@@ -8,7 +8,7 @@ use parley_domain::aggregates::source::{Source, SourceCommand};
 use parley_domain::event::Metadata;
 use parley_domain::jobs::{Job, Task};
 use parley_domain::store::{Execute, Store, StoreError};
-use parley_domain::{DomainError, content, read};
+use parley_domain::{DomainError, store::content, store::read};
 use prometheus::{IntCounterVec, Opts, Registry};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -131,10 +131,7 @@ pub async fn purge_bot(store: &Store, org_id: Uuid, bot_id: Uuid, correlation_id
         tracing::info!(%bot_id, "bot already purged");
         return Ok(());
     }
-    for source_id in read::live_source_ids(store, org_id, bot_id)
-        .await
-        .map_err(StoreError::Db)?
-    {
+    for source_id in read::live_source_ids(store, org_id, bot_id).await? {
         let deleted = store
             .execute::<Source>(Execute {
                 org_id,
@@ -150,9 +147,7 @@ pub async fn purge_bot(store: &Store, org_id: Uuid, bot_id: Uuid, correlation_id
             Err(e) => return Err(e.into()),
         }
     }
-    content::purge_bot_chunks(store.db(), bot_id)
-        .await
-        .map_err(StoreError::Db)?;
+    content::purge_bot_chunks(store.db(), bot_id).await?;
     let executed = store
         .execute::<Bot>(Execute {
             org_id,

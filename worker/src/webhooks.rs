@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use parley_domain::aggregates::webhook::{Webhook, WebhookCommand};
 use parley_domain::event::Metadata;
-use parley_domain::store::{Execute, Store, StoreError, now};
-use parley_domain::webhooks::{self, Attempt, MAX_LOGGED_BODY, Outcome};
+use parley_domain::store::deliveries::{self, Attempt, Outcome};
+use parley_domain::store::{Execute, Store, now};
+use parley_domain::webhooks::{self, MAX_LOGGED_BODY};
 use uuid::Uuid;
 
 use crate::error::JobError;
@@ -19,7 +20,7 @@ use crate::net::{self, NetPolicy, reqwest};
 /// Hands a stored delivery to a job. A queue that refuses it is logged, not
 /// an error: the delivery is marked unqueued and the dispatcher's scan of
 /// due deliveries picks it up.
-pub async fn hand_over(
+pub(crate) async fn hand_over(
     queue: &crate::JobQueue,
     store: &Store,
     org_id: Uuid,
@@ -29,7 +30,7 @@ pub async fn hand_over(
     let job = parley_domain::jobs::Job::deliver_webhook(org_id, delivery_id, event_id);
     if let Err(e) = queue.enqueue(job).await {
         tracing::warn!(error = %e, %delivery_id, "could not queue a delivery now");
-        webhooks::unqueued(store, delivery_id).await?;
+        deliveries::unqueued(store, delivery_id).await?;
     }
     Ok(())
 }
@@ -120,20 +121,13 @@ impl Deliverer {
 pub async fn deliver(store: &Store, deliverer: &Deliverer, delivery_id: Uuid) -> Result<(), JobError> {
     let settings = &deliverer.settings;
     let lease = settings.timeout + Duration::from_secs(5);
-    let Some(delivery) = webhooks::claim(store, delivery_id, lease)
-        .await
-        .map_err(StoreError::Db)?
-    else {
+    let Some(delivery) = deliveries::claim(store, delivery_id, lease).await? else {
         tracing::info!(%delivery_id, "delivery not due, done, or being sent elsewhere");
         return Ok(());
     };
-    let endpoint = webhooks::endpoint_by_id(store, delivery.webhook_id)
-        .await
-        .map_err(StoreError::Db)?;
+    let endpoint = deliveries::endpoint_by_id(store, delivery.webhook_id).await?;
     let Some(endpoint) = endpoint.filter(|e| e.deleted_at.is_none() && e.active) else {
-        webhooks::cancel(store, &delivery, "the endpoint was disabled or deleted")
-            .await
-            .map_err(StoreError::Db)?;
+        deliveries::cancel(store, &delivery, "the endpoint was disabled or deleted").await?;
         return Ok(());
     };
     let started_at = now();
@@ -196,9 +190,7 @@ pub async fn deliver(store: &Store, deliverer: &Deliverer, delivery_id: Uuid) ->
         response_body,
         error,
     };
-    let recorded = webhooks::record(store, &delivery, &attempt, &outcome)
-        .await
-        .map_err(StoreError::Db)?;
+    let recorded = deliveries::record(store, &delivery, &attempt, &outcome).await?;
     if !recorded {
         // The lease ran out and another sender has the delivery now.
         tracing::warn!(delivery_id = %delivery.id, "the delivery's lease ran out during the attempt; its outcome is not recorded");
@@ -214,9 +206,7 @@ pub async fn deliver(store: &Store, deliverer: &Deliverer, delivery_id: Uuid) ->
         outcome = ?outcome,
         "webhook delivery attempt"
     );
-    let failing_since = webhooks::note_health(store, endpoint.id, success)
-        .await
-        .map_err(StoreError::Db)?;
+    let failing_since = deliveries::note_health(store, endpoint.id, success).await?;
     let disable = if gone {
         Some(("gone", "the endpoint answered 410 Gone".to_owned()))
     } else {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parley_domain::aggregates::source::QA_DOC_KEY;
 use parley_domain::retrieval::Analyzer;
+use parley_domain::retrieval::Embed;
 use parley_domain::retrieval::index::dot;
-use parley_worker::ingest::embed::Embedder;
 use tokio::sync::mpsc;
 
 use super::provider::{AnswerProvider, AnswerRequest, Generated, ProviderError};
@@ -29,7 +29,7 @@ const MAX_QUOTED_WORDS: usize = 250;
 
 pub struct Extractive {
     /// The question-side model instance, to compare sentences with the question.
-    pub embedder: Arc<Embedder>,
+    pub embedder: Arc<dyn Embed>,
 }
 
 #[derive(Debug)]
@@ -411,7 +411,7 @@ fn compose(
 /// picks the sentence, while the previous message's words (in the lexical
 /// score) pick what it is about.
 async fn similarities(
-    embedder: &Arc<Embedder>,
+    embedder: &Arc<dyn Embed>,
     question: &str,
     sentences: &[Sentence],
     picked: &[usize],

@@ -15,60 +15,24 @@ use parley_domain::aggregates::bot::BotSettings;
 use parley_domain::aggregates::conversation::{
     AnswerFailed, Answered, Citation, Conversation, ConversationCommand, Status, Turn, Usage, asks_for_person,
 };
-use parley_domain::chunking;
-use parley_domain::retrieval::{Analyzer, Bm25Params, Evidence, Fusion, Gate, IndexCache, Mode, Query, search};
-use parley_domain::store::{Execute, StoreError};
+use parley_domain::retrieval::{Analyzer, Embed, Gate, IndexCache, Mode, Rerank, Retriever};
+use parley_domain::store::Execute;
 use parley_domain::{ErrorCode, Metadata, Store};
 use parley_worker::ingest::embed::Embedder;
 use parley_worker::ingest::rerank::Reranker;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub use provider::{AnswerProvider, AnswerRequest, Generated, Passage, ProviderError};
+pub use parley_domain::retrieval::{Passage, Retrieved, SearchSpec};
+pub use provider::{AnswerProvider, AnswerRequest, Generated, ProviderError};
 
 use crate::config::Settings;
 use crate::error::ApiError;
 
-/// The fusion chosen on SciFact's train split (`parley bench retrieval`).
-/// Min-max normalized scores, half and half: the best of the weights tried
-/// on SciFact's train split (0.7356 nDCG@10 there; reciprocal rank fusion 0.7161).
-pub const FUSION: Fusion = Fusion::Convex { alpha: 0.5 };
-/// Each retriever's list depth before fusion.
-const CANDIDATES: usize = 100;
-/// Weight of the previous visitor message in a follow-up's query vector.
-const PREVIOUS_TURN_WEIGHT: f32 = 0.5;
 /// Passages scoring under this share of the best one are not used.
 const RELATIVE_FLOOR: f32 = 0.5;
 /// Characters of a passage shown as a source's snippet.
 const SNIPPET_CHARS: usize = 240;
-/// Passages the cross-encoder reads for the answerability gate (the
-/// answer rests on the first; the second often says it better).
-const RELEVANCE_PASSAGES: usize = 2;
-
-/// What to search for.
-pub struct SearchSpec<'a> {
-    pub question: &'a str,
-    /// The visitor's previous message, which a follow-up question leans on.
-    pub context: Option<&'a str>,
-    /// Only these sources.
-    pub sources: Option<&'a [Uuid]>,
-    pub limit: usize,
-    pub mode: Mode,
-}
-
-pub struct Retrieved {
-    pub passages: Vec<Passage>,
-    /// Cosine similarity of the closest chunk (0 when there is none).
-    pub best_similarity: f32,
-    /// Both retrievers' evidence that the knowledge answers the question.
-    pub evidence: Evidence,
-    /// The gate's probability for that evidence.
-    pub answerability: f32,
-    /// Whether the bot answers (else it gives its fallback answer).
-    pub answerable: bool,
-    pub elapsed: Duration,
-}
-
 /// What a chat turn reports, in order: text pieces, then the sources, then
 /// the end (or an error).
 #[derive(Debug, Clone)]
@@ -93,17 +57,11 @@ enum Outcome {
 
 pub struct ChatEngine {
     store: Store,
-    index: IndexCache,
-    analyzer: Arc<Analyzer>,
-    /// A model instance of its own, so questions never wait behind ingestion.
-    embedder: Arc<Embedder>,
-    /// The cross-encoder that reads the question with the best passages,
-    /// when installed (the gate weighs the rest without it).
-    reranker: Option<Arc<Reranker>>,
+    /// Search, with model instances of its own, so questions never wait
+    /// behind ingestion.
+    retriever: Retriever,
     extractive: extractive::Extractive,
     openai: openai::OpenAi,
-    min_relevance: f32,
-    gate: Gate,
     fallback: String,
     passages: usize,
     handoff: String,
@@ -160,14 +118,25 @@ pub fn citation(p: &Passage) -> Citation {
 impl ChatEngine {
     pub fn new(store: Store, settings: &Settings) -> Self {
         // Two threads: a question and a dozen sentences are one small batch.
-        let embedder = Arc::new(Embedder::new(settings.models_dir.clone().into(), 2));
+        let embedder: Arc<dyn Embed> = Arc::new(Embedder::new(settings.models_dir.clone().into(), 2));
+        // The cross-encoder that reads the question with the best passages,
+        // when installed (the gate weighs the rest without it).
+        let reranker = Reranker::installed(std::path::Path::new(&settings.models_dir))
+            .then(|| Arc::new(Reranker::new(settings.models_dir.clone().into(), 2)) as Arc<dyn Rerank>);
+        let gate = Gate {
+            threshold: settings.chat_min_answerability,
+            ..Gate::DEFAULT
+        };
         ChatEngine {
+            retriever: Retriever::new(
+                store.clone(),
+                IndexCache::new(settings.index_cache_mb << 20),
+                embedder.clone(),
+                reranker,
+                gate,
+                settings.chat_min_relevance,
+            ),
             store,
-            analyzer: Arc::new(Analyzer::default()),
-            index: IndexCache::new(settings.index_cache_mb << 20),
-            embedder: embedder.clone(),
-            reranker: Reranker::installed(std::path::Path::new(&settings.models_dir))
-                .then(|| Arc::new(Reranker::new(settings.models_dir.clone().into(), 2))),
             extractive: extractive::Extractive { embedder },
             openai: openai::OpenAi {
                 client: reqwest::Client::new(),
@@ -177,11 +146,6 @@ impl ChatEngine {
                 timeout: Duration::from_secs(settings.openai_timeout_secs),
                 idle_timeout: Duration::from_secs(settings.openai_idle_timeout_secs),
             },
-            min_relevance: settings.chat_min_relevance,
-            gate: Gate {
-                threshold: settings.chat_min_answerability,
-                ..Gate::DEFAULT
-            },
             handoff: settings.chat_handoff_message.clone(),
             escalate_after: settings.escalate_after_unanswered,
             fallback: settings.chat_fallback_message.clone(),
@@ -190,127 +154,17 @@ impl ChatEngine {
     }
 
     pub fn analyzer(&self) -> &Analyzer {
-        &self.analyzer
+        self.retriever.analyzer()
     }
 
     /// Unit vectors of texts, from the API's own model instance.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
-        self.embedder.embed(texts).await.map_err(|e| {
-            tracing::error!(error = %e, "query embedding failed");
-            ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "the embedding model is not available; see the server log",
-            )
-        })
+        Ok(self.retriever.embed(texts).await?)
     }
 
     /// Searches a bot's live sources.
     pub async fn retrieve(&self, org_id: Uuid, bot_id: Uuid, spec: SearchSpec<'_>) -> Result<Retrieved, ApiError> {
-        let SearchSpec {
-            question,
-            context,
-            sources,
-            limit,
-            mode,
-        } = spec;
-        let started = Instant::now();
-        let segments = self
-            .index
-            .segments(&self.store, org_id, bot_id)
-            .await
-            .map_err(StoreError::Db)?;
-        let asked = self.analyzer.terms(question);
-        let mut terms = asked.clone();
-        // The question's own words weigh double those of the turn before.
-        terms.extend(terms.clone());
-        let vector = if mode == Mode::Bm25 {
-            None
-        } else {
-            let mut texts = vec![question.to_owned()];
-            texts.extend(context.map(str::to_owned));
-            let vectors = self.embed(texts).await?;
-            let mut v = vectors[0].clone();
-            if let Some(prev) = vectors.get(1) {
-                for (x, y) in v.iter_mut().zip(prev) {
-                    *x += PREVIOUS_TURN_WEIGHT * y;
-                }
-            }
-            Some(v)
-        };
-        let mut asked = asked;
-        if let Some(context) = context {
-            let previous = self.analyzer.terms(context);
-            // A follow-up with no words of its own ("and how much is it?")
-            // is judged with the question it follows.
-            if asked.iter().all(|t| self.analyzer.is_asking(t)) {
-                asked.extend(previous.iter().cloned());
-            }
-            terms.extend(previous);
-        }
-        let (mut hits, evidence) = tokio::task::spawn_blocking({
-            let segments = segments.clone();
-            let analyzer = self.analyzer.clone();
-            let sources = sources.map(<[Uuid]>::to_vec);
-            move || {
-                // The evidence reads the best three passages and the closest
-                // one by meaning, wherever the fusion ranks it, so every fused
-                // candidate is kept until it is taken; search and chat decide alike.
-                let hits = search(
-                    &segments,
-                    &Query {
-                        terms: &terms,
-                        vector: vector.as_deref(),
-                        sources: sources.as_deref(),
-                        limit: CANDIDATES.max(limit) * 2,
-                        candidates: CANDIDATES.max(limit),
-                        mode,
-                        fusion: FUSION,
-                        bm25: Bm25Params::default(),
-                    },
-                );
-                let evidence = Evidence::of(&segments, &analyzer, &asked, &hits);
-                (hits, evidence)
-            }
-        })
-        .await
-        .map_err(ApiError::internal)?;
-        hits.truncate(limit);
-        let mut evidence = evidence;
-        if let Some(reranker) = &self.reranker {
-            let texts: Vec<String> = hits
-                .iter()
-                .take(RELEVANCE_PASSAGES)
-                .map(|h| {
-                    let c = &segments[h.segment].chunks[h.chunk];
-                    chunking::embedding_text(&chunking::context(c.title.as_deref(), &c.heading_path), &c.text)
-                })
-                .collect();
-            match reranker.score(question, texts).await {
-                Ok(scores) => evidence.relevance = scores.into_iter().reduce(f32::max),
-                Err(e) => tracing::warn!(error = %e, "the cross-encoder failed; the gate decides without it"),
-            }
-        }
-        let best_similarity = evidence.similarity;
-        let hits_empty = hits.is_empty();
-        let passages = hits
-            .into_iter()
-            .map(|h| Passage {
-                meta: segments[h.segment].chunks[h.chunk].clone(),
-                score: h.score,
-                bm25: h.bm25,
-                vector: h.vector,
-            })
-            .collect();
-        let answerability = self.gate.probability(&evidence);
-        let answerable = !hits_empty && self.gate.answers(&evidence) && evidence.similarity >= self.min_relevance;
-        Ok(Retrieved {
-            passages,
-            best_similarity,
-            evidence,
-            answerability,
-            answerable,
-            elapsed: started.elapsed(),
-        })
+        Ok(self.retriever.retrieve(org_id, bot_id, spec).await?)
     }
 
     /// Runs one turn in its own task; events arrive on the returned channel.
@@ -482,7 +336,7 @@ impl ChatEngine {
             model: turn.bot.model.model.clone(),
             temperature: turn.bot.model.temperature,
             max_tokens: turn.bot.model.max_tokens,
-            analyzer: self.analyzer.clone(),
+            analyzer: self.retriever.analyzer().clone(),
         };
         let (piece_tx, mut piece_rx) = mpsc::channel::<String>(256);
         let forward = {

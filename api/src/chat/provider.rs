@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use parley_domain::aggregates::conversation::Turn;
-use parley_domain::retrieval::{Analyzer, ChunkMeta, Ranked};
+use parley_domain::retrieval::{Analyzer, Passage};
 use tokio::sync::mpsc;
 
 /// What a provider gets.
@@ -46,20 +46,4 @@ pub struct ProviderError {
 pub trait AnswerProvider: Send + Sync {
     fn name(&self) -> &'static str;
     async fn answer(&self, req: &AnswerRequest, out: &mpsc::Sender<String>) -> Result<Generated, ProviderError>;
-}
-
-/// A retrieved chunk with its scores.
-#[derive(Debug, Clone)]
-pub struct Passage {
-    pub meta: ChunkMeta,
-    pub score: f32,
-    pub bm25: Option<Ranked>,
-    pub vector: Option<Ranked>,
-}
-
-impl std::ops::Deref for Passage {
-    type Target = ChunkMeta;
-    fn deref(&self) -> &ChunkMeta {
-        &self.meta
-    }
 }

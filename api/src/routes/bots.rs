@@ -5,7 +5,7 @@ use parley_domain::aggregates::bot::{self as domain, Bot as BotAggregate, BotCom
 use parley_domain::ids::new_id;
 use parley_domain::store::entities::bots;
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata, read};
+use parley_domain::{Actor, DomainError, ErrorCode, Metadata, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
+use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::middleware::RequestId;
 use crate::security::ApiKeyAuth;
 use crate::state::{AppState, Principal};
 use crate::types::Text;
@@ -291,8 +291,7 @@ fn model_patch(p: Option<ModelSettingsPatch>) -> ModelPatch {
 
 async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<Bot, ApiError> {
     read::bot(&state.store, org_id, bot_id)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .map(Bot::from)
         .ok_or_else(|| DomainError::BotNotFound.into())
 }
@@ -300,8 +299,7 @@ async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<Bot, ApiEr
 /// A free slug: `wanted` itself, or `wanted-2`, `wanted-3`...
 async fn free_slug(state: &AppState, org_id: Uuid, wanted: &str) -> Result<String, ApiError> {
     let taken: Vec<String> = read::slugs_like(&state.store, org_id, wanted)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .into_iter()
         .map(|(_, s)| s)
         .collect();
@@ -314,9 +312,7 @@ async fn free_slug(state: &AppState, org_id: Uuid, wanted: &str) -> Result<Strin
 }
 
 async fn ensure_slug_free(state: &AppState, org_id: Uuid, slug: &str, except: Option<Uuid>) -> Result<(), ApiError> {
-    let taken = read::slugs_like(&state.store, org_id, slug)
-        .await
-        .map_err(StoreError::Db)?;
+    let taken = read::slugs_like(&state.store, org_id, slug).await?;
     if taken.iter().any(|(id, s)| s == slug && Some(*id) != except) {
         return Err(DomainError::SlugTaken(slug.to_owned()).into());
     }
@@ -358,9 +354,7 @@ impl BotsApi {
         cursor: Query<Option<Uuid>>,
     ) -> Result<Json<BotList>, ApiError> {
         let state = live(&self.state)?;
-        let page = read::bots(&state.store, auth.0.org_id, cursor.0, limit.0)
-            .await
-            .map_err(StoreError::Db)?;
+        let page = read::bots(&state.store, auth.0.org_id, cursor.0, limit.0).await?;
         Ok(Json(BotList {
             data: page.items.into_iter().map(Bot::from).collect(),
             next_cursor: page.next_cursor,
@@ -385,9 +379,9 @@ impl BotsApi {
         let org_id = auth.0.org_id;
         let idem = Idempotency::from_header(idempotency_key.0, "create_bot", &body.0)?;
         if let Some(bot_id) = idempotency::prior(&idem, state, org_id).await? {
-            return replay(state, org_id, bot_id).await;
+            return answer_again(state, org_id, bot_id).await;
         }
-        state.room_for(org_id, crate::state::Quota::Bots).await?;
+        state.room_for(org_id, parley_domain::usage::Quota::Bots).await?;
         let req = body.0;
         let slug = match text(req.slug) {
             Some(slug) => {
@@ -428,7 +422,7 @@ impl BotsApi {
         match executed {
             Ok(_) => {}
             Err(StoreError::IdempotencyRace) => {
-                return replay(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
+                return answer_again(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
             }
             Err(e) => return Err(bot_error(e, Some(&slug))),
         }
@@ -542,7 +536,7 @@ fn default_limit() -> u64 {
 }
 
 /// The answer to a retried creation: the bot as it is now.
-async fn replay(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<CreateBotResponse, ApiError> {
+async fn answer_again(state: &AppState, org_id: Uuid, bot_id: Uuid) -> Result<CreateBotResponse, ApiError> {
     let bot = find(state, org_id, bot_id).await?;
     Ok(CreateBotResponse::Created(
         Json(bot.clone()),

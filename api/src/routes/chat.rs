@@ -17,7 +17,7 @@ use crate::access::{live, live_bot};
 use crate::chat::turn::{Ask, ask};
 use crate::chat::{SearchSpec, citation};
 use crate::error::{ApiError, ErrorDetail, bad_request};
-use crate::middleware::RequestId;
+use crate::http::middleware::RequestId;
 use crate::schemas::chat::ChatResponse;
 use crate::security::ApiKeyAuth;
 use crate::state::AppState;

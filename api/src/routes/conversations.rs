@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use parley_domain::aggregates::conversation::{Conversation, ConversationCommand, TagChange};
+use parley_domain::store::Execute;
 use parley_domain::store::entities::conversations;
-use parley_domain::store::{Execute, StoreError};
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata, read};
+use parley_domain::{Actor, DomainError, ErrorCode, Metadata, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -16,7 +16,7 @@ use super::tags::ApiTags;
 use crate::access::{live, live_bot};
 use crate::error::{ApiError, bad_request};
 use crate::files::{Disposition, FileResponse, file_response};
-use crate::middleware::RequestId;
+use crate::http::middleware::RequestId;
 use crate::schemas::conversation::{
     ConversationDetail, ConversationInfo, ConversationList, ConversationStatus, FeedbackRequest, FeedbackSummary,
     Message, Rating, info, infos, messages_with_attachments, stored_message,
@@ -58,8 +58,7 @@ async fn conversation_command(
 ) -> Result<conversations::Model, ApiError> {
     let org_id = auth.0.org_id;
     read::conversation(&state.store, org_id, conversation_id)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .ok_or(DomainError::ConversationNotFound)?;
     state
         .store
@@ -73,8 +72,7 @@ async fn conversation_command(
         })
         .await?;
     read::conversation(&state.store, org_id, conversation_id)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .ok_or_else(|| DomainError::ConversationNotFound.into())
 }
 
@@ -123,9 +121,7 @@ impl ConversationsApi {
             tag: tag.0,
             has_feedback: has_feedback.0,
         };
-        let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, cursor.0, limit + 1)
-            .await
-            .map_err(StoreError::Db)?;
+        let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, cursor.0, limit + 1).await?;
         let next_cursor = if rows.len() as u64 > limit {
             rows.truncate(limit as usize);
             rows.last().map(|c| c.id)
@@ -154,8 +150,7 @@ impl ConversationsApi {
     ) -> Result<Json<ConversationDetail>, ApiError> {
         let state = live(&self.state)?;
         let conversation = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or(DomainError::ConversationNotFound)?;
         let messages = messages_with_attachments(state, conversation.id).await?;
         Ok(Json(ConversationDetail {
@@ -318,9 +313,7 @@ impl ConversationsApi {
     async fn bot_feedback(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<Json<FeedbackSummary>, ApiError> {
         let state = live(&self.state)?;
         live_bot(state, auth.0.org_id, bot_id.0).await?;
-        let (up, down) = read::feedback_counts(&state.store, auth.0.org_id, bot_id.0)
-            .await
-            .map_err(StoreError::Db)?;
+        let (up, down) = read::feedback_counts(&state.store, auth.0.org_id, bot_id.0).await?;
         Ok(Json(FeedbackSummary {
             up,
             down,
@@ -392,12 +385,10 @@ impl ConversationsApi {
     ) -> Result<FileResponse, ApiError> {
         let state = live(&self.state)?;
         let row = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or(DomainError::ConversationNotFound)?;
         let attachment = read::attachment(&state.store, row.id, attachment_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or_else(|| ApiError::new(ErrorCode::AttachmentNotFound, "attachment not found"))?;
         file_response(state, attachment, disposition.0.unwrap_or(Disposition::Attachment)).await
     }

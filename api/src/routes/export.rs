@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use parley_domain::store::entities::conversations;
-use parley_domain::{DomainError, StoreError, read};
+use parley_domain::{DomainError, store::read};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::{ToJSON, Type};
@@ -184,9 +184,7 @@ impl ExportApi {
             created_before: Some(to.0),
             ..read::ConversationFilter::default()
         };
-        let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, None, MAX_EXPORTED + 1)
-            .await
-            .map_err(StoreError::Db)?;
+        let mut rows = read::conversations(&state.store, auth.0.org_id, &filter, None, MAX_EXPORTED + 1).await?;
         if rows.len() as u64 > MAX_EXPORTED {
             return Err(ApiError::new(
                 parley_domain::ErrorCode::ValidationFailed,
@@ -226,8 +224,7 @@ impl ExportApi {
     ) -> Result<Export, ApiError> {
         let state = live(&self.state)?;
         let conversation = read::conversation(&state.store, auth.0.org_id, conversation_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or(DomainError::ConversationNotFound)?;
         let name = format!("conversation-{}", conversation.id);
         Ok(match format.0.unwrap_or(ExportFormat::Json) {

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use parley_domain::ErrorCode;
 use parley_domain::insights::{self, SAME_QUESTION};
-use parley_domain::{ErrorCode, StoreError};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -217,12 +217,9 @@ impl InsightsApi {
             return Err(ApiError::new(ErrorCode::InvalidRequest, "`to` must be after `from`"));
         }
         let limit = limit.0.unwrap_or(10) as usize;
-        let counts = insights::counts(&state.store, org_id, bot_id.0, from, to)
-            .await
-            .map_err(StoreError::Db)?;
-        let asked = insights::questions(&state.store, org_id, bot_id.0, from, to, ANALYZED)
-            .await
-            .map_err(StoreError::Db)?;
+        let counts = parley_domain::store::insights::counts(&state.store, org_id, bot_id.0, from, to).await?;
+        let asked =
+            parley_domain::store::insights::questions(&state.store, org_id, bot_id.0, from, to, ANALYZED).await?;
         let all: Vec<&insights::Asked> = asked.iter().collect();
         let unanswered: Vec<&insights::Asked> = asked.iter().filter(|q| q.unanswered).collect();
         // Unanswered questions are among all: their wordings are embedded once.

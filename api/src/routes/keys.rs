@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use parley_domain::aggregates::api_key::{ApiKey, ApiKeyCommand, GeneratedKey};
 use parley_domain::ids::new_id;
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::{Actor, ErrorCode, Metadata, read};
+use parley_domain::{Actor, ErrorCode, Metadata, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
+use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::middleware::RequestId;
 use crate::security::ApiKeyAuth;
 use crate::state::AppState;
 use crate::types::Text;
@@ -103,8 +103,7 @@ fn info(row: read::ApiKeyRow) -> ApiKeyInfo {
 
 async fn find(state: &AppState, org_id: Uuid, key_id: Uuid) -> Result<ApiKeyInfo, ApiError> {
     read::api_key(&state.store, org_id, key_id)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .map(info)
         .ok_or_else(|| ApiError::new(ErrorCode::ApiKeyNotFound, "API key not found"))
 }
@@ -129,7 +128,7 @@ impl KeysApi {
         let org_id = auth.0.org_id;
         let idem = Idempotency::from_header(idempotency_key.0, "create_api_key", &body.0)?;
         if let Some(key_id) = idempotency::prior(&idem, state, org_id).await? {
-            return replay(state, org_id, key_id).await;
+            return answer_again(state, org_id, key_id).await;
         }
         let key_id = new_id();
         let generated = GeneratedKey::generate();
@@ -152,7 +151,7 @@ impl KeysApi {
         match executed {
             Ok(_) => {}
             Err(StoreError::IdempotencyRace) => {
-                return replay(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
+                return answer_again(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -173,9 +172,7 @@ impl KeysApi {
     #[oai(path = "/keys", method = "get", operation_id = "list_api_keys")]
     async fn list(&self, auth: ApiKeyAuth) -> Result<Json<ApiKeyList>, ApiError> {
         let state = live(&self.state)?;
-        let rows = read::api_keys(&state.store, auth.0.org_id)
-            .await
-            .map_err(StoreError::Db)?;
+        let rows = read::api_keys(&state.store, auth.0.org_id).await?;
         Ok(Json(ApiKeyList {
             data: rows.into_iter().map(info).collect(),
         }))
@@ -217,7 +214,7 @@ impl KeysApi {
 }
 
 /// The answer to a retried creation: the same key, without its secret.
-async fn replay(state: &AppState, org_id: Uuid, key_id: Uuid) -> Result<CreateKeyResponse, ApiError> {
+async fn answer_again(state: &AppState, org_id: Uuid, key_id: Uuid) -> Result<CreateKeyResponse, ApiError> {
     let info = find(state, org_id, key_id).await?;
     Ok(CreateKeyResponse::Created(
         Json(CreatedApiKey { info, key: None }),

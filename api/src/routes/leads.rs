@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use parley_domain::store::entities::leads;
-use parley_domain::{ErrorCode, StoreError, read};
+use parley_domain::{ErrorCode, store::read};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -118,18 +118,13 @@ impl LeadsApi {
             created_before: created_before.0,
         };
         let after = match cursor.0 {
-            Some(cursor) => Some(
-                read::lead(&state.store, auth.0.org_id, cursor)
-                    .await
-                    .map_err(StoreError::Db)?
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            ErrorCode::InvalidRequest,
-                            "`cursor` is not a lead of this organization (it was erased?): \
+            Some(cursor) => Some(read::lead(&state.store, auth.0.org_id, cursor).await?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "`cursor` is not a lead of this organization (it was erased?): \
                              list again from the first page",
-                        )
-                    })?,
-            ),
+                )
+            })?),
             None => None,
         };
         let page = read::leads(
@@ -139,8 +134,7 @@ impl LeadsApi {
             after.as_ref(),
             limit.0.unwrap_or(20),
         )
-        .await
-        .map_err(StoreError::Db)?;
+        .await?;
         Ok(Json(LeadList {
             items: page.items.into_iter().map(LeadInfo::from).collect(),
             next_cursor: page.next_cursor,
@@ -174,9 +168,7 @@ impl LeadsApi {
             created_before: to.0,
             ..Default::default()
         };
-        let page = read::leads(&state.store, auth.0.org_id, &filter, None, MAX_EXPORTED)
-            .await
-            .map_err(StoreError::Db)?;
+        let page = read::leads(&state.store, auth.0.org_id, &filter, None, MAX_EXPORTED).await?;
         if page.next_cursor.is_some() {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,
@@ -238,8 +230,7 @@ impl LeadsApi {
     async fn get(&self, auth: ApiKeyAuth, lead_id: Path<Uuid>) -> Result<Json<LeadInfo>, ApiError> {
         let state = live(&self.state)?;
         let lead = read::lead(&state.store, auth.0.org_id, lead_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or_else(|| ApiError::new(ErrorCode::LeadNotFound, "lead not found"))?;
         Ok(Json(lead.into()))
     }

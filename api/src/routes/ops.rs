@@ -1,6 +1,6 @@
 //! Health, readiness and Prometheus metrics.
 
-use parley_worker::dispatcher::OUTBOX;
+use parley_domain::jobs::OUTBOX;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 

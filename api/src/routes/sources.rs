@@ -9,9 +9,7 @@ use parley_domain::aggregates::source::{
 use parley_domain::ids::new_id;
 use parley_domain::store::entities::{source_pages, sources};
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata, content, read};
-use parley_worker::ingest::parse::{self, Kind};
-use parley_worker::net;
+use parley_domain::{Actor, DomainError, ErrorCode, Metadata, store::content, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -23,8 +21,8 @@ use uuid::Uuid;
 use super::tags::ApiTags;
 use crate::access::{live, live_bot};
 use crate::error::ApiError;
+use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::middleware::RequestId;
 use crate::security::ApiKeyAuth;
 use crate::state::{AppState, Principal};
 use crate::types::Text;
@@ -363,27 +361,9 @@ fn metadata(principal: &Principal, request_id: &RequestId) -> Metadata {
 
 async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid, source_id: Uuid) -> Result<SourceInfo, ApiError> {
     read::source(&state.store, org_id, bot_id, source_id)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .map(SourceInfo::from)
         .ok_or_else(|| DomainError::SourceNotFound.into())
-}
-
-/// A URL that may be fetched, or 422 URL_NOT_ALLOWED.
-async fn allowed_url(state: &AppState, url: &str) -> Result<(), ApiError> {
-    net::check_url(url, &state.ingest.settings.net)
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            ApiError::with_details(
-                ErrorCode::UrlNotAllowed,
-                "this URL cannot be fetched",
-                vec![crate::error::ErrorDetail {
-                    field: Some("url".into()),
-                    message: e.0,
-                }],
-            )
-        })
 }
 
 /// Appends `source.added` under an optional Idempotency-Key and answers 202.
@@ -404,17 +384,13 @@ async fn add(
     // A malformed source is reported as such, even to a bot that is full.
     spec.validate(state.settings.max_pages_cap)?;
     let limit = state.settings.max_sources_per_bot;
-    if read::source_count(&state.store, org_id, bot_id)
-        .await
-        .map_err(StoreError::Db)?
-        >= limit
-    {
+    if read::source_count(&state.store, org_id, bot_id).await? >= limit {
         return Err(ApiError::new(
             ErrorCode::SourceLimitReached,
             format!("a bot can have at most {limit} sources"),
         ));
     }
-    state.room_for(org_id, crate::state::Quota::Sources).await?;
+    state.room_for(org_id, parley_domain::usage::Quota::Sources).await?;
     let source_id = new_id();
     let command = SourceCommand::Add {
         source_id,
@@ -472,7 +448,7 @@ async fn source_command(
 
 /// A document lookup's result, or the error that tells the caller why not.
 fn found<T>(lookup: Result<content::Lookup<T>, sea_orm::DbErr>) -> Result<T, ApiError> {
-    match lookup.map_err(StoreError::Db)? {
+    match lookup? {
         content::Lookup::Found(found) => Ok(found),
         content::Lookup::NotFound => Err(ApiError::new(
             ErrorCode::DocumentNotFound,
@@ -522,12 +498,12 @@ impl SourcesApi {
         let (spec, schedule) = match body.0 {
             AddSourceRequest::Url(u) => {
                 let url = u.url.into_inner();
-                allowed_url(state, &url).await?;
+                crate::ingestion::fetchable(state, &url).await?;
                 (SourceSpec::Url { url }, u.schedule)
             }
             AddSourceRequest::Sitemap(s) => {
                 let url = s.url.into_inner();
-                allowed_url(state, &url).await?;
+                crate::ingestion::fetchable(state, &url).await?;
                 let spec = SourceSpec::Sitemap {
                     url,
                     include: Text::all(s.include.unwrap_or_default()),
@@ -605,29 +581,11 @@ impl SourcesApi {
             .into_vec()
             .await
             .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("cannot read the upload: {e}")))?;
-        // An empty file is accepted and fails with NO_TEXT, like a text-less one.
-        let kind = if bytes.is_empty() {
-            Kind::Text
-        } else {
-            parse::detect(&bytes, &file_name).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    format!("{}: only PDF, DOCX, TXT and Markdown files are supported", e.message),
-                )
-            })?
-        };
-        if kind == Kind::Html {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "HTML files are added as URLs; upload PDF, DOCX, TXT or Markdown",
-            ));
-        }
-        let blob_hash = content::put_blob(&state.store, org_id, &bytes)
-            .await
-            .map_err(StoreError::Db)?;
+        let content_type = crate::ingestion::upload_type(&bytes, &file_name)?;
+        let blob_hash = content::put_blob(&state.store, org_id, &bytes).await?;
         let spec = SourceSpec::Document {
             file_name,
-            content_type: kind.content_type().to_owned(),
+            content_type: content_type.to_owned(),
             size: bytes.len() as u64,
             blob_hash,
         };
@@ -664,8 +622,7 @@ impl SourcesApi {
             cursor.0,
             limit.0,
         )
-        .await
-        .map_err(StoreError::Db)?;
+        .await?;
         Ok(Json(SourceList {
             data: page.items.into_iter().map(SourceInfo::from).collect(),
             next_cursor: page.next_cursor,
@@ -688,9 +645,7 @@ impl SourcesApi {
     ) -> Result<Json<SourceDetail>, ApiError> {
         let state = live(&self.state)?;
         let source = find(state, auth.0.org_id, bot_id.0, source_id.0).await?;
-        let pages = read::source_pages(&state.store, source_id.0)
-            .await
-            .map_err(StoreError::Db)?;
+        let pages = read::source_pages(&state.store, source_id.0).await?;
         Ok(Json(SourceDetail {
             source,
             page_list: pages.into_iter().map(SourcePage::from).collect(),
@@ -724,8 +679,7 @@ impl SourcesApi {
         let row = *row;
         // The title as the owner sees it (theirs when they gave one).
         let title = read::source_page(&state.store, source_id.0, &row.doc_key)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .and_then(|p| p.title)
             .or(row.title);
         let page_count = row
@@ -797,8 +751,7 @@ impl SourcesApi {
         )
         .await?;
         let page = read::source_page(&state.store, source_id.0, &doc_key)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or_else(|| ApiError::new(ErrorCode::DocumentNotFound, "this source has no document with that key"))?;
         Ok(Json(SourcePage::from(page)))
     }

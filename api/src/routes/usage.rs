@@ -67,9 +67,15 @@ impl UsageApi {
         let now = state.clock.now();
         let (plan_name, plan) = state.org_plan(org_id).await?;
         let db = |e| ApiError::from(StoreError::Db(e));
-        let messages = usage::messages_used(&state.store, org_id, now).await.map_err(db)?;
-        let bots = usage::bots_used(&state.store, org_id).await.map_err(db)?;
-        let sources = usage::sources_used(&state.store, org_id).await.map_err(db)?;
+        let messages = parley_domain::store::usage::messages_used(&state.store, org_id, now)
+            .await
+            .map_err(db)?;
+        let bots = parley_domain::store::usage::bots_used(&state.store, org_id)
+            .await
+            .map_err(db)?;
+        let sources = parley_domain::store::usage::sources_used(&state.store, org_id)
+            .await
+            .map_err(db)?;
         Ok(Json(Usage {
             plan: plan_name,
             period: usage::period(now),

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use parley_domain::aggregates::conversation::{AttachmentAdded, Conversation, ConversationCommand, Status};
 use parley_domain::aggregates::lead::{Lead, LeadCommand, LeadDetails};
-use parley_domain::content::{put_blob, sha256_hex};
+use parley_domain::store::content::{put_blob, sha256_hex};
 use parley_domain::store::entities::{attachments, bots, conversations, messages};
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::widget::{BUILT_IN_FIELDS, WidgetSettings};
-use parley_domain::{Actor, DomainError, ErrorCode, FieldError, Metadata, read};
+use parley_domain::widget::WidgetSettings;
+use parley_domain::{Actor, DomainError, ErrorCode, FieldError, Metadata, store::read};
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
@@ -25,7 +25,7 @@ use crate::access::live;
 use crate::chat::turn::{Ask, ask};
 use crate::error::ApiError;
 use crate::files::{Disposition, FileResponse, attachment_type, clean_file_name, file_response};
-use crate::middleware::RequestId;
+use crate::http::middleware::RequestId;
 use crate::schemas::chat::ChatResponse;
 use crate::schemas::conversation::{AttachmentInfo, Message, Rating, Source};
 use crate::schemas::widget::{LeadCaptureSpec, Position};
@@ -126,12 +126,8 @@ async fn visitor_messages(
     conversation_id: Uuid,
     after: Option<DateTime<Utc>>,
 ) -> Result<Vec<VisitorMessage>, ApiError> {
-    let rows = read::messages_after(&state.store, conversation_id, after)
-        .await
-        .map_err(StoreError::Db)?;
-    let files = read::attachments_of(&state.store, conversation_id)
-        .await
-        .map_err(StoreError::Db)?;
+    let rows = read::messages_after(&state.store, conversation_id, after).await?;
+    let files = read::attachments_of(&state.store, conversation_id).await?;
     let show = read::widget_of(bot).show_sources;
     Ok(rows.into_iter().map(|m| visitor_message(m, &files, show)).collect())
 }
@@ -284,8 +280,7 @@ fn check_message(text: &str, errors: &mut Vec<FieldError>, field: &str) {
     }
 }
 
-/// Contact details checked against the bot's lead form: custom keys must
-/// be the form's, required fields present (when `require` holds), formats valid.
+/// Contact details as the request gives them, checked against the bot's lead form.
 fn lead_details(
     widget: &WidgetSettings,
     name: Option<Text>,
@@ -295,61 +290,17 @@ fn lead_details(
     require: bool,
     errors: &mut Vec<FieldError>,
 ) -> Option<LeadDetails> {
-    let fields: BTreeMap<String, String> = fields
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_inner()))
-        .collect();
-    for key in fields.keys() {
-        if BUILT_IN_FIELDS.contains(&key.as_str()) {
-            errors.push(field_error(
-                &format!("fields.{key}"),
-                format!("give `{key}` as a top-level field"),
-            ));
-        } else if !widget.lead_capture.fields.iter().any(|f| f.key == *key) {
-            errors.push(field_error(
-                &format!("fields.{key}"),
-                "is not a field of this bot's lead form",
-            ));
-        }
-    }
-    let details = LeadDetails {
+    let given = LeadDetails {
         name: name.map(Text::into_inner),
         email: email.map(Text::into_inner),
         phone: phone.map(Text::into_inner),
-        fields,
+        fields: fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_inner()))
+            .collect(),
     };
-    if require {
-        for f in widget.lead_capture.fields.iter().filter(|f| f.required) {
-            let given = match f.key.as_str() {
-                "name" => details.name.as_deref(),
-                "email" => details.email.as_deref(),
-                "phone" => details.phone.as_deref(),
-                key => details.fields.get(key).map(String::as_str),
-            };
-            if given.is_none_or(|v| v.trim().is_empty()) {
-                let field = if BUILT_IN_FIELDS.contains(&f.key.as_str()) {
-                    f.key.clone()
-                } else {
-                    format!("fields.{}", f.key)
-                };
-                errors.push(field_error(&field, "is required by this bot's lead form"));
-            }
-        }
-    }
-    let empty =
-        details.name.is_none() && details.email.is_none() && details.phone.is_none() && details.fields.is_empty();
-    if empty {
-        return None;
-    }
-    match details.clone().normalized() {
-        Ok(d) => Some(d),
-        Err(DomainError::Validation(found)) => {
-            errors.extend(found);
-            None
-        }
-        Err(_) => None,
-    }
+    given.for_form(&widget.lead_capture, require, errors)
 }
 
 /// Records contact details as the visitor's lead (merging into an earlier
@@ -514,9 +465,7 @@ impl VisitorApi {
             return Err(invalid(errors));
         }
         let visitor_token = visitor_token.unwrap_or_default();
-        let exists = read::conversation_by_visitor_token(&state.store, bot.id, &visitor_token)
-            .await
-            .map_err(StoreError::Db)?;
+        let exists = read::conversation_by_visitor_token(&state.store, bot.id, &visitor_token).await?;
         let taken = || {
             ApiError::new(
                 ErrorCode::ConversationExists,
@@ -563,8 +512,7 @@ impl VisitorApi {
             Err(e) => return Err(e.into()),
         }
         let row = read::conversation_of_bot(&state.store, bot.id, conversation_id)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or_else(|| ApiError::internal("the new conversation has no row"))?;
         let lead_id = match details {
             Some(details) => Some(
@@ -603,8 +551,7 @@ impl VisitorApi {
             }
         }
         let status = read::conversation_of_bot(&state.store, bot.id, conversation_id)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .map_or_else(|| "open".to_owned(), |c| c.status);
         Ok(StartResponse::Created(Json(StartedConversation {
             conversation_id,
@@ -791,8 +738,7 @@ impl VisitorApi {
         )
         .await?;
         let message = read::message(&state.store, row.id, message_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or_else(|| ApiError::internal("the rated message is missing"))?;
         let show = read::widget_of(&bot).show_sources;
         Ok(Json(visitor_message(message, &[], show)))
@@ -896,9 +842,7 @@ impl VisitorApi {
                 "only images (PNG, JPEG, GIF, WebP), PDF and text files can be attached",
             )
         })?;
-        let sha256 = put_blob(&state.store, bot.org_id, &bytes)
-            .await
-            .map_err(StoreError::Db)?;
+        let sha256 = put_blob(&state.store, bot.org_id, &bytes).await?;
         let attachment_id = Uuid::now_v7();
         visitor_command(
             state,
@@ -917,8 +861,7 @@ impl VisitorApi {
         )
         .await?;
         let stored = read::attachment(&state.store, row.id, attachment_id)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or_else(|| ApiError::internal("the new attachment has no row"))?;
         Ok(AttachmentResponse::Created(Json(stored.into())))
     }
@@ -964,8 +907,7 @@ impl VisitorApi {
         let token = token_header.0.or(token.0);
         let row = open_conversation(state, &bot, conversation_id.0, token.as_deref()).await?;
         let attachment = read::attachment(&state.store, row.id, attachment_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or_else(|| ApiError::new(ErrorCode::AttachmentNotFound, "attachment not found"))?;
         file_response(state, attachment, disposition.0.unwrap_or(Disposition::Attachment)).await
     }

@@ -4,9 +4,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use parley_domain::aggregates::webhook::{EndpointPatch, EndpointSettings, Webhook, WebhookCommand, new_secret};
 use parley_domain::ids::new_id;
+use parley_domain::store::deliveries::{self, DeliveryFilter, NewDelivery};
 use parley_domain::store::entities::{webhook_attempts, webhook_deliveries, webhook_health, webhooks as endpoints};
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::webhooks::{self, DeliveryFilter, EVENT_TYPES, NewDelivery, PING};
+use parley_domain::webhooks::{self, EVENT_TYPES, PING};
 use parley_domain::{Actor, DomainError, ErrorCode, Metadata};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
@@ -19,8 +20,8 @@ use uuid::Uuid;
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
+use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::middleware::RequestId;
 use crate::security::ApiKeyAuth;
 use crate::state::AppState;
 use crate::types::Text;
@@ -329,14 +330,13 @@ pub enum QueuedDelivery {
 }
 
 async fn endpoint_of(state: &AppState, org_id: Uuid, webhook_id: Uuid) -> Result<endpoints::Model, ApiError> {
-    webhooks::endpoint(&state.store, org_id, webhook_id)
-        .await
-        .map_err(StoreError::Db)?
+    deliveries::endpoint(&state.store, org_id, webhook_id)
+        .await?
         .ok_or_else(|| DomainError::WebhookNotFound.into())
 }
 
 async fn shown(state: &AppState, row: endpoints::Model) -> Result<WebhookEndpoint, ApiError> {
-    let health = webhooks::health(&state.store, row.id).await.map_err(StoreError::Db)?;
+    let health = deliveries::health(&state.store, row.id).await?;
     Ok(endpoint_with(row, health))
 }
 
@@ -362,14 +362,6 @@ fn endpoint_with(row: endpoints::Model, health: Option<webhook_health::Model>) -
     }
 }
 
-/// `422 URL_NOT_ALLOWED` unless Parley may post to the URL (the same guard as for crawls).
-async fn reachable(state: &AppState, url: &str) -> Result<(), ApiError> {
-    parley_worker::net::check_url(url, &state.settings.webhook_net())
-        .await
-        .map(|_| ())
-        .map_err(|e| ApiError::new(ErrorCode::UrlNotAllowed, e.0))
-}
-
 /// Queues a new delivery of `payload` to an active endpoint.
 async fn queue_delivery(
     state: &AppState,
@@ -385,7 +377,7 @@ async fn queue_delivery(
             "the endpoint is disabled: enable it (`active: true`) first",
         ));
     }
-    let id = webhooks::create_delivery(
+    let id = deliveries::create_delivery(
         &state.store,
         NewDelivery {
             org_id: endpoint.org_id,
@@ -394,17 +386,15 @@ async fn queue_delivery(
             event_type: event_type.to_owned(),
             dedup_key,
             payload,
+            // The dispatcher's scan of due deliveries hands it to a job:
+            // every job reaches the queue from the dispatcher.
+            handed_over: false,
         },
     )
-    .await
-    .map_err(StoreError::Db)?
+    .await?
     .ok_or_else(|| ApiError::internal("a new delivery's key was taken"))?;
-    parley_worker::webhooks::hand_over(&state.queue, &state.store, endpoint.org_id, id, event_id)
-        .await
-        .map_err(StoreError::Db)?;
-    let row = webhooks::delivery(&state.store, endpoint.id, id)
-        .await
-        .map_err(StoreError::Db)?
+    let row = deliveries::delivery(&state.store, endpoint.id, id)
+        .await?
         .ok_or_else(|| ApiError::internal("the new delivery vanished"))?;
     Ok(row.into())
 }
@@ -431,7 +421,7 @@ impl WebhooksApi {
         let org_id = auth.0.org_id;
         let idem = Idempotency::from_header(idempotency_key.0, "create_webhook", &body.0)?;
         if let Some(id) = idempotency::prior(&idem, state, org_id).await? {
-            return replayed(state, org_id, id).await;
+            return answer_again(state, org_id, id).await;
         }
         let settings = EndpointSettings {
             url: body.0.url.into_inner(),
@@ -440,10 +430,8 @@ impl WebhooksApi {
             active: body.0.active.unwrap_or(true),
         }
         .validated()?;
-        reachable(state, &settings.url).await?;
-        let existing = webhooks::endpoint_count(&state.store, org_id)
-            .await
-            .map_err(StoreError::Db)?;
+        crate::ingestion::postable(state, &settings.url).await?;
+        let existing = deliveries::endpoint_count(&state.store, org_id).await?;
         if existing >= state.settings.max_webhooks_per_org {
             return Err(ApiError::new(
                 ErrorCode::QuotaExceeded,
@@ -474,7 +462,7 @@ impl WebhooksApi {
         match executed {
             Ok(_) => {}
             Err(StoreError::IdempotencyRace) => {
-                return replayed(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
+                return answer_again(state, org_id, idempotency::race_winner(&idem, state, org_id).await?).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -495,12 +483,8 @@ impl WebhooksApi {
     #[oai(path = "/webhooks", method = "get", operation_id = "list_webhooks")]
     async fn list(&self, auth: ApiKeyAuth) -> Result<Json<WebhookList>, ApiError> {
         let state = live(&self.state)?;
-        let rows = webhooks::endpoints(&state.store, auth.0.org_id)
-            .await
-            .map_err(StoreError::Db)?;
-        let mut health = webhooks::health_of(&state.store, rows.iter().map(|r| r.id))
-            .await
-            .map_err(StoreError::Db)?;
+        let rows = deliveries::endpoints(&state.store, auth.0.org_id).await?;
+        let mut health = deliveries::health_of(&state.store, rows.iter().map(|r| r.id)).await?;
         let items = rows
             .into_iter()
             .map(|row| {
@@ -551,7 +535,7 @@ impl WebhooksApi {
         let before = endpoint_of(state, org_id, webhook_id.0).await?;
         let req = body.0;
         if let Some(url) = &req.url {
-            reachable(state, &url.0).await?;
+            crate::ingestion::postable(state, &url.0).await?;
         }
         let patch = EndpointPatch {
             url: req.url.map(Text::into_inner),
@@ -577,9 +561,7 @@ impl WebhooksApi {
         let row = endpoint_of(state, org_id, webhook_id.0).await?;
         // Enabled again, or somewhere else: its failures so far no longer count.
         if (row.active && !before.active) || row.url != before.url {
-            webhooks::reset_health(&state.store, row.id)
-                .await
-                .map_err(StoreError::Db)?;
+            deliveries::reset_health(&state.store, row.id).await?;
         }
         Ok(Json(shown(state, row).await?))
     }
@@ -607,9 +589,7 @@ impl WebhooksApi {
                 idempotency: None,
             })
             .await?;
-        webhooks::cancel_waiting(&state.store, webhook_id.0, "the endpoint was deleted")
-            .await
-            .map_err(StoreError::Db)?;
+        deliveries::cancel_waiting(&state.store, webhook_id.0, "the endpoint was deleted").await?;
         Ok(DeleteWebhookResponse::Deleted)
     }
 
@@ -712,9 +692,7 @@ impl WebhooksApi {
             status: status.0.map(|s| s.as_str().to_owned()),
             event_type: event_type.0,
         };
-        let page = webhooks::deliveries(&state.store, endpoint.id, &filter, cursor.0, limit)
-            .await
-            .map_err(StoreError::Db)?;
+        let page = deliveries::deliveries(&state.store, endpoint.id, &filter, cursor.0, limit).await?;
         Ok(Json(DeliveryList {
             items: page.items.into_iter().map(Delivery::from).collect(),
             next_cursor: page.next_cursor,
@@ -738,11 +716,10 @@ impl WebhooksApi {
     ) -> Result<Json<DeliveryDetail>, ApiError> {
         let state = live(&self.state)?;
         let endpoint = endpoint_of(state, auth.0.org_id, webhook_id.0).await?;
-        let row = webhooks::delivery(&state.store, endpoint.id, delivery_id.0)
-            .await
-            .map_err(StoreError::Db)?
+        let row = deliveries::delivery(&state.store, endpoint.id, delivery_id.0)
+            .await?
             .ok_or_else(|| ApiError::new(ErrorCode::DeliveryNotFound, "delivery not found"))?;
-        let attempts = webhooks::attempts(&state.store, row.id).await.map_err(StoreError::Db)?;
+        let attempts = deliveries::attempts(&state.store, row.id).await?;
         Ok(Json(DeliveryDetail {
             payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
             delivery: row.into(),
@@ -767,9 +744,8 @@ impl WebhooksApi {
     ) -> Result<QueuedDelivery, ApiError> {
         let state = live(&self.state)?;
         let endpoint = endpoint_of(state, auth.0.org_id, webhook_id.0).await?;
-        let original = webhooks::delivery(&state.store, endpoint.id, delivery_id.0)
-            .await
-            .map_err(StoreError::Db)?
+        let original = deliveries::delivery(&state.store, endpoint.id, delivery_id.0)
+            .await?
             .ok_or_else(|| ApiError::new(ErrorCode::DeliveryNotFound, "delivery not found"))?;
         let delivery = queue_delivery(
             state,
@@ -785,7 +761,7 @@ impl WebhooksApi {
 }
 
 /// The answer to a replayed create: the endpoint, without its secret.
-async fn replayed(state: &AppState, org_id: Uuid, id: Uuid) -> Result<CreateWebhookResponse, ApiError> {
+async fn answer_again(state: &AppState, org_id: Uuid, id: Uuid) -> Result<CreateWebhookResponse, ApiError> {
     let row = endpoint_of(state, org_id, id).await?;
     Ok(CreateWebhookResponse::Created(
         Json(CreatedWebhook {

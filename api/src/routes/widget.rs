@@ -3,9 +3,9 @@
 //! the public key it uses.
 
 use parley_domain::aggregates::bot::{Bot as BotAggregate, BotCommand, new_site_key};
-use parley_domain::store::{Execute, StoreError};
+use parley_domain::store::Execute;
 use parley_domain::widget::{LeadCapture, WidgetSettings};
-use parley_domain::{Actor, DomainError, Metadata, read};
+use parley_domain::{Actor, DomainError, Metadata, store::read};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -17,7 +17,7 @@ use crate::schemas::widget::{LeadCaptureSpec, Position};
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
-use crate::middleware::RequestId;
+use crate::http::middleware::RequestId;
 use crate::security::ApiKeyAuth;
 use crate::state::AppState;
 use crate::types::Text;
@@ -145,8 +145,7 @@ impl WidgetApi {
     ) -> Result<Json<WidgetSettingsInfo>, ApiError> {
         let state = live(&self.state)?;
         let bot = read::bot(&state.store, auth.0.org_id, bot_id.0)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or(DomainError::BotNotFound)?;
         let base = public_base(state, req.header("host"));
         Ok(Json(info(read::widget_of(&bot), bot.id, bot.site_key, &base)))

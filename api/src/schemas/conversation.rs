@@ -3,9 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use parley_domain::aggregates::conversation::Citation;
-use parley_domain::read;
-use parley_domain::store::StoreError;
 use parley_domain::store::entities::{attachments, conversations, messages};
+use parley_domain::store::read;
 use poem_openapi::{Enum, Object};
 use serde_json::Value;
 use uuid::Uuid;
@@ -292,9 +291,7 @@ pub struct ConversationList {
 
 /// A conversation's messages in order, without their attachments.
 pub(crate) async fn messages(state: &AppState, conversation_id: Uuid) -> Result<Vec<Message>, ApiError> {
-    let rows = read::messages(&state.store, conversation_id)
-        .await
-        .map_err(StoreError::Db)?;
+    let rows = read::messages(&state.store, conversation_id).await?;
     Ok(rows.into_iter().map(Message::from).collect())
 }
 
@@ -303,12 +300,8 @@ pub(crate) async fn messages_with_attachments(
     state: &AppState,
     conversation_id: Uuid,
 ) -> Result<Vec<Message>, ApiError> {
-    let rows = read::messages(&state.store, conversation_id)
-        .await
-        .map_err(StoreError::Db)?;
-    let files = read::attachments_of(&state.store, conversation_id)
-        .await
-        .map_err(StoreError::Db)?;
+    let rows = read::messages(&state.store, conversation_id).await?;
+    let files = read::attachments_of(&state.store, conversation_id).await?;
     Ok(rows
         .into_iter()
         .map(|m| {
@@ -332,7 +325,7 @@ pub(crate) async fn infos(
     rows: Vec<conversations::Model>,
 ) -> Result<Vec<ConversationInfo>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
-    let mut tags = read::tags_of(&state.store, &ids).await.map_err(StoreError::Db)?;
+    let mut tags = read::tags_of(&state.store, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|c| {
@@ -359,8 +352,7 @@ pub(crate) async fn stored_message(
     message_id: Uuid,
 ) -> Result<messages::Model, ApiError> {
     read::message(&state.store, conversation_id, message_id)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .ok_or_else(|| ApiError::internal("the message is missing from its conversation"))
 }
 

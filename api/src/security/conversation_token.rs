@@ -2,10 +2,9 @@
 //! (`X-Parley-Conversation-Token`, `ct_` and 64 hex characters) given when
 //! the conversation started. Only its hash is stored.
 
-use parley_domain::content::sha256_hex;
-use parley_domain::store::StoreError;
+use parley_domain::store::content::sha256_hex;
 use parley_domain::store::entities::{bots, conversations};
-use parley_domain::{DomainError, ErrorCode, read};
+use parley_domain::{DomainError, ErrorCode, store::read};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -30,8 +29,7 @@ pub(crate) async fn open_conversation(
         ));
     };
     let row = read::conversation_of_bot(&state.store, bot.id, conversation_id)
-        .await
-        .map_err(StoreError::Db)?
+        .await?
         .ok_or(DomainError::ConversationNotFound)?;
     // A wrong token looks exactly like a missing conversation.
     match &row.token_hash {

@@ -2,10 +2,9 @@
 //! (`X-Parley-Site-Key`), from one of the bot's allowed origins.
 
 use parley_domain::aggregates::bot::looks_like_site_key;
-use parley_domain::store::StoreError;
 use parley_domain::store::entities::bots;
 use parley_domain::widget::origin_allowed;
-use parley_domain::{DomainError, ErrorCode, read};
+use parley_domain::{DomainError, ErrorCode, store::read};
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::ApiKey;
@@ -83,8 +82,7 @@ pub(crate) async fn authorize(
     let bot = match req.extensions().get::<LiveBot>() {
         Some(LiveBot(bot)) if bot.id == bot_id => bot.clone(),
         _ => read::live_bot_by_id(&state.store, bot_id)
-            .await
-            .map_err(StoreError::Db)?
+            .await?
             .ok_or(DomainError::BotNotFound)?,
     };
     if bot.site_key.as_deref() != Some(key) {

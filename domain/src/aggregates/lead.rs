@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::domain_events;
 use crate::error::{DomainError, FieldError};
 use crate::event::Aggregate;
-use crate::widget::MAX_FIELD_CHARS;
+use crate::widget::{BUILT_IN_FIELDS, LeadCapture, MAX_FIELD_CHARS};
 
 pub const LEAD_CAPTURED: &str = "lead.captured";
 pub const LEAD_UPDATED: &str = "lead.updated";
@@ -122,6 +122,64 @@ pub fn valid_phone(phone: &str) -> bool {
 }
 
 impl LeadDetails {
+    /// The details checked against a bot's lead form: custom keys must be
+    /// the form's, required fields present (when `require` holds), formats
+    /// valid. Problems are added to `errors` (the caller may have found others
+    /// in the same request); `None` when nothing was given or something is wrong.
+    pub fn for_form(self, form: &LeadCapture, require: bool, errors: &mut Vec<FieldError>) -> Option<LeadDetails> {
+        let problem = |field: String, message: &str| FieldError {
+            field,
+            message: message.to_owned(),
+        };
+        let before = errors.len();
+        for key in self.fields.keys() {
+            if BUILT_IN_FIELDS.contains(&key.as_str()) {
+                errors.push(problem(
+                    format!("fields.{key}"),
+                    &format!("give `{key}` as a top-level field"),
+                ));
+            } else if !form.fields.iter().any(|f| f.key == *key) {
+                errors.push(problem(
+                    format!("fields.{key}"),
+                    "is not a field of this bot's lead form",
+                ));
+            }
+        }
+        if require {
+            for f in form.fields.iter().filter(|f| f.required) {
+                let given = match f.key.as_str() {
+                    "name" => self.name.as_deref(),
+                    "email" => self.email.as_deref(),
+                    "phone" => self.phone.as_deref(),
+                    key => self.fields.get(key).map(String::as_str),
+                };
+                if given.is_none_or(|v| v.trim().is_empty()) {
+                    let field = if BUILT_IN_FIELDS.contains(&f.key.as_str()) {
+                        f.key.clone()
+                    } else {
+                        format!("fields.{}", f.key)
+                    };
+                    errors.push(problem(field, "is required by this bot's lead form"));
+                }
+            }
+        }
+        let empty = self.name.is_none() && self.email.is_none() && self.phone.is_none() && self.fields.is_empty();
+        if empty {
+            return None;
+        }
+        match self.normalized() {
+            Ok(d) => (errors.len() == before).then_some(d),
+            Err(DomainError::Validation(found)) => {
+                errors.extend(found);
+                None
+            }
+            Err(other) => {
+                errors.push(problem("lead".into(), &other.to_string()));
+                None
+            }
+        }
+    }
+
     /// Trims values, drops empty ones, lowercases the email's domain and
     /// checks every field, reporting every problem.
     pub fn normalized(self) -> Result<LeadDetails, DomainError> {
@@ -299,6 +357,55 @@ impl Aggregate for Lead {
 mod tests {
     use super::*;
     use crate::event::DomainEvent;
+
+    #[test]
+    fn details_are_checked_against_the_lead_form() {
+        let mut form = LeadCapture::default();
+        form.fields.push(crate::widget::LeadField {
+            key: "company".into(),
+            label: "Company".into(),
+            kind: "text".into(),
+            required: true,
+        });
+        let given = |email: Option<&str>, fields: &[(&str, &str)]| LeadDetails {
+            name: Some(" Ana ".into()),
+            email: email.map(Into::into),
+            phone: None,
+            fields: fields.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+        };
+        let mut errors = Vec::new();
+        let ok = given(Some("ana@Example.COM"), &[("company", "Acme")]).for_form(&form, true, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let ok = ok.unwrap();
+        assert_eq!(
+            (ok.name.as_deref(), ok.email.as_deref()),
+            (Some("Ana"), Some("ana@example.com"))
+        );
+
+        let mut errors = Vec::new();
+        let refused = given(None, &[("email", "x@y.z"), ("shoe_size", "42")]).for_form(&form, true, &mut errors);
+        assert!(refused.is_none());
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["fields.email", "fields.shoe_size", "email", "fields.company"]);
+
+        // Not required (a lead form after the chat started): only formats count.
+        let mut errors = Vec::new();
+        assert!(
+            given(Some("ana@example.com"), &[])
+                .for_form(&form, false, &mut errors)
+                .is_some()
+        );
+        assert!(errors.is_empty());
+        let mut errors = Vec::new();
+        assert!(
+            given(Some("not an address"), &[])
+                .for_form(&form, false, &mut errors)
+                .is_none()
+        );
+        assert_eq!(errors[0].field, "email");
+        let nothing = LeadDetails::default().for_form(&form, false, &mut Vec::new());
+        assert!(nothing.is_none(), "nothing given is no lead");
+    }
 
     fn capture(bot_id: Uuid, details: LeadDetails, conversation_id: Option<Uuid>) -> LeadCommand {
         capture_by(bot_id, details, conversation_id, "v_1")

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{Analyzer, ChunkMeta, Segment};
 use crate::Store;
-use crate::content;
+use crate::store::content;
 
 type BotSlot = Arc<tokio::sync::Mutex<Vec<Arc<Segment>>>>;
 

@@ -1,7 +1,13 @@
 //! The event store: appends with optimistic concurrency, projections updated in
 //! the same transaction, replay, and the reads both binaries share.
 
+pub mod content;
+pub mod deliveries;
 pub mod entities;
+pub mod insights;
+pub mod projections;
+pub mod read;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +23,9 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use self::projections::Projection;
 use crate::error::DomainError;
 use crate::event::{Aggregate, DomainEvent, Metadata, NewEvent, RecordedEvent, UpcastError};
-use crate::projections::{self, Projection};
 use entities::{api_key_usage, checkpoints, events, idempotency_keys};
 
 /// How long an `Idempotency-Key` is remembered.

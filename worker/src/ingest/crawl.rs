@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use parley_domain::aggregates::source::{PageRecord, SourceSpec};
-use parley_domain::content::{self, FetchedDoc};
+use parley_domain::store::content::{self, FetchedDoc};
 use parley_domain::store::{Store, StoreError};
 use spider::fetch_engine::{EngineError, EngineRequest, EngineResponse, HttpFetchEngine};
 use spider::reqwest;

@@ -131,7 +131,7 @@ impl MiniLm {
 pub struct Embedder {
     models_dir: PathBuf,
     threads: usize,
-    loaded: OnceLock<Result<Arc<MiniLm>, String>>,
+    loaded: Arc<OnceLock<Result<Arc<MiniLm>, String>>>,
 }
 
 impl Embedder {
@@ -139,30 +139,34 @@ impl Embedder {
         Embedder {
             models_dir,
             threads,
-            loaded: OnceLock::new(),
+            loaded: Arc::new(OnceLock::new()),
         }
     }
 
     /// The model, loading it (on a blocking thread) the first time.
-    pub async fn model(self: &Arc<Self>) -> Result<Arc<MiniLm>, String> {
+    pub async fn model(&self) -> Result<Arc<MiniLm>, String> {
         if let Some(loaded) = self.loaded.get() {
             return loaded.clone();
         }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            this.loaded
-                .get_or_init(|| MiniLm::load(&this.models_dir, this.threads).map(Arc::new))
-                .clone()
-        })
-        .await
-        .map_err(|e| format!("loading the model failed: {e}"))?
+        let (loaded, dir, threads) = (self.loaded.clone(), self.models_dir.clone(), self.threads);
+        tokio::task::spawn_blocking(move || loaded.get_or_init(|| MiniLm::load(&dir, threads).map(Arc::new)).clone())
+            .await
+            .map_err(|e| format!("loading the model failed: {e}"))?
     }
 
     /// Embeds on a blocking thread.
-    pub async fn embed(self: &Arc<Self>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
         let model = self.model().await?;
         tokio::task::spawn_blocking(move || model.embed_blocking(&texts, BATCH))
             .await
             .map_err(|e| format!("embedding failed: {e}"))?
+    }
+}
+
+/// The local model as retrieval's embedder.
+#[async_trait::async_trait]
+impl parley_domain::retrieval::Embed for Embedder {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
+        Embedder::embed(self, texts).await
     }
 }

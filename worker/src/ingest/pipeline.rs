@@ -9,9 +9,9 @@ use parley_domain::aggregates::source::{
     SourceStatus,
 };
 use parley_domain::chunking::{ChunkConfig, TokenCounter, chunk, context, embedding_text};
-use parley_domain::content::{self, DocRef, FetchedDoc, NewChunk, Retitled};
 use parley_domain::document::Document;
 use parley_domain::event::Metadata;
+use parley_domain::store::content::{self, DocRef, FetchedDoc, NewChunk, Retitled};
 use parley_domain::store::{Execute, Store, StoreError};
 use spider::reqwest;
 use uuid::Uuid;

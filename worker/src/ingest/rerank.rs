@@ -25,7 +25,7 @@ struct Loaded {
 pub struct Reranker {
     models_dir: PathBuf,
     threads: usize,
-    loaded: OnceLock<Result<Arc<Loaded>, String>>,
+    loaded: Arc<OnceLock<Result<Arc<Loaded>, String>>>,
 }
 
 impl Reranker {
@@ -33,7 +33,7 @@ impl Reranker {
         Reranker {
             models_dir,
             threads,
-            loaded: OnceLock::new(),
+            loaded: Arc::new(OnceLock::new()),
         }
     }
 
@@ -67,17 +67,14 @@ impl Reranker {
 
     /// The model's logit for each passage as an answer to `question`, in the
     /// passages' order (higher: a better answer; around 0: undecided).
-    pub async fn score(self: &Arc<Self>, question: &str, passages: Vec<String>) -> Result<Vec<f32>, String> {
+    pub async fn score(&self, question: &str, passages: Vec<String>) -> Result<Vec<f32>, String> {
         if passages.is_empty() {
             return Ok(vec![]);
         }
-        let this = self.clone();
+        let (loaded, dir, threads) = (self.loaded.clone(), self.models_dir.clone(), self.threads);
         let question = question.to_owned();
         tokio::task::spawn_blocking(move || {
-            let loaded = this
-                .loaded
-                .get_or_init(|| Self::load(&this.models_dir, this.threads).map(Arc::new))
-                .clone()?;
+            let loaded = loaded.get_or_init(|| Self::load(&dir, threads).map(Arc::new)).clone()?;
             let mut model = loaded.model.lock().unwrap_or_else(PoisonError::into_inner);
             let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
             let ranked = model
@@ -91,5 +88,13 @@ impl Reranker {
         })
         .await
         .map_err(|e| format!("answer checking failed: {e}"))?
+    }
+}
+
+/// The local cross-encoder as retrieval's reranker.
+#[async_trait::async_trait]
+impl parley_domain::retrieval::Rerank for Reranker {
+    async fn score(&self, question: &str, passages: Vec<String>) -> Result<Vec<f32>, String> {
+        Reranker::score(self, question, passages).await
     }
 }

@@ -14,8 +14,8 @@ use anyhow::Context;
 use parley_domain::retrieval::answerable::{Evidence, Gate, fit};
 use serde::Deserialize;
 
+use crate::bench::retrieval::read_jsonl;
 use crate::bench::{BenchApp, find_book, post_json, serve_dir};
-use crate::bench_retrieval::read_jsonl;
 use crate::config::Settings;
 
 #[derive(Deserialize)]

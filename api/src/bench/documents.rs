@@ -18,9 +18,9 @@ use parley_worker::ingest::parse::{Kind, detect, parse_sync};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::bench_retrieval::{embed_cached, read_jsonl};
-use crate::chat::FUSION;
+use crate::bench::retrieval::{embed_cached, read_jsonl};
 use crate::config::Settings;
+use parley_domain::retrieval::FUSION;
 
 #[derive(Deserialize)]
 struct Question {

@@ -7,7 +7,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::OperationId;
 use tracing::Instrument;
 
-use crate::metrics::Metrics;
+use crate::http::metrics::Metrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 

@@ -332,7 +332,7 @@ async fn bump_generation<C: ConnectionTrait>(db: &C, source_id: Uuid, bot_id: Op
 /// The sources of a bot that have chunks, with their generations; deleted
 /// sources are left out (their chunks stop being retrievable at once).
 pub async fn chunk_generations(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<Vec<(Uuid, i64)>, DbErr> {
-    let live: std::collections::HashSet<Uuid> = crate::read::live_source_ids(store, org_id, bot_id)
+    let live: std::collections::HashSet<Uuid> = crate::store::read::live_source_ids(store, org_id, bot_id)
         .await?
         .into_iter()
         .collect();

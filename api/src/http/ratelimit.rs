@@ -131,8 +131,10 @@ impl Limiter {
         let (Some(store), Some(token)) = (&self.store, token) else {
             return false;
         };
-        match parley_domain::read::conversation_of_bot(store, bot_id, conversation).await {
-            Ok(Some(row)) => row.token_hash.as_deref() == Some(&parley_domain::content::sha256_hex(token.as_bytes())),
+        match parley_domain::store::read::conversation_of_bot(store, bot_id, conversation).await {
+            Ok(Some(row)) => {
+                row.token_hash.as_deref() == Some(&parley_domain::store::content::sha256_hex(token.as_bytes()))
+            }
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the conversation for the bot's rate limit");
@@ -171,7 +173,7 @@ impl Limiter {
 
     async fn read_bot_limit(&self, bot_id: uuid::Uuid, now: std::time::Instant) -> Option<BotLimit> {
         let store = self.store.as_ref()?;
-        let limit = match parley_domain::read::live_bot_by_id(store, bot_id).await {
+        let limit = match parley_domain::store::read::live_bot_by_id(store, bot_id).await {
             Ok(bot) => bot.map_or_else(BotLimit::default, |b| BotLimit {
                 site_key: b.site_key,
                 per_minute: b.rate_limit_per_minute.and_then(|v| u32::try_from(v).ok()),
@@ -339,7 +341,7 @@ async fn own_checks(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)>
     let limits = limiter.limits;
     let path = req.uri().path().to_owned();
     if path.starts_with("/api/v1/public/") {
-        let Some(ip) = crate::client_ip::client_ip(req, &limiter.proxies) else {
+        let Some(ip) = crate::http::client_ip::client_ip(req, &limiter.proxies) else {
             return vec![];
         };
         let mut checks = vec![(format!("ip:{ip}"), limits.visitor)];

@@ -72,7 +72,7 @@ pub(crate) fn embed_cached(
     let key = hex::encode(sha2::Digest::finalize(key));
     let path = cache.join(format!("{label}-{}.f32", &key[..16]));
     if let Ok(bytes) = std::fs::read(&path) {
-        let flat = parley_domain::content::decode_vector(&bytes);
+        let flat = parley_domain::store::content::decode_vector(&bytes);
         if !texts.is_empty() && flat.len().is_multiple_of(texts.len()) {
             let dim = flat.len() / texts.len();
             return Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect());
@@ -94,7 +94,7 @@ pub(crate) fn embed_cached(
     );
     std::fs::create_dir_all(cache)?;
     let flat: Vec<f32> = out.iter().flatten().copied().collect();
-    std::fs::write(&path, parley_domain::content::encode_vector(&flat))?;
+    std::fs::write(&path, parley_domain::store::content::encode_vector(&flat))?;
     Ok(out)
 }
 

@@ -32,10 +32,13 @@ pub async fn public_cors<E: Endpoint>(ep: E, mut req: Request, state: AppState) 
     ) else {
         return ep.call(req).await.map(IntoResponse::into_response);
     };
-    let bot = parley_domain::read::live_bot_by_id(&state.store, bot_id).await;
+    let bot = parley_domain::store::read::live_bot_by_id(&state.store, bot_id).await;
     let allowed = match bot {
         Ok(Some(bot)) => {
-            let ok = crate::security::site_key::origin_ok(&req, &parley_domain::read::widget_of(&bot).allowed_origins);
+            let ok = crate::security::site_key::origin_ok(
+                &req,
+                &parley_domain::store::read::widget_of(&bot).allowed_origins,
+            );
             // The endpoint's site-key check uses this row instead of reading it again.
             req.extensions_mut().insert(crate::security::site_key::LiveBot(bot));
             Some(ok)

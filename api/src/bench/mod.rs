@@ -1,8 +1,16 @@
-//! `parley bench ingest`: ingestion throughput on this machine, printed.
+//! `parley bench ...`: benchmarks that print numbers (one file per bench).
+//!
+//! This file: `parley bench ingest`, ingestion throughput on this machine.
 //! Crawl pages/s (the Rust Book on loopback), PDF and DOCX parse rates on the
 //! shared files, embedding chunks/s and tokens/s beside the raw ONNX Runtime
 //! rate for the same chunks and batch size, and the time from "source added"
 //! to "ready" through the real application.
+
+pub mod answerability;
+pub mod documents;
+pub mod hostile;
+pub mod pdf;
+pub mod retrieval;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
