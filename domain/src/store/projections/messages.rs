@@ -5,7 +5,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{DatabaseTransaction, DbErr, EntityTrait};
 use serde_json::Value;
 
-use super::{ConnectionTraitObject, Projection, conversations_row, decode, delete_all, rows_in_order};
+use super::shared::{ConnectionTraitObject, Projection, conversations_row, decode, delete_all, rows_in_order};
 use crate::aggregates::conversation::{ADMIN_REPLIED, ANSWER_FAILED, ANSWERED, ConversationEvent, MESSAGE_RECEIVED};
 use crate::event::RecordedEvent;
 use crate::store::entities::messages;

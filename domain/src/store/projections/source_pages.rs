@@ -5,7 +5,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use super::{ConnectionTraitObject, Projection, decode, delete_all, rows_in_order};
+use super::shared::{ConnectionTraitObject, Projection, decode, delete_all, rows_in_order};
 use crate::aggregates::source::{PageRecord, SourceEvent};
 use crate::event::RecordedEvent;
 use crate::store::entities::source_pages;
