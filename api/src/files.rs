@@ -172,6 +172,17 @@ impl IntoResponse for Export {
     }
 }
 
+/// The `Content-Disposition` header of a download, as the spec describes it.
+pub(crate) fn download_header() -> MetaHeader {
+    MetaHeader {
+        name: "Content-Disposition".into(),
+        description: Some("`attachment; filename=\"...\"`".into()),
+        required: true,
+        deprecated: false,
+        schema: String::schema_ref(),
+    }
+}
+
 /// A CSV file to download.
 pub struct CsvFile {
     pub body: Vec<u8>,
@@ -189,13 +200,7 @@ impl ApiResponse for CsvFile {
                     content_type: "text/csv; charset=utf-8",
                     schema: String::schema_ref(),
                 }],
-                headers: vec![MetaHeader {
-                    name: "Content-Disposition".into(),
-                    description: Some("`attachment; filename=\"...\"`".into()),
-                    required: true,
-                    deprecated: false,
-                    schema: String::schema_ref(),
-                }],
+                headers: vec![download_header()],
             }],
         }
     }

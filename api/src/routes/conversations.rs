@@ -76,6 +76,19 @@ async fn conversation_command(
         .ok_or_else(|| DomainError::ConversationNotFound.into())
 }
 
+/// Sets, adds or removes tags, and answers with the conversation.
+async fn change_tags(
+    state: &AppState,
+    auth: &ApiKeyAuth,
+    request_id: &RequestId,
+    conversation_id: Uuid,
+    change: TagChange,
+) -> Result<Json<ConversationInfo>, ApiError> {
+    let command = ConversationCommand::Tags(change);
+    let row = conversation_command(state, auth, request_id, conversation_id, command).await?;
+    Ok(Json(info(state, row).await?))
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Conversations")]
 impl ConversationsApi {
     /// List conversations
@@ -226,11 +239,15 @@ impl ConversationsApi {
         conversation_id: Path<Uuid>,
         body: Json<TagsRequest>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
-        let state = live(&self.state)?;
         let tags = body.0.tags.into_iter().map(Text::into_inner).collect();
-        let command = ConversationCommand::Tags(TagChange::Set(tags));
-        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
-        Ok(Json(info(state, row).await?))
+        change_tags(
+            live(&self.state)?,
+            &auth,
+            &request_id,
+            conversation_id.0,
+            TagChange::Set(tags),
+        )
+        .await
     }
 
     /// Add tags to a conversation
@@ -248,11 +265,15 @@ impl ConversationsApi {
         conversation_id: Path<Uuid>,
         body: Json<TagsRequest>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
-        let state = live(&self.state)?;
         let tags = body.0.tags.into_iter().map(Text::into_inner).collect();
-        let command = ConversationCommand::Tags(TagChange::Add(tags));
-        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
-        Ok(Json(info(state, row).await?))
+        change_tags(
+            live(&self.state)?,
+            &auth,
+            &request_id,
+            conversation_id.0,
+            TagChange::Add(tags),
+        )
+        .await
     }
 
     /// Remove a tag from a conversation
@@ -270,10 +291,14 @@ impl ConversationsApi {
         conversation_id: Path<Uuid>,
         tag: Path<String>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
-        let state = live(&self.state)?;
-        let command = ConversationCommand::Tags(TagChange::Remove(vec![tag.0]));
-        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
-        Ok(Json(info(state, row).await?))
+        change_tags(
+            live(&self.state)?,
+            &auth,
+            &request_id,
+            conversation_id.0,
+            TagChange::Remove(vec![tag.0]),
+        )
+        .await
     }
 
     /// Rate an answer

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use parley_domain::store::entities::conversations;
 use parley_domain::{DomainError, store::read};
 use poem_openapi::param::{Path, Query};
-use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Enum, OpenApi};
 use uuid::Uuid;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
-use crate::files::{CsvFile, Export, csv_cell};
+use crate::files::{CsvFile, Export, csv_cell, download_header};
 use crate::schemas::conversation::{ConversationDetail, Message, info, messages, messages_with_attachments};
 use crate::security::ApiKeyAuth;
 use crate::state::AppState;
@@ -58,13 +58,7 @@ impl ApiResponse for Export {
                         schema: ConversationDetail::schema_ref(),
                     },
                 ],
-                headers: vec![MetaHeader {
-                    name: "Content-Disposition".into(),
-                    description: Some("`attachment; filename=\"...\"`".into()),
-                    required: true,
-                    deprecated: false,
-                    schema: String::schema_ref(),
-                }],
+                headers: vec![download_header()],
             }],
         }
     }
