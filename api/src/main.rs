@@ -1,3 +1,7 @@
+// The HTTP endpoint's middleware stack is one deeply nested type; its layout needs more
+// than the default query depth in release builds.
+#![recursion_limit = "256"]
+
 //! The `parley` command.
 
 use anyhow::Context;
@@ -110,6 +114,18 @@ enum BenchCommand {
         /// Fit the gate's weights on these questions and print them (training sets only).
         #[arg(long)]
         fit: bool,
+    },
+    /// The answerability gate fitted on `bench answerability` dumps of training sites, measured on every dump given.
+    Gate {
+        /// Dumps (PARLEY_BENCH_DUMP) of training sites to fit on.
+        #[arg(long = "fit", required = true)]
+        fit: Vec<std::path::PathBuf>,
+        /// Dumps of held-out sites, only measured.
+        #[arg(long = "measure")]
+        measure: Vec<std::path::PathBuf>,
+        /// Relevance as the best of the first K passages' cross-encoder scores (the dump holds five).
+        #[arg(long)]
+        passages: Option<usize>,
     },
     /// SciFact nDCG@10 and recall@100 (BM25, vector, hybrid) and search latency by index size.
     Retrieval {
@@ -243,6 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     fit,
                 },
         } => parley_api::bench::answerability::answerability(&settings, site, questions, pages, fit).await,
+        Command::Bench {
+            command: BenchCommand::Gate { fit, measure, passages },
+        } => parley_api::bench::gate::gate(&fit, &measure, passages),
         Command::Bench {
             command: BenchCommand::Retrieval { scifact, sizes },
         } => parley_api::bench::retrieval::retrieval(&settings, scifact, sizes).await,

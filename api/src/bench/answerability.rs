@@ -112,11 +112,15 @@ pub async fn answerability(
     );
     let mut rows = Vec::new();
     let mut took: Vec<f64> = Vec::new();
-    // PARLEY_BENCH_DUMP=FILE: each question's evidence and best passages, as JSON lines.
+    // PARLEY_BENCH_DUMP=FILE: each question's evidence and best passages, as
+    // JSON lines, with the cross-encoder's score of each of the five best
+    // passages (to study the gate's features offline).
     let mut dump = match std::env::var_os("PARLEY_BENCH_DUMP") {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => None,
     };
+    let reranker = parley_worker::ingest::rerank::Reranker::installed(Path::new(&settings.models_dir))
+        .then(|| parley_worker::ingest::rerank::Reranker::new(PathBuf::from(&settings.models_dir), 2));
     for q in &questions {
         let found = post_json(
             &app.client,
@@ -156,6 +160,25 @@ pub async fn answerability(
                 .any(|s| accepted(s["url"].as_str().unwrap_or(""), &q.pages));
         if let Some(dump) = &mut dump {
             use std::io::Write;
+            let results: Vec<&serde_json::Value> = found["results"].as_array().into_iter().flatten().take(5).collect();
+            let scored: Vec<String> = results
+                .iter()
+                .map(|r| {
+                    let context = parley_domain::chunking::context(
+                        r["title"].as_str(),
+                        r["heading_path"].as_str().unwrap_or_default(),
+                    );
+                    parley_domain::chunking::embedding_text(&context, r["text"].as_str().unwrap_or_default())
+                })
+                .collect();
+            let ce = match &reranker {
+                Some(reranker) => reranker.score(&q.question, scored).await.map_err(anyhow::Error::msg)?,
+                None => vec![],
+            };
+            let accepted_rank = results
+                .iter()
+                .position(|r| accepted(r["url"].as_str().unwrap_or(""), &q.pages))
+                .map(|i| i + 1);
             let passages: Vec<serde_json::Value> = found["results"]
                 .as_array()
                 .into_iter()
@@ -172,6 +195,7 @@ pub async fn answerability(
                 "question": q.question, "kind": q.kind, "answered": answered,
                 "similarity": evidence.similarity, "coverage": evidence.coverage, "unknown": evidence.unknown,
                 "relevance": evidence.relevance,
+                "ce": ce, "accepted_rank": accepted_rank,
                 "passages": passages,
             });
             writeln!(dump, "{line}")?;

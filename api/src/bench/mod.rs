@@ -8,6 +8,7 @@
 
 pub mod answerability;
 pub mod documents;
+pub mod gate;
 pub mod hostile;
 pub mod pdf;
 pub mod retrieval;
