@@ -284,8 +284,13 @@ impl From<StoreError> for ApiError {
 }
 
 /// Middleware turning every error, including the framework's own plain-text
-/// ones, into the JSON error shape with the request id.
-pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+/// ones, into the JSON error shape with the request id. A `405` gets the
+/// methods its path takes (`allowed`, from the spec) in `Allow`.
+pub async fn json_errors<E: Endpoint>(
+    next: E,
+    req: Request,
+    allowed: fn(&str) -> Option<&'static str>,
+) -> poem::Result<Response> {
     let request_id = req.data::<crate::http::middleware::RequestId>().map(|r| r.0.clone());
     let public = req.uri().path().starts_with("/api/v1/public/");
     // NUL is no text: no path or parameter may carry one.
@@ -295,7 +300,9 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
             ApiError::new(ErrorCode::InvalidRequest, "the address must not contain NUL characters").into_response();
         return Ok(with_request_id(resp, request_id).await);
     }
-    let response = match next.call(req).await {
+    // Kept for the `Allow` header of a 405 (cheap: the URI shares its bytes).
+    let uri = req.uri().clone();
+    let mut response = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => {
             let message = err.to_string();
@@ -319,6 +326,14 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
             resp
         }
     };
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(poem::http::header::ALLOW)
+        && let Some(methods) = allowed(uri.path())
+    {
+        response
+            .headers_mut()
+            .insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(methods));
+    }
     Ok(with_request_id(response, request_id).await)
 }
 

@@ -1,7 +1,3 @@
-// The HTTP endpoint's middleware stack is one deeply nested type; its layout needs more
-// than the default query depth in release builds.
-#![recursion_limit = "256"]
-
 //! The `parley` command.
 
 use anyhow::Context;

@@ -1,7 +1,5 @@
 //! The committed OpenAPI document: how it is made from the operations, served,
-//! and read back for the `Allow` header of a `405`.
-
-use poem::{Endpoint, IntoResponse, Request, Response};
+//! and read back for the `Allow` header of a `405` (`allowed_methods`).
 
 use crate::routes::service;
 
@@ -122,22 +120,6 @@ pub fn spec_endpoint() -> poem::Response {
     poem::Response::builder()
         .content_type("application/json; charset=utf-8")
         .body(spec_json())
-}
-
-/// Middleware: a `405` lists the methods its path takes in `Allow`.
-pub async fn allow_header<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    // Kept for the `Allow` header (cheap: the URI shares its bytes).
-    let uri = req.uri().clone();
-    let mut response = next.call(req).await?.into_response();
-    if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
-        && !response.headers().contains_key(poem::http::header::ALLOW)
-        && let Some(methods) = allowed_methods(uri.path())
-    {
-        response
-            .headers_mut()
-            .insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(methods));
-    }
-    Ok(response)
 }
 
 #[cfg(test)]

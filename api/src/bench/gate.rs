@@ -103,12 +103,8 @@ pub fn gate(fit_on: &[PathBuf], measure: &[PathBuf], passages: Option<usize>) ->
     for threshold in [0.3, 0.4, 0.5, 0.6] {
         let gate = Gate { threshold, ..gate };
         println!("threshold {threshold}");
-        for site in training.iter().chain(&measured) {
-            let role = if training.iter().any(|t| std::ptr::eq(t, site)) {
-                "fit on"
-            } else {
-                "measured"
-            };
+        let roles = training.iter().map(|s| ("fit on", s));
+        for (role, site) in roles.chain(measured.iter().map(|s| ("measured", s))) {
             println!("  {:<24} {:<8} {}", site.name, role, rates(&gate, site));
         }
     }

@@ -649,19 +649,7 @@ impl Aggregate for Conversation {
             ConversationCommand::AdminReply { message_id, text } => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
                 validate_text(&text)?;
-                let mut events = Vec::new();
-                if state.status == Status::Closed {
-                    events.push(ConversationEvent::Reopened(Reopened {
-                        conversation_id,
-                        reason: "api".into(),
-                    }));
-                }
-                if state.status != Status::Escalated {
-                    events.push(ConversationEvent::Escalated(Escalated {
-                        conversation_id,
-                        reason: "api".into(),
-                    }));
-                }
+                let mut events = escalation(state, conversation_id, "api");
                 events.push(ConversationEvent::AdminReplied(AdminReplied {
                     conversation_id,
                     message_id,

@@ -137,10 +137,6 @@ impl Retriever {
         &self.analyzer
     }
 
-    pub fn embedder(&self) -> &Arc<dyn Embed> {
-        &self.embedder
-    }
-
     /// Unit vectors of texts.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, RetrievalError> {
         self.embedder.embed(texts).await.map_err(RetrievalError::Model)
