@@ -49,6 +49,10 @@ pub struct Settings {
     pub outbox_lease_secs: u64,
     /// Where `scripts/setup-models` put ONNX Runtime and the embedding model.
     pub models_dir: String,
+    /// Whether model sessions keep ONNX Runtime's memory arena: faster
+    /// indexing, more memory kept for the life of the process.
+    #[serde(default)]
+    pub model_arena: bool,
     /// Private hosts or addresses that sources may fetch (comma-separated),
     /// e.g. `127.0.0.1,wiki.internal`. Everything else private is refused.
     #[serde(default)]
@@ -231,6 +235,7 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("shutdown_timeout_secs", 30)?
         .set_default("outbox_lease_secs", 15)?
         .set_default("models_dir", ".parley/models")?
+        .set_default("model_arena", false)?
         .set_default("allowed_private_hosts", "")?
         .set_default("webhook_allowed_private_hosts", "")?
         .set_default("max_upload_bytes", 25 * 1024 * 1024)?
@@ -547,6 +552,15 @@ impl Settings {
         host_list(&self.allowed_private_hosts)
     }
 
+    /// How model sessions hold their working memory.
+    pub fn arena(&self) -> parley_worker::ingest::embed::Arena {
+        if self.model_arena {
+            parley_worker::ingest::embed::Arena::Kept
+        } else {
+            parley_worker::ingest::embed::Arena::Off
+        }
+    }
+
     /// What ingestion may do, from these settings.
     pub fn ingest(&self) -> parley_worker::ingest::pipeline::IngestSettings {
         parley_worker::ingest::pipeline::IngestSettings {
@@ -554,6 +568,7 @@ impl Settings {
                 allowed_private_hosts: self.private_hosts(),
             },
             models_dir: self.models_dir.clone().into(),
+            model_arena: self.arena(),
             max_download_bytes: self.max_upload_bytes,
             crawl_delay: std::time::Duration::from_millis(self.crawl_delay_ms),
             crawl_concurrency: self.crawl_concurrency,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use parley_api::bench::pdf::{prf, single_letter_share};
-use parley_worker::ingest::embed::MiniLm;
+use parley_worker::ingest::embed::{Arena, MiniLm};
 use parley_worker::ingest::parse::{self, ParseLimits};
 
 fn docs_dir() -> PathBuf {
@@ -157,7 +157,7 @@ async fn embeddings_match_onnx_runtime_in_python() {
     let dir = models_dir();
     let model = tokio::task::spawn_blocking({
         let dir = dir.clone();
-        move || MiniLm::load(&dir, 2)
+        move || MiniLm::load(&dir, 2, Arena::default())
     })
     .await
     .unwrap()

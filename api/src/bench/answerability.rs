@@ -119,8 +119,9 @@ pub async fn answerability(
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => None,
     };
-    let reranker = parley_worker::ingest::rerank::Reranker::installed(Path::new(&settings.models_dir))
-        .then(|| parley_worker::ingest::rerank::Reranker::new(PathBuf::from(&settings.models_dir), 2));
+    let reranker = parley_worker::ingest::rerank::Reranker::installed(Path::new(&settings.models_dir)).then(|| {
+        parley_worker::ingest::rerank::Reranker::new(PathBuf::from(&settings.models_dir), 2, settings.arena())
+    });
     for q in &questions {
         let found = post_json(
             &app.client,

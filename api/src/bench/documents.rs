@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use parley_domain::chunking::{ChunkConfig, chunk};
 use parley_domain::retrieval::{Analyzer, Bm25Params, ChunkMeta, Mode, Query, Segment, search};
-use parley_worker::ingest::embed::MiniLm;
+use parley_worker::ingest::embed::{Arena, MiniLm};
 use parley_worker::ingest::parse::{Kind, detect, parse_sync};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -63,7 +63,7 @@ pub async fn documents(settings: &Settings, dir: PathBuf, questions: PathBuf, pr
 }
 
 fn run(models_dir: &Path, cache: &Path, dir: &Path, questions: &Path, prefix: &str) -> anyhow::Result<()> {
-    let model = MiniLm::load(models_dir, 2).map_err(anyhow::Error::msg)?;
+    let model = MiniLm::load(models_dir, 2, Arena::default()).map_err(anyhow::Error::msg)?;
     let questions: Vec<Question> = read_jsonl(questions)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?

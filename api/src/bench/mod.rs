@@ -203,7 +203,11 @@ pub async fn ingest(settings: &Settings, inputs: BenchInputs) -> anyhow::Result<
     );
 
     // 3. Embedding, beside raw ONNX Runtime on the same chunks and batch size.
-    let embedder = Arc::new(Embedder::new(models_dir.clone(), settings.worker_concurrency.max(2)));
+    let embedder = Arc::new(Embedder::new(
+        models_dir.clone(),
+        settings.worker_concurrency.max(2),
+        settings.arena(),
+    ));
     let model = embedder.model().await.map_err(anyhow::Error::msg)?;
     let mut texts: Vec<String> = Vec::new();
     let mut tokens = 0usize;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use parley_domain::retrieval::eval::{ndcg_at, recall_at};
 use parley_domain::retrieval::{Analyzer, Bm25Params, ChunkMeta, Fusion, Mode, Query, Segment, search};
-use parley_worker::ingest::embed::{BATCH, MiniLm};
+use parley_worker::ingest::embed::{Arena, BATCH, MiniLm};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -182,7 +182,7 @@ fn run(models_dir: &Path, cache: &Path, scifact: &Path, sizes: &[usize]) -> anyh
     if corpus.is_empty() || test.is_empty() {
         bail!("empty SciFact data under {}", scifact.display());
     }
-    let model = MiniLm::load(models_dir, cores).map_err(anyhow::Error::msg)?;
+    let model = MiniLm::load(models_dir, cores, Arena::default()).map_err(anyhow::Error::msg)?;
     let doc_texts: Vec<String> = corpus.iter().map(|d| format!("{}\n{}", d.title, d.text)).collect();
     let doc_vectors = embed_cached(&model, &doc_texts, cache, "scifact-corpus")?;
     let wanted: Vec<&QueryLine> = query_lines

@@ -118,11 +118,12 @@ pub fn citation(p: &Passage) -> Citation {
 impl ChatEngine {
     pub fn new(store: Store, settings: &Settings) -> Self {
         // Two threads: a question and a dozen sentences are one small batch.
-        let embedder: Arc<dyn Embed> = Arc::new(Embedder::new(settings.models_dir.clone().into(), 2));
+        let embedder: Arc<dyn Embed> = Arc::new(Embedder::new(settings.models_dir.clone().into(), 2, settings.arena()));
         // The cross-encoder that reads the question with the best passages,
         // when installed (the gate weighs the rest without it).
-        let reranker = Reranker::installed(std::path::Path::new(&settings.models_dir))
-            .then(|| Arc::new(Reranker::new(settings.models_dir.clone().into(), 2)) as Arc<dyn Rerank>);
+        let reranker = Reranker::installed(std::path::Path::new(&settings.models_dir)).then(|| {
+            Arc::new(Reranker::new(settings.models_dir.clone().into(), 2, settings.arena())) as Arc<dyn Rerank>
+        });
         let gate = Gate {
             threshold: settings.chat_min_answerability,
             ..Gate::DEFAULT

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use spider::reqwest;
 
-use super::embed::Embedder;
+use super::embed::{Arena, Embedder};
 use super::parse;
 use crate::net::{self, NetPolicy};
 
@@ -24,6 +24,8 @@ pub struct IngestSettings {
     /// this process, for tests of the parsers).
     pub parse_sandbox: Option<Arc<parse::Sandbox>>,
     pub embed_threads: usize,
+    /// Whether the embedding model keeps ONNX Runtime's memory arena.
+    pub model_arena: Arena,
     /// Pause between two requests of one crawl.
     pub crawl_delay: Duration,
     /// Requests of one crawl in flight at once (per host).
@@ -40,6 +42,7 @@ impl Default for IngestSettings {
             parse_timeout: Duration::from_secs(60),
             parse_sandbox: None,
             embed_threads: 2,
+            model_arena: Arena::default(),
             crawl_delay: Duration::from_millis(100),
             crawl_concurrency: 2,
         }
@@ -56,7 +59,11 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(settings: IngestSettings) -> anyhow::Result<Self> {
         let client = net::http_client(&settings.net, settings.fetch_timeout)?;
-        let embedder = Arc::new(Embedder::new(settings.models_dir.clone(), settings.embed_threads));
+        let embedder = Arc::new(Embedder::new(
+            settings.models_dir.clone(),
+            settings.embed_threads,
+            settings.model_arena,
+        ));
         Ok(Ingest {
             settings,
             client,

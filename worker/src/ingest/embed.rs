@@ -33,6 +33,30 @@ fn ort_environment(dylib: &Path) -> Result<ort::environment::Environment, String
     Ok(env)
 }
 
+/// Whether model sessions keep ONNX Runtime's memory arena
+/// (`PARLEY_MODEL_ARENA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arena {
+    /// Memory goes back after each batch. Measured with one `parley serve`
+    /// (three model sessions) after indexing 400 KB and six answers: about
+    /// 0.5-0.7 GB resident instead of 1.0-1.1 GB, for about 30 % fewer
+    /// chunks embedded per second.
+    #[default]
+    Off,
+    /// Each session keeps, for its life, what its largest batch asked for
+    /// (bounded by `BATCH` and `MAX_LENGTH`) and reuses it.
+    Kept,
+}
+
+/// The CPU execution provider, with or without the arena.
+pub(crate) fn execution_providers(arena: Arena) -> Vec<ort::ep::ExecutionProviderDispatch> {
+    vec![
+        ort::ep::CPU::default()
+            .with_arena_allocator(arena == Arena::Kept)
+            .build(),
+    ]
+}
+
 /// A model's folder under the models folder, with ONNX Runtime loaded.
 pub(crate) struct ModelDir {
     pub path: PathBuf,
@@ -94,7 +118,7 @@ pub struct MiniLm {
 
 impl MiniLm {
     /// Loads from `<models_dir>/all-minilm-l6-v2` and `<models_dir>/onnxruntime`.
-    pub fn load(models_dir: &Path, threads: usize) -> Result<Self, String> {
+    pub fn load(models_dir: &Path, threads: usize, arena: Arena) -> Result<Self, String> {
         let (dir, environment) = ModelDir::open(models_dir, MODEL_DIR, "the embedding model")?;
         let read = |name: &str| dir.read(name);
         let files = TokenizerFiles {
@@ -107,6 +131,7 @@ impl MiniLm {
         let model = UserDefinedEmbeddingModel::new(read("model.onnx")?, files).with_pooling(Pooling::Mean);
         let options = InitOptionsUserDefined::new()
             .with_environment(environment)
+            .with_execution_providers(execution_providers(arena))
             .with_max_length(MAX_LENGTH)
             .with_intra_threads(threads.max(1));
         let model = TextEmbedding::try_new_from_user_defined(model, options)
@@ -131,14 +156,16 @@ impl MiniLm {
 pub struct Embedder {
     models_dir: PathBuf,
     threads: usize,
+    arena: Arena,
     loaded: Arc<OnceLock<Result<Arc<MiniLm>, String>>>,
 }
 
 impl Embedder {
-    pub fn new(models_dir: PathBuf, threads: usize) -> Self {
+    pub fn new(models_dir: PathBuf, threads: usize, arena: Arena) -> Self {
         Embedder {
             models_dir,
             threads,
+            arena,
             loaded: Arc::new(OnceLock::new()),
         }
     }
@@ -148,10 +175,14 @@ impl Embedder {
         if let Some(loaded) = self.loaded.get() {
             return loaded.clone();
         }
-        let (loaded, dir, threads) = (self.loaded.clone(), self.models_dir.clone(), self.threads);
-        tokio::task::spawn_blocking(move || loaded.get_or_init(|| MiniLm::load(&dir, threads).map(Arc::new)).clone())
-            .await
-            .map_err(|e| format!("loading the model failed: {e}"))?
+        let (loaded, dir, threads, arena) = (self.loaded.clone(), self.models_dir.clone(), self.threads, self.arena);
+        tokio::task::spawn_blocking(move || {
+            loaded
+                .get_or_init(|| MiniLm::load(&dir, threads, arena).map(Arc::new))
+                .clone()
+        })
+        .await
+        .map_err(|e| format!("loading the model failed: {e}"))?
     }
 
     /// Embeds on a blocking thread.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use fastembed::{RerankInitOptionsUserDefined, TextRerank, TokenizerFiles, UserDefinedRerankingModel};
 
-use super::embed::ModelDir;
+use super::embed::{Arena, ModelDir};
 
 pub const MODEL_DIR: &str = "ms-marco-minilm-l12-v2";
 /// Word pieces read of a question and passage together: a chunk is at most
@@ -25,14 +25,16 @@ struct Loaded {
 pub struct Reranker {
     models_dir: PathBuf,
     threads: usize,
+    arena: Arena,
     loaded: Arc<OnceLock<Result<Arc<Loaded>, String>>>,
 }
 
 impl Reranker {
-    pub fn new(models_dir: PathBuf, threads: usize) -> Self {
+    pub fn new(models_dir: PathBuf, threads: usize, arena: Arena) -> Self {
         Reranker {
             models_dir,
             threads,
+            arena,
             loaded: Arc::new(OnceLock::new()),
         }
     }
@@ -42,7 +44,7 @@ impl Reranker {
         models_dir.join(MODEL_DIR).join("model.onnx").exists()
     }
 
-    fn load(models_dir: &Path, threads: usize) -> Result<Loaded, String> {
+    fn load(models_dir: &Path, threads: usize, arena: Arena) -> Result<Loaded, String> {
         let (dir, environment) = ModelDir::open(models_dir, MODEL_DIR, "the answer-checking model")?;
         let read = |name: &str| dir.read(name);
         let files = TokenizerFiles {
@@ -56,6 +58,7 @@ impl Reranker {
         let model = UserDefinedRerankingModel::new(read("model.onnx")?, files);
         let options = RerankInitOptionsUserDefined::new()
             .with_environment(environment)
+            .with_execution_providers(super::embed::execution_providers(arena))
             .with_max_length(MAX_LENGTH)
             .with_intra_threads(threads.max(1));
         let model = TextRerank::try_new_from_user_defined(model, options)
@@ -71,10 +74,12 @@ impl Reranker {
         if passages.is_empty() {
             return Ok(vec![]);
         }
-        let (loaded, dir, threads) = (self.loaded.clone(), self.models_dir.clone(), self.threads);
+        let (loaded, dir, threads, arena) = (self.loaded.clone(), self.models_dir.clone(), self.threads, self.arena);
         let question = question.to_owned();
         tokio::task::spawn_blocking(move || {
-            let loaded = loaded.get_or_init(|| Self::load(&dir, threads).map(Arc::new)).clone()?;
+            let loaded = loaded
+                .get_or_init(|| Self::load(&dir, threads, arena).map(Arc::new))
+                .clone()?;
             let mut model = loaded.model.lock().unwrap_or_else(PoisonError::into_inner);
             let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
             let ranked = model
