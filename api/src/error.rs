@@ -221,6 +221,7 @@ impl From<DomainError> for ApiError {
             | DomainError::SourceNotFound
             | DomainError::DocumentNotFound
             | DomainError::ConversationNotFound
+            | DomainError::MessageNotFound
             | DomainError::ConversationExists
             | DomainError::LeadNotFound
             | DomainError::WebhookNotFound

@@ -99,6 +99,7 @@ error_codes! {
     WebhookNotFound => NotFound, "WEBHOOK_NOT_FOUND", "No such webhook endpoint in your organization.";
     DeliveryNotFound => NotFound, "DELIVERY_NOT_FOUND", "No such delivery of this webhook endpoint.";
     DocumentNotFound => NotFound, "DOCUMENT_NOT_FOUND", "This source has no document with that key.";
+    MessageNotFound => NotFound, "MESSAGE_NOT_FOUND", "No such answer of the bot in this conversation.";
     OriginNotAllowed => Forbidden, "ORIGIN_NOT_ALLOWED", "The page is not among the bot's allowed origins.";
     ConversationExists => Conflict, "CONVERSATION_EXISTS", "This visitor already has a conversation with the bot.";
     Conflict => Conflict, "CONFLICT", "A concurrent change, or a unique value already taken; retry or choose another.";
@@ -167,6 +168,8 @@ pub enum DomainError {
     DocumentNotFound,
     #[error("conversation not found")]
     ConversationNotFound,
+    #[error("no such answer of the bot in this conversation")]
+    MessageNotFound,
     #[error("this visitor already has a conversation with the bot")]
     ConversationExists,
     #[error("lead not found")]
@@ -200,6 +203,7 @@ impl DomainError {
             DomainError::SourceNotFound => ErrorCode::SourceNotFound,
             DomainError::DocumentNotFound => ErrorCode::DocumentNotFound,
             DomainError::ConversationNotFound => ErrorCode::ConversationNotFound,
+            DomainError::MessageNotFound => ErrorCode::MessageNotFound,
             DomainError::ConversationExists => ErrorCode::ConversationExists,
             DomainError::LeadNotFound => ErrorCode::LeadNotFound,
             DomainError::WebhookNotFound => ErrorCode::WebhookNotFound,

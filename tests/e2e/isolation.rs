@@ -176,7 +176,8 @@ struct Call<'a> {
 async fn send(app: &TestApp, call: &Call<'_>, headers: &[(&str, &str)]) -> (StatusCode, String) {
     let mut url = format!("{}{}", app.base, call.path);
     if call.operation == "export_conversations" {
-        url.push_str("?from=2020-01-01T00:00:00Z&to=2099-01-01T00:00:00Z");
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("from=2020-01-01T00:00:00Z&to=2099-01-01T00:00:00Z");
     }
     let mut req = app.client.request(call.method.clone(), url);
     for (name, value) in headers {
@@ -328,6 +329,97 @@ pub async fn tenant_isolation_matrix(backend: Backend) {
             } else {
                 // Organization-wide operations answer B about B only.
                 assert!(status.is_success(), "{operation} with B's key: {status} {text}");
+            }
+            let parameters = op["parameters"].as_array().cloned().unwrap_or_default();
+            let named = |place: &str| -> Vec<String> {
+                parameters
+                    .iter()
+                    .filter(|p| p["in"] == place)
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect()
+            };
+            // A's ids in B's query filters (`bot_id`, `conversation_id`, ...):
+            // refused as not found, or answered about B alone.
+            let filters: Vec<(String, String)> = named("query")
+                .into_iter()
+                .filter_map(|name| a.ids.get(name.as_str()).map(|id| (name, id.clone())))
+                .collect();
+            for (name, id) in &filters {
+                let separator = if call.path.contains('?') { '&' } else { '?' };
+                let filtered = Call {
+                    path: format!("{}{separator}{name}={id}", call.path),
+                    method: call.method.clone(),
+                    operation,
+                    body: call.body.clone(),
+                    multipart,
+                };
+                let (status, text) = send(&app, &filtered, &[("Authorization", beta.as_str())]).await;
+                calls += 1;
+                assert_eq!(
+                    leaks(&text),
+                    None,
+                    "{operation}?{name}=<A's> with B's key leaked: {text}"
+                );
+                let others: Vec<&String> = a.ids.values().filter(|v| *v != id && v.len() > 8).collect();
+                assert!(
+                    others.iter().all(|v| !text.contains(v.as_str())),
+                    "{operation}?{name}=<A's> with B's key shows another of A's ids: {text}"
+                );
+                assert!(
+                    status == StatusCode::NOT_FOUND || status.is_success(),
+                    "{operation}?{name}=<A's> with B's key: {status} {text}"
+                );
+            }
+            // With a version condition, B still learns nothing but "not found".
+            if named("header").iter().any(|h| h.eq_ignore_ascii_case("If-Match")) {
+                let (status, text) = send(
+                    &app,
+                    &call,
+                    &[("Authorization", beta.as_str()), ("If-Match", "\"999\"")],
+                )
+                .await;
+                calls += 1;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{operation} If-Match with B's key: {text}"
+                );
+            }
+            // An id of another kind (a bot's id given as a key's, a
+            // conversation's id as a bot's) is not found, never a failure.
+            for param in named("path") {
+                let Some(own) = a.ids.get(param.as_str()) else { continue };
+                if param == "tag" {
+                    continue;
+                }
+                let other = if param == "bot_id" {
+                    &a.ids["conversation_id"]
+                } else {
+                    &a.ids["bot_id"]
+                };
+                let mut wrong = template.clone();
+                for (name, id) in &a.ids {
+                    let value = if *name == param { other } else { id };
+                    wrong = wrong.replace(&format!("{{{name}}}"), value);
+                }
+                if wrong.contains('{') {
+                    continue;
+                }
+                let call = Call {
+                    path: wrong,
+                    method: call.method.clone(),
+                    operation,
+                    body: call.body.clone(),
+                    multipart,
+                };
+                let (status, text) =
+                    send(&app, &call, &[("Authorization", &format!("Bearer {}", a.key) as &str)]).await;
+                calls += 1;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{operation} with another kind of id as {param} ({own} replaced): {text}"
+                );
             }
         }
     }

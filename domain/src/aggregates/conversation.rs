@@ -705,10 +705,7 @@ impl Aggregate for Conversation {
             } => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
                 if !state.answers.contains(&message_id) {
-                    return Err(DomainError::invalid(
-                        "message_id",
-                        "is not one of the bot's answers in this conversation",
-                    ));
+                    return Err(DomainError::MessageNotFound);
                 }
                 let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
                 if comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {

@@ -190,20 +190,22 @@ impl Store {
         Ok(rows.into_iter().map(to_recorded).collect())
     }
 
-    /// The current state and version of one aggregate instance.
+    /// The current state and version of one aggregate instance. A stream of
+    /// another kind (a bot's id given where a conversation's is expected)
+    /// reads as no instance at all.
     pub async fn load<A: Aggregate>(&self, stream_id: Uuid) -> Result<(A::State, i64), StoreError> {
-        let mut state = A::State::default();
-        let mut version = 0;
-        for e in self.read_stream(stream_id).await? {
-            let event = A::Event::from_stored(&e.event_type, e.schema_version, &e.payload)?;
-            A::apply(&mut state, &event);
-            version = e.stream_version;
+        let events = self.read_stream(stream_id).await?;
+        if events.first().is_some_and(|e| e.stream_type != A::STREAM_TYPE) {
+            return Ok((A::State::default(), 0));
         }
-        Ok((state, version))
+        fold::<A>(&events)
     }
 
     /// Loads, decides and appends. Without an expected version a lost race is
-    /// decided again on the fresh state; with one it is a conflict.
+    /// decided again on the fresh state; with one it is a conflict. A stream
+    /// of another organization or of another kind is decided on as absent,
+    /// so the caller learns what it would of a missing one (its not-found
+    /// error), never its version.
     pub async fn execute<A: Aggregate>(&self, req: Execute<A>) -> Result<Executed<A>, StoreError>
     where
         A::Command: Clone,
@@ -213,10 +215,20 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (mut state, version) = self.load::<A>(req.stream_id).await?;
+            let events = self.read_stream(req.stream_id).await?;
+            let foreign = events
+                .first()
+                .is_some_and(|e| e.stream_type != A::STREAM_TYPE || e.org_id != req.org_id);
+            let (mut state, version) = if foreign {
+                (A::State::default(), 0)
+            } else {
+                fold::<A>(&events)?
+            };
             if let Some(expected) = req.expected_version
                 && expected != version
             {
+                // What is not there is not found, whatever version was expected.
+                A::decide(&state, req.command.clone())?;
                 return Err(DomainError::VersionConflict {
                     expected,
                     actual: version,
@@ -224,6 +236,15 @@ impl Store {
                 .into());
             }
             let decided = A::decide(&state, req.command.clone())?;
+            if foreign && !decided.is_empty() {
+                // Only a creation decides anything on an absent instance, and
+                // this id is taken.
+                return Err(DomainError::VersionConflict {
+                    expected: 0,
+                    actual: version,
+                }
+                .into());
+            }
             if decided.is_empty() {
                 return Ok(Executed {
                     state,
@@ -608,6 +629,18 @@ async fn apply_guarded(
 
 fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// An aggregate's state and version from its stream's events, in order.
+fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Result<(A::State, i64), StoreError> {
+    let mut state = A::State::default();
+    let mut version = 0;
+    for e in events {
+        let event = A::Event::from_stored(&e.event_type, e.schema_version, &e.payload)?;
+        A::apply(&mut state, &event);
+        version = e.stream_version;
+    }
+    Ok((state, version))
 }
 
 fn to_recorded(m: events::Model) -> RecordedEvent {
