@@ -155,7 +155,7 @@ pub(crate) async fn file_response(
 
 /// A file to download.
 pub struct Export {
-    pub body: Vec<u8>,
+    pub body: poem::Body,
     pub content_type: &'static str,
     pub file_name: String,
 }
@@ -183,9 +183,9 @@ pub(crate) fn download_header() -> MetaHeader {
     }
 }
 
-/// A CSV file to download.
+/// A CSV file to download (built whole, or written as it is read).
 pub struct CsvFile {
-    pub body: Vec<u8>,
+    pub body: poem::Body,
     pub file_name: String,
 }
 

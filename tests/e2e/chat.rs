@@ -1006,12 +1006,8 @@ pub async fn handoff(backend: Backend) {
         r.body
     );
     let r = rate(&first_question, json!({"rating": "up"})).await;
-    assert_eq!(
-        r.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "only the bot's answers: {}",
-        r.body
-    );
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "only the bot's answers: {}", r.body);
+    assert_eq!(r.error_code(), "MESSAGE_NOT_FOUND");
     let r = rate(&first_answer, json!({"rating": "meh"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     let fallback = app.get(&conversation_path(&other), &a.key).await.body["messages"][1]["id"]
@@ -1079,9 +1075,16 @@ pub async fn handoff(backend: Backend) {
         "attachment; filename=\"conversations-20000101-21000101.csv\""
     );
     let mut reader = csv::Reader::from_reader(all.as_bytes());
-    let conversations: std::collections::BTreeSet<String> =
-        reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    let bulk: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let conversations: std::collections::BTreeSet<String> = bulk.iter().map(|r| r[0].to_owned()).collect();
     assert_eq!(conversations.len(), 3, "{all}");
+    // The streamed file holds each conversation's rows together, as its own export does.
+    let of_this: Vec<&csv::StringRecord> = bulk.iter().filter(|r| &r[0] == cid.as_str()).collect();
+    assert_eq!(of_this, rows.iter().collect::<Vec<_>>(), "{all}");
+    let firsts: Vec<&str> = bulk.iter().map(|r| &r[0]).collect();
+    let mut runs = firsts;
+    runs.dedup();
+    assert_eq!(runs.len(), 3, "one run of rows per conversation: {all}");
     let r = app
         .get(
             "/api/v1/conversations/export?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",

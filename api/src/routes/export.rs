@@ -109,6 +109,49 @@ fn finish(writer: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, ApiError> {
     writer.into_inner().map_err(ApiError::internal)
 }
 
+/// Conversations whose messages one query reads while a bulk export streams.
+const EXPORT_BATCH: usize = 100;
+
+/// The CSV of these conversations' messages, written as it is read: one
+/// query per `EXPORT_BATCH` conversations, never the whole file in memory.
+/// A failure half-way ends the download early (logged), since the status
+/// line has gone out.
+fn stream_csv(store: parley_domain::Store, ids: Vec<Uuid>) -> poem::Body {
+    let chunks = async_stream::stream! {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let head = writer.write_record(CSV_HEADER).map_err(ApiError::internal).and_then(|()| finish(writer));
+        yield head;
+        for batch in ids.chunks(EXPORT_BATCH) {
+            yield csv_batch(&store, batch).await;
+        }
+    };
+    let bytes = futures::StreamExt::map(chunks, |chunk| {
+        chunk.map_err(|e| {
+            tracing::error!(error = ?e, "conversation export broke off");
+            std::io::Error::other("conversation export broke off")
+        })
+    });
+    poem::Body::from_bytes_stream(bytes)
+}
+
+/// The CSV rows (no header) of a batch of conversations, in the batch's order.
+async fn csv_batch(store: &parley_domain::Store, batch: &[Uuid]) -> Result<Vec<u8>, ApiError> {
+    let mut by_conversation: std::collections::HashMap<Uuid, Vec<Message>> = std::collections::HashMap::new();
+    for row in read::messages_of(store, batch).await? {
+        by_conversation
+            .entry(row.conversation_id)
+            .or_default()
+            .push(Message::from(row));
+    }
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for id in batch {
+        if let Some(messages) = by_conversation.get(id) {
+            csv_rows(&mut writer, messages, *id)?;
+        }
+    }
+    finish(writer)
+}
+
 fn transcript(conversation: &conversations::Model, messages: &[Message]) -> String {
     let mut out = format!(
         "Conversation {}\nStarted {}{}\nStatus: {}\n",
@@ -186,13 +229,9 @@ impl ExportApi {
             ));
         }
         rows.reverse();
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
-        for c in &rows {
-            csv_rows(&mut writer, &messages(state, c.id).await?, c.id)?;
-        }
+        let ids: Vec<Uuid> = rows.into_iter().map(|c| c.id).collect();
         Ok(CsvFile {
-            body: finish(writer)?,
+            body: stream_csv(state.store.clone(), ids),
             file_name: format!(
                 "conversations-{}-{}.csv",
                 from.0.format("%Y%m%d"),
@@ -228,13 +267,15 @@ impl ExportApi {
                 writer.write_record(CSV_HEADER).map_err(ApiError::internal)?;
                 csv_rows(&mut writer, &messages, conversation.id)?;
                 Export {
-                    body: finish(writer)?,
+                    body: finish(writer)?.into(),
                     content_type: "text/csv; charset=utf-8",
                     file_name: format!("{name}.csv"),
                 }
             }
             ExportFormat::Txt => Export {
-                body: transcript(&conversation, &messages(state, conversation.id).await?).into_bytes(),
+                body: transcript(&conversation, &messages(state, conversation.id).await?)
+                    .into_bytes()
+                    .into(),
                 content_type: "text/plain; charset=utf-8",
                 file_name: format!("{name}.txt"),
             },
@@ -244,7 +285,7 @@ impl ExportApi {
                     conversation: info(state, conversation).await?,
                 };
                 Export {
-                    body: detail.to_json_string().into_bytes(),
+                    body: detail.to_json_string().into_bytes().into(),
                     content_type: "application/json; charset=utf-8",
                     file_name: format!("{name}.json"),
                 }

@@ -218,7 +218,7 @@ impl LeadsApi {
         }
         let body = writer.into_inner().map_err(ApiError::internal)?;
         Ok(CsvFile {
-            body,
+            body: body.into(),
             file_name: "leads.csv".into(),
         })
     }

@@ -373,6 +373,24 @@ pub async fn messages(
         .await
 }
 
+/// The messages of several conversations in one query: each conversation's
+/// in order, conversations in no particular order.
+pub async fn messages_of(
+    store: &Store,
+    conversation_ids: &[Uuid],
+) -> Result<Vec<crate::store::entities::messages::Model>, DbErr> {
+    use crate::store::entities::messages;
+    if conversation_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    messages::Entity::find()
+        .filter(messages::Column::ConversationId.is_in(conversation_ids.iter().copied()))
+        .order_by_asc(messages::Column::ConversationId)
+        .order_by_asc(messages::Column::Seq)
+        .all(store.db())
+        .await
+}
+
 /// Answers of a bot rated up and down.
 pub async fn feedback_counts(store: &Store, org_id: Uuid, bot_id: Uuid) -> Result<(u64, u64), DbErr> {
     use crate::store::entities::messages;
