@@ -36,6 +36,23 @@ pub fn client_ip(req: &Request, proxies: &[IpNet]) -> Option<IpAddr> {
     Some(resolve(peer, req.headers(), proxies))
 }
 
+/// What per-client limits count a client as: an IPv4 address, or the /64
+/// network of an IPv6 one (one subscriber's line gets a whole /64, so a
+/// single client could otherwise take a fresh address for every request).
+/// IPv4 addresses written as IPv6 (`::ffff:a.b.c.d`) count as IPv4.
+pub fn rate_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 /// The client behind `peer`, given the request's headers.
 fn resolve(peer: IpAddr, headers: &poem::http::HeaderMap, proxies: &[IpNet]) -> IpAddr {
     if !trusted(proxies, peer) {
@@ -73,6 +90,16 @@ mod tests {
             headers.insert("x-forwarded-for", xff.parse().unwrap());
         }
         Some(resolve(peer.parse().unwrap(), &headers, proxies))
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let bucket = |ip: &str| rate_bucket(ip.parse().unwrap());
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1"), bucket("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(bucket("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
+        assert_eq!(bucket("::ffff:192.0.2.7"), bucket("192.0.2.7"));
+        assert_ne!(bucket("192.0.2.7"), bucket("192.0.2.8"));
     }
 
     #[test]

@@ -344,6 +344,7 @@ async fn own_checks(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)>
         let Some(ip) = crate::http::client_ip::client_ip(req, &limiter.proxies) else {
             return vec![];
         };
+        let ip = crate::http::client_ip::rate_bucket(ip);
         let mut checks = vec![(format!("ip:{ip}"), limits.visitor)];
         if req.method() == Method::POST {
             if path.ends_with("/conversations") {
@@ -381,8 +382,12 @@ fn headers(mut resp: Response, d: &Decision) -> Response {
     };
     put(h, "x-ratelimit-limit", u64::from(d.limit));
     put(h, "x-ratelimit-remaining", u64::from(d.remaining));
-    // Seconds until the whole burst is available again.
-    put(h, "x-ratelimit-reset", d.reset_ms.div_ceil(1000));
+    // The Unix time (seconds) at which the whole burst is available again.
+    put(
+        h,
+        "x-ratelimit-reset",
+        (system_clock() as u64 + d.reset_ms).div_ceil(1000),
+    );
     if !d.allowed {
         put(h, "retry-after", d.retry_after_ms.div_ceil(1000).max(1));
     }
