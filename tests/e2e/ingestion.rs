@@ -311,6 +311,44 @@ pub async fn sources_from_texts_qa_and_files(backend: Backend) {
             .is_some()
     );
 
+    // Storing bytes that are stored already makes them young again, so that
+    // collection cannot take them between that write and its reference.
+    let bytes = b"bytes stored twice, the second time long after the first";
+    let hash = parley_domain::store::content::put_blob(&app.store, uuid::Uuid::now_v7(), bytes)
+        .await
+        .unwrap();
+    let age = |hours: i64| parley_domain::store::now() - chrono::TimeDelta::hours(hours);
+    parley_domain::store::entities::blobs::Entity::update_many()
+        .col_expr(
+            parley_domain::store::entities::blobs::Column::CreatedAt,
+            sea_orm::sea_query::Expr::value(age(3)),
+        )
+        .filter(parley_domain::store::entities::blobs::Column::Hash.eq(hash.as_str()))
+        .exec(app.store.db())
+        .await
+        .unwrap();
+    let again = parley_domain::store::content::put_blob(&app.store, uuid::Uuid::now_v7(), bytes)
+        .await
+        .unwrap();
+    assert_eq!(again, hash);
+    parley_domain::store::content::collect_garbage_blobs(&app.store, age(1))
+        .await
+        .unwrap();
+    let kept = parley_domain::store::content::get_blob(&app.store, &hash)
+        .await
+        .unwrap();
+    assert!(kept.is_some(), "bytes written again an instant ago are not collected");
+    parley_domain::store::content::collect_garbage_blobs(&app.store, age(-1))
+        .await
+        .unwrap();
+    let gone = parley_domain::store::content::get_blob(&app.store, &hash)
+        .await
+        .unwrap();
+    assert!(
+        gone.is_none(),
+        "unreferenced bytes older than the cut-off are collected"
+    );
+
     // The feed shows sources without repeating their bodies.
     let added = app.get("/api/v1/events?type=source.added", &a.key).await;
     let first = &added.body["data"][0]["data"];

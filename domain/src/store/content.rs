@@ -19,7 +19,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Stores bytes once per content; returns their hash.
+/// Stores bytes once per content; returns their hash. Bytes stored before
+/// get a fresh `created_at`, so that garbage collection, which takes only
+/// unreferenced blobs older than its cut-off, cannot delete them between
+/// this write and the reference the caller is about to record.
 pub async fn put_blob(store: &Store, org_id: Uuid, bytes: &[u8]) -> Result<String, DbErr> {
     let hash = sha256_hex(bytes);
     let row = blobs::ActiveModel {
@@ -30,7 +33,11 @@ pub async fn put_blob(store: &Store, org_id: Uuid, bytes: &[u8]) -> Result<Strin
         created_at: Set(now()),
     };
     blobs::Entity::insert(row)
-        .on_conflict(OnConflict::column(blobs::Column::Hash).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(blobs::Column::Hash)
+                .update_column(blobs::Column::CreatedAt)
+                .to_owned(),
+        )
         .exec_without_returning(store.db())
         .await?;
     Ok(hash)
