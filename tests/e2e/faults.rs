@@ -149,14 +149,39 @@ impl PrivateRedis {
             .is_ok_and(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("ERR"))
     }
 
+    /// Redis's answer to a command, as text.
+    fn output(&self, args: &[&str]) -> String {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Jobs held in Redis (apalis keeps each job's payload in the hash
+    /// `<queue>:data` until it is done).
+    fn waiting(&self) -> usize {
+        self.output(&["--scan", "--pattern", "*:data"])
+            .lines()
+            .filter(|key| !key.is_empty())
+            .map(|key| self.output(&["hlen", key]).trim().parse::<usize>().unwrap_or(0))
+            .sum()
+    }
+
+    /// Stops Redis (saving its append-only file), proves it is down, and
+    /// starts it again.
     fn restart(&self) {
         self.cli(&["shutdown"]);
+        let mut down = false;
         for _ in 0..100 {
             if !self.cli(&["ping"]) {
+                down = true;
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(down, "Redis did not stop");
         self.up();
     }
 
@@ -180,7 +205,14 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
     let redis = PrivateRedis::start();
     let receiver = Server::start().await;
     let env = TestEnv::new_with_redis(backend, redis.url()).await;
-    let app = env.start(Roles::ALL).await;
+    // The API and the outbox here; the jobs' workers start only after Redis
+    // has been restarted with jobs waiting in it.
+    let app = env
+        .start(Roles {
+            dispatcher: true,
+            ..API_ONLY
+        })
+        .await;
     let a = app.create_org("Acme").await;
     let (_, secret) = create_endpoint(
         &app,
@@ -197,8 +229,20 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
     for i in 0..3 {
         sources.push(add(&app, &a.key, &bot_id, fact(i)).await);
     }
-    // Redis goes away and comes back while those are indexed.
+    // Their jobs wait in Redis, which goes away and comes back with them.
+    app.eventually(30, "the sources' jobs wait in Redis", || async { redis.waiting() >= 3 })
+        .await;
+    let before = redis.waiting();
     redis.restart();
+    assert_eq!(redis.waiting(), before, "the waiting jobs outlived the restart");
+    let worker = env
+        .start(Roles {
+            api: false,
+            workers: true,
+            dispatcher: false,
+            migrate: false,
+        })
+        .await;
     for i in 3..5 {
         sources.push(add(&app, &a.key, &bot_id, fact(i)).await);
     }
@@ -304,6 +348,7 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
     })
     .await;
     closed.shutdown().await;
+    worker.stop().await;
     app.stop().await;
     env.cleanup().await;
 }
