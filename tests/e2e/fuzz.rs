@@ -2,15 +2,20 @@
 //! (`PARLEY_FUZZ_SECS`, default 20): inputs grown from the committed corpus
 //! (`tests/fuzz-corpus`, seeded from the shared real documents) by byte
 //! flips, cuts, repeats, splices and, for Word files, edits of the XML
-//! inside the archive. Every input goes through the production entry point
-//! (time limit, panic guard); the properties: it answers, with a documented
-//! failure code when it fails, within its time limit, and memory stays bounded.
+//! inside the archive. Every input goes through the production entry point;
+//! the properties: it answers, with a documented failure code when it
+//! fails, within its time limit, and memory stays bounded. A parser panic or
+//! a timeout (which that entry point turns into `CORRUPT_DOCUMENT` and
+//! `PARSE_TIMEOUT` for the owner) is counted apart and fails the run, and
+//! every seed, the crafted hostile files among them (a flate bomb, 200,000
+//! nested `<div>`s, 5,000 nested Word tables), is also parsed once in the
+//! sandboxed child process the worker uses, where a kill fails the run too.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use parley_worker::ingest::parse::{Kind, ParseLimits, parse};
+use parley_worker::ingest::parse::{Ended, Kind, ParseLimits, Sandbox, parse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -223,6 +228,93 @@ struct Stats {
     parsed: u64,
     failures: std::collections::BTreeMap<String, u64>,
     slowest: Duration,
+    /// Inputs on which the parser's code panicked somewhere not expected.
+    panics: u64,
+    /// Panics at the expected places, by place.
+    expected_panics: std::collections::BTreeMap<String, u64>,
+    /// Inputs that ran past the time limit.
+    timeouts: u64,
+    /// Seeds whose sandboxed parser process was killed (signal, memory,
+    /// stack) or answered nonsense.
+    kills: u64,
+}
+
+/// Where parser panics may come from and still be expected: docx-rs's
+/// reader reads many numeric attributes with `expect` (`should read
+/// width.`), so a well-formed Word file with a malformed number panics there.
+/// That code is upstream; the panic is contained (a panic guard on the
+/// thread, and in the sandboxed child) and the owner sees
+/// `CORRUPT_DOCUMENT`. Any other panic fails the run.
+const EXPECTED_PANICS: &[&str] = &["/docx-rs-0.4.22/src/reader/"];
+
+/// The places of the panics seen since the hook was installed.
+static PANICKED_AT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records where each panic happens (and still prints it as before).
+fn record_panic_places() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(place) = info.location() {
+                PANICKED_AT
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(format!("{}:{}", place.file(), place.line()));
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Saves an input that broke a property and says where.
+fn keep(name: &str, what: &str, case: u64, input: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("parley-fuzz-{name}-{what}-{case}.bin"));
+    let _ = std::fs::write(&path, input);
+    path.display().to_string()
+}
+
+/// Every seed once through the worker's sandbox (this build's `parley
+/// parse-document`, the worker's limits): none may be killed, panic or
+/// time out; each answers as the parsers answer on a thread.
+async fn seeds_in_the_sandbox(kind: Kind, name: &str, seeds: &[Vec<u8>], stats: &mut Stats) {
+    let limits = ParseLimits {
+        timeout: Duration::from_secs(90),
+        sandbox: Some(std::sync::Arc::new(Sandbox {
+            program: crate::harness::parley_binary(),
+            args: vec![parley_worker::ingest::parse::sandbox::SUBCOMMAND.to_owned()],
+            memory_bytes: 2 << 30,
+            cpu_seconds: 60,
+        })),
+    };
+    for (i, seed) in seeds.iter().enumerate() {
+        match parse(kind, seed.clone(), None, &limits).await {
+            Ok(_) => {}
+            Err(failure) => match failure.ended {
+                Ended::Refused => assert!(
+                    DOCUMENTED.contains(&failure.code),
+                    "{name}: seed {i} in the sandbox: undocumented code {}",
+                    failure.code
+                ),
+                Ended::Killed => {
+                    stats.kills += 1;
+                    println!(
+                        "fuzz {name}: seed {i}'s parser process was killed ({}); saved to {}",
+                        failure.message,
+                        keep(name, "killed", i as u64, seed)
+                    );
+                }
+                Ended::Panicked => {
+                    stats.panics += 1;
+                    println!("fuzz {name}: seed {i}'s parser panicked in the sandbox");
+                }
+                Ended::TimedOut => {
+                    stats.timeouts += 1;
+                    println!("fuzz {name}: seed {i} timed out in the sandbox ({})", failure.message);
+                }
+            },
+        }
+    }
 }
 
 async fn fuzz_documents(kind: Kind, name: &str, seed_dir: &str) {
@@ -239,7 +331,13 @@ async fn fuzz_documents(kind: Kind, name: &str, seed_dir: &str) {
         parsed: 0,
         failures: Default::default(),
         slowest: Duration::ZERO,
+        panics: 0,
+        expected_panics: Default::default(),
+        timeouts: 0,
+        kills: 0,
     };
+    record_panic_places();
+    seeds_in_the_sandbox(kind, name, &seeds, &mut stats).await;
     let started = Instant::now();
     // Every seed once as it is, then mutants until the budget is spent.
     let mut i = 0usize;
@@ -282,6 +380,32 @@ async fn fuzz_documents(kind: Kind, name: &str, seed_dir: &str) {
                 // Whatever was read is text that chunking can take.
                 let _ = doc.has_text();
             }
+            Err(failure) if failure.ended == Ended::Panicked => {
+                let place = PANICKED_AT
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop()
+                    .unwrap_or_default();
+                if EXPECTED_PANICS.iter().any(|p| place.contains(p)) {
+                    let short = place.rsplit_once("/src/").map_or(place.as_str(), |(_, f)| f).to_owned();
+                    *stats.expected_panics.entry(short).or_default() += 1;
+                } else {
+                    stats.panics += 1;
+                    println!(
+                        "fuzz {name}: the parser panicked at {place} on input {}; saved to {}",
+                        stats.cases,
+                        keep(name, "panic", stats.cases, &input)
+                    );
+                }
+            }
+            Err(failure) if failure.ended == Ended::TimedOut => {
+                stats.timeouts += 1;
+                println!(
+                    "fuzz {name}: input {} ran past the time limit; saved to {}",
+                    stats.cases,
+                    keep(name, "timeout", stats.cases, &input)
+                );
+            }
             Err(failure) => {
                 if !DOCUMENTED.contains(&failure.code) {
                     let path = std::env::temp_dir().join(format!("parley-fuzz-{name}-{}.bin", stats.cases));
@@ -299,14 +423,25 @@ async fn fuzz_documents(kind: Kind, name: &str, seed_dir: &str) {
     }
     let peak = peak_rss_mb();
     println!(
-        "fuzz {name}: {} inputs in {:.1} s, {} parsed, failures {:?}, slowest {:?}, peak memory {peak} MB",
+        "fuzz {name}: {} inputs in {:.1} s, {} parsed, failures {:?}, parser panics {} (and {:?} at \
+         expected places), timeouts {}, sandbox kills {} (of {} seeds), slowest {:?}, peak memory {peak} MB",
         stats.cases,
         started.elapsed().as_secs_f64(),
         stats.parsed,
         stats.failures,
+        stats.panics,
+        stats.expected_panics,
+        stats.timeouts,
+        stats.kills,
+        seeds.len(),
         stats.slowest
     );
     assert!(stats.cases > seeds.len() as u64, "{name}: mutants ran");
+    assert_eq!(
+        (stats.panics, stats.timeouts, stats.kills),
+        (0, 0, 0),
+        "{name}: no parser panic, timeout or killed parser process is expected of this corpus"
+    );
     assert!(peak < 4096, "{name}: memory stayed bounded ({peak} MB)");
 }
 

@@ -285,6 +285,12 @@ const OPTIONAL_END: &[&str] = &[
 /// held a core for over a minute).
 const MAX_TREE_DEPTH: usize = 1000;
 
+/// Whether a page is nested too deeply for the HTML tree builder (its
+/// readers then take it in one flat pass).
+pub fn too_deep(html: &str) -> bool {
+    tag_depth(html) > MAX_TREE_DEPTH
+}
+
 /// The deepest nesting of open elements, counted from the tags alone in
 /// one pass (void and self-closed elements, comments and doctypes aside).
 fn tag_depth(html: &str) -> usize {
@@ -391,7 +397,7 @@ fn decode_references(text: &str) -> String {
 
 /// Parses an HTML page into blocks. `_base_url` is where the page came from.
 pub fn parse_html(html: &str, _base_url: Option<&str>) -> Document {
-    if tag_depth(html) > MAX_TREE_DEPTH {
+    if too_deep(html) {
         return flat_document(html);
     }
     let dom = Html::parse_document(html);

@@ -40,6 +40,23 @@ impl Kind {
 pub struct ParseFailure {
     pub code: &'static str,
     pub message: String,
+    /// How the parse ended: the code the owner sees is the same for a
+    /// parser's verdict and for a crash, but tests and logs tell them apart.
+    pub ended: Ended,
+}
+
+/// How a parse that failed came to an end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The parser read the document and said what is wrong with it.
+    Refused,
+    /// The parser's code panicked (on a thread, or inside the child process).
+    Panicked,
+    /// The wall-clock deadline or the CPU-time limit.
+    TimedOut,
+    /// The child process died otherwise (a signal, out of memory, a stack
+    /// overflow) or answered nonsense.
+    Killed,
 }
 
 impl ParseFailure {
@@ -47,7 +64,14 @@ impl ParseFailure {
         ParseFailure {
             code,
             message: message.into(),
+            ended: Ended::Refused,
         }
+    }
+
+    /// The same failure, ended another way.
+    pub(crate) fn ended(mut self, ended: Ended) -> Self {
+        self.ended = ended;
+        self
     }
 }
 

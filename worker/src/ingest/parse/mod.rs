@@ -17,10 +17,10 @@ use std::time::Duration;
 use parley_domain::document::Document;
 
 pub use in_process::parse_sync;
-pub use kind::{Kind, ParseFailure, detect};
+pub use kind::{Ended, Kind, ParseFailure, detect};
 pub use sandbox::Sandbox;
 
-pub use html::parse_html;
+pub use html::{parse_html, too_deep};
 
 /// Limits of one parse.
 #[derive(Debug, Clone)]
@@ -61,12 +61,14 @@ pub async fn parse(
         Err(_) => Err(ParseFailure::new(
             "PARSE_TIMEOUT",
             format!("parsing took longer than {} seconds", limits.timeout.as_secs()),
-        )),
-        Ok(Err(join)) => Err(ParseFailure::new(
-            "CORRUPT_DOCUMENT",
-            format!("the parser failed: {join}"),
-        )),
-        Ok(Ok(Err(_panic))) => Err(ParseFailure::new("CORRUPT_DOCUMENT", "the parser failed on this file")),
+        )
+        .ended(Ended::TimedOut)),
+        Ok(Err(join)) => {
+            Err(ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser failed: {join}")).ended(Ended::Panicked))
+        }
+        Ok(Ok(Err(_panic))) => {
+            Err(ParseFailure::new("CORRUPT_DOCUMENT", "the parser failed on this file").ended(Ended::Panicked))
+        }
         Ok(Ok(Ok(result))) => result,
     }
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::in_process::parse_sync;
-use super::kind::{Kind, ParseFailure};
+use super::kind::{Ended, Kind, ParseFailure};
 
 /// The hidden subcommand a sandboxed parser runs.
 pub const SUBCOMMAND: &str = "parse-document";
@@ -72,7 +72,13 @@ impl Sandbox {
 #[serde(rename_all = "snake_case")]
 enum Reply {
     Parsed(Document),
-    Failed { code: String, message: String },
+    Failed {
+        code: String,
+        message: String,
+        /// The parser's code panicked (caught in the child).
+        #[serde(default)]
+        panicked: bool,
+    },
 }
 
 fn kind_name(kind: Kind) -> &'static str {
@@ -183,9 +189,9 @@ pub async fn parse_in_child(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser could not start: {e}")))?;
+    let mut child = command.spawn().map_err(|e| {
+        ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser could not start: {e}")).ended(Ended::Killed)
+    })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
@@ -223,24 +229,38 @@ pub async fn parse_in_child(
         return Err(ParseFailure::new(
             "PARSE_TIMEOUT",
             format!("parsing took longer than {} seconds", deadline.as_secs()),
-        ));
+        )
+        .ended(Ended::TimedOut));
     };
-    let status = status.map_err(|e| ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser was lost: {e}")))?;
+    let status = status
+        .map_err(|e| ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser was lost: {e}")).ended(Ended::Killed))?;
     let stderr = String::from_utf8_lossy(&err);
     if !status.success() {
         return Err(died(status, &stderr, sandbox));
     }
-    let out = out.map_err(|e| ParseFailure::new("CORRUPT_DOCUMENT", format!("reading the parser's answer: {e}")))?;
+    let out = out.map_err(|e| {
+        ParseFailure::new("CORRUPT_DOCUMENT", format!("reading the parser's answer: {e}")).ended(Ended::Killed)
+    })?;
     if out.len() > MAX_OUTPUT_BYTES {
         return Err(ParseFailure::new("TOO_LARGE", "the document's text is too large"));
     }
     match serde_json::from_slice::<Reply>(&out) {
         Ok(Reply::Parsed(doc)) => Ok(doc),
-        Ok(Reply::Failed { code, message }) => Err(ParseFailure::new(stable_code(&code), message)),
-        Err(e) => Err(ParseFailure::new(
-            "CORRUPT_DOCUMENT",
-            format!("the parser answered nonsense: {e}"),
-        )),
+        Ok(Reply::Failed {
+            code,
+            message,
+            panicked,
+        }) => {
+            let failure = ParseFailure::new(stable_code(&code), message);
+            Err(if panicked {
+                failure.ended(Ended::Panicked)
+            } else {
+                failure
+            })
+        }
+        Err(e) => Err(
+            ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser answered nonsense: {e}")).ended(Ended::Killed),
+        ),
     }
 }
 
@@ -254,7 +274,8 @@ fn died(status: std::process::ExitStatus, stderr: &str, sandbox: &Sandbox) -> Pa
                 "parsing used more than {} seconds of processor time",
                 sandbox.cpu_seconds
             ),
-        );
+        )
+        .ended(Ended::TimedOut);
     }
     if stderr.contains("memory allocation of") || stderr.contains("out of memory") {
         return ParseFailure::new(
@@ -263,10 +284,11 @@ fn died(status: std::process::ExitStatus, stderr: &str, sandbox: &Sandbox) -> Pa
                 "parsing this document needs more than {} MB of memory",
                 sandbox.memory_bytes >> 20
             ),
-        );
+        )
+        .ended(Ended::Killed);
     }
     if stderr.contains("has overflowed its stack") {
-        return ParseFailure::new("CORRUPT_DOCUMENT", "the document is nested too deeply to read");
+        return ParseFailure::new("CORRUPT_DOCUMENT", "the document is nested too deeply to read").ended(Ended::Killed);
     }
     let how = match (status.code(), signal) {
         (_, Some(s)) => format!("signal {s}"),
@@ -274,7 +296,7 @@ fn died(status: std::process::ExitStatus, stderr: &str, sandbox: &Sandbox) -> Pa
         (None, None) => "an unknown status".to_owned(),
     };
     tracing::warn!(%how, stderr = %stderr.chars().take(500).collect::<String>(), "a parser process failed");
-    ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser failed on this file ({how})"))
+    ParseFailure::new("CORRUPT_DOCUMENT", format!("the parser failed on this file ({how})")).ended(Ended::Killed)
 }
 
 /// The child's side (`parley parse-document MEMORY_BYTES CPU_SECONDS KIND
@@ -311,10 +333,12 @@ pub fn child_main(args: &[String]) -> i32 {
         Ok(Err(failure)) => Reply::Failed {
             code: failure.code.to_owned(),
             message: failure.message,
+            panicked: false,
         },
         Err(_) => Reply::Failed {
             code: "CORRUPT_DOCUMENT".into(),
             message: "the parser failed on this file".into(),
+            panicked: true,
         },
     };
     let mut out = std::io::stdout().lock();
@@ -351,42 +375,60 @@ mod tests {
         let second = Duration::from_secs(10);
         let cases = [
             // Crashes, whatever the cause, cost the document only.
-            ("kill -SEGV $$", "CORRUPT_DOCUMENT", "signal 11"),
-            ("exit 3", "CORRUPT_DOCUMENT", "exit code 3"),
+            ("kill -SEGV $$", "CORRUPT_DOCUMENT", "signal 11", Ended::Killed),
+            ("exit 3", "CORRUPT_DOCUMENT", "exit code 3", Ended::Killed),
             (
                 "echo 'memory allocation of 1073741824 bytes failed' >&2; kill -ABRT $$",
                 "TOO_LARGE",
                 "512 MB",
+                Ended::Killed,
             ),
             (
                 "echo \"thread 'main' has overflowed its stack\" >&2; kill -ABRT $$",
                 "CORRUPT_DOCUMENT",
                 "nested too deeply",
+                Ended::Killed,
             ),
-            ("kill -XCPU $$", "PARSE_TIMEOUT", "5 seconds of processor time"),
-            ("echo 'not json'", "CORRUPT_DOCUMENT", "nonsense"),
+            (
+                "kill -XCPU $$",
+                "PARSE_TIMEOUT",
+                "5 seconds of processor time",
+                Ended::TimedOut,
+            ),
+            ("echo 'not json'", "CORRUPT_DOCUMENT", "nonsense", Ended::Killed),
             // Far more on standard error than is kept: drained, not blocking.
             (
                 "head -c 1000000 /dev/zero | tr '\\0' x >&2; exit 4",
                 "CORRUPT_DOCUMENT",
                 "exit code 4",
+                Ended::Killed,
             ),
             (
                 r#"echo '{"failed":{"code":"NO_TEXT","message":"empty"}}'"#,
                 "NO_TEXT",
                 "empty",
+                Ended::Refused,
+            ),
+            // A panic caught in the child is told apart from a verdict.
+            (
+                r#"echo '{"failed":{"code":"CORRUPT_DOCUMENT","message":"boom","panicked":true}}'"#,
+                "CORRUPT_DOCUMENT",
+                "boom",
+                Ended::Panicked,
             ),
             // A code the parser should not know is no code of ours.
             (
                 r#"echo '{"failed":{"code":"WHATEVER","message":"odd"}}'"#,
                 "CORRUPT_DOCUMENT",
                 "odd",
+                Ended::Refused,
             ),
         ];
-        for (body, code, says) in cases {
+        for (body, code, says, ended) in cases {
             let err = outcome(&script(body), second).await.unwrap_err();
             assert_eq!(err.code, code, "{body}: {err:?}");
             assert!(err.message.contains(says), "{body}: {err:?}");
+            assert_eq!(err.ended, ended, "{body}: {err:?}");
         }
         let doc = outcome(
             &script(r#"cat >/dev/null; echo '{"parsed":{"title":"T","blocks":[]}}'"#),
@@ -410,6 +452,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err.code, "PARSE_TIMEOUT");
+        assert_eq!(err.ended, Ended::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(5));
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
         // The process is gone (reaped, or at worst a zombie), not sleeping on.
