@@ -453,3 +453,179 @@ pub async fn a_parser_crash_costs_one_page(backend: Backend) {
     env.cleanup().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The parser processes this process started through `program` (a path of
+/// the test's own, so that other tests' parsers do not count) that are
+/// still running.
+fn parser_children(program: &std::path::Path) -> Vec<String> {
+    let program = program.display().to_string();
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid ...`: the parent is the second field after the name.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if parent != Some(me.as_str()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with(&program) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+/// Documents made to hurt a parser, through the real API, while a second
+/// client asks `/healthz` every 100 ms: a PDF whose page inflates twice to
+/// 1.5 GB of spaces, a Word file of 5,000 nested tables (both uploaded) and
+/// a page of 200,000 nested `<div>`s on a crawled site. The bomb fails with
+/// `TOO_LARGE`; the deep documents give their text; health never fails;
+/// this same process then indexes a normal document; no parser process is
+/// left behind.
+pub async fn hostile_documents_cannot_stop_parley(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let corpus = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz-corpus");
+    let read = |name: &str| std::fs::read(corpus.join(name)).unwrap();
+    let dir = tempdir("hostile-site");
+    std::fs::write(
+        dir.join("index.html"),
+        "<html><body><main><h1>Index</h1><p><a href=\"deep.html\">deep</a> <a href=\"plain.html\">plain</a> <a href=\"big.html\">big</a></p></main></body></html>",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("plain.html"),
+        "<html><body><main><h1>Plain</h1><p>The plain page tells of lighthouse keepers.</p></main></body></html>",
+    )
+    .unwrap();
+    std::fs::write(dir.join("deep.html"), read("html/nested-divs-200000.html")).unwrap();
+    // Past the download limit: one failed page with its reason, not a lost one.
+    std::fs::write(dir.join("big.html"), vec![b'x'; 3 << 20]).unwrap();
+    let site = StaticSite::serve(dir.clone()).await;
+    // The parser under a name of this test's own, to find its processes.
+    let program = dir.join("parley-hostile-parser");
+    std::os::unix::fs::symlink(crate::harness::parley_binary(), &program).unwrap();
+    let env = TestEnv::new(backend).await;
+    let app = env
+        .start_with(Roles::ALL, |s| {
+            s.parse_program = program.display().to_string();
+            // The deep page is 2.2 MB (the tests' default limit is 2 MB); the big one 3 MB.
+            s.max_upload_bytes = 5 << 19;
+        })
+        .await;
+    let a = app.create_org("Acme").await;
+    let bot_id = bot(&app, &a.key).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (polls, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // The most parser processes seen at once: proves the search for them finds them.
+    let parsers_seen = Arc::new(AtomicU64::new(0));
+    let poller = {
+        let (client, url) = (app.client.clone(), format!("{}/healthz", app.base));
+        let (stop, polls, failures) = (stop.clone(), polls.clone(), failures.clone());
+        let (parsers_seen, program) = (parsers_seen.clone(), program.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                parsers_seen.fetch_max(parser_children(&program).len() as u64, Ordering::Relaxed);
+                let ok = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK);
+                polls.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let started = std::time::Instant::now();
+    let bomb = app
+        .upload(&a.key, &bot_id, "bomb.pdf", read("pdf/flate-bomb-1.5gb.pdf"))
+        .await;
+    assert_eq!(bomb.status, StatusCode::ACCEPTED, "{}", bomb.body);
+    let tables = app
+        .upload(&a.key, &bot_id, "tables.docx", read("docx/nested-tables-5000.docx"))
+        .await;
+    assert_eq!(tables.status, StatusCode::ACCEPTED, "{}", tables.body);
+    let crawl = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
+    )
+    .await;
+    let id = |r: &crate::harness::Reply| r.body["id"].as_str().unwrap().to_owned();
+    let bomb = app.settled_source(&a.key, &bot_id, &id(&bomb), 180).await;
+    assert_eq!(bomb["status"], "failed", "{bomb}");
+    assert_eq!(bomb["error"]["code"], "TOO_LARGE", "{bomb}");
+    let tables = app.settled_source(&a.key, &bot_id, &id(&tables), 180).await;
+    assert_eq!(tables["status"], "ready", "the deep Word file gives its text: {tables}");
+    let crawl = app.settled_source(&a.key, &bot_id, &crawl, 180).await;
+    assert_eq!(crawl["status"], "ready", "{crawl}");
+    let pages = crawl["page_list"].as_array().unwrap();
+    assert_eq!(pages.len(), 4, "{crawl}");
+    let (big, others): (Vec<&Value>, Vec<&Value>) = pages
+        .iter()
+        .partition(|p| p["key"].as_str().unwrap().ends_with("/big.html"));
+    assert!(
+        others.iter().all(|p| p["status"] == "ready"),
+        "every other page, the deep one too: {crawl}"
+    );
+    assert_eq!(big[0]["status"], "failed", "{crawl}");
+    assert_eq!(big[0]["error"]["code"], "TOO_LARGE", "{crawl}");
+    assert!(
+        big[0]["error"]["message"].as_str().unwrap().contains("larger than"),
+        "{crawl}"
+    );
+    let took = started.elapsed();
+
+    // The text inside the deep documents is found.
+    for (query, expected) in [("deep inside", "Deep inside."), ("lighthouse keepers", "lighthouse")] {
+        let r = app
+            .post(
+                &format!("/api/v1/bots/{bot_id}/search"),
+                &a.key,
+                json!({"query": query, "limit": 5}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body["results"].to_string().contains(expected), "{query}: {}", r.body);
+    }
+    // The same process goes on indexing.
+    let after = add(
+        &app,
+        &a.key,
+        &bot_id,
+        json!({"type": "text", "title": "After", "body": "Parsing went on after the hostile files."}),
+    )
+    .await;
+    assert_eq!(
+        app.settled_source(&a.key, &bot_id, &after, 120).await["status"],
+        "ready"
+    );
+    stop.store(true, Ordering::Relaxed);
+    poller.await.unwrap();
+    let (polls, failures) = (polls.load(Ordering::Relaxed), failures.load(Ordering::Relaxed));
+    println!("hostile documents: settled in {took:?}; /healthz asked {polls} times, {failures} failed");
+    assert!(polls >= 10, "the health poller ran ({polls} polls)");
+    assert_eq!(failures, 0, "/healthz failed {failures} of {polls} times");
+    assert!(
+        parsers_seen.load(Ordering::Relaxed) > 0,
+        "parser processes were seen while the documents were read"
+    );
+    app.eventually(10, "no parser process is left behind", || async {
+        parser_children(&program).is_empty()
+    })
+    .await;
+    app.stop().await;
+    env.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

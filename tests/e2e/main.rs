@@ -87,7 +87,11 @@ mod webhook_tests {
 /// Faults: a worker process killed with SIGKILL (both tiers); Redis
 /// restarted and the database unreachable (PostgreSQL + Redis).
 mod fault_tests {
-    on_both_backends!(faults: worker_killed_with_sigkill, a_parser_crash_costs_one_page);
+    on_both_backends!(
+        faults: worker_killed_with_sigkill,
+        a_parser_crash_costs_one_page,
+        hostile_documents_cannot_stop_parley
+    );
     mod postgres_only {
         mod postgres {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,6 +120,54 @@ pub async fn record_fetched(store: &Store, source_id: Uuid, run_id: Uuid, doc: F
     Ok(())
 }
 
+/// Records a document a run could not fetch (too large, unreachable), with
+/// why: the run's page list shows it as failed. Text indexed from it by an
+/// earlier run stays searchable until a run reads it again.
+pub async fn record_unfetched(
+    store: &Store,
+    source_id: Uuid,
+    run_id: Uuid,
+    doc_key: &str,
+    url: Option<&str>,
+    code: &str,
+    message: &str,
+) -> Result<(), DbErr> {
+    let row = source_documents::ActiveModel {
+        source_id: Set(source_id),
+        doc_key: Set(doc_key.to_owned()),
+        run_id: Set(run_id),
+        url: Set(url.map(str::to_owned)),
+        title: Set(None),
+        content_type: Set(String::new()),
+        raw_hash: Set(None),
+        text: Set(None),
+        text_hash: Set(None),
+        pages: Set(None),
+        indexed_hash: Set(None),
+        error_code: Set(Some(code.to_owned())),
+        error_message: Set(Some(message.to_owned())),
+        updated_at: Set(now()),
+    };
+    source_documents::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([source_documents::Column::SourceId, source_documents::Column::DocKey])
+                .update_columns([
+                    source_documents::Column::RunId,
+                    source_documents::Column::RawHash,
+                    source_documents::Column::Text,
+                    source_documents::Column::TextHash,
+                    source_documents::Column::Pages,
+                    source_documents::Column::ErrorCode,
+                    source_documents::Column::ErrorMessage,
+                    source_documents::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(store.db())
+        .await?;
+    Ok(())
+}
+
 /// The documents a run saw, in key order.
 pub async fn documents_of_run(
     store: &Store,
