@@ -884,6 +884,14 @@ pub async fn operations_endpoints(backend: Backend) {
         text.contains("parley_queue_jobs{state="),
         "queue counts from the backend: {text}"
     );
+    for line in [
+        "parley_index_cache{measure=\"budget_bytes\"}",
+        "parley_index_cache{measure=\"bytes\"}",
+        "parley_index_cache_events_total{event=\"miss\"}",
+        "parley_index_cache_events_total{event=\"eviction\"}",
+    ] {
+        assert!(text.contains(line), "the index cache's {line}: {text}");
+    }
 
     let docs = app.client.get(format!("{}/docs", app.base)).send().await.expect("docs");
     assert_eq!(docs.status(), StatusCode::OK);

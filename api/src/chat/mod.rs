@@ -154,6 +154,11 @@ impl ChatEngine {
         }
     }
 
+    /// The search index cache's size and counts (for `/metrics`).
+    pub fn index_stats(&self) -> parley_domain::retrieval::CacheStats {
+        self.retriever.cache_stats()
+    }
+
     pub fn analyzer(&self) -> &Analyzer {
         self.retriever.analyzer()
     }

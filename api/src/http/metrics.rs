@@ -16,6 +16,8 @@ pub struct Metrics {
     latency: HistogramVec,
     log: IntGaugeVec,
     queue: GaugeVec,
+    index: IntGaugeVec,
+    index_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -56,11 +58,29 @@ impl Metrics {
             &["state"],
         )
         .expect("constant metric options are valid");
+        let index = IntGaugeVec::new(
+            Opts::new(
+                "parley_index_cache",
+                "The search index cache of this process: bytes held, its budget, bots held",
+            ),
+            &["measure"],
+        )
+        .expect("constant metric options are valid");
+        let index_events = IntCounterVec::new(
+            Opts::new(
+                "parley_index_cache_events_total",
+                "Sources' segments found in the index cache (hit) or loaded (miss), and bots evicted",
+            ),
+            &["event"],
+        )
+        .expect("constant metric options are valid");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(log.clone()),
             Box::new(queue.clone()),
+            Box::new(index.clone()),
+            Box::new(index_events.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -70,6 +90,28 @@ impl Metrics {
             latency,
             log,
             queue,
+            index,
+            index_events,
+        }
+    }
+
+    /// The index cache as it is now (its counts only grow).
+    pub fn set_index_cache(&self, stats: &parley_domain::retrieval::CacheStats) {
+        let gauge = |measure: &str, value: usize| {
+            self.index
+                .with_label_values(&[measure])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        gauge("bytes", stats.bytes);
+        gauge("budget_bytes", stats.budget);
+        gauge("bots", stats.bots);
+        for (event, total) in [
+            ("hit", stats.hits),
+            ("miss", stats.misses),
+            ("eviction", stats.evictions),
+        ] {
+            let counter = self.index_events.with_label_values(&[event]);
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 

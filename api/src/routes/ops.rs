@@ -103,14 +103,16 @@ impl OpsApi {
     /// Metrics
     ///
     /// Request counts and latency histograms by route and status, job counts
-    /// by outcome (this process) and by state (the whole queue), and the
-    /// positions of the event log and the outbox.
+    /// by outcome (this process) and by state (the whole queue), the
+    /// positions of the event log and the outbox, and the search index
+    /// cache's size, budget, hits, misses and evictions (this process).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> Result<MetricsResponse, ApiError> {
         let state = live(&self.state)?;
         if let (Ok(head), Ok(outbox)) = (state.store.head().await, state.store.checkpoint(OUTBOX).await) {
             state.metrics.set_log_positions(head, outbox);
         }
+        state.metrics.set_index_cache(&state.chat.index_stats());
         match state.queue.stats().await {
             Ok(stats) => state.metrics.set_queue_stats(&stats),
             Err(e) => tracing::warn!(error = %e, "queue statistics unavailable"),

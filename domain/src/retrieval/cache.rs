@@ -31,6 +31,23 @@ pub struct IndexCache {
     bots: Mutex<HashMap<Uuid, Entry>>,
     ticks: AtomicU64,
     budget: usize,
+    /// Sources' segments found current in memory.
+    hits: AtomicU64,
+    /// Sources' segments read from the database and built.
+    misses: AtomicU64,
+    /// Bots dropped to stay within the budget.
+    evictions: AtomicU64,
+}
+
+/// What the cache holds and has done since the process started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    pub bytes: usize,
+    pub bots: usize,
+    pub budget: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
 }
 
 /// The default budget: 1 GiB of segments.
@@ -51,6 +68,22 @@ impl IndexCache {
             bots: Mutex::default(),
             ticks: AtomicU64::new(0),
             budget,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// Its size, budget and counts (for `/metrics`).
+    pub fn stats(&self) -> CacheStats {
+        let (bytes, bots) = self.held();
+        CacheStats {
+            bytes,
+            bots,
+            budget: self.budget,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
         }
     }
 
@@ -94,9 +127,11 @@ impl IndexCache {
                 .iter()
                 .find(|s| s.key == source_id && s.generation == generation)
             {
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 next.push(seg.clone());
                 continue;
             }
+            self.misses.fetch_add(1, Ordering::Relaxed);
             // Chunks are read after their generation, so they are at least
             // that new; a later change bumps the generation again.
             let rows = content::source_chunks(store, source_id).await?;
@@ -147,6 +182,7 @@ impl IndexCache {
             };
             total -= entry.bytes;
             bots.remove(&oldest);
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -188,5 +224,8 @@ mod tests {
         // One bot over the whole budget is kept while it is searched; the others go.
         touch(&cache, b, 500);
         assert_eq!(cache.held(), (500, 1));
+        let stats = cache.stats();
+        assert_eq!((stats.bytes, stats.bots, stats.budget), (500, 1, 100));
+        assert_eq!(stats.evictions, 3, "b, then a and c");
     }
 }

@@ -14,7 +14,7 @@ pub mod retriever;
 
 pub use analyzer::Analyzer;
 pub use answerable::{Evidence, Gate};
-pub use cache::IndexCache;
+pub use cache::{CacheStats, IndexCache};
 pub use index::{Bm25Params, ChunkMeta, Fusion, Hit, Mode, Query, Ranked, Segment, search};
 pub use models::{Embed, HashEmbedder, Rerank};
 pub use retriever::{FUSION, Passage, RetrievalError, Retrieved, Retriever, SearchSpec};

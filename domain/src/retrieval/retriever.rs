@@ -133,6 +133,11 @@ impl Retriever {
         }
     }
 
+    /// The index cache's size and counts.
+    pub fn cache_stats(&self) -> super::cache::CacheStats {
+        self.index.stats()
+    }
+
     pub fn analyzer(&self) -> &Arc<Analyzer> {
         &self.analyzer
     }
