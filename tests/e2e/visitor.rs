@@ -477,11 +477,11 @@ pub async fn visitor_api(backend: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["feedback"], "down");
-    assert_invalid(
-        &v.post(&feedback(&first_question), Some(&ct), json!({"rating": "up"}))
-            .await,
-        "message_id",
-    );
+    let r = v
+        .post(&feedback(&first_question), Some(&ct), json!({"rating": "up"}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "only the bot's answers: {}", r.body);
+    assert_eq!(r.error_code(), "MESSAGE_NOT_FOUND");
     let r = v
         .post(&feedback(&first_answer), Some(&ct), json!({"rating": "meh"}))
         .await;
