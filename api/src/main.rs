@@ -66,6 +66,27 @@ enum BenchCommand {
     },
     /// Documents made to hurt a parser (bombs, deep nesting), parsed as the worker does, with their cost.
     Hostile,
+    /// The search index cache at its budget with more bots than fit.
+    IndexCache {
+        /// Bots to search in turn.
+        #[arg(long, default_value_t = 10)]
+        bots: usize,
+        /// Chunks per bot.
+        #[arg(long, default_value_t = 10_000)]
+        chunks: usize,
+        /// The cache's budget in MB.
+        #[arg(long, default_value_t = 128)]
+        budget_mb: usize,
+    },
+    /// Resident memory of one `parley serve` crawling a generated local site, by stage.
+    Crawl {
+        /// Pages on the site.
+        #[arg(long, default_value_t = 2000)]
+        pages: usize,
+        /// Megabytes per page.
+        #[arg(long, default_value_t = 2)]
+        page_mb: usize,
+    },
     /// Time to the first SSE byte and to [DONE] for the extractive provider.
     Chat {
         /// The Rust Book's HTML folder (default: the installed toolchain's).
@@ -237,6 +258,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Hostile,
         } => parley_api::bench::hostile::hostile(&settings).await,
+        Command::Bench {
+            command:
+                BenchCommand::IndexCache {
+                    bots,
+                    chunks,
+                    budget_mb,
+                },
+        } => parley_api::bench::index_cache::index_cache(&settings, bots, chunks, budget_mb).await,
+        Command::Bench {
+            command: BenchCommand::Crawl { pages, page_mb },
+        } => parley_api::bench::crawl::crawl(pages, page_mb).await,
         Command::Bench {
             command: BenchCommand::Chat { book, rounds },
         } => parley_api::bench::chat(&settings, book, rounds).await,

@@ -7,9 +7,11 @@
 //! to "ready" through the real application.
 
 pub mod answerability;
+pub mod crawl;
 pub mod documents;
 pub mod gate;
 pub mod hostile;
+pub mod index_cache;
 pub mod pdf;
 pub mod retrieval;
 
