@@ -212,7 +212,10 @@ struct Engine {
     seen: Mutex<HashSet<String>>,
     /// Requests in flight on the host: the crawl's concurrency limit.
     slots: tokio::sync::Semaphore,
-    out: tokio::sync::mpsc::UnboundedSender<Page>,
+    /// To the crawl loop, which stores each page. Bounded: a fetch waits
+    /// while the pages before it are being stored, so pages never pile up
+    /// in memory when storage is slower than the site.
+    out: tokio::sync::mpsc::Sender<Page>,
 }
 
 #[async_trait::async_trait]
@@ -250,7 +253,7 @@ impl HttpFetchEngine for Engine {
         }
         let body = page.bytes.clone();
         let failed = page.error.is_some() && page.status == 0;
-        let _ = self.out.send(page);
+        let _ = self.out.send(page).await;
         if failed {
             return Err(EngineError::Other("fetch failed".into()));
         }
@@ -533,7 +536,7 @@ pub async fn crawl_site_into(
         robots,
         policy: settings.net.clone(),
     });
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(settings.crawl_concurrency.max(1));
     let engine = Engine {
         client: ingest.client.clone(),
         scope: scope.clone(),
