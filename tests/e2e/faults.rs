@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, StaticSite, TestApp, TestEnv};
-use crate::ingestion::{add, assert_whole, bot, eleven_page_site, tempdir};
+use crate::ingestion::{add, add_site, assert_whole, bot, eleven_page_site, tempdir};
 use crate::webhooks::{Server, create_endpoint, verify};
 
 /// The API and migrations in this process; jobs in `parley worker` processes.
@@ -47,13 +47,7 @@ pub async fn worker_killed_with_sigkill(backend: Backend) {
 
     let (hook, secret) = create_endpoint(&app, &a.key, json!({"url": format!("{}/hook", receiver.base)})).await;
     let bot_id = bot(&app, &a.key).await;
-    let source = add(
-        &app,
-        &a.key,
-        &bot_id,
-        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
-    )
-    .await;
+    let source = add_site(&app, &a.key, &bot_id, &site).await;
     let ping = app
         .post(&format!("/api/v1/webhooks/{hook}/ping"), &a.key, json!({}))
         .await;
@@ -397,13 +391,7 @@ pub async fn a_parser_crash_costs_one_page(backend: Backend) {
         .await;
     let a = app.create_org("Acme").await;
     let bot_id = bot(&app, &a.key).await;
-    let crawl = add(
-        &app,
-        &a.key,
-        &bot_id,
-        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
-    )
-    .await;
+    let crawl = add_site(&app, &a.key, &bot_id, &site).await;
     let done = app.settled_source(&a.key, &bot_id, &crawl, 180).await;
     assert_eq!(done["status"], "ready", "{done}");
     let pages = done["page_list"].as_array().unwrap();
@@ -555,13 +543,7 @@ pub async fn hostile_documents_cannot_stop_parley(backend: Backend) {
         .upload(&a.key, &bot_id, "tables.docx", read("docx/nested-tables-5000.docx"))
         .await;
     assert_eq!(tables.status, StatusCode::ACCEPTED, "{}", tables.body);
-    let crawl = add(
-        &app,
-        &a.key,
-        &bot_id,
-        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
-    )
-    .await;
+    let crawl = add_site(&app, &a.key, &bot_id, &site).await;
     let id = |r: &crate::harness::Reply| r.body["id"].as_str().unwrap().to_owned();
     let bomb = app.settled_source(&a.key, &bot_id, &id(&bomb), 180).await;
     assert_eq!(bomb["status"], "failed", "{bomb}");

@@ -21,6 +21,17 @@ pub(crate) async fn bot(app: &TestApp, key: &str) -> String {
     r.body["id"].as_str().expect("id").to_owned()
 }
 
+/// Adds a site source crawled from `site`'s index page.
+pub(crate) async fn add_site(app: &TestApp, key: &str, bot: &str, site: &StaticSite) -> String {
+    add(
+        app,
+        key,
+        bot,
+        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
+    )
+    .await
+}
+
 pub(crate) async fn add(app: &TestApp, key: &str, bot: &str, body: Value) -> String {
     let r = app.post(&format!("/api/v1/bots/{bot}/sources"), key, body).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
@@ -709,13 +720,7 @@ pub async fn crawl_survives_a_killed_worker(backend: Backend) {
         .await;
     let a = slow.create_org("Acme").await;
     let bot_id = bot(&slow, &a.key).await;
-    let source = add(
-        &slow,
-        &a.key,
-        &bot_id,
-        json!({"type": "sitemap", "url": format!("{}/index.html", site.base)}),
-    )
-    .await;
+    let source = add_site(&slow, &a.key, &bot_id, &site).await;
     let path = format!("/api/v1/bots/{bot_id}/sources/{source}");
     let probe = (slow.client.clone(), format!("{}{path}", slow.base), a.key.clone());
     slow.eventually(30, "the crawl started", || {

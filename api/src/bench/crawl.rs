@@ -54,10 +54,7 @@ type Peaks = BTreeMap<String, (f64, Instant, Instant)>;
 
 /// Resident memory of a process (`VmRSS`), in MB.
 fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    super::hostile::proc_memory_mib(Some(pid), "VmRSS")
 }
 
 /// A `parley serve` of the benchmark's own, killed when dropped.
@@ -141,9 +138,8 @@ pub async fn crawl(pages: usize, page_mb: usize) -> anyhow::Result<()> {
     let created = run(&["admin", "create-org", "--name", "Crawl benchmark"])?;
     let key = created
         .split_whitespace()
-        .find(|w| w.starts_with("pk_"))
-        .context("no API key in the output of create-org")?
-        .to_owned();
+        .find_map(|w| w.find("pk_").map(|at| w[at..].to_owned()))
+        .context("no API key in the output of create-org")?;
     let serve = Serve {
         child: std::process::Command::new(&exe)
             .arg("serve")
@@ -259,7 +255,7 @@ pub async fn crawl(pages: usize, page_mb: usize) -> anyhow::Result<()> {
     println!(
         "{}: {ready_pages} of {pages} pages ready, {} chunks, in {:.0} s",
         finished["status"].as_str().unwrap_or("?"),
-        finished["chunk_count"],
+        finished["chunks"],
         started.elapsed().as_secs_f64()
     );
     if let Some((fetching, ..)) = peaks.get("fetching") {

@@ -12,15 +12,19 @@ use crate::config::Settings;
 
 /// Peak resident memory of this process so far (`VmHWM`), in MiB.
 pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    proc_memory_mib(None, "VmHWM").unwrap_or(0.0)
+}
+
+/// A memory figure (`VmRSS`, `VmHWM`) of a process, or of this one, from
+/// `/proc/<pid>/status`, in MiB.
+pub fn proc_memory_mib(pid: Option<u32>, field: &str) -> Option<f64> {
+    let path = pid.map_or_else(|| "/proc/self/status".to_owned(), |p| format!("/proc/{p}/status"));
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// A PDF whose only page's content is `inner` bytes of spaces compressed

@@ -40,15 +40,7 @@ const WORDS: &[&str] = &[
 ];
 
 fn resident_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    super::hostile::proc_memory_mib(None, "VmRSS").unwrap_or(0.0)
 }
 
 pub async fn index_cache(settings: &Settings, bots: usize, chunks: usize, budget_mb: usize) -> anyhow::Result<()> {

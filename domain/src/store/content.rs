@@ -97,22 +97,37 @@ pub async fn record_fetched(store: &Store, source_id: Uuid, run_id: Uuid, doc: F
         error_message: Set(None),
         updated_at: Set(now()),
     };
+    use source_documents::Column as C;
+    upsert_document(
+        store,
+        row,
+        [
+            C::RunId,
+            C::Url,
+            C::Title,
+            C::ContentType,
+            C::RawHash,
+            C::Text,
+            C::TextHash,
+            C::Pages,
+            C::ErrorCode,
+            C::ErrorMessage,
+            C::UpdatedAt,
+        ],
+    )
+    .await
+}
+
+/// Inserts a document of a source, or updates these columns of it.
+async fn upsert_document(
+    store: &Store,
+    row: source_documents::ActiveModel,
+    update: impl IntoIterator<Item = source_documents::Column>,
+) -> Result<(), DbErr> {
     source_documents::Entity::insert(row)
         .on_conflict(
             OnConflict::columns([source_documents::Column::SourceId, source_documents::Column::DocKey])
-                .update_columns([
-                    source_documents::Column::RunId,
-                    source_documents::Column::Url,
-                    source_documents::Column::Title,
-                    source_documents::Column::ContentType,
-                    source_documents::Column::RawHash,
-                    source_documents::Column::Text,
-                    source_documents::Column::TextHash,
-                    source_documents::Column::Pages,
-                    source_documents::Column::ErrorCode,
-                    source_documents::Column::ErrorMessage,
-                    source_documents::Column::UpdatedAt,
-                ])
+                .update_columns(update)
                 .to_owned(),
         )
         .exec_without_returning(store.db())
@@ -148,24 +163,22 @@ pub async fn record_unfetched(
         error_message: Set(Some(message.to_owned())),
         updated_at: Set(now()),
     };
-    source_documents::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([source_documents::Column::SourceId, source_documents::Column::DocKey])
-                .update_columns([
-                    source_documents::Column::RunId,
-                    source_documents::Column::RawHash,
-                    source_documents::Column::Text,
-                    source_documents::Column::TextHash,
-                    source_documents::Column::Pages,
-                    source_documents::Column::ErrorCode,
-                    source_documents::Column::ErrorMessage,
-                    source_documents::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(store.db())
-        .await?;
-    Ok(())
+    use source_documents::Column as C;
+    upsert_document(
+        store,
+        row,
+        [
+            C::RunId,
+            C::RawHash,
+            C::Text,
+            C::TextHash,
+            C::Pages,
+            C::ErrorCode,
+            C::ErrorMessage,
+            C::UpdatedAt,
+        ],
+    )
+    .await
 }
 
 /// The documents a run saw, in key order.
