@@ -98,25 +98,22 @@ pub async fn record_fetched(store: &Store, source_id: Uuid, run_id: Uuid, doc: F
         updated_at: Set(now()),
     };
     use source_documents::Column as C;
-    upsert_document(
-        store,
-        row,
-        [
-            C::RunId,
-            C::Url,
-            C::Title,
-            C::ContentType,
-            C::RawHash,
-            C::Text,
-            C::TextHash,
-            C::Pages,
-            C::ErrorCode,
-            C::ErrorMessage,
-            C::UpdatedAt,
-        ],
-    )
-    .await
+    let described = [C::Url, C::Title, C::ContentType];
+    upsert_document(store, row, described.into_iter().chain(RUN_COLUMNS)).await
 }
+
+/// What each run writes anew of a document it saw: whose run it is, its
+/// bytes and text (or why it has none), and when.
+const RUN_COLUMNS: [source_documents::Column; 8] = [
+    source_documents::Column::RunId,
+    source_documents::Column::RawHash,
+    source_documents::Column::Text,
+    source_documents::Column::TextHash,
+    source_documents::Column::Pages,
+    source_documents::Column::ErrorCode,
+    source_documents::Column::ErrorMessage,
+    source_documents::Column::UpdatedAt,
+];
 
 /// Inserts a document of a source, or updates these columns of it.
 async fn upsert_document(
@@ -163,22 +160,7 @@ pub async fn record_unfetched(
         error_message: Set(Some(message.to_owned())),
         updated_at: Set(now()),
     };
-    use source_documents::Column as C;
-    upsert_document(
-        store,
-        row,
-        [
-            C::RunId,
-            C::RawHash,
-            C::Text,
-            C::TextHash,
-            C::Pages,
-            C::ErrorCode,
-            C::ErrorMessage,
-            C::UpdatedAt,
-        ],
-    )
-    .await
+    upsert_document(store, row, RUN_COLUMNS).await
 }
 
 /// The documents a run saw, in key order.
