@@ -627,7 +627,7 @@ fn pdf_links_of(page: &Page) -> Vec<String> {
     let html = String::from_utf8_lossy(&page.bytes);
     let hrefs: Vec<String> = if crate::ingest::parse::too_deep(&html) {
         // The tree builder takes time in the square of the depth: such a
-        // page's links are read in one pass over its text instead.
+        // page's links are read by the tokenizer alone.
         hrefs_in(&html)
     } else {
         let dom = scraper::Html::parse_document(&html);
@@ -648,43 +648,30 @@ fn pdf_links_of(page: &Page) -> Vec<String> {
         .collect()
 }
 
-/// Every `href` attribute value of a page, in one pass over its text
-/// (quoted or not; `&amp;` decoded).
+/// Every `href` of the links of a page, from html5ever's tokenizer alone
+/// (linear in the page; its tree builder is what deep nesting slows down).
 fn hrefs_in(html: &str) -> Vec<String> {
-    let lower = html.to_ascii_lowercase();
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(at) = lower[from..].find("href") {
-        let mut i = from + at + 4;
-        from = i;
-        let bytes = lower.as_bytes();
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if bytes.get(i) != Some(&b'=') {
-            continue;
-        }
-        i += 1;
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let (start, end) = match bytes.get(i) {
-            Some(q @ (b'"' | b'\'')) => {
-                let close = lower[i + 1..].find(*q as char).map_or(lower.len(), |p| i + 1 + p);
-                (i + 1, close)
+    use html5ever::tokenizer::{BufferQueue, StartTag, TagToken, Token, TokenSink, TokenSinkResult, Tokenizer};
+    struct Links(std::cell::RefCell<Vec<String>>);
+    impl TokenSink for Links {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            if let TagToken(tag) = token
+                && tag.kind == StartTag
+                && &*tag.name == "a"
+                && let Some(href) = tag.attrs.iter().find(|a| &*a.name.local == "href")
+            {
+                self.0.borrow_mut().push(href.value.to_string());
             }
-            Some(_) => {
-                let stop = lower[i..]
-                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
-                    .map_or(lower.len(), |p| i + p);
-                (i, stop)
-            }
-            None => break,
-        };
-        out.push(html[start..end].replace("&amp;", "&"));
-        from = end;
+            TokenSinkResult::Continue
+        }
     }
-    out
+    let input = BufferQueue::default();
+    input.push_back(html.into());
+    let tokenizer = Tokenizer::new(Links(Default::default()), Default::default());
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    tokenizer.sink.0.into_inner()
 }
 
 /// Crawls a `sitemap` source into the run's documents.
