@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestEnv};
-use crate::ingestion::add;
+use crate::ingestion::add_text_ready;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -22,15 +22,7 @@ pub async fn job_dashboard(backend: Backend) {
     let a = app.create_org("Acme").await;
     let bot = app.post("/api/v1/bots", &a.key, json!({"name": "Jobs"})).await;
     let bot_id = bot.body["id"].as_str().unwrap().to_owned();
-    let source = add(
-        &app,
-        &a.key,
-        &bot_id,
-        json!({"type": "text", "title": "Hours", "body": "We are open from 9 to 5."}),
-    )
-    .await;
-    let done = app.settled_source(&a.key, &bot_id, &source, 120).await;
-    assert_eq!(done["status"], "ready", "{done}");
+    let source = add_text_ready(&app, &a.key, &bot_id, "Hours", "We are open from 9 to 5.").await;
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, StaticSite, TestApp, TestEnv};
-use crate::ingestion::{add, add_site, assert_whole, bot, eleven_page_site, tempdir};
+use crate::ingestion::{add, add_site, add_text_ready, assert_whole, bot, eleven_page_site, tempdir};
 use crate::webhooks::{Server, create_endpoint, verify};
 
 /// The API and migrations in this process; jobs in `parley worker` processes.
@@ -286,14 +286,7 @@ pub async fn redis_restart_and_database_outage(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let late = add(
-        &app,
-        &a.key,
-        &bot_id,
-        json!({"type": "text", "title": "Late", "body": "Returns are accepted for 30 days."}),
-    )
-    .await;
-    assert_eq!(app.settled_source(&a.key, &bot_id, &late, 120).await["status"], "ready");
+    add_text_ready(&app, &a.key, &bot_id, "Late", "Returns are accepted for 30 days.").await;
 
     // Every event endpoints hear about arrived, once, signed.
     let mut expected: Vec<String> = Vec::new();
@@ -582,17 +575,14 @@ pub async fn hostile_documents_cannot_stop_parley(backend: Backend) {
         assert!(r.body["results"].to_string().contains(expected), "{query}: {}", r.body);
     }
     // The same process goes on indexing.
-    let after = add(
+    add_text_ready(
         &app,
         &a.key,
         &bot_id,
-        json!({"type": "text", "title": "After", "body": "Parsing went on after the hostile files."}),
+        "After",
+        "Parsing went on after the hostile files.",
     )
     .await;
-    assert_eq!(
-        app.settled_source(&a.key, &bot_id, &after, 120).await["status"],
-        "ready"
-    );
     stop.store(true, Ordering::Relaxed);
     poller.await.unwrap();
     let (polls, failures) = (polls.load(Ordering::Relaxed), failures.load(Ordering::Relaxed));

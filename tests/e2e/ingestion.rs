@@ -21,6 +21,14 @@ pub(crate) async fn bot(app: &TestApp, key: &str) -> String {
     r.body["id"].as_str().expect("id").to_owned()
 }
 
+/// Adds a text source and waits until it is ready (asserted); its id.
+pub(crate) async fn add_text_ready(app: &TestApp, key: &str, bot: &str, title: &str, body: &str) -> String {
+    let source = add(app, key, bot, json!({"type": "text", "title": title, "body": body})).await;
+    let done = app.settled_source(key, bot, &source, 120).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    source
+}
+
 /// Adds a site source crawled from `site`'s index page.
 pub(crate) async fn add_site(app: &TestApp, key: &str, bot: &str, site: &StaticSite) -> String {
     add(
@@ -792,17 +800,7 @@ pub async fn scheduled_refresh(backend: Backend) {
     let app = env.start(Roles::ALL).await;
     let a = app.create_org("Acme").await;
     let bot_id = bot(&app, &a.key).await;
-    let source = add(
-        &app,
-        &a.key,
-        &bot_id,
-        json!({"type": "text", "title": "T", "body": "Opening hours: 9 to 5."}),
-    )
-    .await;
-    assert_eq!(
-        app.settled_source(&a.key, &bot_id, &source, 120).await["status"],
-        "ready"
-    );
+    let source = add_text_ready(&app, &a.key, &bot_id, "T", "Opening hours: 9 to 5.").await;
     let r = app
         .patch(
             &format!("/api/v1/bots/{bot_id}/sources/{source}"),

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::harness::{Backend, TestApp, TestEnv};
-use crate::ingestion::add;
+use crate::ingestion::{add, add_text_ready};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -228,14 +228,7 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
     // A scenario that emits every event type.
     let bot = app.post("/api/v1/bots", &a.key, json!({"name": "Acme help"})).await;
     let bot_id = bot.body["id"].as_str().unwrap().to_owned();
-    let text = add(
-        &app,
-        &a.key,
-        &bot_id,
-        json!({"type": "text", "title": "Shipping", "body": "Orders ship within 3 business days."}),
-    )
-    .await;
-    assert_eq!(app.settled_source(&a.key, &bot_id, &text, 120).await["status"], "ready");
+    add_text_ready(&app, &a.key, &bot_id, "Shipping", "Orders ship within 3 business days.").await;
     let broken = add(
         &app,
         &a.key,
