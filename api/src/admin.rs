@@ -4,7 +4,7 @@ use parley_domain::aggregates::api_key::{ApiKey, ApiKeyCommand, GeneratedKey};
 use parley_domain::aggregates::org::{Org, OrgCommand};
 use parley_domain::ids::new_id;
 use parley_domain::store::{Execute, Store, StoreError};
-use parley_domain::{Actor, Metadata};
+use parley_domain::{Actor, Metadata, Role};
 use uuid::Uuid;
 
 /// A new organization and its first secret key (shown once).
@@ -50,6 +50,8 @@ pub async fn create_org_on(store: &Store, name: &str, plan: Option<&str>) -> Res
                 org_id,
                 name: "initial".into(),
                 key: (&generated).into(),
+                role: Role::Owner,
+                granted_by: Role::Owner,
             },
             metadata: Metadata::new(Actor::Cli, Some(correlation)),
             idempotency: None,

@@ -228,7 +228,8 @@ impl From<DomainError> for ApiError {
             | DomainError::SourceBusy
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. }
-            | DomainError::QuotaExceeded(_)) => ApiError::new(code, other.to_string()),
+            | DomainError::QuotaExceeded(_)
+            | DomainError::RoleTooHigh { .. }) => ApiError::new(code, other.to_string()),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use parley_domain::aggregates::api_key::{hash_key, looks_like_key};
 use parley_domain::usage::Quota;
-use parley_domain::{ErrorCode, Store, store::read};
+use parley_domain::{Actor, ErrorCode, Metadata, Role, Store, store::read};
 use parley_worker::JobQueue;
 use uuid::Uuid;
 
@@ -32,11 +32,38 @@ pub struct AppState {
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
-/// The organization and key a request acts for.
-#[derive(Debug, Clone, Copy)]
+/// The organization a request acts for, who acts, and with which role.
+#[derive(Debug, Clone)]
 pub struct Principal {
     pub org_id: Uuid,
-    pub key_id: Uuid,
+    pub role: Role,
+    /// The key (or member) recorded as the actor of what the request does.
+    pub actor: Actor,
+}
+
+impl Principal {
+    /// The metadata of events this request appends.
+    pub fn metadata(&self, request_id: &str) -> Metadata {
+        Metadata::new(self.actor.clone(), Some(request_id.to_owned()))
+    }
+
+    /// A stable handle of the caller (`key:<id>`), for what is held per caller.
+    pub fn handle(&self) -> String {
+        match &self.actor {
+            Actor::ApiKey { id } => format!("key:{id}"),
+            Actor::Visitor { id } => format!("visitor:{id}"),
+            Actor::Cli => "cli".to_owned(),
+            Actor::System => "system".to_owned(),
+        }
+    }
+
+    /// The caller, as messages name it ("this API key").
+    pub fn describe(&self) -> &'static str {
+        match &self.actor {
+            Actor::ApiKey { .. } => "this API key",
+            Actor::Visitor { .. } | Actor::Cli | Actor::System => "this caller",
+        }
+    }
 }
 
 impl AppState {
@@ -89,10 +116,12 @@ impl AppState {
         if key.revoked_at.is_some() {
             return Err(ApiError::new(ErrorCode::Unauthorized, "this API key has been revoked"));
         }
+        let role = key.role.parse::<Role>().map_err(ApiError::internal)?;
         self.touch(key.id).await;
         Ok(Principal {
             org_id: key.org_id,
-            key_id: key.id,
+            role,
+            actor: Actor::ApiKey { id: key.id },
         })
     }
 

@@ -185,6 +185,12 @@ pub enum DomainError {
     /// The plan leaves no room: the reason says which quota and when it renews.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A member or key tried to grant or touch a role above its own.
+    #[error("your role ({yours}) cannot grant or change the {role} role")]
+    RoleTooHigh {
+        role: crate::roles::Role,
+        yours: crate::roles::Role,
+    },
 }
 
 impl DomainError {
@@ -211,6 +217,7 @@ impl DomainError {
             DomainError::SlugTaken(_) => ErrorCode::BotSlugTaken,
             DomainError::VersionConflict { .. } => ErrorCode::Conflict,
             DomainError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            DomainError::RoleTooHigh { .. } => ErrorCode::Forbidden,
         }
     }
 }

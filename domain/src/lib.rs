@@ -11,6 +11,7 @@ pub mod insights;
 pub mod jobs;
 pub mod ratelimit;
 pub mod retrieval;
+pub mod roles;
 pub mod store;
 pub mod usage;
 pub mod webhooks;
@@ -18,4 +19,5 @@ pub mod widget;
 
 pub use error::{DomainError, ErrorCode, FieldError, HttpStatus};
 pub use event::{Actor, Metadata, RecordedEvent};
+pub use roles::Role;
 pub use store::{Store, StoreError};

@@ -14,6 +14,7 @@ mod m20261130_000009_leads;
 mod m20261130_000010_webhooks;
 mod m20261130_000011_bot_rate_limit;
 mod m20261130_000012_org_plans;
+mod m20261205_000013_key_roles;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000010_webhooks::Migration),
             Box::new(m20261130_000011_bot_rate_limit::Migration),
             Box::new(m20261130_000012_org_plans::Migration),
+            Box::new(m20261205_000013_key_roles::Migration),
         ]
     }
 }

@@ -18,7 +18,7 @@ const SECRET_MARKS: &[&str] = &["alpha-private", "Alpha private bot", "ana.alpha
 
 /// A body for each operation that takes one: valid enough that ownership,
 /// not validation, decides the answer.
-fn body_of(operation: &str) -> Option<Value> {
+pub(crate) fn body_of(operation: &str) -> Option<Value> {
     Some(match operation {
         "create_api_key" => json!({"name": "intruder"}),
         "create_bot" => json!({"name": "Intruder bot"}),
@@ -43,15 +43,15 @@ fn body_of(operation: &str) -> Option<Value> {
 }
 
 /// A's resources, by path parameter name.
-struct Alpha {
-    ids: BTreeMap<&'static str, String>,
-    key: String,
+pub(crate) struct Alpha {
+    pub(crate) ids: BTreeMap<&'static str, String>,
+    pub(crate) key: String,
     site_key: String,
     conversation_token: String,
     revoked: String,
 }
 
-async fn alpha(app: &TestApp) -> Alpha {
+pub(crate) async fn alpha(app: &TestApp) -> Alpha {
     let a = app.create_org("Alpha").await;
     let mut ids = BTreeMap::new();
     let bot = app
@@ -165,15 +165,15 @@ async fn alpha(app: &TestApp) -> Alpha {
     }
 }
 
-struct Call<'a> {
-    method: Method,
-    path: String,
-    operation: &'a str,
-    body: Option<Value>,
-    multipart: bool,
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) operation: &'a str,
+    pub(crate) body: Option<Value>,
+    pub(crate) multipart: bool,
 }
 
-async fn send(app: &TestApp, call: &Call<'_>, headers: &[(&str, &str)]) -> (StatusCode, String) {
+pub(crate) async fn send(app: &TestApp, call: &Call<'_>, headers: &[(&str, &str)]) -> (StatusCode, String) {
     let mut url = format!("{}{}", app.base, call.path);
     if call.operation == "export_conversations" {
         url.push(if url.contains('?') { '&' } else { '?' });

@@ -15,6 +15,7 @@ mod ingestion;
 mod isolation;
 mod limits;
 mod quality;
+mod roles;
 mod scenarios;
 mod spec;
 mod visitor;
@@ -105,6 +106,11 @@ mod fault_tests {
 /// Tenant isolation over every operation of the spec, on both tiers.
 mod isolation_tests {
     on_both_backends!(isolation: tenant_isolation_matrix);
+}
+
+/// Roles over every operation of the spec, on both tiers.
+mod role_tests {
+    on_both_backends!(roles: role_matrix);
 }
 
 /// Mutated request bodies against the API, on both tiers.

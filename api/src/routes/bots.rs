@@ -5,7 +5,7 @@ use parley_domain::aggregates::bot::{self as domain, Bot as BotAggregate, BotCom
 use parley_domain::ids::new_id;
 use parley_domain::store::entities::bots;
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata, store::read};
+use parley_domain::{DomainError, ErrorCode, Metadata, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -18,7 +18,7 @@ use crate::access::live;
 use crate::error::ApiError;
 use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::security::ApiKeyAuth;
+use crate::security::{AdminAuth, AgentAuth};
 use crate::state::{AppState, Principal};
 use crate::types::Text;
 
@@ -335,7 +335,7 @@ fn bot_error(e: StoreError, slug: Option<&str>) -> ApiError {
 }
 
 fn metadata(principal: &Principal, request_id: &RequestId) -> Metadata {
-    Metadata::new(Actor::ApiKey { id: principal.key_id }, Some(request_id.0.clone()))
+    principal.metadata(&request_id.0)
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Bots")]
@@ -343,10 +343,12 @@ impl BotsApi {
     /// List bots
     ///
     /// Your organization's bots, oldest first, a page at a time.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/bots", method = "get", operation_id = "list_bots")]
     async fn list(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         /// Page size, 1 to 100.
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<u64>,
@@ -365,10 +367,12 @@ impl BotsApi {
     ///
     /// Creates a bot with its persona and settings; absent fields get defaults.
     /// Answers `201` with the bot and its `ETag`.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/bots", method = "post", operation_id = "create_bot")]
     async fn create(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         /// Makes a retried request safe: see the API description.
         #[oai(name = "Idempotency-Key")]
@@ -438,8 +442,10 @@ impl BotsApi {
     /// Get a bot
     ///
     /// One bot of your organization, with its current version as `ETag`.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/bots/:bot_id", method = "get", operation_id = "get_bot")]
-    async fn get(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<BotResponse, ApiError> {
+    async fn get(&self, auth: AgentAuth, bot_id: Path<Uuid>) -> Result<BotResponse, ApiError> {
         let state = live(&self.state)?;
         let bot = find(state, auth.0.org_id, bot_id.0).await?;
         Ok(BotResponse::Ok(Json(bot.clone()), etag(bot.version)))
@@ -449,10 +455,12 @@ impl BotsApi {
     ///
     /// Changes only the fields sent. With `If-Match: "<version>"` the change
     /// applies only if nobody changed the bot since; otherwise `409 CONFLICT`.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/bots/:bot_id", method = "patch", operation_id = "update_bot")]
     async fn update(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         /// The version the bot must still be at, as its ETag (`"3"`).
@@ -504,10 +512,12 @@ impl BotsApi {
     ///
     /// The bot stops being served at once. Its derived data is purged by a
     /// background job (event `bot.purged`).
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/bots/:bot_id", method = "delete", operation_id = "delete_bot")]
     async fn delete(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         /// The version the bot must still be at, as its ETag (`"3"`).

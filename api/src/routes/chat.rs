@@ -3,7 +3,7 @@
 
 use parley_domain::aggregates::conversation::Conversation;
 use parley_domain::retrieval::Mode;
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata};
+use parley_domain::{DomainError, ErrorCode};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -19,7 +19,7 @@ use crate::chat::{SearchSpec, citation};
 use crate::error::{ApiError, ErrorDetail, bad_request};
 use crate::http::middleware::RequestId;
 use crate::schemas::chat::ChatResponse;
-use crate::security::ApiKeyAuth;
+use crate::security::{AdminAuth, AgentAuth};
 use crate::state::AppState;
 use crate::types::Text;
 
@@ -278,10 +278,12 @@ impl ChatApi {
     /// message and the answer are stored in the conversation, even if the
     /// client disconnects mid-stream. When nothing relevant is found the bot
     /// gives its fallback answer and the message is marked unanswered.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/bots/:bot_id/chat", method = "post", operation_id = "chat")]
     async fn chat(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         body: Json<ChatRequest>,
@@ -342,7 +344,7 @@ impl ChatApi {
                 conversation_id,
                 stream_owner: match &visitor_id {
                     Some(v) => format!("visitor:{v}"),
-                    None => format!("key:{}", auth.0.key_id),
+                    None => auth.0.handle(),
                 },
                 visitor_id,
                 channel: "api",
@@ -351,7 +353,7 @@ impl ChatApi {
                 extra_history: parsed.history,
                 language: req.language.map(Text::into_inner),
                 metadata: req.metadata.unwrap_or(Value::Null),
-                recorded: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                recorded: auth.0.metadata(&request_id.0.0),
             },
         )
         .await
@@ -361,10 +363,12 @@ impl ChatApi {
     ///
     /// A retrieval debug view: the chunks a question would get, with their
     /// fused score and each retriever's rank and score.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/bots/:bot_id/search", method = "post", operation_id = "search_knowledge")]
     async fn search(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         bot_id: Path<Uuid>,
         body: Json<SearchRequest>,
     ) -> Result<Json<SearchResponse>, ApiError> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use parley_domain::aggregates::conversation::{Conversation, ConversationCommand, TagChange};
 use parley_domain::store::Execute;
 use parley_domain::store::entities::conversations;
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata, store::read};
+use parley_domain::{DomainError, ErrorCode, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -21,7 +21,7 @@ use crate::schemas::conversation::{
     ConversationDetail, ConversationInfo, ConversationList, ConversationStatus, FeedbackRequest, FeedbackSummary,
     Message, Rating, info, infos, messages_with_attachments, stored_message,
 };
-use crate::security::ApiKeyAuth;
+use crate::security::AgentAuth;
 use crate::state::AppState;
 use crate::types::Text;
 
@@ -51,7 +51,7 @@ pub struct ReplyRequest {
 /// returns it as it is now.
 async fn conversation_command(
     state: &AppState,
-    auth: &ApiKeyAuth,
+    auth: &AgentAuth,
     request_id: &RequestId,
     conversation_id: Uuid,
     command: ConversationCommand,
@@ -67,7 +67,7 @@ async fn conversation_command(
             stream_id: conversation_id,
             expected_version: None,
             command,
-            metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.clone())),
+            metadata: auth.0.metadata(&request_id.0),
             idempotency: None,
         })
         .await?;
@@ -79,7 +79,7 @@ async fn conversation_command(
 /// Sets, adds or removes tags, and answers with the conversation.
 async fn change_tags(
     state: &AppState,
-    auth: &ApiKeyAuth,
+    auth: &AgentAuth,
     request_id: &RequestId,
     conversation_id: Uuid,
     change: TagChange,
@@ -95,11 +95,13 @@ impl ConversationsApi {
     ///
     /// Your organization's conversations, newest first, filtered by bot,
     /// status, visitor, unanswered questions and creation time.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/conversations", method = "get", operation_id = "list_conversations")]
     #[allow(clippy::too_many_arguments)]
     async fn list_conversations(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         /// Only this bot's conversations.
         bot_id: Query<Option<Uuid>>,
         /// Only conversations with this status.
@@ -151,6 +153,8 @@ impl ConversationsApi {
     ///
     /// One conversation with all its messages in order: the visitor's, the
     /// bot's answers with their sources, and failed answers.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id",
         method = "get",
@@ -158,7 +162,7 @@ impl ConversationsApi {
     )]
     async fn get_conversation(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         conversation_id: Path<Uuid>,
     ) -> Result<Json<ConversationDetail>, ApiError> {
         let state = live(&self.state)?;
@@ -176,6 +180,8 @@ impl ConversationsApi {
     ///
     /// The bot stops answering by itself; visitor messages are stored and
     /// wait for a person's reply. Escalating twice changes nothing.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/escalate",
         method = "post",
@@ -183,7 +189,7 @@ impl ConversationsApi {
     )]
     async fn escalate(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
@@ -198,6 +204,8 @@ impl ConversationsApi {
     /// The reply appears in the visitor's conversation (role `agent`). A
     /// conversation that was not escalated is escalated by it; a closed one
     /// is reopened.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/reply",
         method = "post",
@@ -205,7 +213,7 @@ impl ConversationsApi {
     )]
     async fn reply(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
         body: Json<ReplyRequest>,
@@ -227,6 +235,8 @@ impl ConversationsApi {
     /// Replace a conversation's tags
     ///
     /// The conversation then has exactly these tags (an empty list removes all).
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/tags",
         method = "put",
@@ -234,7 +244,7 @@ impl ConversationsApi {
     )]
     async fn set_tags(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
         body: Json<TagsRequest>,
@@ -253,6 +263,8 @@ impl ConversationsApi {
     /// Add tags to a conversation
     ///
     /// Tags it already has are kept once.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/tags",
         method = "post",
@@ -260,7 +272,7 @@ impl ConversationsApi {
     )]
     async fn add_tags(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
         body: Json<TagsRequest>,
@@ -279,6 +291,8 @@ impl ConversationsApi {
     /// Remove a tag from a conversation
     ///
     /// Removing a tag it does not have changes nothing.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/tags/:tag",
         method = "delete",
@@ -286,7 +300,7 @@ impl ConversationsApi {
     )]
     async fn remove_tag(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
         tag: Path<String>,
@@ -305,6 +319,8 @@ impl ConversationsApi {
     ///
     /// Thumbs up or down, with an optional comment, on one of the bot's
     /// answers in this conversation; a later rating replaces an earlier one.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/messages/:message_id/feedback",
         method = "post",
@@ -312,7 +328,7 @@ impl ConversationsApi {
     )]
     async fn feedback(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
         message_id: Path<Uuid>,
@@ -334,8 +350,10 @@ impl ConversationsApi {
     ///
     /// How many of the bot's answers were rated up and down (the latest
     /// rating of each answer counts).
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/bots/:bot_id/feedback", method = "get", operation_id = "bot_feedback")]
-    async fn bot_feedback(&self, auth: ApiKeyAuth, bot_id: Path<Uuid>) -> Result<Json<FeedbackSummary>, ApiError> {
+    async fn bot_feedback(&self, auth: AgentAuth, bot_id: Path<Uuid>) -> Result<Json<FeedbackSummary>, ApiError> {
         let state = live(&self.state)?;
         live_bot(state, auth.0.org_id, bot_id.0).await?;
         let (up, down) = read::feedback_counts(&state.store, auth.0.org_id, bot_id.0).await?;
@@ -349,6 +367,8 @@ impl ConversationsApi {
     /// Close a conversation
     ///
     /// A visitor message (or a reply) reopens it.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/close",
         method = "post",
@@ -356,7 +376,7 @@ impl ConversationsApi {
     )]
     async fn close(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
@@ -369,6 +389,8 @@ impl ConversationsApi {
     /// Reopen a conversation
     ///
     /// The bot answers again by itself.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/reopen",
         method = "post",
@@ -376,7 +398,7 @@ impl ConversationsApi {
     )]
     async fn reopen(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         request_id: Data<&RequestId>,
         conversation_id: Path<Uuid>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
@@ -395,6 +417,8 @@ impl ConversationsApi {
     /// Download a visitor's attachment
     ///
     /// A file a visitor attached in one of your organization's conversations.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/attachments/:attachment_id",
         method = "get",
@@ -402,7 +426,7 @@ impl ConversationsApi {
     )]
     async fn download_attachment(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         conversation_id: Path<Uuid>,
         attachment_id: Path<Uuid>,
         /// `inline` or `attachment` (default).

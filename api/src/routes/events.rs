@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
-use crate::security::ApiKeyAuth;
+use crate::security::AdminAuth;
 
 pub struct EventsApi {
     pub state: Option<crate::state::AppState>,
@@ -81,10 +81,12 @@ impl EventsApi {
     ///
     /// Events of your organization after a position, oldest first. Follow the
     /// feed by passing `next_after` back as `after`.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/events", method = "get", operation_id = "list_events")]
     async fn list(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         /// Only events after this position (0: from the start).
         #[oai(default, validator(minimum(value = "0")))]
         after: Query<i64>,

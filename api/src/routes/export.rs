@@ -15,7 +15,7 @@ use crate::access::live;
 use crate::error::ApiError;
 use crate::files::{CsvFile, Export, csv_cell, download_header};
 use crate::schemas::conversation::{ConversationDetail, Message, info, messages, messages_with_attachments};
-use crate::security::ApiKeyAuth;
+use crate::security::AgentAuth;
 use crate::state::AppState;
 
 /// Most conversations one bulk export holds.
@@ -193,6 +193,8 @@ impl ExportApi {
     /// Every message of the conversations started in `[from, to)` (optionally
     /// of one bot), one CSV row each, oldest conversation first. At most
     /// 10,000 conversations; narrow the range for more.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/export",
         method = "get",
@@ -200,7 +202,7 @@ impl ExportApi {
     )]
     async fn export_many(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         /// Conversations started at or after this time (RFC 3339).
         from: Query<DateTime<Utc>>,
         /// Conversations started before this time (RFC 3339).
@@ -243,6 +245,8 @@ impl ExportApi {
     /// Export a conversation
     ///
     /// As CSV (one row per message), a plain-text transcript, or JSON.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/conversations/:conversation_id/export",
         method = "get",
@@ -250,7 +254,7 @@ impl ExportApi {
     )]
     async fn export_one(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         conversation_id: Path<Uuid>,
         /// `json` (default), `csv` or `txt`.
         format: Query<Option<ExportFormat>>,

@@ -15,7 +15,7 @@ use super::tags::ApiTags;
 use crate::access::{live, live_bot};
 use crate::error::ApiError;
 use crate::schemas::conversation::FeedbackSummary;
-use crate::security::ApiKeyAuth;
+use crate::security::AgentAuth;
 use crate::state::AppState;
 
 pub struct InsightsApi {
@@ -195,10 +195,12 @@ impl InsightsApi {
     /// many went to a person, answers and fallbacks, ratings, the questions
     /// asked most and those the bot could not answer, with near-duplicate
     /// wordings grouped by meaning.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/bots/:bot_id/insights", method = "get", operation_id = "bot_insights")]
     async fn insights(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         bot_id: Path<Uuid>,
         /// Start of the range (RFC 3339); default 30 days before `to`.
         from: Query<Option<DateTime<Utc>>>,

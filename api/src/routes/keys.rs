@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use parley_domain::aggregates::api_key::{ApiKey, ApiKeyCommand, GeneratedKey};
 use parley_domain::ids::new_id;
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::{Actor, ErrorCode, Metadata, store::read};
+use parley_domain::{ErrorCode, Role, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -16,7 +16,8 @@ use crate::access::live;
 use crate::error::ApiError;
 use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::security::ApiKeyAuth;
+use crate::schemas::role::RoleName;
+use crate::security::AdminAuth;
 use crate::state::AppState;
 use crate::types::Text;
 
@@ -42,6 +43,8 @@ pub struct ApiKeyInfo {
     pub last_used_at: Option<DateTime<Utc>>,
     /// Set once the key is revoked; a revoked key authenticates nothing.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// What the key may do. Keys created before keys had roles are owners.
+    pub role: RoleName,
 }
 
 /// A newly created key. `key` is shown this once and never again.
@@ -62,6 +65,9 @@ pub struct CreateApiKeyRequest {
     /// A name to recognise the key by, e.g. "CI" or "Zapier".
     #[oai(validator(min_length = 1, max_length = 100))]
     pub name: Text,
+    /// What the key may do (default `admin`); never more than the caller's
+    /// own role.
+    pub role: Option<RoleName>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -98,6 +104,7 @@ fn info(row: read::ApiKeyRow) -> ApiKeyInfo {
         created_at: row.key.created_at,
         last_used_at: row.last_used_at,
         revoked_at: row.key.revoked_at,
+        role: RoleName::stored(&row.key.role),
     }
 }
 
@@ -114,10 +121,12 @@ impl KeysApi {
     ///
     /// Creates a secret key for your organization. The response holds the key
     /// itself; it is never shown again.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/keys", method = "post", operation_id = "create_api_key")]
     async fn create(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         /// Makes a retried request safe: see the API description.
         #[oai(name = "Idempotency-Key")]
@@ -143,8 +152,10 @@ impl KeysApi {
                     org_id,
                     name: body.0.name.into_inner(),
                     key: (&generated).into(),
+                    role: body.0.role.map_or(Role::Admin, Role::from),
+                    granted_by: auth.0.role,
                 },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: idempotency::record(&idem, key_id),
             })
             .await;
@@ -169,8 +180,10 @@ impl KeysApi {
     /// List API keys
     ///
     /// Every key of your organization, revoked ones included, oldest first.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/keys", method = "get", operation_id = "list_api_keys")]
-    async fn list(&self, auth: ApiKeyAuth) -> Result<Json<ApiKeyList>, ApiError> {
+    async fn list(&self, auth: AdminAuth) -> Result<Json<ApiKeyList>, ApiError> {
         let state = live(&self.state)?;
         let rows = read::api_keys(&state.store, auth.0.org_id).await?;
         Ok(Json(ApiKeyList {
@@ -181,8 +194,10 @@ impl KeysApi {
     /// Get an API key
     ///
     /// One key of your organization, with its last use and revocation time.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/keys/:key_id", method = "get", operation_id = "get_api_key")]
-    async fn get(&self, auth: ApiKeyAuth, key_id: Path<Uuid>) -> Result<Json<ApiKeyInfo>, ApiError> {
+    async fn get(&self, auth: AdminAuth, key_id: Path<Uuid>) -> Result<Json<ApiKeyInfo>, ApiError> {
         let state = live(&self.state)?;
         Ok(Json(find(state, auth.0.org_id, key_id.0).await?))
     }
@@ -190,10 +205,12 @@ impl KeysApi {
     /// Revoke an API key
     ///
     /// The key stops working with the next request. Revoking twice is harmless.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/keys/:key_id", method = "delete", operation_id = "revoke_api_key")]
     async fn revoke(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         key_id: Path<Uuid>,
     ) -> Result<RevokeKeyResponse, ApiError> {
@@ -204,8 +221,11 @@ impl KeysApi {
                 org_id: auth.0.org_id,
                 stream_id: key_id.0,
                 expected_version: None,
-                command: ApiKeyCommand::Revoke { org_id: auth.0.org_id },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                command: ApiKeyCommand::Revoke {
+                    org_id: auth.0.org_id,
+                    revoked_by: auth.0.role,
+                },
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: None,
             })
             .await?;

@@ -14,7 +14,7 @@ use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
 use crate::files::{CsvFile, csv_cell};
-use crate::security::ApiKeyAuth;
+use crate::security::AgentAuth;
 
 pub struct LeadsApi {
     pub state: Option<AppState>,
@@ -87,11 +87,13 @@ impl LeadsApi {
     ///
     /// Contact details visitors left, newest first, filtered by bot, email,
     /// conversation and when they were first left.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/leads", method = "get", operation_id = "list_leads")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         /// Only this bot's leads.
         bot_id: Query<Option<Uuid>>,
         /// Only the lead with this email address (any case).
@@ -145,10 +147,12 @@ impl LeadsApi {
     ///
     /// Every lead first left in `[from, to)`, optionally of one bot, as one
     /// CSV file: a column per built-in field, one per custom field found.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/leads/export", method = "get", operation_id = "export_leads")]
     async fn export(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         /// Only this bot's leads.
         bot_id: Query<Option<Uuid>>,
         /// Leads first left at or after this time (RFC 3339).
@@ -226,8 +230,10 @@ impl LeadsApi {
     /// Get a lead
     ///
     /// One lead of your organization, with its custom fields.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/leads/:lead_id", method = "get", operation_id = "get_lead")]
-    async fn get(&self, auth: ApiKeyAuth, lead_id: Path<Uuid>) -> Result<Json<LeadInfo>, ApiError> {
+    async fn get(&self, auth: AgentAuth, lead_id: Path<Uuid>) -> Result<Json<LeadInfo>, ApiError> {
         let state = live(&self.state)?;
         let lead = read::lead(&state.store, auth.0.org_id, lead_id.0)
             .await?

@@ -9,7 +9,7 @@ use parley_domain::aggregates::source::{
 use parley_domain::ids::new_id;
 use parley_domain::store::entities::{source_pages, sources};
 use parley_domain::store::{Execute, StoreError};
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata, store::content, store::read};
+use parley_domain::{DomainError, ErrorCode, Metadata, store::content, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -23,7 +23,7 @@ use crate::access::{live, live_bot};
 use crate::error::ApiError;
 use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::security::ApiKeyAuth;
+use crate::security::{AdminAuth, AgentAuth};
 use crate::state::{AppState, Principal};
 use crate::types::Text;
 
@@ -356,7 +356,7 @@ impl From<source_pages::Model> for SourcePage {
 }
 
 fn metadata(principal: &Principal, request_id: &RequestId) -> Metadata {
-    Metadata::new(Actor::ApiKey { id: principal.key_id }, Some(request_id.0.clone()))
+    principal.metadata(&request_id.0)
 }
 
 async fn find(state: &AppState, org_id: Uuid, bot_id: Uuid, source_id: Uuid) -> Result<SourceInfo, ApiError> {
@@ -482,10 +482,12 @@ impl SourcesApi {
     ///
     /// Adds a URL, a whole site (sitemap or crawl), a text, or Q&A pairs to a
     /// bot's knowledge. Answers `202` at once; workers index it in the background.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/bots/:bot_id/sources", method = "post", operation_id = "add_source")]
     async fn add_source(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         /// Makes a retried request safe: see the API description.
@@ -543,6 +545,8 @@ impl SourcesApi {
     /// Adds a PDF, DOCX, TXT or Markdown file (multipart field `file`). The
     /// type is read from the content; other files are refused with `415`,
     /// files over the upload limit with `413`.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/bots/:bot_id/sources/documents",
         method = "post",
@@ -550,7 +554,7 @@ impl SourcesApi {
     )]
     async fn upload(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         body: UploadDocument,
@@ -595,10 +599,12 @@ impl SourcesApi {
     /// List sources
     ///
     /// A bot's sources, oldest first, optionally only those of one status or type.
+    ///
+    /// Role: `agent` or higher.
     #[oai(path = "/bots/:bot_id/sources", method = "get", operation_id = "list_sources")]
     async fn list(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         bot_id: Path<Uuid>,
         /// Only sources with this status (`ready`, `failed`, ...).
         status: Query<Option<String>>,
@@ -632,6 +638,8 @@ impl SourcesApi {
     /// Get a source
     ///
     /// One source with its status, counts and pages.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/bots/:bot_id/sources/:source_id",
         method = "get",
@@ -639,7 +647,7 @@ impl SourcesApi {
     )]
     async fn get(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         bot_id: Path<Uuid>,
         source_id: Path<Uuid>,
     ) -> Result<Json<SourceDetail>, ApiError> {
@@ -660,6 +668,8 @@ impl SourcesApi {
     /// the source has one document. `404 DOCUMENT_NOT_FOUND` when no document
     /// has that key (yet); `422 VALIDATION_FAILED` without `key` when the
     /// source has several.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/bots/:bot_id/sources/:source_id/document",
         method = "get",
@@ -667,7 +677,7 @@ impl SourcesApi {
     )]
     async fn document(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         bot_id: Path<Uuid>,
         source_id: Path<Uuid>,
         /// The document's key, as in `page_list`.
@@ -718,6 +728,8 @@ impl SourcesApi {
     /// document's chunks are embedded again with it in the background (the
     /// title is part of what is searched), and refreshes keep it.
     /// `404 DOCUMENT_NOT_FOUND` when no indexed document has that key.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/bots/:bot_id/sources/:source_id/document",
         method = "patch",
@@ -725,7 +737,7 @@ impl SourcesApi {
     )]
     async fn rename_document(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         source_id: Path<Uuid>,
@@ -761,6 +773,8 @@ impl SourcesApi {
     /// Fetches the source again; only pages whose content changed are embedded
     /// again, and pages that disappeared are removed. `409 SOURCE_BUSY` while
     /// the source is being indexed.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/bots/:bot_id/sources/:source_id/refresh",
         method = "post",
@@ -768,7 +782,7 @@ impl SourcesApi {
     )]
     async fn refresh(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         source_id: Path<Uuid>,
@@ -794,6 +808,8 @@ impl SourcesApi {
     /// Update a source
     ///
     /// Changes the refresh schedule.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/bots/:bot_id/sources/:source_id",
         method = "patch",
@@ -801,7 +817,7 @@ impl SourcesApi {
     )]
     async fn update(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         source_id: Path<Uuid>,
@@ -827,6 +843,8 @@ impl SourcesApi {
     /// Delete a source
     ///
     /// Its chunks stop being retrievable at once; a job reclaims the storage.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/bots/:bot_id/sources/:source_id",
         method = "delete",
@@ -834,7 +852,7 @@ impl SourcesApi {
     )]
     async fn delete(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         source_id: Path<Uuid>,

@@ -9,7 +9,7 @@ use poem_openapi::{Object, OpenApi};
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
-use crate::security::ApiKeyAuth;
+use crate::security::AdminAuth;
 use crate::state::AppState;
 
 pub struct UsageApi {
@@ -60,8 +60,10 @@ impl UsageApi {
     ///
     /// Chat messages this month, bots and sources, each with the plan's limit.
     /// Past a limit, the request that would exceed it gets `429 QUOTA_EXCEEDED`.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/usage", method = "get", operation_id = "get_usage")]
-    async fn usage(&self, auth: ApiKeyAuth) -> Result<Json<Usage>, ApiError> {
+    async fn usage(&self, auth: AdminAuth) -> Result<Json<Usage>, ApiError> {
         let state = live(&self.state)?;
         let org_id = auth.0.org_id;
         let now = state.clock.now();

@@ -8,7 +8,7 @@ use parley_domain::store::deliveries::{self, DeliveryFilter, NewDelivery};
 use parley_domain::store::entities::{webhook_attempts, webhook_deliveries, webhook_health, webhooks as endpoints};
 use parley_domain::store::{Execute, StoreError};
 use parley_domain::webhooks::{self, EVENT_TYPES, PING};
-use parley_domain::{Actor, DomainError, ErrorCode, Metadata};
+use parley_domain::{DomainError, ErrorCode};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -22,7 +22,7 @@ use crate::access::live;
 use crate::error::ApiError;
 use crate::http::middleware::RequestId;
 use crate::idempotency::{self, Idempotency};
-use crate::security::ApiKeyAuth;
+use crate::security::AdminAuth;
 use crate::state::AppState;
 use crate::types::Text;
 
@@ -407,10 +407,12 @@ impl WebhooksApi {
     /// endpoint's secret (shown in this response only): see "Verifying
     /// webhooks" in the API description. The URL must be http(s) and not a
     /// private address (`422 URL_NOT_ALLOWED`).
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/webhooks", method = "post", operation_id = "create_webhook")]
     async fn create(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         /// Makes a retried request safe: see the API description.
         #[oai(name = "Idempotency-Key")]
@@ -455,7 +457,7 @@ impl WebhooksApi {
                     settings,
                     secret: secret.clone(),
                 },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: idempotency::record(&idem, webhook_id),
             })
             .await;
@@ -480,8 +482,10 @@ impl WebhooksApi {
     /// List webhook endpoints
     ///
     /// Every endpoint of your organization, oldest first.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/webhooks", method = "get", operation_id = "list_webhooks")]
-    async fn list(&self, auth: ApiKeyAuth) -> Result<Json<WebhookList>, ApiError> {
+    async fn list(&self, auth: AdminAuth) -> Result<Json<WebhookList>, ApiError> {
         let state = live(&self.state)?;
         let rows = deliveries::endpoints(&state.store, auth.0.org_id).await?;
         let mut health = deliveries::health_of(&state.store, rows.iter().map(|r| r.id)).await?;
@@ -498,12 +502,14 @@ impl WebhooksApi {
     /// List event types
     ///
     /// The event types an endpoint can subscribe to.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/webhooks/event-types",
         method = "get",
         operation_id = "list_webhook_event_types"
     )]
-    async fn event_types(&self, _auth: ApiKeyAuth) -> Result<Json<EventTypeList>, ApiError> {
+    async fn event_types(&self, _auth: AdminAuth) -> Result<Json<EventTypeList>, ApiError> {
         let mut types: Vec<String> = EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect();
         types.push(PING.to_owned());
         Ok(Json(EventTypeList { types }))
@@ -512,8 +518,10 @@ impl WebhooksApi {
     /// Get a webhook endpoint
     ///
     /// The endpoint's settings, whether it is disabled and why, and its health.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/webhooks/:webhook_id", method = "get", operation_id = "get_webhook")]
-    async fn get(&self, auth: ApiKeyAuth, webhook_id: Path<Uuid>) -> Result<Json<WebhookEndpoint>, ApiError> {
+    async fn get(&self, auth: AdminAuth, webhook_id: Path<Uuid>) -> Result<Json<WebhookEndpoint>, ApiError> {
         let state = live(&self.state)?;
         let row = endpoint_of(state, auth.0.org_id, webhook_id.0).await?;
         Ok(Json(shown(state, row).await?))
@@ -522,10 +530,12 @@ impl WebhooksApi {
     /// Update a webhook endpoint
     ///
     /// Changes its URL, event types, description, or enables and disables it.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/webhooks/:webhook_id", method = "patch", operation_id = "update_webhook")]
     async fn update(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         webhook_id: Path<Uuid>,
         body: Json<UpdateWebhookRequest>,
@@ -554,7 +564,7 @@ impl WebhooksApi {
                 stream_id: webhook_id.0,
                 expected_version: None,
                 command: WebhookCommand::Update { org_id, patch },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: None,
             })
             .await?;
@@ -569,10 +579,12 @@ impl WebhooksApi {
     /// Delete a webhook endpoint
     ///
     /// No more deliveries are sent to it; pending ones are cancelled.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/webhooks/:webhook_id", method = "delete", operation_id = "delete_webhook")]
     async fn delete(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         webhook_id: Path<Uuid>,
     ) -> Result<DeleteWebhookResponse, ApiError> {
@@ -585,7 +597,7 @@ impl WebhooksApi {
                 stream_id: webhook_id.0,
                 expected_version: None,
                 command: WebhookCommand::Delete { org_id },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: None,
             })
             .await?;
@@ -598,6 +610,8 @@ impl WebhooksApi {
     /// A new secret signs every delivery from now on. For `grace_hours`
     /// (default 24) deliveries carry a second signature made with the
     /// previous secret, so that receivers can switch without losing any.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/webhooks/:webhook_id/rotate-secret",
         method = "post",
@@ -605,7 +619,7 @@ impl WebhooksApi {
     )]
     async fn rotate(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         webhook_id: Path<Uuid>,
         body: Json<RotateSecretRequest>,
@@ -626,7 +640,7 @@ impl WebhooksApi {
                     secret: secret.clone(),
                     previous_until,
                 },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: None,
             })
             .await?;
@@ -640,8 +654,10 @@ impl WebhooksApi {
     ///
     /// Queues a `webhook.ping` delivery (signed like any other) and answers
     /// `202` with it; its outcome shows in the delivery log.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/webhooks/:webhook_id/ping", method = "post", operation_id = "ping_webhook")]
-    async fn ping(&self, auth: ApiKeyAuth, webhook_id: Path<Uuid>) -> Result<QueuedDelivery, ApiError> {
+    async fn ping(&self, auth: AdminAuth, webhook_id: Path<Uuid>) -> Result<QueuedDelivery, ApiError> {
         let state = live(&self.state)?;
         let endpoint = endpoint_of(state, auth.0.org_id, webhook_id.0).await?;
         let event_id = Uuid::now_v7();
@@ -666,6 +682,8 @@ impl WebhooksApi {
     /// List deliveries
     ///
     /// An endpoint's delivery log, newest first, optionally by status or event type.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/webhooks/:webhook_id/deliveries",
         method = "get",
@@ -673,7 +691,7 @@ impl WebhooksApi {
     )]
     async fn deliveries(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         webhook_id: Path<Uuid>,
         /// Only deliveries with this status.
         status: Query<Option<DeliveryStatus>>,
@@ -703,6 +721,8 @@ impl WebhooksApi {
     ///
     /// The body sent and every attempt: time, status code, latency, the
     /// start of the answer, the error.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/webhooks/:webhook_id/deliveries/:delivery_id",
         method = "get",
@@ -710,7 +730,7 @@ impl WebhooksApi {
     )]
     async fn delivery(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         webhook_id: Path<Uuid>,
         delivery_id: Path<Uuid>,
     ) -> Result<Json<DeliveryDetail>, ApiError> {
@@ -731,6 +751,8 @@ impl WebhooksApi {
     ///
     /// Sends a delivery's event again, as a new delivery with the same body
     /// and event id (`202`).
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/webhooks/:webhook_id/deliveries/:delivery_id/redeliver",
         method = "post",
@@ -738,7 +760,7 @@ impl WebhooksApi {
     )]
     async fn redeliver(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         webhook_id: Path<Uuid>,
         delivery_id: Path<Uuid>,
     ) -> Result<QueuedDelivery, ApiError> {

@@ -5,7 +5,7 @@
 use parley_domain::aggregates::bot::{Bot as BotAggregate, BotCommand, new_site_key};
 use parley_domain::store::Execute;
 use parley_domain::widget::{LeadCapture, WidgetSettings};
-use parley_domain::{Actor, DomainError, Metadata, store::read};
+use parley_domain::{DomainError, store::read};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -18,7 +18,7 @@ use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
 use crate::http::middleware::RequestId;
-use crate::security::ApiKeyAuth;
+use crate::security::{AdminAuth, AgentAuth};
 use crate::state::AppState;
 use crate::types::Text;
 
@@ -132,6 +132,8 @@ impl WidgetApi {
     ///
     /// The widget's look, lead form and allowed origins, with the bot's
     /// public site key and the script tag to embed it.
+    ///
+    /// Role: `agent` or higher.
     #[oai(
         path = "/bots/:bot_id/widget-settings",
         method = "get",
@@ -139,7 +141,7 @@ impl WidgetApi {
     )]
     async fn get(
         &self,
-        auth: ApiKeyAuth,
+        auth: AgentAuth,
         bot_id: Path<Uuid>,
         req: &poem::Request,
     ) -> Result<Json<WidgetSettingsInfo>, ApiError> {
@@ -155,6 +157,8 @@ impl WidgetApi {
     ///
     /// Every field is checked (colours, https avatar URLs, origins without
     /// paths, lengths); all problems are reported at once with `422`.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(
         path = "/bots/:bot_id/widget-settings",
         method = "put",
@@ -162,7 +166,7 @@ impl WidgetApi {
     )]
     async fn put(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         req: &poem::Request,
@@ -196,7 +200,7 @@ impl WidgetApi {
                 stream_id: bot_id.0,
                 expected_version: None,
                 command: BotCommand::UpdateWidget { org_id, widget },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: None,
             })
             .await?;
@@ -210,10 +214,12 @@ impl WidgetApi {
     /// The widget's public key; rotate it when it is used where it should
     /// not be. The previous key stops working at once, so update the script
     /// tag on your website.
+    ///
+    /// Role: `admin` or `owner`.
     #[oai(path = "/bots/:bot_id/site-key", method = "post", operation_id = "rotate_site_key")]
     async fn rotate(
         &self,
-        auth: ApiKeyAuth,
+        auth: AdminAuth,
         request_id: Data<&RequestId>,
         bot_id: Path<Uuid>,
         req: &poem::Request,
@@ -231,7 +237,7 @@ impl WidgetApi {
                     org_id,
                     site_key: site_key.clone(),
                 },
-                metadata: Metadata::new(Actor::ApiKey { id: auth.0.key_id }, Some(request_id.0.0.clone())),
+                metadata: auth.0.metadata(&request_id.0.0),
                 idempotency: None,
             })
             .await?;

@@ -1,9 +1,11 @@
-//! Who may call an operation: secret API keys, bots' site keys, and
+//! Who may call an operation: secret API keys (with their roles), bots' site keys, and
 //! visitors' conversation tokens.
 
 pub mod api_key;
+pub mod caller;
 pub mod conversation_token;
 pub mod site_key;
 
 pub use api_key::ApiKeyAuth;
+pub use caller::{AdminAuth, AgentAuth, OwnerAuth};
 pub use site_key::SiteKeyAuth;

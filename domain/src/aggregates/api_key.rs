@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::domain_events;
 use crate::error::DomainError;
 use crate::event::Aggregate;
+use crate::roles::Role;
 
 pub const API_KEY_CREATED: &str = "api_key.created";
 pub const API_KEY_REVOKED: &str = "api_key.revoked";
@@ -61,6 +62,9 @@ pub struct ApiKeyCreated {
     pub last4: String,
     /// SHA-256 of the key. Never shown through the API or the event feed.
     pub hash: String,
+    /// What the key may do (keys created before roles existed: owner).
+    #[serde(default = "Role::of_older_keys")]
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,9 +92,14 @@ pub enum ApiKeyCommand {
         org_id: Uuid,
         name: String,
         key: KeyMaterial,
+        role: Role,
+        /// The role of whoever creates the key: a key never gets more.
+        granted_by: Role,
     },
     Revoke {
         org_id: Uuid,
+        /// The role of whoever revokes it: never a key of a higher role.
+        revoked_by: Role,
     },
 }
 
@@ -134,6 +143,8 @@ impl Aggregate for ApiKey {
                 org_id,
                 name,
                 key,
+                role,
+                granted_by,
             } => {
                 if state.created.is_some() {
                     return Err(DomainError::VersionConflict { expected: 0, actual: 1 });
@@ -142,6 +153,12 @@ impl Aggregate for ApiKey {
                 if name.is_empty() || name.chars().count() > 100 {
                     return Err(DomainError::invalid("name", "must be 1 to 100 characters"));
                 }
+                if !granted_by.allows(role) {
+                    return Err(DomainError::RoleTooHigh {
+                        role,
+                        yours: granted_by,
+                    });
+                }
                 Ok(vec![ApiKeyEvent::Created(ApiKeyCreated {
                     key_id,
                     org_id,
@@ -149,10 +166,17 @@ impl Aggregate for ApiKey {
                     prefix: key.prefix,
                     last4: key.last4,
                     hash: key.hash,
+                    role,
                 })])
             }
-            ApiKeyCommand::Revoke { org_id } => match &state.created {
+            ApiKeyCommand::Revoke { org_id, revoked_by } => match &state.created {
                 Some(created) if created.org_id == org_id => {
+                    if !revoked_by.allows(created.role) {
+                        return Err(DomainError::RoleTooHigh {
+                            role: created.role,
+                            yours: revoked_by,
+                        });
+                    }
                     if state.revoked {
                         // Revoking twice is harmless and records nothing new.
                         Ok(vec![])
@@ -194,22 +218,71 @@ mod tests {
                 org_id: org,
                 name: "ci".into(),
                 key: (&key).into(),
+                role: Role::Admin,
+                granted_by: Role::Owner,
             },
         )
         .unwrap();
         let mut state = ApiKeyState::default();
         ApiKey::apply(&mut state, &created[0]);
         assert_eq!(
-            ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: Uuid::now_v7() }).unwrap_err(),
+            ApiKey::decide(
+                &state,
+                ApiKeyCommand::Revoke {
+                    org_id: Uuid::now_v7(),
+                    revoked_by: Role::Owner
+                }
+            )
+            .unwrap_err(),
             DomainError::ApiKeyNotFound
         );
-        let revoked = ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: org }).unwrap();
+        assert_eq!(
+            ApiKey::decide(
+                &state,
+                ApiKeyCommand::Revoke {
+                    org_id: org,
+                    revoked_by: Role::Agent
+                }
+            )
+            .unwrap_err(),
+            DomainError::RoleTooHigh {
+                role: Role::Admin,
+                yours: Role::Agent
+            },
+            "an agent cannot revoke an admin's key"
+        );
+        let revoke = ApiKeyCommand::Revoke {
+            org_id: org,
+            revoked_by: Role::Admin,
+        };
+        let revoked = ApiKey::decide(&state, revoke.clone()).unwrap();
         assert_eq!(revoked.len(), 1);
         ApiKey::apply(&mut state, &revoked[0]);
-        assert!(
-            ApiKey::decide(&state, ApiKeyCommand::Revoke { org_id: org })
-                .unwrap()
-                .is_empty()
+        assert!(ApiKey::decide(&state, revoke).unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_never_get_more_than_their_creator_and_old_keys_stay_owners() {
+        let key = GeneratedKey::generate();
+        let create = |role, granted_by| ApiKeyCommand::Create {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            name: "k".into(),
+            key: (&key).into(),
+            role,
+            granted_by,
+        };
+        assert_eq!(
+            ApiKey::decide(&ApiKeyState::default(), create(Role::Owner, Role::Admin)).unwrap_err(),
+            DomainError::RoleTooHigh {
+                role: Role::Owner,
+                yours: Role::Admin
+            }
         );
+        assert!(ApiKey::decide(&ApiKeyState::default(), create(Role::Agent, Role::Admin)).is_ok());
+        let old = serde_json::json!({"key_id": Uuid::now_v7(), "org_id": Uuid::now_v7(), "name": "old",
+            "prefix": "pk_abcdef", "last4": "abcd", "hash": "00"});
+        let created: ApiKeyCreated = serde_json::from_value(old).unwrap();
+        assert_eq!(created.role, Role::Owner);
     }
 }

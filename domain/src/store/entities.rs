@@ -80,6 +80,8 @@ pub mod api_keys {
         pub key_hash: String,
         pub created_at: DateTimeUtc,
         pub revoked_at: Option<DateTimeUtc>,
+        /// `owner`, `admin` or `agent`.
+        pub role: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -34,6 +34,7 @@ impl Projection for ApiKeysProjection {
                     key_hash: Set(e.hash),
                     created_at: Set(event.recorded_at),
                     revoked_at: Set(None),
+                    role: Set(e.role.as_str().to_owned()),
                 };
                 api_keys::Entity::insert(row).exec_without_returning(txn).await?;
             }

@@ -1,0 +1,90 @@
+//! Who calls the secret API, and whether their role allows the operation.
+//!
+//! A handler names the least role it needs in its signature
+//! (`auth: AdminAuth`); the extractor authenticates the credential and
+//! answers `403 FORBIDDEN` before the handler runs when the role falls
+//! short. Each operation's description says the same (`Role: ...`), and the
+//! role matrix test checks the two agree.
+
+use std::marker::PhantomData;
+
+use parley_domain::{ErrorCode, Role};
+use poem::{Request, RequestBody};
+use poem_openapi::registry::Registry;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+
+use super::api_key::ApiKeyAuth;
+use crate::error::ApiError;
+use crate::state::Principal;
+
+/// The least role an operation needs.
+pub trait Needs: Send + Sync {
+    const ROLE: Role;
+}
+
+/// Agents, admins and owners.
+pub struct AnyMember;
+/// Admins and owners.
+pub struct AdminOrOwner;
+/// Owners only.
+pub struct OwnerOnly;
+
+impl Needs for AnyMember {
+    const ROLE: Role = Role::Agent;
+}
+impl Needs for AdminOrOwner {
+    const ROLE: Role = Role::Admin;
+}
+impl Needs for OwnerOnly {
+    const ROLE: Role = Role::Owner;
+}
+
+/// An authenticated caller whose role allows `N::ROLE`.
+pub struct Caller<N: Needs>(pub Principal, PhantomData<N>);
+
+/// Operations every role may call.
+pub type AgentAuth = Caller<AnyMember>;
+/// Operations for admins and owners.
+pub type AdminAuth = Caller<AdminOrOwner>;
+/// Operations for owners.
+pub type OwnerAuth = Caller<OwnerOnly>;
+
+/// `403 FORBIDDEN` unless `principal`'s role allows `needed`.
+pub(crate) fn allow(principal: &Principal, needed: Role) -> Result<(), ApiError> {
+    if principal.role.allows(needed) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "this operation needs the {needed} role or higher; {} has the {} role",
+            principal.describe(),
+            principal.role
+        ),
+    ))
+}
+
+impl<'a, N: Needs> ApiExtractor<'a> for Caller<N> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        ApiKeyAuth::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        ApiKeyAuth::security_schemes()
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let principal = ApiKeyAuth::from_request(request, body, param_opts).await?.0;
+        allow(&principal, N::ROLE)?;
+        Ok(Caller(principal, PhantomData))
+    }
+}
