@@ -78,3 +78,98 @@ pub async fn set_plan(store: &Store, org_id: Uuid, plan: &str) -> Result<(), Sto
         .await?;
     Ok(())
 }
+
+/// An organization's first owner: the person, and the one-time link that
+/// sets their password (none when a password was given).
+pub struct NewOwner {
+    pub person_id: Uuid,
+    pub link: Option<crate::people::OneTimeLink>,
+}
+
+fn cli_metadata() -> Metadata {
+    Metadata::new(Actor::Cli, Some(format!("cli-{}", Uuid::new_v4())))
+}
+
+fn refused(e: crate::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.body().error.message, e.code())
+}
+
+/// Makes the person with `email` an owner of the organization, registering
+/// them if needed. With a password it is set (if the person has none);
+/// without, a one-time link to set it is made (valid 7 days).
+pub async fn add_owner(
+    store: &Store,
+    base: &str,
+    org_id: Uuid,
+    email: &str,
+    password: Option<&str>,
+) -> anyhow::Result<NewOwner> {
+    let normalized = parley_domain::aggregates::person::normalize_email(email).map_err(|e| refused(e.into()))?;
+    let hash = match password {
+        Some(p) => Some(
+            crate::people::new_password_hash(p, &normalized)
+                .await
+                .map_err(refused)?,
+        ),
+        None => None,
+    };
+    let (person_id, _) = crate::people::ensure_person(store, &normalized, None, hash.clone(), cli_metadata())
+        .await
+        .map_err(refused)?;
+    let person = parley_domain::store::people::person(store, person_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the person was not stored"))?;
+    crate::people::add_member(store, org_id, person_id, Role::Owner, cli_metadata())
+        .await
+        .map_err(refused)?;
+    let link = match (hash, person.password_hash.is_some()) {
+        (_, true) => None,
+        (Some(hash), false) => {
+            store
+                .execute::<parley_domain::aggregates::person::Person>(Execute {
+                    org_id: parley_domain::aggregates::person::PEOPLE_ORG,
+                    stream_id: person_id,
+                    expected_version: None,
+                    command: parley_domain::aggregates::person::PersonCommand::SetPassword {
+                        password_hash: hash,
+                        link_token_hash: None,
+                        now: parley_domain::store::now(),
+                    },
+                    metadata: cli_metadata(),
+                    idempotency: None,
+                })
+                .await?;
+            None
+        }
+        (None, false) => Some(
+            crate::people::issue_password_link(
+                store,
+                base,
+                person_id,
+                chrono::Duration::days(crate::people::OWNER_LINK_DAYS),
+                cli_metadata(),
+            )
+            .await
+            .map_err(refused)?,
+        ),
+    };
+    Ok(NewOwner { person_id, link })
+}
+
+/// A one-time link (valid 24 hours) that sets the password of the person
+/// with `email`; earlier links stop working.
+pub async fn reset_password(store: &Store, base: &str, email: &str) -> anyhow::Result<crate::people::OneTimeLink> {
+    let normalized = parley_domain::aggregates::person::normalize_email(email).map_err(|e| refused(e.into()))?;
+    let person = parley_domain::store::people::person_by_email(store, &normalized)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no person has the email {normalized}"))?;
+    crate::people::issue_password_link(
+        store,
+        base,
+        person.id,
+        chrono::Duration::hours(crate::people::RESET_LINK_HOURS),
+        cli_metadata(),
+    )
+    .await
+    .map_err(refused)
+}

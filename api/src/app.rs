@@ -116,6 +116,8 @@ pub fn endpoint(state: AppState) -> impl Endpoint {
         .at("/widget/frame.html", poem::get(crate::widget_assets::frame))
         .at("/widget/:name", poem::get(crate::widget_assets::frame_asset))
         .around(move |ep, req| crate::http::ratelimit::limit(ep, req, limiter.clone()))
+        // Members' session cookies, read by the rate limits and the operations.
+        .with(poem::middleware::CookieJarManager::new())
         .around(move |ep, req| {
             // Uploads have their own, larger limits (multipart adds a little).
             let path = req.uri().path();

@@ -167,6 +167,15 @@ pub struct Settings {
     pub webhook_disable_after_secs: u64,
     /// Webhook endpoints per organization.
     pub max_webhooks_per_org: u64,
+    /// Minutes without a request after which a member's session ends.
+    pub session_idle_minutes: u32,
+    /// Hours after which a session ends, however active.
+    pub session_max_hours: u32,
+    /// Failed sign-ins one account may have per 15 minutes before it is
+    /// throttled (429 with `Retry-After`).
+    pub sign_in_failures_per_account: u32,
+    /// Failed sign-ins one client IP may have per 15 minutes.
+    pub sign_in_failures_per_ip: u32,
     /// Named plans besides the default one (`[plans.<name>]`, `PARLEY_PLANS__<NAME>__*`).
     #[serde(default)]
     pub plans: std::collections::BTreeMap<String, Plan>,
@@ -282,7 +291,11 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("webhook_retry_base_ms", 10_000)?
         .set_default("webhook_retry_hours", 24)?
         .set_default("webhook_disable_after_secs", 72 * 3600)?
-        .set_default("max_webhooks_per_org", 20)?)
+        .set_default("max_webhooks_per_org", 20)?
+        .set_default("session_idle_minutes", 8 * 60)?
+        .set_default("session_max_hours", 7 * 24)?
+        .set_default("sign_in_failures_per_account", 5)?
+        .set_default("sign_in_failures_per_ip", 30)?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -445,6 +458,24 @@ impl Settings {
         }
         if !(1..=1000).contains(&self.max_webhooks_per_org) {
             return Err(invalid("PARLEY_MAX_WEBHOOKS_PER_ORG", "must be between 1 and 1000"));
+        }
+        if !(1..=7 * 24 * 60).contains(&self.session_idle_minutes) {
+            return Err(invalid(
+                "PARLEY_SESSION_IDLE_MINUTES",
+                "must be between 1 and 10080 (a week)",
+            ));
+        }
+        if !(1..=90 * 24).contains(&self.session_max_hours) {
+            return Err(invalid(
+                "PARLEY_SESSION_MAX_HOURS",
+                "must be between 1 and 2160 (90 days)",
+            ));
+        }
+        if self.sign_in_failures_per_account == 0 || self.sign_in_failures_per_ip == 0 {
+            return Err(invalid(
+                "PARLEY_SIGN_IN_FAILURES_PER_ACCOUNT",
+                "sign-in failure limits (per account and per IP) must be at least 1",
+            ));
         }
         crate::http::client_ip::parse_proxies(&self.trusted_proxies).map_err(|bad| {
             invalid(

@@ -70,7 +70,7 @@ pub enum ApiError {
     Unprocessable(Json<ErrorBody>),
     /// Too many requests; see `Retry-After`.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] Option<String>),
     /// An unexpected error; the cause is logged under the request id.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -106,11 +106,19 @@ impl ApiError {
             HttpStatus::PayloadTooLarge => ApiError::PayloadTooLarge(body),
             HttpStatus::UnsupportedMediaType => ApiError::UnsupportedMediaType(body),
             HttpStatus::UnprocessableEntity => ApiError::Unprocessable(body),
-            HttpStatus::TooManyRequests => ApiError::TooManyRequests(body),
+            HttpStatus::TooManyRequests => ApiError::TooManyRequests(body, None),
             HttpStatus::InternalServerError => ApiError::Internal(body),
             HttpStatus::BadGateway => ApiError::BadGateway(body),
             HttpStatus::ServiceUnavailable => ApiError::Unavailable(body),
         }
+    }
+
+    /// A 429 that says when to try again (`Retry-After`, seconds).
+    pub fn with_retry_after(self, secs: u64) -> Self {
+        if let ApiError::TooManyRequests(body, _) = self {
+            return ApiError::TooManyRequests(body, Some(secs.to_string()));
+        }
+        self
     }
 
     /// An unexpected failure: logged in full, answered without internals.
@@ -129,7 +137,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge(b)
             | ApiError::UnsupportedMediaType(b)
             | ApiError::Unprocessable(b)
-            | ApiError::TooManyRequests(b)
+            | ApiError::TooManyRequests(b, _)
             | ApiError::Internal(b)
             | ApiError::BadGateway(b)
             | ApiError::Unavailable(b) => &b.0,
@@ -229,7 +237,13 @@ impl From<DomainError> for ApiError {
             | DomainError::SlugTaken(_)
             | DomainError::VersionConflict { .. }
             | DomainError::QuotaExceeded(_)
-            | DomainError::RoleTooHigh { .. }) => ApiError::new(code, other.to_string()),
+            | DomainError::RoleTooHigh { .. }
+            | DomainError::MemberNotFound
+            | DomainError::InvitationNotFound
+            | DomainError::PersonNotFound
+            | DomainError::AlreadyMember
+            | DomainError::LastOwner
+            | DomainError::LinkInvalid) => ApiError::new(code, other.to_string()),
         }
     }
 }

@@ -164,6 +164,19 @@ enum AdminCommand {
         /// A plan defined in the configuration (`plans.<name>`); default: the default plan.
         #[arg(long)]
         plan: Option<String>,
+        /// Make the person with this email the first owner (registered if
+        /// new). Prints a one-time link that sets their password, unless
+        /// `--password-stdin` gives it.
+        #[arg(long)]
+        owner_email: Option<String>,
+        /// Read the owner's password from standard input (one line).
+        #[arg(long, requires = "owner_email")]
+        password_stdin: bool,
+    },
+    /// Print a one-time link (valid 24 hours) that sets a person's password.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
     },
     /// Put an organization on another plan defined in the configuration.
     SetPlan {
@@ -240,16 +253,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::CreateOrg { name, plan },
+            command:
+                AdminCommand::CreateOrg {
+                    name,
+                    plan,
+                    owner_email,
+                    password_stdin,
+                },
         } => {
             if let Some(plan) = &plan {
                 settings.check_plan(plan)?;
+            }
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            // Checked before anything is stored.
+            if let Some(email) = &owner_email {
+                let email = parley_domain::aggregates::person::normalize_email(email)
+                    .map_err(|e| anyhow::anyhow!("--owner-email: {e}"))?;
+                if let Some(password) = &password {
+                    parley_domain::aggregates::person::check_password(password, &email)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
             }
             let store = open_store(&settings, settings.is_sqlite()).await?;
             let created = admin::create_org_on(&store, &name, plan.as_deref()).await?;
             println!("org_id={}", created.org_id);
             println!("api_key={}", created.api_key);
+            if let Some(email) = &owner_email {
+                let base = parley_api::state::public_base(&settings, None);
+                let owner = admin::add_owner(&store, &base, created.org_id, email, password.as_deref()).await?;
+                println!("owner_id={}", owner.person_id);
+                if let Some(link) = owner.link {
+                    println!("owner_password_link={}", link.url);
+                    eprintln!(
+                        "The link sets the owner's password once, until {}.",
+                        link.expires_at.to_rfc3339()
+                    );
+                }
+            }
             eprintln!("Store the API key now: it is not shown again.");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::ResetPassword { email },
+        } => {
+            let store = open_store(&settings, settings.is_sqlite()).await?;
+            let base = parley_api::state::public_base(&settings, None);
+            let link = admin::reset_password(&store, &base, &email).await?;
+            println!("password_link={}", link.url);
+            eprintln!(
+                "The link sets the password once, until {}; earlier links no longer work.",
+                link.expires_at.to_rfc3339()
+            );
             Ok(())
         }
         Command::Bench {

@@ -37,7 +37,7 @@ pub struct AppState {
 pub struct Principal {
     pub org_id: Uuid,
     pub role: Role,
-    /// The key (or member) recorded as the actor of what the request does.
+    /// The key or member recorded as the actor of what the request does.
     pub actor: Actor,
 }
 
@@ -51,6 +51,7 @@ impl Principal {
     pub fn handle(&self) -> String {
         match &self.actor {
             Actor::ApiKey { id } => format!("key:{id}"),
+            Actor::Member { id } => format!("member:{id}"),
             Actor::Visitor { id } => format!("visitor:{id}"),
             Actor::Cli => "cli".to_owned(),
             Actor::System => "system".to_owned(),
@@ -61,6 +62,7 @@ impl Principal {
     pub fn describe(&self) -> &'static str {
         match &self.actor {
             Actor::ApiKey { .. } => "this API key",
+            Actor::Member { .. } => "your membership",
             Actor::Visitor { .. } | Actor::Cli | Actor::System => "this caller",
         }
     }
@@ -143,6 +145,14 @@ impl AppState {
     }
 }
 
+/// Where people reach a server with these settings.
+pub fn public_base(settings: &Settings, host: Option<&str>) -> String {
+    match &settings.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", host.unwrap_or(&settings.listen)),
+    }
+}
+
 /// The current time, or a time set by a test (to cross a month boundary).
 #[derive(Default)]
 pub struct Clock {
@@ -164,6 +174,12 @@ impl Clock {
 }
 
 impl AppState {
+    /// Where people reach this server: `PARLEY_PUBLIC_URL`, else the
+    /// request's host (else the listening address).
+    pub fn public_base(&self, host: Option<&str>) -> String {
+        public_base(&self.settings, host)
+    }
+
     /// The name of the organization's plan and what it allows.
     pub async fn org_plan(&self, org_id: Uuid) -> Result<(String, parley_domain::usage::Plan), ApiError> {
         let org = read::org(&self.store, org_id).await?;

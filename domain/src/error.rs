@@ -100,11 +100,18 @@ error_codes! {
     DeliveryNotFound => NotFound, "DELIVERY_NOT_FOUND", "No such delivery of this webhook endpoint.";
     DocumentNotFound => NotFound, "DOCUMENT_NOT_FOUND", "This source has no document with that key.";
     MessageNotFound => NotFound, "MESSAGE_NOT_FOUND", "No such answer of the bot in this conversation.";
+    MemberNotFound => NotFound, "MEMBER_NOT_FOUND", "No such member of your organization.";
+    InvitationNotFound => NotFound, "INVITATION_NOT_FOUND", "No such open invitation in your organization.";
+    LinkInvalid => NotFound, "LINK_INVALID", "The one-time link (invitation or password) is unknown, used, replaced or expired.";
+    SignInFailed => Unauthorized, "SIGN_IN_FAILED", "The email or the password is wrong (the answer is the same for both).";
+    CsrfRejected => Forbidden, "CSRF_REJECTED", "A session request that changes something came from another site or without its CSRF token.";
     OriginNotAllowed => Forbidden, "ORIGIN_NOT_ALLOWED", "The page is not among the bot's allowed origins.";
     ConversationExists => Conflict, "CONVERSATION_EXISTS", "This visitor already has a conversation with the bot.";
     Conflict => Conflict, "CONFLICT", "A concurrent change, or a unique value already taken; retry or choose another.";
     SourceBusy => Conflict, "SOURCE_BUSY", "The source is being indexed; try again when it is ready or failed.";
     BotSlugTaken => Conflict, "BOT_SLUG_TAKEN", "Another bot of your organization has this slug.";
+    AlreadyMember => Conflict, "ALREADY_MEMBER", "This person is already a member of the organization.";
+    LastOwner => Conflict, "LAST_OWNER", "An organization keeps at least one owner.";
     IdempotencyKeyReused => UnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "The Idempotency-Key was used with a different request.";
     PayloadTooLarge => PayloadTooLarge, "PAYLOAD_TOO_LARGE", "The request body is too large.";
     UnsupportedMediaType => UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "The request body's content type is not taken here.";
@@ -191,6 +198,18 @@ pub enum DomainError {
         role: crate::roles::Role,
         yours: crate::roles::Role,
     },
+    #[error("no such member of this organization")]
+    MemberNotFound,
+    #[error("no such open invitation in this organization")]
+    InvitationNotFound,
+    #[error("no such person")]
+    PersonNotFound,
+    #[error("this person is already a member of the organization")]
+    AlreadyMember,
+    #[error("an organization keeps at least one owner: make another member an owner first")]
+    LastOwner,
+    #[error("this one-time link is unknown, used, replaced or expired")]
+    LinkInvalid,
 }
 
 impl DomainError {
@@ -218,6 +237,11 @@ impl DomainError {
             DomainError::VersionConflict { .. } => ErrorCode::Conflict,
             DomainError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             DomainError::RoleTooHigh { .. } => ErrorCode::Forbidden,
+            DomainError::MemberNotFound | DomainError::PersonNotFound => ErrorCode::MemberNotFound,
+            DomainError::InvitationNotFound => ErrorCode::InvitationNotFound,
+            DomainError::AlreadyMember => ErrorCode::AlreadyMember,
+            DomainError::LastOwner => ErrorCode::LastOwner,
+            DomainError::LinkInvalid => ErrorCode::LinkInvalid,
         }
     }
 }

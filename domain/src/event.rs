@@ -14,6 +14,8 @@ use crate::error::DomainError;
 pub enum Actor {
     /// A request authenticated with a secret API key.
     ApiKey { id: Uuid },
+    /// A member (a person signed in), by person id.
+    Member { id: Uuid },
     /// A website visitor (public widget endpoints).
     Visitor { id: String },
     /// The operator's command line (`parley admin ...`).

@@ -125,7 +125,7 @@ pub fn jobs_for(event: &RecordedEvent) -> Vec<Job> {
 }
 
 /// An event's payload as the public event feed shows it: stored secrets
-/// (key hashes) and bulky bodies (texts, Q&A) are left out.
+/// (key, password and link hashes) and bulky bodies (texts, Q&A) are left out.
 pub fn public_payload(event: &RecordedEvent) -> Value {
     match event.event_type.as_str() {
         API_KEY_CREATED => match serde_json::from_value::<ApiKeyCreated>(event.payload.clone()) {
@@ -135,6 +135,7 @@ pub fn public_payload(event: &RecordedEvent) -> Value {
                 "name": created.name,
                 "prefix": created.prefix,
                 "last4": created.last4,
+                "role": created.role,
             }),
             Err(_) => Value::Null,
         },
@@ -149,6 +150,18 @@ pub fn public_payload(event: &RecordedEvent) -> Value {
             }),
             Err(_) => Value::Null,
         },
+        // Password hashes and one-time links' token hashes are never shown.
+        crate::aggregates::org::INVITATION_CREATED
+        | crate::aggregates::person::PERSON_REGISTERED
+        | crate::aggregates::person::PERSON_PASSWORD_SET
+        | crate::aggregates::person::PERSON_PASSWORD_LINK_ISSUED => {
+            let mut payload = event.payload.clone();
+            if let Some(object) = payload.as_object_mut() {
+                object.remove("token_hash");
+                object.remove("password_hash");
+            }
+            payload
+        }
         // Signing secrets are shown at creation and rotation only.
         crate::aggregates::webhook::WEBHOOK_CREATED | crate::aggregates::webhook::WEBHOOK_SECRET_ROTATED => {
             let mut payload = event.payload.clone();

@@ -15,6 +15,7 @@ mod m20261130_000010_webhooks;
 mod m20261130_000011_bot_rate_limit;
 mod m20261130_000012_org_plans;
 mod m20261205_000013_key_roles;
+mod m20261205_000014_people;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000011_bot_rate_limit::Migration),
             Box::new(m20261130_000012_org_plans::Migration),
             Box::new(m20261205_000013_key_roles::Migration),
+            Box::new(m20261205_000014_people::Migration),
         ]
     }
 }

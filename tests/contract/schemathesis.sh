@@ -8,7 +8,8 @@
 #    webhook endpoints and a delivery), so that path parameters point at things that exist and
 #    every operation gets past its 404: each operation's ids are fixed in a generated
 #    schemathesis.toml. Operations that delete or change a resource get one of their own (the
-#    second bot, key, webhook and source), so they cannot take the others' resources away.
+#    second bot, key, webhook and source), so they cannot take the others' resources away. A
+#    member who joined by invitation and an open invitation serve the member operations.
 # 2. Runs every operation of the spec with a bounded number of examples (ST_MAX_EXAMPLES, default
 #    60), sending `Authorization: Bearer <key>` and `X-Parley-Site-Key: <the main bot's site key>`,
 #    with the checks not_a_server_error, status_code_conformance, content_type_conformance and
@@ -132,6 +133,12 @@ S["webhook"], S["webhook_deletable"] = w1["id"], w2["id"]
 req("POST", f"/webhooks/{w1['id']}/ping", expect=(202,))
 S["delivery"] = wait(lambda: (items(req("GET", f"/webhooks/{w1['id']}/deliveries")) or [{}])[0].get("id"),
                      "a webhook delivery")
+invited = req("POST", "/invitations", {"email": f"st-agent-{run}@shop.example", "role": "agent"}, expect=(201,))
+joined = req("POST", "/invitations/accept", {"token": invited["token"], "password": f"st passphrase {run}"},
+             headers={"Authorization": None}, expect=(201,))
+S["member"] = joined["person"]["id"]
+S["invitation"] = req("POST", "/invitations", {"email": f"st-pending-{run}@shop.example", "role": "agent"},
+                      expect=(201,))["id"]
 json.dump(S, open(SEED_JSON, "w"), indent=1)
 
 main_bot = {"bot_id": S["bot"]}
@@ -159,6 +166,8 @@ ops = {
     **{op: {"webhook_id": S["webhook"], "delivery_id": S["delivery"]} for op in ("get_webhook_delivery",
                                                                                 "redeliver_webhook")},
     "delete_webhook": {"webhook_id": S["webhook_deletable"]},
+    **{op: {"person_id": S["member"]} for op in ("change_member_role", "remove_member")},
+    "revoke_invitation": {"invitation_id": S["invitation"]},
     # the visitor API of the main bot, whose site key every request carries
     **{op: main_bot for op in ("visitor_config", "visitor_start_conversation")},
 }

@@ -402,6 +402,27 @@ impl Reply {
     }
 }
 
+/// A member's signed-in session: the cookie to send and the CSRF token.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+    pub person_id: String,
+}
+
+impl Session {
+    /// From a `201` of sign-in or of accepting an invitation.
+    pub fn from_reply(reply: &Reply) -> Session {
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let set_cookie = reply.header("set-cookie").expect("Set-Cookie");
+        Session {
+            cookie: set_cookie.split(';').next().unwrap().to_owned(),
+            csrf: reply.body["csrf_token"].as_str().unwrap().to_owned(),
+            person_id: reply.body["person"]["id"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
 /// An organization and one of its keys.
 #[derive(Clone)]
 pub struct Org {
@@ -448,6 +469,38 @@ impl TestApp {
         let bytes = resp.bytes().await.expect("body read");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Reply { status, headers, body }
+    }
+
+    /// Signs in; panics unless it succeeds.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Session {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/v1/session",
+                None,
+                Some(serde_json::json!({"email": email, "password": password})),
+            )
+            .await;
+        Session::from_reply(&reply)
+    }
+
+    /// A request with a member's session, as the console sends it (same
+    /// origin, with the CSRF token).
+    pub async fn as_member(&self, method: Method, path: &str, session: &Session, body: Option<Value>) -> Reply {
+        let origin = self.base.clone();
+        self.call_with(
+            method,
+            path,
+            None,
+            body,
+            &[
+                ("Cookie", &session.cookie),
+                ("X-CSRF-Token", &session.csrf),
+                ("Origin", &origin),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Reply {

@@ -14,7 +14,14 @@ use crate::harness::{Backend, TestApp, TestEnv};
 use crate::ingestion::add;
 
 /// Marks that only organization A's data contains.
-const SECRET_MARKS: &[&str] = &["alpha-private", "Alpha private bot", "ana.alpha@example.com"];
+const SECRET_MARKS: &[&str] = &[
+    "alpha-private",
+    "Alpha private bot",
+    "ana.alpha@example.com",
+    "agent@alpha.example",
+    "owner@alpha.example",
+    "pending@alpha.example",
+];
 
 /// A body for each operation that takes one: valid enough that ownership,
 /// not validation, decides the answer.
@@ -38,11 +45,16 @@ pub(crate) fn body_of(operation: &str) -> Option<Value> {
         "create_webhook" => json!({"url": "http://127.0.0.1:9/hook", "active": false}),
         "update_webhook" => json!({"description": "changed"}),
         "rotate_webhook_secret" => json!({}),
+        "change_member_role" => json!({"role": "agent"}),
+        "invite_member" => json!({"email": "someone@example.com", "role": "agent"}),
         _ => return None,
     })
 }
 
 /// A's resources, by path parameter name.
+/// The password of Alpha's people.
+pub(crate) const ALPHA_PASSWORD: &str = "alpha passphrase 2026";
+
 pub(crate) struct Alpha {
     pub(crate) ids: BTreeMap<&'static str, String>,
     pub(crate) key: String,
@@ -156,6 +168,37 @@ pub(crate) async fn alpha(app: &TestApp) -> Alpha {
     ids.insert("key_id", second_key.body["id"].as_str().unwrap().to_owned());
     ids.insert("widget_conversation_id", widget_conversation);
     ids.insert("question_id", question);
+    // People: an owner, an agent who joined by invitation, and an open invitation.
+    parley_api::admin::add_owner(&app.store, &app.base, a.id, "owner@alpha.example", Some(ALPHA_PASSWORD))
+        .await
+        .expect("owner added");
+    let invited = app
+        .post(
+            "/api/v1/invitations",
+            &a.key,
+            json!({"email": "agent@alpha.example", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+    let invitation_token = invited.body["token"].as_str().unwrap();
+    let joined = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            None,
+            Some(json!({"token": invitation_token, "password": ALPHA_PASSWORD, "display_name": "alpha-private agent"})),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.body);
+    ids.insert("person_id", joined.body["person"]["id"].as_str().unwrap().to_owned());
+    let pending = app
+        .post(
+            "/api/v1/invitations",
+            &a.key,
+            json!({"email": "pending@alpha.example", "role": "agent"}),
+        )
+        .await;
+    ids.insert("invitation_id", pending.body["id"].as_str().unwrap().to_owned());
     Alpha {
         ids,
         key: a.key,
@@ -216,7 +259,10 @@ pub async fn tenant_isolation_matrix(backend: Backend) {
             let security = op["security"][0].as_object().and_then(|s| s.keys().next().cloned());
             let public = template.starts_with("/api/v1/public/");
             if security.is_none() && !public {
-                continue; // health, readiness, metrics: no tenant data
+                continue; // health, readiness, metrics, signing in: no tenant data
+            }
+            if security.as_deref() == Some("Session") {
+                continue; // the signed-in person's own session and account
             }
             operations += 1;
             let mut path = template.clone();

@@ -14,6 +14,7 @@ mod harness;
 mod ingestion;
 mod isolation;
 mod limits;
+mod people;
 mod quality;
 mod roles;
 mod scenarios;
@@ -111,6 +112,11 @@ mod isolation_tests {
 /// Roles over every operation of the spec, on both tiers.
 mod role_tests {
     on_both_backends!(roles: role_matrix);
+}
+
+/// People, sessions, invitations and members, on both tiers.
+mod people_tests {
+    on_both_backends!(people: people_and_sessions);
 }
 
 /// Mutated request bodies against the API, on both tiers.

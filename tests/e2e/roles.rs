@@ -1,15 +1,15 @@
 //! Roles, generated from the OpenAPI spec: every operation of the secret
-//! API is called on one organization's own resources with a credential of
-//! each role. The role an operation needs is read from its description
-//! (`Role: ...`); roles that have it get through (reads succeed), the others
-//! get `403 FORBIDDEN` and change nothing.
+//! API is called on one organization's own resources with a key of each
+//! role and with a member's session of each role. The role an operation
+//! needs is read from its description (`Role: ...`); roles that have it get
+//! through (reads succeed), the others get `403 FORBIDDEN`.
 
 use parley_api::app::Roles;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestEnv};
-use crate::isolation::{Call, alpha, body_of, send};
+use crate::harness::{Backend, Session, TestApp, TestEnv};
+use crate::isolation::{ALPHA_PASSWORD, Call, alpha, body_of, send};
 
 const ROLES: [&str; 3] = ["agent", "admin", "owner"];
 
@@ -29,6 +29,27 @@ fn documented_role(operation: &str, description: &str) -> &'static str {
 
 fn rank(role: &str) -> usize {
     ROLES.iter().position(|r| *r == role).unwrap()
+}
+
+/// A member of `role` who joined by invitation, signed in.
+async fn join(app: &TestApp, key: &str, role: &str) -> Session {
+    let invited = app
+        .post(
+            "/api/v1/invitations",
+            key,
+            json!({"email": format!("{role}-member@alpha.example"), "role": role}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+    let accepted = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            None,
+            Some(json!({"token": invited.body["token"], "password": ALPHA_PASSWORD})),
+        )
+        .await;
+    Session::from_reply(&accepted)
 }
 
 pub async fn role_matrix(backend: Backend) {
@@ -74,13 +95,27 @@ pub async fn role_matrix(backend: Backend) {
         .await;
     assert_eq!(r.body["role"], "admin", "a new key is an admin's by default");
 
+    // A member of each role, signed in.
+    let mut sessions = std::collections::BTreeMap::new();
+    sessions.insert("owner", app.sign_in("owner@alpha.example", ALPHA_PASSWORD).await);
+    for role in ["admin", "agent"] {
+        sessions.insert(role, join(&app, &a.key, role).await);
+    }
+
     let spec: Value = serde_json::from_str(parley_api::spec::spec_json()).unwrap();
     let mut operations = Vec::new();
     for (template, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            if op["security"][0].as_object().is_none() || template.starts_with("/api/v1/public/") {
+            let keyed = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("ApiKey").is_some()));
+            if !keyed || template.starts_with("/api/v1/public/") {
                 continue;
             }
+            let both = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("Session").is_some()));
+            assert!(both, "{template}: every keyed operation also takes a session");
             operations.push((template.clone(), method.clone(), op.clone()));
         }
     }
@@ -110,12 +145,34 @@ pub async fn role_matrix(backend: Backend) {
             multipart: op["requestBody"]["content"]["multipart/form-data"].is_object(),
         };
         // The lesser roles first: a refused call must not change anything.
-        for role in ROLES {
+        for (role, by_session) in ROLES.iter().flat_map(|r| [(*r, false), (*r, true)]) {
             let bearer = format!("Bearer {}", keys[role]);
-            let (status, text) = send(&app, &call, &[("Authorization", bearer.as_str())]).await;
+            let session = &sessions[role];
+            let origin = app.base.clone();
+            let headers: Vec<(&str, &str)> = if by_session {
+                vec![
+                    ("Cookie", session.cookie.as_str()),
+                    ("X-CSRF-Token", session.csrf.as_str()),
+                    ("Origin", origin.as_str()),
+                    ("Sec-Fetch-Site", "same-origin"),
+                ]
+            } else {
+                vec![("Authorization", bearer.as_str())]
+            };
+            let role_label = if by_session {
+                format!("{role} member")
+            } else {
+                format!("{role} key")
+            };
+            let role = role_label.split(' ').next().unwrap();
+            let (status, text) = send(&app, &call, &headers).await;
             if rank(role) < rank(needed) {
                 refused += 1;
-                assert_eq!(status, StatusCode::FORBIDDEN, "{operation} with an {role} key: {text}");
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{operation} with an {role_label}: {text}"
+                );
                 let body: Value = serde_json::from_str(&text).unwrap();
                 assert_eq!(body["error"]["code"], "FORBIDDEN", "{operation}: {text}");
                 assert!(
@@ -126,10 +183,10 @@ pub async fn role_matrix(backend: Backend) {
                 allowed += 1;
                 assert!(
                     status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED && !status.is_server_error(),
-                    "{operation} with an {role} key: {status} {text}"
+                    "{operation} with an {role_label}: {status} {text}"
                 );
                 if call.method == Method::GET {
-                    assert!(status.is_success(), "{operation} with an {role} key: {status} {text}");
+                    assert!(status.is_success(), "{operation} with an {role_label}: {status} {text}");
                 }
             }
         }
@@ -138,7 +195,7 @@ pub async fn role_matrix(backend: Backend) {
         "role matrix: {} operations ({needs:?}), {allowed} allowed and {refused} refused calls",
         operations.len()
     );
-    assert!(operations.len() >= 54, "{}", operations.len());
+    assert!(operations.len() >= 59, "{}", operations.len());
     assert!(needs.get("agent").copied().unwrap_or(0) >= 20 && needs.get("admin").copied().unwrap_or(0) >= 20);
     app.stop().await;
     env.cleanup().await;

@@ -31,7 +31,9 @@ local allow_at = new_tat - t * limit
 if now < allow_at then
   return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now)}
 end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+if ARGV[3] ~= '0' then
+  redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+end
 return {1, math.floor((now - allow_at) / t), math.ceil(new_tat - now), 0}
 ";
 
@@ -204,14 +206,38 @@ impl Limiter {
         self.limits
     }
 
+    /// What limits count a client by: its IP (behind the trusted proxies),
+    /// an IPv6 client by its /64.
+    pub fn client_of(&self, req: &Request) -> Option<String> {
+        crate::http::client_ip::client_ip(req, &self.proxies).map(crate::http::client_ip::rate_bucket)
+    }
+
     /// One request against `key` at `rate`; `None` when the shared store
     /// failed (the caller applies the configured direction).
     async fn check(&self, key: &str, rate: Rate) -> Option<Decision> {
+        self.decide(key, rate, true).await
+    }
+
+    /// Whether one more event counted under `key` would be allowed now,
+    /// without counting it (`None`: the shared store failed).
+    pub async fn peek(&self, key: &str, rate: Rate) -> Option<Decision> {
+        self.decide(key, rate, false).await
+    }
+
+    /// Counts one event under `key` (such as a failed sign-in).
+    pub async fn count(&self, key: &str, rate: Rate) -> Option<Decision> {
+        self.decide(key, rate, true).await
+    }
+
+    async fn decide(&self, key: &str, rate: Rate, commit: bool) -> Option<Decision> {
         match &self.backend {
             Backend::Memory { state, clock } => {
                 let now = clock();
                 let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let (decision, tat) = gcra(rate, state.get(key).copied(), now);
+                if !commit {
+                    return Some(decision);
+                }
                 state.insert(key.to_owned(), tat);
                 // Keys whose burst is whole again hold nothing worth keeping.
                 if state.len() > 100_000 {
@@ -225,6 +251,7 @@ impl Limiter {
                     .key(format!("{}parley:ratelimit:{key}", self.prefix))
                     .arg(rate.emission_ms())
                     .arg(rate.limit)
+                    .arg(u8::from(commit))
                     .invoke_async(&mut conn)
                     .await;
                 match result {
@@ -355,12 +382,15 @@ async fn own_checks(req: &mut Request, limiter: &Limiter) -> Vec<(String, Rate)>
         }
         return checks;
     }
+    // A key counts per key; a member's session per session.
     let token = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| hex::encode(&Sha256::digest(t.trim().as_bytes())[..16]));
+        .map(|t| t.trim().to_owned())
+        .or_else(|| crate::security::session::token_of(req))
+        .map(|t| hex::encode(&Sha256::digest(t.as_bytes())[..16]));
     let Some(token) = token else {
         return vec![];
     };
@@ -394,8 +424,8 @@ fn headers(mut resp: Response, d: &Decision) -> Response {
     resp
 }
 
-/// Middleware: limits requests that carry an API key, and public requests
-/// by client IP.
+/// Middleware: limits requests that carry an API key or a session, and
+/// public requests by client IP.
 pub async fn limit<E: Endpoint>(ep: E, mut req: Request, limiter: Arc<Limiter>) -> poem::Result<Response> {
     let limits = limiter.limits();
     let wanted = checks_for(&mut req, &limiter).await;

@@ -8,7 +8,9 @@ pub mod export;
 pub mod insights;
 pub mod keys;
 pub mod leads;
+pub mod members;
 pub mod ops;
+pub mod session;
 pub mod sources;
 pub mod tags;
 pub mod usage;
@@ -21,6 +23,8 @@ use poem_openapi::OpenApiService;
 use crate::state::AppState;
 
 pub type Apis = (
+    session::SessionApi,
+    members::MembersApi,
     keys::KeysApi,
     bots::BotsApi,
     sources::SourcesApi,
@@ -40,6 +44,8 @@ pub type Apis = (
 /// The OpenAPI service. `state` is `None` only to print the spec.
 pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
     let apis = (
+        session::SessionApi { state: state.clone() },
+        members::MembersApi { state: state.clone() },
         keys::KeysApi { state: state.clone() },
         bots::BotsApi { state: state.clone() },
         sources::SourcesApi { state: state.clone() },

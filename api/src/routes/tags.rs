@@ -4,6 +4,10 @@ use poem_openapi::Tags;
 
 #[derive(Tags)]
 pub enum ApiTags {
+    /// Signing in and out with an email and a password; your own account.
+    Session,
+    /// The people of your organization, their roles, and invitations.
+    Members,
     /// Secret API keys of your organization.
     ApiKeys,
     /// Chatbots: persona, language, model and behaviour settings.

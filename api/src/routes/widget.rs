@@ -95,14 +95,6 @@ pub struct SiteKeyInfo {
     pub embed_snippet: String,
 }
 
-/// Where visitors reach this server: `PARLEY_PUBLIC_URL`, else the request's host.
-pub(crate) fn public_base(state: &AppState, host: Option<&str>) -> String {
-    match &state.settings.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", host.unwrap_or(&state.settings.listen)),
-    }
-}
-
 fn snippet(base: &str, bot_id: Uuid, site_key: &str, accent: &str) -> String {
     format!(
         "<script src=\"{base}/widget.js\" data-bot-id=\"{bot_id}\" data-site-key=\"{site_key}\" \
@@ -149,7 +141,7 @@ impl WidgetApi {
         let bot = read::bot(&state.store, auth.0.org_id, bot_id.0)
             .await?
             .ok_or(DomainError::BotNotFound)?;
-        let base = public_base(state, req.header("host"));
+        let base = state.public_base(req.header("host"));
         Ok(Json(info(read::widget_of(&bot), bot.id, bot.site_key, &base)))
     }
 
@@ -204,7 +196,7 @@ impl WidgetApi {
                 idempotency: None,
             })
             .await?;
-        let base = public_base(state, req.header("host"));
+        let base = state.public_base(req.header("host"));
         let widget = executed.state.widget.unwrap_or_default();
         Ok(Json(info(widget, bot_id.0, executed.state.site_key, &base)))
     }
@@ -242,7 +234,7 @@ impl WidgetApi {
             })
             .await?;
         let accent = executed.state.widget.unwrap_or_default().accent_color;
-        let base = public_base(state, req.header("host"));
+        let base = state.public_base(req.header("host"));
         Ok(Json(SiteKeyInfo {
             embed_snippet: snippet(&base, bot_id.0, &site_key, &accent),
             site_key,

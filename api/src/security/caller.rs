@@ -1,4 +1,5 @@
-//! Who calls the secret API, and whether their role allows the operation.
+//! Who calls the secret API (an API key, or a member's session), and
+//! whether their role allows the operation.
 //!
 //! A handler names the least role it needs in its signature
 //! (`auth: AdminAuth`); the extractor authenticates the credential and
@@ -14,8 +15,9 @@ use poem_openapi::registry::Registry;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
 use super::api_key::ApiKeyAuth;
+use super::session::{self, SessionCookie};
 use crate::error::ApiError;
-use crate::state::Principal;
+use crate::state::{AppState, Principal};
 
 /// The least role an operation needs.
 pub trait Needs: Send + Sync {
@@ -72,18 +74,36 @@ impl<'a, N: Needs> ApiExtractor<'a> for Caller<N> {
 
     fn register(registry: &mut Registry) {
         ApiKeyAuth::register(registry);
+        SessionCookie::register(registry);
     }
 
     fn security_schemes() -> Vec<&'static str> {
-        ApiKeyAuth::security_schemes()
+        let mut schemes = ApiKeyAuth::security_schemes();
+        schemes.extend(SessionCookie::security_schemes());
+        schemes
     }
 
+    /// A key when the request has an `Authorization` header, else a
+    /// session cookie when it has one; with neither, the key's "missing
+    /// credentials" answer.
     async fn from_request(
         request: &'a Request,
         body: &mut RequestBody,
         param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let principal = ApiKeyAuth::from_request(request, body, param_opts).await?.0;
+        let by_cookie = match session::token_of(request) {
+            Some(token) if !request.headers().contains_key(poem::http::header::AUTHORIZATION) => Some(token),
+            _ => None,
+        };
+        let principal = match by_cookie {
+            Some(token) => {
+                let state = request
+                    .data::<AppState>()
+                    .ok_or_else(|| poem::Error::from(ApiError::internal("application state missing")))?;
+                session::authenticate(state, request, &token).await?.principal
+            }
+            None => ApiKeyAuth::from_request(request, body, param_opts).await?.0,
+        };
         allow(&principal, N::ROLE)?;
         Ok(Caller(principal, PhantomData))
     }

@@ -5,5 +5,6 @@ pub mod bot;
 pub mod conversation;
 pub mod lead;
 pub mod org;
+pub mod person;
 pub mod source;
 pub mod webhook;

@@ -5,6 +5,7 @@ pub mod content;
 pub mod deliveries;
 pub mod entities;
 pub mod insights;
+pub mod people;
 pub mod projections;
 pub mod read;
 pub mod usage;

@@ -7,8 +7,10 @@ pub mod bots;
 pub mod conversation_tags;
 pub mod conversations;
 pub mod leads;
+pub mod members;
 pub mod messages;
 pub mod orgs;
+pub mod people;
 mod shared;
 pub mod source_pages;
 pub mod sources;
@@ -22,6 +24,8 @@ pub use shared::{ConnectionTraitObject, Projection};
 pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(orgs::OrgsProjection),
+        Arc::new(people::PeopleProjection),
+        Arc::new(members::MembersProjection),
         Arc::new(api_keys::ApiKeysProjection),
         Arc::new(bots::BotsProjection),
         Arc::new(sources::SourcesProjection),

@@ -6,7 +6,7 @@ use sea_orm::{DatabaseTransaction, DbErr, EntityTrait};
 use serde_json::Value;
 
 use super::shared::{ConnectionTraitObject, Projection, decode, delete_all, rows_in_order};
-use crate::aggregates::org::{ORG_EVENTS, OrgEvent};
+use crate::aggregates::org::{ORG_CREATED, ORG_PLAN_CHANGED, OrgEvent};
 use crate::event::RecordedEvent;
 use crate::store::entities::orgs;
 
@@ -19,7 +19,7 @@ impl Projection for OrgsProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        ORG_EVENTS.contains(&event_type)
+        matches!(event_type, ORG_CREATED | ORG_PLAN_CHANGED)
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, event: &RecordedEvent) -> Result<(), DbErr> {
@@ -41,6 +41,12 @@ impl Projection for OrgsProjection {
                 };
                 orgs::Entity::update(row).exec(txn).await?;
             }
+            // Members and invitations are the `members` read model's.
+            OrgEvent::MemberAdded(_)
+            | OrgEvent::MemberRoleChanged(_)
+            | OrgEvent::MemberRemoved(_)
+            | OrgEvent::InvitationCreated(_)
+            | OrgEvent::InvitationRevoked(_) => {}
         }
         Ok(())
     }

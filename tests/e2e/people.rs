@@ -1,0 +1,399 @@
+//! People: the first owner from the command line, one-time links, sign-in
+//! and its cookie, CSRF, invitations, roles of members, removal, throttling,
+//! expiry and signing out everywhere, and no secret in the event feed.
+
+use parley_api::app::Roles;
+use parley_domain::store::entities::{invitations, sessions};
+use reqwest::{Method, StatusCode};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, Session, TestApp, TestEnv};
+
+const OWNER_PASSWORD: &str = "owner passphrase 2026";
+
+/// A token from a one-time link (`...#token=...`).
+fn token_of(link: &str) -> String {
+    link.split_once("#token=")
+        .expect("a token in the link's fragment")
+        .1
+        .to_owned()
+}
+
+async fn accept(app: &TestApp, token: &str, password: &str, name: Option<&str>) -> crate::harness::Reply {
+    let mut body = json!({"token": token, "password": password});
+    if let Some(name) = name {
+        body["display_name"] = json!(name);
+    }
+    app.call(Method::POST, "/api/v1/invitations/accept", None, Some(body))
+        .await
+}
+
+async fn invite(app: &TestApp, by: &Session, email: &str, role: &str) -> crate::harness::Reply {
+    app.as_member(
+        Method::POST,
+        "/api/v1/invitations",
+        by,
+        Some(json!({"email": email, "role": role})),
+    )
+    .await
+}
+
+pub async fn people_and_sessions(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+
+    // The first owner from the command line: a one-time link sets the password.
+    let org = app.create_org("Acme").await;
+    let owner = parley_api::admin::add_owner(&app.store, &app.base, org.id, "Olga@Acme.example", None)
+        .await
+        .unwrap();
+    let link = owner.link.expect("a password link");
+    assert!(
+        link.url.starts_with(&format!("{}/set-password#token=pl_", app.base)),
+        "{}",
+        link.url
+    );
+    let no_password = app
+        .call(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(json!({"email": "olga@acme.example", "password": "anything at all 1"})),
+        )
+        .await;
+    assert_eq!(no_password.status, StatusCode::UNAUTHORIZED);
+    let weak = app
+        .call(
+            Method::POST,
+            "/api/v1/password",
+            None,
+            Some(json!({"token": link.token, "password": "olga@acme.example"})),
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", weak.body);
+    let set = app
+        .call(
+            Method::POST,
+            "/api/v1/password",
+            None,
+            Some(json!({"token": link.token, "password": OWNER_PASSWORD})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.body);
+    let again = app
+        .call(
+            Method::POST,
+            "/api/v1/password",
+            None,
+            Some(json!({"token": link.token, "password": "another passphrase 1"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "a link works once: {}", again.body);
+    assert_eq!(again.error_code(), "LINK_INVALID");
+
+    // Sign-in: the same answer for a wrong password and an unknown email.
+    let wrong = app
+        .call(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(json!({"email": "olga@acme.example", "password": "not the passphrase"})),
+        )
+        .await;
+    let unknown = app
+        .call(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(json!({"email": "nobody@acme.example", "password": "not the passphrase"})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.error_code(), "SIGN_IN_FAILED");
+    assert_eq!(unknown.status, wrong.status);
+    assert_eq!(unknown.body["error"]["message"], wrong.body["error"]["message"]);
+    // A sign-in form posted from another site is refused.
+    let forged = app
+        .call_with(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(json!({"email": "olga@acme.example", "password": OWNER_PASSWORD})),
+            &[("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert_eq!(forged.error_code(), "CSRF_REJECTED");
+
+    let signed = app
+        .call(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(json!({"email": "OLGA@acme.example", "password": OWNER_PASSWORD})),
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::CREATED, "{}", signed.body);
+    let cookie = signed.header("set-cookie").unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=604800"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    assert!(cookie.starts_with("parley_session=st_"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http: no Secure: {cookie}");
+    assert_eq!(signed.body["organization"]["role"], "owner");
+    assert_eq!(signed.body["organization"]["organization_id"], org.id.to_string());
+    let olga = Session::from_reply(&signed);
+
+    // Every operation works with a session; changes need the CSRF token
+    // and the same site.
+    let bots = app.as_member(Method::GET, "/api/v1/bots", &olga, None).await;
+    assert_eq!(bots.status, StatusCode::OK, "{}", bots.body);
+    let no_token = app
+        .call_with(
+            Method::POST,
+            "/api/v1/bots",
+            None,
+            Some(json!({"name": "Support"})),
+            &[("Cookie", &olga.cookie)],
+        )
+        .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN, "{}", no_token.body);
+    assert_eq!(no_token.error_code(), "CSRF_REJECTED");
+    let cross_site = app
+        .call_with(
+            Method::POST,
+            "/api/v1/bots",
+            None,
+            Some(json!({"name": "Support"})),
+            &[
+                ("Cookie", &olga.cookie),
+                ("X-CSRF-Token", &olga.csrf),
+                ("Origin", "https://evil.example"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
+        )
+        .await;
+    assert_eq!(cross_site.status, StatusCode::FORBIDDEN, "{}", cross_site.body);
+    let created = app
+        .as_member(Method::POST, "/api/v1/bots", &olga, Some(json!({"name": "Support"})))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let bot_id = created.body["id"].as_str().unwrap().to_owned();
+    // The log names the member as the actor.
+    let feed = app.get("/api/v1/events?type=bot.created", &org.key).await;
+    let actor = &feed.body["data"][0]["actor"];
+    assert_eq!(actor["kind"], "member", "{actor}");
+    assert_eq!(actor["id"], olga.person_id);
+
+    // Invitations: a link valid once; roles never above the inviter's.
+    let invited = invite(&app, &olga, "Ana@Acme.example", "admin").await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+    assert_eq!(invited.body["email"], "ana@acme.example");
+    let ana_token = token_of(invited.body["link"].as_str().unwrap());
+    let short = accept(&app, &ana_token, "too short", None).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", short.body);
+    let ana = accept(&app, &ana_token, "ana passphrase 2026", Some("Ana")).await;
+    let ana = Session::from_reply(&ana);
+    let reused = accept(&app, &ana_token, "ana passphrase 2026", Some("Ana")).await;
+    assert_eq!(reused.status, StatusCode::NOT_FOUND, "{}", reused.body);
+    assert_eq!(reused.error_code(), "LINK_INVALID");
+    let escalation = invite(&app, &ana, "mallory@acme.example", "owner").await;
+    assert_eq!(escalation.status, StatusCode::FORBIDDEN, "{}", escalation.body);
+    let invited = invite(&app, &ana, "bo@acme.example", "agent").await;
+    let bo_token = token_of(invited.body["link"].as_str().unwrap());
+    // An expired link no longer works.
+    let expiring = invite(&app, &ana, "late@acme.example", "agent").await;
+    let row = invitations::Entity::find_by_id(expiring.body["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap())
+        .one(app.store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    let kept = row.expires_at;
+    let mut aged: invitations::ActiveModel = row.into();
+    aged.expires_at = Set(chrono::Utc::now() - chrono::Duration::minutes(1));
+    let aged = aged.update(app.store.db()).await.unwrap();
+    let late = accept(
+        &app,
+        &token_of(expiring.body["link"].as_str().unwrap()),
+        "late passphrase 2026",
+        None,
+    )
+    .await;
+    assert_eq!(late.status, StatusCode::NOT_FOUND, "{}", late.body);
+    assert_eq!(late.error_code(), "LINK_INVALID");
+    // The read model again as the log has it (the replay check at the end compares).
+    let mut restored: invitations::ActiveModel = aged.into();
+    restored.expires_at = Set(kept);
+    restored.update(app.store.db()).await.unwrap();
+    let bo = Session::from_reply(&accept(&app, &bo_token, "bo passphrase 20266", Some("Bo")).await);
+
+    // An agent reads but does not manage.
+    let members = app.as_member(Method::GET, "/api/v1/members", &bo, None).await;
+    assert_eq!(members.status, StatusCode::OK, "{}", members.body);
+    let roles: Vec<(&str, &str)> = members.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["email"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            ("olga@acme.example", "owner"),
+            ("ana@acme.example", "admin"),
+            ("bo@acme.example", "agent")
+        ]
+    );
+    let refused = app
+        .as_member(Method::DELETE, &format!("/api/v1/bots/{bot_id}"), &bo, None)
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(refused.error_code(), "FORBIDDEN");
+    // Admins do not touch owners; the last owner stays one.
+    let r = app
+        .as_member(
+            Method::PATCH,
+            &format!("/api/v1/members/{}", olga.person_id),
+            &ana,
+            Some(json!({"role": "agent"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app
+        .as_member(
+            Method::PATCH,
+            &format!("/api/v1/members/{}", olga.person_id),
+            &olga,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.error_code(), "LAST_OWNER");
+    // A role change takes effect on the next request.
+    let r = app
+        .as_member(
+            Method::PATCH,
+            &format!("/api/v1/members/{}", bo.person_id),
+            &ana,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["role"], "admin");
+    let hooks = app.as_member(Method::GET, "/api/v1/webhooks", &bo, None).await;
+    assert_eq!(hooks.status, StatusCode::OK, "{}", hooks.body);
+    // A removed member's session is refused on the next request.
+    let r = app
+        .as_member(Method::DELETE, &format!("/api/v1/members/{}", bo.person_id), &ana, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let gone = app.as_member(Method::GET, "/api/v1/bots", &bo, None).await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED, "{}", gone.body);
+
+    // Sessions end when idle too long.
+    let ana_row = sessions::Entity::find()
+        .all(app.store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.person_id.to_string() == ana.person_id)
+        .unwrap();
+    let mut idle: sessions::ActiveModel = ana_row.into();
+    idle.last_seen_at = Set(chrono::Utc::now() - chrono::Duration::hours(9));
+    idle.update(app.store.db()).await.unwrap();
+    let expired = app.as_member(Method::GET, "/api/v1/session", &ana, None).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED, "{}", expired.body);
+
+    // Changing the password ends the other sessions; signing out everywhere ends all.
+    let olga_phone = app.sign_in("olga@acme.example", OWNER_PASSWORD).await;
+    let r = app
+        .as_member(
+            Method::PUT,
+            "/api/v1/me/password",
+            &olga,
+            Some(json!({"current_password": OWNER_PASSWORD, "new_password": "a new owner passphrase"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        app.as_member(Method::GET, "/api/v1/session", &olga_phone, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.as_member(Method::GET, "/api/v1/session", &olga, None).await.status,
+        StatusCode::OK
+    );
+    let laptop = app.sign_in("olga@acme.example", "a new owner passphrase").await;
+    let r = app.as_member(Method::DELETE, "/api/v1/sessions", &olga, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    for session in [&olga, &laptop] {
+        assert_eq!(
+            app.as_member(Method::GET, "/api/v1/bots", session, None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    // Repeated failures throttle the account, even with the right password then.
+    for _ in 0..5 {
+        let r = app
+            .call(
+                Method::POST,
+                "/api/v1/session",
+                None,
+                Some(json!({"email": "ana@acme.example", "password": "guess guess guess"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
+    let throttled = app
+        .call(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(json!({"email": "ana@acme.example", "password": "ana passphrase 2026"})),
+        )
+        .await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS, "{}", throttled.body);
+    let retry: u64 = throttled.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=15 * 60).contains(&retry), "{retry}");
+    // Another account is not throttled by those failures.
+    app.sign_in("olga@acme.example", "a new owner passphrase").await;
+
+    // The failed sign-ins are recorded on the person's stream; nothing
+    // secret reaches the organization's feed.
+    let failures = app
+        .store
+        .read_stream(ana.person_id.parse().unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "person.sign_in_failed")
+        .count();
+    assert_eq!(failures, 5);
+    let feed = app.get("/api/v1/events?limit=1000", &org.key).await;
+    let text = feed.body.to_string();
+    for secret in ["argon2", "token_hash", "password_hash", &ana_token, "pl_"] {
+        assert!(!text.contains(secret), "the feed shows {secret}");
+    }
+    let types: Vec<&str> = feed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for t in [
+        "member.added",
+        "invitation.created",
+        "member.role_changed",
+        "member.removed",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    let _: Value = feed.body;
+    app.stop().await;
+    env.cleanup().await;
+}
