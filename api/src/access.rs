@@ -1,5 +1,6 @@
 //! What every operation checks first: a live server, and a bot of the
-//! caller's organization (that exists; or that is active, with its settings).
+//! caller's organization (that exists; or that is active, with its settings);
+//! and commands on a conversation of the caller's organization.
 
 use parley_domain::DomainError;
 use parley_domain::aggregates::bot::{Bot as BotAggregate, BotSettings};
@@ -30,4 +31,34 @@ pub(crate) async fn active_bot(state: &AppState, org_id: Uuid, bot_id: Uuid) -> 
         Some(settings) if bot.org_id == Some(org_id) && !bot.deleted && settings.active => Ok(settings),
         _ => Err(DomainError::BotNotFound.into()),
     }
+}
+
+/// Runs a command on a conversation of the organization and returns the
+/// conversation as it is now (`404` for one of another organization).
+pub(crate) async fn conversation_command(
+    state: &AppState,
+    principal: &crate::state::Principal,
+    request_id: &crate::http::middleware::RequestId,
+    conversation_id: Uuid,
+    command: parley_domain::aggregates::conversation::ConversationCommand,
+) -> Result<parley_domain::store::entities::conversations::Model, ApiError> {
+    use parley_domain::store::read;
+    let org_id = principal.org_id;
+    read::conversation(&state.store, org_id, conversation_id)
+        .await?
+        .ok_or(DomainError::ConversationNotFound)?;
+    state
+        .store
+        .execute::<parley_domain::aggregates::conversation::Conversation>(parley_domain::store::Execute {
+            org_id,
+            stream_id: conversation_id,
+            expected_version: None,
+            command,
+            metadata: principal.metadata(&request_id.0),
+            idempotency: None,
+        })
+        .await?;
+    read::conversation(&state.store, org_id, conversation_id)
+        .await?
+        .ok_or_else(|| DomainError::ConversationNotFound.into())
 }

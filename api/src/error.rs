@@ -243,7 +243,8 @@ impl From<DomainError> for ApiError {
             | DomainError::PersonNotFound
             | DomainError::AlreadyMember
             | DomainError::LastOwner
-            | DomainError::LinkInvalid) => ApiError::new(code, other.to_string()),
+            | DomainError::LinkInvalid
+            | DomainError::AlreadyAssigned) => ApiError::new(code, other.to_string()),
         }
     }
 }

@@ -194,3 +194,18 @@ pub async fn start_session(
 pub fn not_a_member() -> ApiError {
     ApiError::new(ErrorCode::Forbidden, "you are not a member of this organization")
 }
+
+/// The member acting and their display name (none for a key): the author
+/// of a person's reply.
+pub async fn author_of(
+    state: &AppState,
+    principal: &crate::state::Principal,
+) -> Result<Option<(Uuid, String)>, ApiError> {
+    let parley_domain::Actor::Member { id } = principal.actor else {
+        return Ok(None);
+    };
+    let person = people_store::person(&state.store, id)
+        .await?
+        .ok_or(DomainError::PersonNotFound)?;
+    Ok(Some((id, person.display_name)))
+}

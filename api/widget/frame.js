@@ -269,7 +269,7 @@
   function addMessage(m) {
     const row = mk('div', null, 'msg ' + m.role);
     row.dataset.role = m.role;
-    if (m.role === 'agent') row.append(mk('div', 'Support team', 'who'));
+    if (m.role === 'agent') row.append(mk('div', m.author || 'Support team', 'who'));
     const bubble = mk('div', null, 'bubble');
     row.append(bubble);
     row._m = m;

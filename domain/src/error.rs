@@ -112,6 +112,7 @@ error_codes! {
     BotSlugTaken => Conflict, "BOT_SLUG_TAKEN", "Another bot of your organization has this slug.";
     AlreadyMember => Conflict, "ALREADY_MEMBER", "This person is already a member of the organization.";
     LastOwner => Conflict, "LAST_OWNER", "An organization keeps at least one owner.";
+    AlreadyAssigned => Conflict, "ALREADY_ASSIGNED", "Another member handles this conversation; assign it instead of claiming it.";
     IdempotencyKeyReused => UnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "The Idempotency-Key was used with a different request.";
     PayloadTooLarge => PayloadTooLarge, "PAYLOAD_TOO_LARGE", "The request body is too large.";
     UnsupportedMediaType => UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "The request body's content type is not taken here.";
@@ -210,6 +211,8 @@ pub enum DomainError {
     LastOwner,
     #[error("this one-time link is unknown, used, replaced or expired")]
     LinkInvalid,
+    #[error("another member handles this conversation; assign it instead of claiming it")]
+    AlreadyAssigned,
 }
 
 impl DomainError {
@@ -242,6 +245,7 @@ impl DomainError {
             DomainError::AlreadyMember => ErrorCode::AlreadyMember,
             DomainError::LastOwner => ErrorCode::LastOwner,
             DomainError::LinkInvalid => ErrorCode::LinkInvalid,
+            DomainError::AlreadyAssigned => ErrorCode::AlreadyAssigned,
         }
     }
 }

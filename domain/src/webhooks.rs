@@ -160,6 +160,10 @@ mod tests {
             LEAD_UPDATED,
             SOURCE_INDEXED,
             SOURCE_FAILED,
+            crate::aggregates::conversation::ASSIGNED,
+            crate::aggregates::conversation::UNASSIGNED,
+            crate::aggregates::conversation::HANDED_BACK,
+            crate::aggregates::conversation::NOTE_ADDED,
         ] {
             let public = public_type(stored).unwrap();
             assert!(EVENT_TYPES.contains(&public), "{public}");

@@ -16,6 +16,7 @@ mod m20261130_000011_bot_rate_limit;
 mod m20261130_000012_org_plans;
 mod m20261205_000013_key_roles;
 mod m20261205_000014_people;
+mod m20261205_000015_agent_workflow;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000012_org_plans::Migration),
             Box::new(m20261205_000013_key_roles::Migration),
             Box::new(m20261205_000014_people::Migration),
+            Box::new(m20261205_000015_agent_workflow::Migration),
         ]
     }
 }

@@ -67,6 +67,8 @@ const API = need('PARLEY_API').replace(/\/+$/, '');
 const KEY = need('PARLEY_KEY');
 const BOT = need('PARLEY_BOT_ID');
 const SITE_KEY = need('PARLEY_SITE_KEY');
+const MEMBER_COOKIE = need('PARLEY_MEMBER_COOKIE');
+const MEMBER_CSRF = need('PARLEY_MEMBER_CSRF');
 const ARTIFACTS = need('PARLEY_ARTIFACTS');
 const QUICK_PROMPT = need('PARLEY_QUICK_PROMPT');
 const XSS_QUESTION = need('PARLEY_XSS_QUESTION');
@@ -118,6 +120,18 @@ async function admin(method, p, body) {
   });
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${p} answered ${res.status}: ${text.slice(0, 300)}`);
+  return text ? JSON.parse(text) : null;
+}
+
+// A request as a signed-in member (an agent) sends it: session cookie and CSRF token.
+async function member(method, p, body) {
+  const res = await fetch(API + p, {
+    method,
+    headers: { Cookie: MEMBER_COOKIE, 'X-CSRF-Token': MEMBER_CSRF, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${p} as a member answered ${res.status}: ${text.slice(0, 300)}`);
   return text ? JSON.parse(text) : null;
 }
 
@@ -372,6 +386,15 @@ await check("a person's reply appears without reload", async () => {
   const reply = frame.locator('.msg[data-role="agent"]', { hasText: 'Hi, this is Ana from support.' });
   await reply.waitFor({ state: 'visible', timeout: 12_000 });
   expect((await reply.locator('.who').innerText()).trim() === 'Support team', 'the reply is not labelled as the support team');
+});
+
+await check("an agent's reply shows the agent's name, and internal notes never reach the visitor", async () => {
+  await member('POST', `/api/v1/conversations/${firstConversation}/notes`, { text: 'Internal: VIP customer, refund approved' });
+  await member('POST', `/api/v1/conversations/${firstConversation}/reply`, { text: 'Ana here: your refund is on its way.' });
+  const reply = frame.locator('.msg[data-role="agent"]', { hasText: 'Ana here: your refund is on its way.' });
+  await reply.waitFor({ state: 'visible', timeout: 12_000 });
+  expect((await reply.locator('.who').innerText()).trim() === 'Ana Lima', `the reply is labelled ${await reply.locator('.who').innerText()}`);
+  expect(!(await frame.locator('body').innerText()).includes('VIP customer'), 'the internal note is shown to the visitor');
 });
 
 await check('a reply while the chat is closed shows as unread on the button', async () => {

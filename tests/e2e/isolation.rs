@@ -46,6 +46,8 @@ pub(crate) fn body_of(operation: &str) -> Option<Value> {
         "update_webhook" => json!({"description": "changed"}),
         "rotate_webhook_secret" => json!({}),
         "change_member_role" => json!({"role": "agent"}),
+        "assign_conversation" => json!({"member_id": "01a2479b-0000-7000-8000-000000000000"}),
+        "add_conversation_note" => json!({"text": "a note"}),
         "invite_member" => json!({"email": "someone@example.com", "role": "agent"}),
         _ => return None,
     })

@@ -394,6 +394,297 @@ pub async fn people_and_sessions(backend: Backend) {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
     let _: Value = feed.body;
+    // The audit log: what one member did.
+    let by_ana = app
+        .get(
+            &format!("/api/v1/events?actor_kind=member&actor_id={}", ana.person_id),
+            &org.key,
+        )
+        .await;
+    assert_eq!(by_ana.status, StatusCode::OK, "{}", by_ana.body);
+    let items = by_ana.body["data"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(
+        items.iter().all(|e| e["actor"]["id"] == ana.person_id.as_str()),
+        "{}",
+        by_ana.body
+    );
+    let by_keys = app.get("/api/v1/events?actor_kind=api_key", &org.key).await;
+    assert!(
+        by_keys.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"]["kind"] == "api_key"),
+        "{}",
+        by_keys.body
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// Visitor calls of one conversation.
+struct Visitor {
+    bot: String,
+    site_key: String,
+    conversation: String,
+    token: String,
+}
+
+impl Visitor {
+    async fn messages(&self, app: &TestApp) -> Value {
+        let r = app
+            .call_with(
+                Method::GET,
+                &format!(
+                    "/api/v1/public/bots/{}/conversations/{}/messages",
+                    self.bot, self.conversation
+                ),
+                None,
+                None,
+                &[
+                    ("X-Parley-Site-Key", &self.site_key),
+                    ("X-Parley-Conversation-Token", &self.token),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+
+    async fn send(&self, app: &TestApp, text: &str) -> crate::harness::Reply {
+        app.call_with(
+            Method::POST,
+            &format!(
+                "/api/v1/public/bots/{}/conversations/{}/messages",
+                self.bot, self.conversation
+            ),
+            None,
+            Some(json!({"text": text, "stream": false})),
+            &[
+                ("X-Parley-Site-Key", &self.site_key),
+                ("X-Parley-Conversation-Token", &self.token),
+            ],
+        )
+        .await
+    }
+}
+
+pub async fn agent_workflow(backend: Backend) {
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+    let org = app.create_org("Shop").await;
+    parley_api::admin::add_owner(
+        &app.store,
+        &app.base,
+        org.id,
+        "owner@shop.example",
+        Some(OWNER_PASSWORD),
+    )
+    .await
+    .unwrap();
+    let owner = app.sign_in("owner@shop.example", OWNER_PASSWORD).await;
+    let invited = invite(&app, &owner, "ana@shop.example", "agent").await;
+    let ana = Session::from_reply(
+        &accept(
+            &app,
+            &token_of(invited.body["link"].as_str().unwrap()),
+            "ana passphrase 2026",
+            Some("Ana Lima"),
+        )
+        .await,
+    );
+    let bot = app.post("/api/v1/bots", &org.key, json!({"name": "Shop help"})).await;
+    let bot_id = bot.body["id"].as_str().unwrap().to_owned();
+    crate::ingestion::add_text_ready(
+        &app,
+        &org.key,
+        &bot_id,
+        "Shipping",
+        "Parcels ship within 2 days. Returns are free for 30 days.",
+    )
+    .await;
+    let site_key = app.site_key(&org.key, &bot_id).await;
+    let started = app
+        .call_with(
+            Method::POST,
+            &format!("/api/v1/public/bots/{bot_id}/conversations"),
+            None,
+            Some(json!({"visitor_token": "v_workflow-visitor-01", "message": "How long does shipping take?"})),
+            &[("X-Parley-Site-Key", &site_key)],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let visitor = Visitor {
+        bot: bot_id.clone(),
+        site_key,
+        conversation: started.body["conversation_id"].as_str().unwrap().to_owned(),
+        token: started.body["token"].as_str().unwrap().to_owned(),
+    };
+    let id = visitor.conversation.clone();
+
+    // The queue: nobody's conversations.
+    let queue = app
+        .as_member(Method::GET, "/api/v1/conversations?assignee=none", &ana, None)
+        .await;
+    assert!(
+        queue.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == id.as_str()),
+        "{}",
+        queue.body
+    );
+    // A key is no person: it cannot claim.
+    let r = app
+        .post(&format!("/api/v1/conversations/{id}/claim"), &org.key, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    // Ana claims it: a person has it now, and it is hers.
+    let claimed = app
+        .as_member(Method::POST, &format!("/api/v1/conversations/{id}/claim"), &ana, None)
+        .await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.body);
+    assert_eq!(claimed.body["status"], "escalated");
+    assert_eq!(claimed.body["assignee_id"], ana.person_id);
+    let r = app
+        .as_member(Method::POST, &format!("/api/v1/conversations/{id}/claim"), &owner, None)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.error_code(), "ALREADY_ASSIGNED");
+    let mine = app
+        .as_member(Method::GET, "/api/v1/conversations?assignee=me", &ana, None)
+        .await;
+    assert_eq!(mine.body["items"].as_array().unwrap().len(), 1, "{}", mine.body);
+    let others = app
+        .as_member(Method::GET, "/api/v1/conversations?assignee=me", &owner, None)
+        .await;
+    assert_eq!(others.body["items"].as_array().unwrap().len(), 0, "{}", others.body);
+    // Assigning to someone who is not a member is refused.
+    let r = app
+        .as_member(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/assign"),
+            &ana,
+            Some(json!({"member_id": uuid::Uuid::now_v7()})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(r.error_code(), "MEMBER_NOT_FOUND");
+
+    // A note for the team, and a reply under Ana's name.
+    let note = app
+        .as_member(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/notes"),
+            &ana,
+            Some(json!({"text": "internal-only: loyal customer since 2019"})),
+        )
+        .await;
+    assert_eq!(note.status, StatusCode::CREATED, "{}", note.body);
+    assert_eq!(note.body["author_id"], ana.person_id);
+    let notes = app.get(&format!("/api/v1/conversations/{id}/notes"), &org.key).await;
+    assert_eq!(notes.body["data"].as_array().unwrap().len(), 1);
+    let reply = app
+        .as_member(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/reply"),
+            &ana,
+            Some(json!({"text": "Hi, Ana here: it ships tomorrow."})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["author"], "Ana Lima");
+    let seen = visitor.messages(&app).await;
+    let agent = seen["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "agent")
+        .expect("the reply reaches the visitor");
+    assert_eq!(agent["author"], "Ana Lima");
+    // The note reaches neither the visitor API nor the transcript export.
+    assert!(!seen.to_string().contains("internal-only"), "{seen}");
+    let export = app
+        .client
+        .get(format!("{}/api/v1/conversations/{id}/export", app.base))
+        .bearer_auth(&org.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(export.contains("it ships tomorrow"), "{export}");
+    assert!(!export.contains("internal-only"), "{export}");
+    // While a person has it, the bot stays quiet.
+    let r = visitor.send(&app, "And do returns cost anything?").await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let quiet = visitor.messages(&app).await;
+    assert_eq!(
+        quiet["messages"].as_array().unwrap().last().unwrap()["role"],
+        "user",
+        "{quiet}"
+    );
+
+    // Assign to the owner, then hand back: the bot answers again.
+    let r = app
+        .as_member(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/assign"),
+            &ana,
+            Some(json!({"member_id": owner.person_id})),
+        )
+        .await;
+    assert_eq!(r.body["assignee_id"], owner.person_id, "{}", r.body);
+    let back = app
+        .as_member(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/hand-back"),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    assert_eq!(back.body["status"], "open");
+    assert!(back.body.get("assignee_id").is_none_or(Value::is_null), "{}", back.body);
+    let r = visitor.send(&app, "How long does shipping take?").await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let answered = visitor.messages(&app).await;
+    assert_eq!(
+        answered["messages"].as_array().unwrap().last().unwrap()["role"],
+        "assistant",
+        "{answered}"
+    );
+
+    // The log says who did what.
+    let feed = app
+        .get(
+            "/api/v1/events?type=conversation.assigned&type=conversation.note_added&type=conversation.handed_back",
+            &org.key,
+        )
+        .await;
+    let seen: Vec<(String, String)> = feed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["actor"]["id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("conversation.assigned".to_owned(), ana.person_id.clone()),
+            ("conversation.note_added".to_owned(), ana.person_id.clone()),
+            ("conversation.assigned".to_owned(), ana.person_id.clone()),
+            ("conversation.handed_back".to_owned(), owner.person_id.clone()),
+        ]
+    );
     app.stop().await;
     env.cleanup().await;
 }

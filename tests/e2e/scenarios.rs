@@ -666,6 +666,42 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         )
         .await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    // People: an owner, a member who joined by invitation, an internal note.
+    parley_api::admin::add_owner(
+        &app.store,
+        &app.base,
+        a.id,
+        "owner@replay.example",
+        Some("owner passphrase 2026"),
+    )
+    .await
+    .expect("owner added");
+    let invited = app
+        .post(
+            "/api/v1/invitations",
+            &a.key,
+            json!({"email": "agent@replay.example", "role": "agent"}),
+        )
+        .await;
+    let joined = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/invitations/accept",
+            None,
+            Some(json!({"token": invited.body["token"], "password": "agent passphrase 2026"})),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.body);
+    let agent = crate::harness::Session::from_reply(&joined);
+    let noted = app
+        .as_member(
+            reqwest::Method::POST,
+            &format!("/api/v1/conversations/{cid}/notes"),
+            &agent,
+            Some(json!({"text": "replayed note"})),
+        )
+        .await;
+    assert_eq!(noted.status, StatusCode::CREATED, "{}", noted.body);
 
     let live = app.snapshots().await;
     for (name, rows) in &live {
@@ -676,12 +712,15 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         rebuilt,
         [
             "orgs",
+            "people",
+            "members",
             "api_keys",
             "bots",
             "sources",
             "source_pages",
             "conversations",
             "messages",
+            "conversation_notes",
             "conversation_tags",
             "attachments",
             "leads",

@@ -73,6 +73,35 @@ pub async fn widget_in_a_real_browser(backend: Backend) {
         .await;
     assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
     let site_key = settings.body["site_key"].as_str().unwrap().to_owned();
+    // A member who answers under her own name.
+    parley_api::admin::add_owner(
+        &app.store,
+        &app.base,
+        a.id,
+        "owner@acme.example",
+        Some("owner passphrase 2026"),
+    )
+    .await
+    .expect("owner added");
+    let invited = app
+        .post(
+            "/api/v1/invitations",
+            &a.key,
+            json!({"email": "ana@acme.example", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+    let accepted = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/invitations/accept",
+            None,
+            Some(
+                json!({"token": invited.body["token"], "password": "ana passphrase 2026", "display_name": "Ana Lima"}),
+            ),
+        )
+        .await;
+    let member = crate::harness::Session::from_reply(&accepted);
     let artifacts = std::env::var("PARLEY_ARTIFACTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| root.join("target/widget-artifacts"));
@@ -82,6 +111,8 @@ pub async fn widget_in_a_real_browser(backend: Backend) {
         .env("PARLEY_KEY", &a.key)
         .env("PARLEY_BOT_ID", &bot)
         .env("PARLEY_SITE_KEY", &site_key)
+        .env("PARLEY_MEMBER_COOKIE", &member.cookie)
+        .env("PARLEY_MEMBER_CSRF", &member.csrf)
         .env("PARLEY_ARTIFACTS", &artifacts)
         .env("PARLEY_QUICK_PROMPT", QUICK_PROMPT)
         .env("PARLEY_XSS_QUESTION", XSS_QUESTION)

@@ -2,9 +2,7 @@
 //! (escalate, reply, close, reopen), tags, ratings and visitors' files.
 
 use chrono::{DateTime, Utc};
-use parley_domain::aggregates::conversation::{Conversation, ConversationCommand, TagChange};
-use parley_domain::store::Execute;
-use parley_domain::store::entities::conversations;
+use parley_domain::aggregates::conversation::{ConversationCommand, TagChange};
 use parley_domain::{DomainError, ErrorCode, store::read};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -13,7 +11,7 @@ use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
 use super::tags::ApiTags;
-use crate::access::{live, live_bot};
+use crate::access::{conversation_command, live, live_bot};
 use crate::error::{ApiError, bad_request};
 use crate::files::{Disposition, FileResponse, file_response};
 use crate::http::middleware::RequestId;
@@ -47,35 +45,6 @@ pub struct ReplyRequest {
     pub text: Text,
 }
 
-/// Runs a hand-off command on a conversation of the organization and
-/// returns it as it is now.
-async fn conversation_command(
-    state: &AppState,
-    auth: &AgentAuth,
-    request_id: &RequestId,
-    conversation_id: Uuid,
-    command: ConversationCommand,
-) -> Result<conversations::Model, ApiError> {
-    let org_id = auth.0.org_id;
-    read::conversation(&state.store, org_id, conversation_id)
-        .await?
-        .ok_or(DomainError::ConversationNotFound)?;
-    state
-        .store
-        .execute::<Conversation>(Execute {
-            org_id,
-            stream_id: conversation_id,
-            expected_version: None,
-            command,
-            metadata: auth.0.metadata(&request_id.0),
-            idempotency: None,
-        })
-        .await?;
-    read::conversation(&state.store, org_id, conversation_id)
-        .await?
-        .ok_or_else(|| DomainError::ConversationNotFound.into())
-}
-
 /// Sets, adds or removes tags, and answers with the conversation.
 async fn change_tags(
     state: &AppState,
@@ -85,7 +54,7 @@ async fn change_tags(
     change: TagChange,
 ) -> Result<Json<ConversationInfo>, ApiError> {
     let command = ConversationCommand::Tags(change);
-    let row = conversation_command(state, auth, request_id, conversation_id, command).await?;
+    let row = conversation_command(state, &auth.0, request_id, conversation_id, command).await?;
     Ok(Json(info(state, row).await?))
 }
 
@@ -118,6 +87,8 @@ impl ConversationsApi {
         tag: Query<Option<String>>,
         /// `true`: only conversations with a rated answer; `false`: only those without.
         has_feedback: Query<Option<bool>>,
+        /// `me` (the signed-in member's), `none` (nobody handles them) or a member's id.
+        assignee: Query<Option<String>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Page size, 1 to 100 (default 20).
@@ -126,7 +97,28 @@ impl ConversationsApi {
     ) -> Result<Json<ConversationList>, ApiError> {
         let state = live(&self.state)?;
         let limit = limit.0.unwrap_or(20);
+        let assignee = match assignee.0.as_deref() {
+            None => None,
+            Some("none") => Some(read::AssigneeFilter::Nobody),
+            Some("me") => match auth.0.actor {
+                parley_domain::Actor::Member { id } => Some(read::AssigneeFilter::Member(id)),
+                parley_domain::Actor::ApiKey { .. }
+                | parley_domain::Actor::Visitor { .. }
+                | parley_domain::Actor::Cli
+                | parley_domain::Actor::System => {
+                    return Err(bad_request(
+                        "an API key is no member",
+                        "assignee",
+                        "`me` needs a member's session; give a member's id",
+                    ));
+                }
+            },
+            Some(other) => Some(read::AssigneeFilter::Member(other.parse().map_err(|_| {
+                bad_request("bad assignee", "assignee", "must be `me`, `none` or a member's id")
+            })?)),
+        };
         let filter = read::ConversationFilter {
+            assignee,
             bot_id: bot_id.0,
             status: status.0.map(|s| s.as_str()),
             visitor_id: visitor_id.0,
@@ -195,15 +187,16 @@ impl ConversationsApi {
     ) -> Result<Json<ConversationInfo>, ApiError> {
         let state = live(&self.state)?;
         let command = ConversationCommand::Escalate { reason: "api".into() };
-        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        let row = conversation_command(state, &auth.0, &request_id, conversation_id.0, command).await?;
         Ok(Json(info(state, row).await?))
     }
 
     /// Reply as a person
     ///
-    /// The reply appears in the visitor's conversation (role `agent`). A
+    /// The reply appears in the visitor's conversation (role `agent`), with
+    /// the member's display name as its `author` when a member sends it. A
     /// conversation that was not escalated is escalated by it; a closed one
-    /// is reopened.
+    /// is reopened; an unassigned one becomes the replying member's.
     ///
     /// Role: `agent` or higher.
     #[oai(
@@ -226,8 +219,9 @@ impl ConversationsApi {
         let command = ConversationCommand::AdminReply {
             message_id,
             text: body.0.text.into_inner(),
+            author: crate::people::author_of(state, &auth.0).await?,
         };
-        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        let row = conversation_command(state, &auth.0, &request_id, conversation_id.0, command).await?;
         let message = stored_message(state, row.id, message_id).await?;
         Ok(Json(message.into()))
     }
@@ -341,7 +335,7 @@ impl ConversationsApi {
             comment: body.0.comment.map(Text::into_inner),
             by: "admin".into(),
         };
-        let row = conversation_command(state, &auth, &request_id, conversation_id.0, command).await?;
+        let row = conversation_command(state, &auth.0, &request_id, conversation_id.0, command).await?;
         let message = stored_message(state, row.id, message_id.0).await?;
         Ok(Json(message.into()))
     }
@@ -381,8 +375,14 @@ impl ConversationsApi {
         conversation_id: Path<Uuid>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
         let state = live(&self.state)?;
-        let row =
-            conversation_command(state, &auth, &request_id, conversation_id.0, ConversationCommand::Close).await?;
+        let row = conversation_command(
+            state,
+            &auth.0,
+            &request_id,
+            conversation_id.0,
+            ConversationCommand::Close,
+        )
+        .await?;
         Ok(Json(info(state, row).await?))
     }
 
@@ -405,7 +405,7 @@ impl ConversationsApi {
         let state = live(&self.state)?;
         let row = conversation_command(
             state,
-            &auth,
+            &auth.0,
             &request_id,
             conversation_id.0,
             ConversationCommand::Reopen,

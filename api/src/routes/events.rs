@@ -41,7 +41,8 @@ pub struct Event {
     pub data: Value,
     /// The `X-Request-Id` of the request (or job) that caused the event.
     pub correlation_id: Option<String>,
-    /// Who caused it: `{"kind": "api_key", "id": ...}`, `{"kind": "system"}`, `{"kind": "cli"}`.
+    /// Who caused it: `{"kind": "member", "id": ...}`, `{"kind": "api_key", "id": ...}`,
+    /// `{"kind": "visitor", "id": ...}`, `{"kind": "system"}`, `{"kind": "cli"}`.
     pub actor: Value,
     /// When the event was recorded.
     pub recorded_at: DateTime<Utc>,
@@ -96,17 +97,58 @@ impl EventsApi {
         /// Only events of these types (repeat the parameter for several).
         #[oai(name = "type")]
         types: Query<Vec<String>>,
+        /// Only events caused by this kind of actor: `member`, `api_key`,
+        /// `visitor`, `cli` or `system` (the audit log of who did what).
+        actor_kind: Query<Option<ActorKind>>,
+        /// With `actor_kind`: only this actor (a member's person id, a key's id, a visitor's id).
+        actor_id: Query<Option<String>>,
     ) -> Result<Json<EventPage>, ApiError> {
         let state = live(&self.state)?;
+        if actor_id.0.is_some() && actor_kind.0.is_none() {
+            return Err(crate::error::bad_request(
+                "an actor id needs its kind",
+                "actor_id",
+                "give actor_kind too",
+            ));
+        }
+        let actor = actor_kind.0.map(|k| (k.as_str(), actor_id.0.as_deref()));
         let events = state
             .store
-            .read_log(Some(auth.0.org_id), after.0, limit.0, &types.0)
+            .read_log_of(Some(auth.0.org_id), after.0, limit.0, &types.0, actor)
             .await?;
         let next_after = events.last().map_or(after.0, |e| e.position);
         Ok(Json(EventPage {
             data: events.into_iter().map(Event::from).collect(),
             next_after,
         }))
+    }
+}
+
+/// Who causes events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A signed-in member.
+    Member,
+    /// A request with a secret API key.
+    ApiKey,
+    /// A website visitor.
+    Visitor,
+    /// The operator's command line.
+    Cli,
+    /// Parley's own jobs.
+    System,
+}
+
+impl ActorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Member => "member",
+            ActorKind::ApiKey => "api_key",
+            ActorKind::Visitor => "visitor",
+            ActorKind::Cli => "cli",
+            ActorKind::System => "system",
+        }
     }
 }
 

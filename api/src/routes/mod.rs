@@ -17,19 +17,20 @@ pub mod usage;
 pub mod visitor;
 pub mod webhooks;
 pub mod widget;
+pub mod workflow;
 
 use poem_openapi::OpenApiService;
 
 use crate::state::AppState;
 
 pub type Apis = (
-    session::SessionApi,
-    members::MembersApi,
+    // The people: signing in and the organization's members.
+    (session::SessionApi, members::MembersApi),
     keys::KeysApi,
     bots::BotsApi,
     sources::SourcesApi,
     chat::ChatApi,
-    conversations::ConversationsApi,
+    (conversations::ConversationsApi, workflow::WorkflowApi),
     export::ExportApi,
     insights::InsightsApi,
     widget::WidgetApi,
@@ -44,13 +45,18 @@ pub type Apis = (
 /// The OpenAPI service. `state` is `None` only to print the spec.
 pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
     let apis = (
-        session::SessionApi { state: state.clone() },
-        members::MembersApi { state: state.clone() },
+        (
+            session::SessionApi { state: state.clone() },
+            members::MembersApi { state: state.clone() },
+        ),
         keys::KeysApi { state: state.clone() },
         bots::BotsApi { state: state.clone() },
         sources::SourcesApi { state: state.clone() },
         chat::ChatApi { state: state.clone() },
-        conversations::ConversationsApi { state: state.clone() },
+        (
+            conversations::ConversationsApi { state: state.clone() },
+            workflow::WorkflowApi { state: state.clone() },
+        ),
         export::ExportApi { state: state.clone() },
         insights::InsightsApi { state: state.clone() },
         widget::WidgetApi { state: state.clone() },

@@ -91,6 +91,8 @@ pub struct VisitorMessage {
     pub feedback: Option<Rating>,
     /// Files the visitor attached to it.
     pub attachments: Vec<AttachmentInfo>,
+    /// For a person's reply: the name the widget shows (absent: "Support team").
+    pub author: Option<String>,
 }
 
 fn visitor_message(m: messages::Model, files: &[attachments::Model], show_sources: bool) -> VisitorMessage {
@@ -116,6 +118,7 @@ fn visitor_message(m: messages::Model, files: &[attachments::Model], show_source
         sources: if show_sources { message.sources } else { vec![] },
         feedback: message.feedback.map(|f| f.rating),
         attachments,
+        author: message.author,
     }
 }
 

@@ -122,6 +122,10 @@ pub struct Message {
     pub feedback: Option<Feedback>,
     /// For visitor messages: the files attached to it.
     pub attachments: Vec<AttachmentInfo>,
+    /// For a person's reply: the member who wrote it (absent: an API key).
+    pub author_id: Option<Uuid>,
+    /// For a person's reply: their display name (absent: an API key).
+    pub author: Option<String>,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
@@ -198,6 +202,8 @@ impl From<messages::Model> for Message {
                 comment: m.feedback_comment,
             }),
             attachments: vec![],
+            author_id: m.author_id,
+            author: m.author_name,
             created_at: m.created_at,
         }
     }
@@ -245,6 +251,8 @@ pub struct ConversationInfo {
     pub unanswered_count: i64,
     /// Its tags, sorted.
     pub tags: Vec<String>,
+    /// The member who handles it (claimed, or assigned to them).
+    pub assignee_id: Option<Uuid>,
     /// When it started.
     pub created_at: DateTime<Utc>,
     /// When its last message was stored.
@@ -262,6 +270,7 @@ impl From<conversations::Model> for ConversationInfo {
             message_count: c.messages,
             unanswered_count: c.unanswered,
             tags: vec![],
+            assignee_id: c.assignee_id,
             created_at: c.created_at,
             last_message_at: c.last_message_at,
         }

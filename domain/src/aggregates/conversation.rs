@@ -20,6 +20,10 @@ pub const REOPENED: &str = "conversation.reopened";
 pub const TAGS_CHANGED: &str = "conversation.tags_changed";
 pub const FEEDBACK_RECEIVED: &str = "conversation.feedback_received";
 pub const ATTACHMENT_ADDED: &str = "conversation.attachment_added";
+pub const ASSIGNED: &str = "conversation.assigned";
+pub const UNASSIGNED: &str = "conversation.unassigned";
+pub const NOTE_ADDED: &str = "conversation.note_added";
+pub const HANDED_BACK: &str = "conversation.handed_back";
 
 /// Most tags one conversation may carry.
 pub const MAX_TAGS: usize = 20;
@@ -35,6 +39,10 @@ pub const CONVERSATION_EVENTS: &[&str] = &[
     TAGS_CHANGED,
     FEEDBACK_RECEIVED,
     ATTACHMENT_ADDED,
+    ASSIGNED,
+    UNASSIGNED,
+    NOTE_ADDED,
+    HANDED_BACK,
 ];
 
 /// Most files one message may carry.
@@ -141,6 +149,44 @@ pub struct AdminReplied {
     pub conversation_id: Uuid,
     pub message_id: Uuid,
     pub text: String,
+    /// The member who replied (absent: an API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<Uuid>,
+    /// Their display name when they replied, which the visitor sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
+}
+
+/// A member now handles the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assigned {
+    pub conversation_id: Uuid,
+    /// The member (person id).
+    pub assignee_id: Uuid,
+    /// `claim` (they took it), `assign` (someone gave it to them) or `auto`.
+    pub how: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unassigned {
+    pub conversation_id: Uuid,
+}
+
+/// An internal note: for the team only, never shown to the visitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoteAdded {
+    pub conversation_id: Uuid,
+    pub note_id: Uuid,
+    pub text: String,
+    /// The member who wrote it (absent: an API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<Uuid>,
+}
+
+/// A person gives the conversation back to the bot, which answers again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandedBack {
+    pub conversation_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +247,10 @@ domain_events! {
         TagsChanged(TagsChanged) = TAGS_CHANGED,
         FeedbackReceived(FeedbackReceived) = FEEDBACK_RECEIVED,
         AttachmentAdded(AttachmentAdded) = ATTACHMENT_ADDED,
+        Assigned(Assigned) = ASSIGNED,
+        Unassigned(Unassigned) = UNASSIGNED,
+        NoteAdded(NoteAdded) = NOTE_ADDED,
+        HandedBack(HandedBack) = HANDED_BACK,
     }
 }
 
@@ -231,6 +281,8 @@ pub struct ConversationState {
     pub answers: Vec<Uuid>,
     /// The message of each attachment, in order.
     pub attachments: Vec<Uuid>,
+    /// The member who handles it.
+    pub assignee: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -334,7 +386,27 @@ pub enum ConversationCommand {
     AdminReply {
         message_id: Uuid,
         text: String,
+        /// The member replying and their display name (none: an API key).
+        author: Option<(Uuid, String)>,
     },
+    /// A member takes the conversation; it is theirs unless another has it.
+    Claim {
+        member_id: Uuid,
+    },
+    /// Give the conversation to a member (the caller checked they are one).
+    Assign {
+        member_id: Uuid,
+        how: String,
+    },
+    Unassign,
+    /// An internal note.
+    AddNote {
+        note_id: Uuid,
+        text: String,
+        author_id: Option<Uuid>,
+    },
+    /// The bot answers again.
+    HandBack,
     Close,
     Reopen,
     /// Replace, add or remove tags.
@@ -500,6 +572,14 @@ impl Aggregate for Conversation {
             ConversationEvent::TagsChanged(e) => state.tags = e.tags.clone(),
             ConversationEvent::FeedbackReceived(_) => {}
             ConversationEvent::AttachmentAdded(e) => state.attachments.push(e.message_id),
+            ConversationEvent::Assigned(e) => state.assignee = Some(e.assignee_id),
+            ConversationEvent::Unassigned(_) => state.assignee = None,
+            ConversationEvent::NoteAdded(_) => {}
+            ConversationEvent::HandedBack(_) => {
+                state.status = Status::Open;
+                state.assignee = None;
+                state.unanswered_in_a_row = 0;
+            }
             ConversationEvent::MessageReceived(e) => {
                 state.turns.push(Turn {
                     message_id: e.message_id,
@@ -646,16 +726,90 @@ impl Aggregate for Conversation {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
                 Ok(escalation(state, conversation_id, &reason))
             }
-            ConversationCommand::AdminReply { message_id, text } => {
+            ConversationCommand::AdminReply {
+                message_id,
+                text,
+                author,
+            } => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
                 validate_text(&text)?;
                 let mut events = escalation(state, conversation_id, "api");
+                // A member who replies to an unassigned conversation takes it.
+                if let Some((member_id, _)) = &author
+                    && state.assignee.is_none()
+                {
+                    events.push(ConversationEvent::Assigned(Assigned {
+                        conversation_id,
+                        assignee_id: *member_id,
+                        how: "claim".into(),
+                    }));
+                }
+                let (author_id, author_name) = author.map_or((None, None), |(id, name)| (Some(id), Some(name)));
                 events.push(ConversationEvent::AdminReplied(AdminReplied {
                     conversation_id,
                     message_id,
                     text,
+                    author_id,
+                    author_name,
                 }));
                 Ok(events)
+            }
+            ConversationCommand::Claim { member_id } => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                match state.assignee {
+                    Some(current) if current == member_id => Ok(vec![]),
+                    Some(_) => Err(DomainError::AlreadyAssigned),
+                    None => {
+                        let mut events = escalation(state, conversation_id, "claimed");
+                        events.push(ConversationEvent::Assigned(Assigned {
+                            conversation_id,
+                            assignee_id: member_id,
+                            how: "claim".into(),
+                        }));
+                        Ok(events)
+                    }
+                }
+            }
+            ConversationCommand::Assign { member_id, how } => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if state.assignee == Some(member_id) {
+                    return Ok(vec![]);
+                }
+                let mut events = escalation(state, conversation_id, "assigned");
+                events.push(ConversationEvent::Assigned(Assigned {
+                    conversation_id,
+                    assignee_id: member_id,
+                    how,
+                }));
+                Ok(events)
+            }
+            ConversationCommand::Unassign => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if state.assignee.is_none() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ConversationEvent::Unassigned(Unassigned { conversation_id })])
+            }
+            ConversationCommand::AddNote {
+                note_id,
+                text,
+                author_id,
+            } => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                validate_text(&text)?;
+                Ok(vec![ConversationEvent::NoteAdded(NoteAdded {
+                    conversation_id,
+                    note_id,
+                    text,
+                    author_id,
+                })])
+            }
+            ConversationCommand::HandBack => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if state.status != Status::Escalated {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ConversationEvent::HandedBack(HandedBack { conversation_id })])
             }
             ConversationCommand::Close => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
@@ -784,6 +938,67 @@ mod tests {
             answer: Box::new(answer(conversation_id, reply_to)),
             escalate_after_unanswered: 2,
         }
+    }
+
+    #[test]
+    fn members_claim_assign_note_and_hand_back() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut state = ConversationState::default();
+        let run = |state: &mut ConversationState, command| {
+            let events = Conversation::decide(state, command).unwrap();
+            for e in &events {
+                Conversation::apply(state, e);
+            }
+            events
+        };
+        run(&mut state, receive(org, bot, "Where is my parcel?"));
+        let (ana, bo) = (Uuid::now_v7(), Uuid::now_v7());
+        // Claiming hands the conversation to a person: the bot stops.
+        let events = run(&mut state, ConversationCommand::Claim { member_id: ana });
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(state.status, Status::Escalated);
+        assert_eq!(state.assignee, Some(ana));
+        assert!(run(&mut state, ConversationCommand::Claim { member_id: ana }).is_empty());
+        assert_eq!(
+            Conversation::decide(&state, ConversationCommand::Claim { member_id: bo }).unwrap_err(),
+            DomainError::AlreadyAssigned
+        );
+        let assign = ConversationCommand::Assign {
+            member_id: bo,
+            how: "assign".into(),
+        };
+        run(&mut state, assign);
+        assert_eq!(state.assignee, Some(bo));
+        let note = ConversationCommand::AddNote {
+            note_id: Uuid::now_v7(),
+            text: "VIP customer, be kind".into(),
+            author_id: Some(bo),
+        };
+        assert!(matches!(run(&mut state, note)[0], ConversationEvent::NoteAdded(_)));
+        let reply = ConversationCommand::AdminReply {
+            message_id: Uuid::now_v7(),
+            text: "It ships today.".into(),
+            author: Some((bo, "Bo".into())),
+        };
+        let events = run(&mut state, reply);
+        let ConversationEvent::AdminReplied(replied) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(replied.author_name.as_deref(), Some("Bo"));
+        run(&mut state, ConversationCommand::HandBack);
+        assert_eq!(state.status, Status::Open);
+        assert_eq!(state.assignee, None);
+        assert!(run(&mut state, ConversationCommand::HandBack).is_empty());
+        // A member replying to an unassigned conversation takes it.
+        let reply = ConversationCommand::AdminReply {
+            message_id: Uuid::now_v7(),
+            text: "Back again.".into(),
+            author: Some((ana, "Ana".into())),
+        };
+        run(&mut state, reply);
+        assert_eq!(state.assignee, Some(ana));
+        assert!(!run(&mut state, ConversationCommand::Unassign).is_empty());
+        assert_eq!(state.assignee, None);
     }
 
     #[test]
@@ -917,6 +1132,7 @@ mod tests {
         let reply = ConversationCommand::AdminReply {
             message_id: Uuid::now_v7(),
             text: "Hello, I am Ana.".into(),
+            author: None,
         };
         events.extend(Conversation::decide(&given(&events), reply).unwrap());
         assert!(given(&events).pending.is_empty(), "the person answered what waited");

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::aggregates::conversation::{
-    ADMIN_REPLIED, ANSWERED, CONVERSATION_STARTED, ESCALATED, FEEDBACK_RECEIVED, MESSAGE_RECEIVED, REOPENED,
+    ADMIN_REPLIED, ANSWERED, ASSIGNED, CONVERSATION_STARTED, ESCALATED, FEEDBACK_RECEIVED, MESSAGE_RECEIVED,
+    NOTE_ADDED, REOPENED,
 };
 use crate::aggregates::lead::LEAD_UPDATED;
 use crate::aggregates::source::SOURCE_INDEXED;
@@ -69,8 +70,18 @@ pub async fn payload(store: &Store, event: &RecordedEvent, public: &str) -> Resu
                     data.insert("reason".into(), field("reason"));
                 }
                 ADMIN_REPLIED => {
-                    data.insert("message_id".into(), field("message_id"));
-                    data.insert("text".into(), field("text"));
+                    for name in ["message_id", "text", "author_id", "author_name"] {
+                        data.insert(name.into(), field(name));
+                    }
+                }
+                ASSIGNED => {
+                    data.insert("assignee_id".into(), field("assignee_id"));
+                    data.insert("how".into(), field("how"));
+                }
+                NOTE_ADDED => {
+                    for name in ["note_id", "text", "author_id"] {
+                        data.insert(name.into(), field(name));
+                    }
                 }
                 FEEDBACK_RECEIVED => {
                     for name in ["message_id", "rating", "comment", "by"] {

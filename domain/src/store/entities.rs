@@ -347,6 +347,8 @@ pub mod conversations {
         pub token_hash: Option<String>,
         /// When a person was first asked to take over.
         pub escalated_at: Option<DateTimeUtc>,
+        /// The member who handles it.
+        pub assignee_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -384,6 +386,10 @@ pub mod messages {
         pub created_at: DateTimeUtc,
         pub feedback: Option<String>,
         pub feedback_comment: Option<String>,
+        /// The member who wrote an agent's reply (none: an API key).
+        pub author_id: Option<Uuid>,
+        /// Their display name then, which the visitor sees.
+        pub author_name: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -684,6 +690,27 @@ pub mod sessions {
         pub last_seen_at: DateTimeUtc,
         /// The absolute end, whatever the activity.
         pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod conversation_notes {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conversation_notes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub conversation_id: Uuid,
+        pub org_id: Uuid,
+        pub author_id: Option<Uuid>,
+        pub text: String,
+        pub created_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

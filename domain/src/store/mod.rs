@@ -448,7 +448,35 @@ impl Store {
         limit: u64,
         types: &[String],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_log_of(org_id, after, limit, types, None).await
+    }
+
+    /// Like [`Store::read_log`], with only the events of one actor: a kind
+    /// (`api_key`, `member`, `visitor`, `cli`, `system`) and, optionally, its id.
+    pub async fn read_log_of(
+        &self,
+        org_id: Option<Uuid>,
+        after: i64,
+        limit: u64,
+        types: &[String],
+        actor: Option<(&str, Option<&str>)>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut query = events::Entity::find().filter(events::Column::Position.gt(after));
+        if let Some((kind, id)) = actor {
+            use sea_orm::sea_query::Expr;
+            let (kind_expr, id_expr) = if self.db.get_database_backend() == DbBackend::Postgres {
+                ("(metadata->'actor'->>'kind') = $1", "(metadata->'actor'->>'id') = $1")
+            } else {
+                (
+                    "json_extract(metadata, '$.actor.kind') = ?",
+                    "json_extract(metadata, '$.actor.id') = ?",
+                )
+            };
+            query = query.filter(Expr::cust_with_values(kind_expr, [kind.to_owned()]));
+            if let Some(id) = id {
+                query = query.filter(Expr::cust_with_values(id_expr, [id.to_owned()]));
+            }
+        }
         if let Some(org) = org_id {
             query = query.filter(events::Column::OrgId.eq(org));
         }

@@ -256,6 +256,15 @@ pub struct ConversationFilter {
     pub tag: Option<String>,
     /// `Some(true)`: with a rated answer; `Some(false)`: none rated.
     pub has_feedback: Option<bool>,
+    /// Only conversations nobody handles, or those of one member.
+    pub assignee: Option<AssigneeFilter>,
+}
+
+/// Whose conversations a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    Nobody,
+    Member(Uuid),
 }
 
 /// The organization's conversations, newest first (ids are time-ordered),
@@ -277,6 +286,11 @@ pub async fn conversations(
     }
     if let Some(visitor) = &filter.visitor_id {
         q = q.filter(conversations::Column::VisitorId.eq(visitor.clone()));
+    }
+    match filter.assignee {
+        Some(AssigneeFilter::Nobody) => q = q.filter(conversations::Column::AssigneeId.is_null()),
+        Some(AssigneeFilter::Member(id)) => q = q.filter(conversations::Column::AssigneeId.eq(id)),
+        None => {}
     }
     match filter.unanswered {
         Some(true) => q = q.filter(conversations::Column::Unanswered.gt(0)),
@@ -565,5 +579,20 @@ pub async fn lead(
 pub async fn org(store: &Store, org_id: Uuid) -> Result<Option<crate::store::entities::orgs::Model>, DbErr> {
     crate::store::entities::orgs::Entity::find_by_id(org_id)
         .one(store.db())
+        .await
+}
+
+/// A conversation's internal notes, oldest first.
+pub async fn conversation_notes(
+    store: &Store,
+    org_id: Uuid,
+    conversation_id: Uuid,
+) -> Result<Vec<crate::store::entities::conversation_notes::Model>, DbErr> {
+    use crate::store::entities::conversation_notes;
+    conversation_notes::Entity::find()
+        .filter(conversation_notes::Column::OrgId.eq(org_id))
+        .filter(conversation_notes::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(conversation_notes::Column::Id)
+        .all(store.db())
         .await
 }

@@ -26,6 +26,7 @@ impl Projection for ConversationsProjection {
                 crate::aggregates::conversation::TAGS_CHANGED
                     | crate::aggregates::conversation::FEEDBACK_RECEIVED
                     | crate::aggregates::conversation::ATTACHMENT_ADDED
+                    | crate::aggregates::conversation::NOTE_ADDED
             )
     }
 
@@ -47,6 +48,7 @@ impl Projection for ConversationsProjection {
                     last_message_at: Set(event.recorded_at),
                     token_hash: Set(e.token_hash),
                     escalated_at: Set(None),
+                    assignee_id: Set(None),
                 };
                 conversations::Entity::insert(row).exec_without_returning(txn).await?;
                 return Ok(());
@@ -54,8 +56,12 @@ impl Projection for ConversationsProjection {
             // Not handled (see `handles`).
             ConversationEvent::TagsChanged(_)
             | ConversationEvent::FeedbackReceived(_)
-            | ConversationEvent::AttachmentAdded(_) => return Ok(()),
+            | ConversationEvent::AttachmentAdded(_)
+            | ConversationEvent::NoteAdded(_) => return Ok(()),
             other @ (ConversationEvent::MessageReceived(_)
+            | ConversationEvent::Assigned(_)
+            | ConversationEvent::Unassigned(_)
+            | ConversationEvent::HandedBack(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)
             | ConversationEvent::AdminReplied(_)
@@ -76,10 +82,17 @@ impl Projection for ConversationsProjection {
             }
             ConversationEvent::Closed(_) => row.status = Set("closed".into()),
             ConversationEvent::Reopened(_) => row.status = Set("open".into()),
+            ConversationEvent::Assigned(e) => row.assignee_id = Set(Some(e.assignee_id)),
+            ConversationEvent::Unassigned(_) => row.assignee_id = Set(None),
+            ConversationEvent::HandedBack(_) => {
+                row.status = Set("open".into());
+                row.assignee_id = Set(None);
+            }
             ConversationEvent::Started(_)
             | ConversationEvent::TagsChanged(_)
             | ConversationEvent::FeedbackReceived(_)
-            | ConversationEvent::AttachmentAdded(_) => unreachable!("handled before the row is read"),
+            | ConversationEvent::AttachmentAdded(_)
+            | ConversationEvent::NoteAdded(_) => unreachable!("handled before the row is read"),
             ConversationEvent::MessageReceived(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)

@@ -52,6 +52,8 @@ impl Projection for MessagesProjection {
             created_at: Set(event.recorded_at),
             feedback: Set(None),
             feedback_comment: Set(None),
+            author_id: Set(None),
+            author_name: Set(None),
             ..Default::default()
         };
         match decode::<ConversationEvent>(event)? {
@@ -60,7 +62,11 @@ impl Projection for MessagesProjection {
             | ConversationEvent::Closed(_)
             | ConversationEvent::Reopened(_)
             | ConversationEvent::TagsChanged(_)
-            | ConversationEvent::AttachmentAdded(_) => return Ok(()),
+            | ConversationEvent::AttachmentAdded(_)
+            | ConversationEvent::Assigned(_)
+            | ConversationEvent::Unassigned(_)
+            | ConversationEvent::NoteAdded(_)
+            | ConversationEvent::HandedBack(_) => return Ok(()),
             ConversationEvent::FeedbackReceived(e) => {
                 let update = messages::ActiveModel {
                     id: sea_orm::ActiveValue::Unchanged(e.message_id),
@@ -77,6 +83,8 @@ impl Projection for MessagesProjection {
                 row.text = Set(e.text);
                 row.status = Set("complete".into());
                 row.provider = Set(Some("human".into()));
+                row.author_id = Set(e.author_id);
+                row.author_name = Set(e.author_name);
             }
             ConversationEvent::MessageReceived(e) => {
                 row.id = Set(e.message_id);

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod leads;
 pub mod members;
 pub mod messages;
+pub mod notes;
 pub mod orgs;
 pub mod people;
 mod shared;
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(source_pages::SourcePagesProjection),
         Arc::new(conversations::ConversationsProjection),
         Arc::new(messages::MessagesProjection),
+        Arc::new(notes::NotesProjection),
         Arc::new(conversation_tags::ConversationTagsProjection),
         Arc::new(attachments::AttachmentsProjection),
         Arc::new(leads::LeadsProjection),
