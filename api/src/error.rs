@@ -244,7 +244,8 @@ impl From<DomainError> for ApiError {
             | DomainError::AlreadyMember
             | DomainError::LastOwner
             | DomainError::LinkInvalid
-            | DomainError::AlreadyAssigned) => ApiError::new(code, other.to_string()),
+            | DomainError::AlreadyAssigned
+            | DomainError::SavedReplyNotFound) => ApiError::new(code, other.to_string()),
         }
     }
 }

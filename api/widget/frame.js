@@ -488,6 +488,8 @@
         saveConv({ id: d.conversation_id, token: d.token });
         if (lead) store.set('lead', d.conversation_id);
         absorb(d, false);
+        // A live-chat-only bot acknowledges the new conversation.
+        if (d.auto_reply) addMessage({ role: 'agent', text: d.auto_reply, status: 'complete' });
         return;
       } catch (e) {
         if (e.code !== 'CONVERSATION_EXISTS' || attempt) throw e;

@@ -101,6 +101,7 @@ error_codes! {
     DocumentNotFound => NotFound, "DOCUMENT_NOT_FOUND", "This source has no document with that key.";
     MessageNotFound => NotFound, "MESSAGE_NOT_FOUND", "No such answer of the bot in this conversation.";
     MemberNotFound => NotFound, "MEMBER_NOT_FOUND", "No such member of your organization.";
+    SavedReplyNotFound => NotFound, "SAVED_REPLY_NOT_FOUND", "No such saved reply in your organization.";
     InvitationNotFound => NotFound, "INVITATION_NOT_FOUND", "No such open invitation in your organization.";
     LinkInvalid => NotFound, "LINK_INVALID", "The one-time link (invitation or password) is unknown, used, replaced or expired.";
     SignInFailed => Unauthorized, "SIGN_IN_FAILED", "The email or the password is wrong (the answer is the same for both).";
@@ -213,6 +214,8 @@ pub enum DomainError {
     LinkInvalid,
     #[error("another member handles this conversation; assign it instead of claiming it")]
     AlreadyAssigned,
+    #[error("no such saved reply in this organization")]
+    SavedReplyNotFound,
 }
 
 impl DomainError {
@@ -246,6 +249,7 @@ impl DomainError {
             DomainError::LastOwner => ErrorCode::LastOwner,
             DomainError::LinkInvalid => ErrorCode::LinkInvalid,
             DomainError::AlreadyAssigned => ErrorCode::AlreadyAssigned,
+            DomainError::SavedReplyNotFound => ErrorCode::SavedReplyNotFound,
         }
     }
 }

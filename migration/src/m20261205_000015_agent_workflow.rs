@@ -1,5 +1,6 @@
 //! The agent workflow: who handles a conversation, who wrote an agent's
-//! reply, and internal notes.
+//! reply, internal notes, saved replies, and bots without AI answers (human
+//! only).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -35,6 +36,22 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
+            .alter_table(
+                Table::alter()
+                    .table("bots")
+                    .add_column(boolean("human_only").default(false))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("bots")
+                    .add_column(text_null("auto_reply"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
             .create_table(
                 Table::create()
                     .table("conversation_notes")
@@ -56,13 +73,38 @@ impl MigrationTrait for Migration {
                     .col("conversation_id")
                     .to_owned(),
             )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("saved_replies")
+                    .if_not_exists()
+                    .col(uuid("id").primary_key())
+                    .col(uuid("org_id"))
+                    .col(string_len("shortcut", 64))
+                    .col(text("text"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_saved_replies_shortcut")
+                    .table("saved_replies")
+                    .col("org_id")
+                    .col("shortcut")
+                    .unique()
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table("conversation_notes").to_owned())
-            .await?;
+        for table in ["saved_replies", "conversation_notes"] {
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+        }
         for (table, column) in [
             ("messages", "author_name"),
             ("messages", "author_id"),

@@ -48,6 +48,8 @@ pub(crate) fn body_of(operation: &str) -> Option<Value> {
         "change_member_role" => json!({"role": "agent"}),
         "assign_conversation" => json!({"member_id": "01a2479b-0000-7000-8000-000000000000"}),
         "add_conversation_note" => json!({"text": "a note"}),
+        "create_saved_reply" => json!({"shortcut": "intruder", "text": "hello"}),
+        "update_saved_reply" => json!({"text": "changed"}),
         "invite_member" => json!({"email": "someone@example.com", "role": "agent"}),
         _ => return None,
     })
@@ -201,6 +203,15 @@ pub(crate) async fn alpha(app: &TestApp) -> Alpha {
         )
         .await;
     ids.insert("invitation_id", pending.body["id"].as_str().unwrap().to_owned());
+    let saved = app
+        .post(
+            "/api/v1/saved-replies",
+            &a.key,
+            json!({"shortcut": "alpha", "text": "alpha-private saved reply"}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    ids.insert("saved_reply_id", saved.body["id"].as_str().unwrap().to_owned());
     Alpha {
         ids,
         key: a.key,

@@ -658,6 +658,108 @@ pub async fn agent_workflow(backend: Backend) {
         "{answered}"
     );
 
+    // Saved replies: shared, found by shortcut prefix, shortcuts unique.
+    let saved = app
+        .as_member(
+            Method::POST,
+            "/api/v1/saved-replies",
+            &ana,
+            Some(json!({"shortcut": "/Refund", "text": "Refunds reach your card within 5 working days."})),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    assert_eq!(saved.body["shortcut"], "refund");
+    let twice = app
+        .as_member(
+            Method::POST,
+            "/api/v1/saved-replies",
+            &owner,
+            Some(json!({"shortcut": "refund", "text": "Another text"})),
+        )
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.body);
+    app.post(
+        "/api/v1/saved-replies",
+        &org.key,
+        json!({"shortcut": "hours", "text": "9 to 5"}),
+    )
+    .await;
+    let found = app.get("/api/v1/saved-replies?q=/ref", &org.key).await;
+    let shortcuts: Vec<&str> = found.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["shortcut"].as_str().unwrap())
+        .collect();
+    assert_eq!(shortcuts, vec!["refund"]);
+    let saved_id = saved.body["id"].as_str().unwrap();
+    let r = app
+        .patch(
+            &format!("/api/v1/saved-replies/{saved_id}"),
+            &org.key,
+            json!({"text": "Refunds take 5 days."}),
+        )
+        .await;
+    assert_eq!(r.body["text"], "Refunds take 5 days.", "{}", r.body);
+    let r = app.delete(&format!("/api/v1/saved-replies/{saved_id}"), &org.key).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app.delete(&format!("/api/v1/saved-replies/{saved_id}"), &org.key).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "SAVED_REPLY_NOT_FOUND");
+
+    // Live chat without the bot: an acknowledgement, and the conversation waits for a person.
+    let live_chat = app
+        .post(
+            "/api/v1/bots",
+            &org.key,
+            json!({"name": "Live chat", "human_only": true, "auto_reply": "Thanks! A person replies within the hour."}),
+        )
+        .await;
+    assert_eq!(live_chat.status, StatusCode::CREATED, "{}", live_chat.body);
+    assert_eq!(live_chat.body["human_only"], true);
+    let live_id = live_chat.body["id"].as_str().unwrap().to_owned();
+    crate::ingestion::add_text_ready(&app, &org.key, &live_id, "Shipping", "Parcels ship within 2 days.").await;
+    let live_key = app.site_key(&org.key, &live_id).await;
+    let opened = app
+        .call_with(
+            Method::POST,
+            &format!("/api/v1/public/bots/{live_id}/conversations"),
+            None,
+            Some(json!({"visitor_token": "v_live-chat-visitor-01", "message": "How long does shipping take?"})),
+            &[("X-Parley-Site-Key", &live_key)],
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    assert_eq!(opened.body["auto_reply"], "Thanks! A person replies within the hour.");
+    assert_eq!(opened.body["status"], "escalated");
+    let roles: Vec<&str> = opened.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, vec!["user"], "no AI answer: {}", opened.body);
+    let chat = app
+        .post(
+            &format!("/api/v1/bots/{live_id}/chat"),
+            &org.key,
+            json!({"message": "How long does shipping take?", "stream": false}),
+        )
+        .await;
+    assert_eq!(chat.status, StatusCode::OK, "{}", chat.body);
+    assert_eq!(chat.body["escalated"], true, "{}", chat.body);
+    assert_eq!(chat.body["answer"], "", "no AI answer: {}", chat.body);
+    let r = app
+        .patch(
+            &format!("/api/v1/bots/{live_id}"),
+            &org.key,
+            json!({"auto_reply": null}),
+        )
+        .await;
+    assert!(r.body.get("auto_reply").is_none_or(Value::is_null), "{}", r.body);
+    let plain = app.post("/api/v1/bots", &org.key, json!({"name": "Plain"})).await;
+    assert_eq!(plain.body["human_only"], false);
+
     // The log says who did what.
     let feed = app
         .get(

@@ -702,6 +702,14 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
         )
         .await;
     assert_eq!(noted.status, StatusCode::CREATED, "{}", noted.body);
+    let saved = app
+        .post(
+            "/api/v1/saved-replies",
+            &a.key,
+            json!({"shortcut": "/hours", "text": "We are open 9 to 5."}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
 
     let live = app.snapshots().await;
     for (name, rows) in &live {
@@ -724,7 +732,8 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
             "conversation_tags",
             "attachments",
             "leads",
-            "webhooks"
+            "webhooks",
+            "saved_replies"
         ]
     );
     assert!(events >= 9, "read the whole log ({events} events)");

@@ -68,6 +68,7 @@ pub(crate) async fn ask(state: &AppState, ask: Ask) -> Result<ChatResponse, ApiE
                 system: ask.system.clone(),
                 language: ask.language.clone(),
                 metadata: ask.metadata,
+                human_only: ask.bot.human_only,
             },
             metadata: ask.recorded.clone(),
             idempotency: None,

@@ -85,6 +85,11 @@ pub struct Bot {
     /// Visitor messages per minute the bot answers through the widget's API,
     /// all visitors together; absent: only the per-visitor limits apply.
     pub rate_limit_per_minute: Option<u32>,
+    /// Live chat only: no AI answers; every conversation waits for a person.
+    pub human_only: bool,
+    /// A human-only bot's acknowledgement when a conversation starts
+    /// (absent: "Thanks for reaching out! We'll get back to you soon.").
+    pub auto_reply: Option<String>,
     /// Increases with every change; send it as `If-Match` to update safely.
     pub version: i64,
     /// When the bot was created.
@@ -140,6 +145,11 @@ pub struct CreateBotRequest {
     /// Visitor messages per minute the bot answers, all visitors together, 1 to 100000.
     #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
     pub rate_limit_per_minute: Option<u32>,
+    /// Live chat only: no AI answers, every conversation waits for a person; default `false`.
+    pub human_only: Option<bool>,
+    /// A human-only bot's acknowledgement when a conversation starts, 1 to 1000 characters.
+    #[oai(validator(min_length = 1, max_length = 1000))]
+    pub auto_reply: Option<Text>,
 }
 
 /// Fields to change; absent fields keep their value.
@@ -173,6 +183,11 @@ pub struct UpdateBotRequest {
     /// Visitor messages per minute the bot answers, 1 to 100000; `null` removes the limit.
     #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
     pub rate_limit_per_minute: MaybeUndefined<u32>,
+    /// Live chat only: no AI answers, every conversation waits for a person.
+    pub human_only: Option<bool>,
+    /// A human-only bot's acknowledgement when a conversation starts; `null` restores the default.
+    #[oai(validator(min_length = 1, max_length = 1000))]
+    pub auto_reply: MaybeUndefined<Text>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -257,6 +272,8 @@ impl From<bots::Model> for Bot {
             streaming: m.streaming,
             active: m.active,
             rate_limit_per_minute: m.rate_limit_per_minute.and_then(|v| u32::try_from(v).ok()),
+            human_only: m.human_only,
+            auto_reply: m.auto_reply,
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -406,6 +423,8 @@ impl BotsApi {
             streaming: req.streaming,
             active: req.active,
             rate_limit_per_minute: req.rate_limit_per_minute,
+            human_only: req.human_only,
+            auto_reply: text(req.auto_reply),
         };
         let executed = state
             .store
@@ -491,6 +510,8 @@ impl BotsApi {
                 MaybeUndefined::Null => Some(None),
                 MaybeUndefined::Value(v) => Some(Some(v)),
             },
+            human_only: req.human_only,
+            auto_reply: maybe_text(req.auto_reply),
         };
         state
             .store

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod leads;
 pub mod members;
 pub mod ops;
+pub mod saved_replies;
 pub mod session;
 pub mod sources;
 pub mod tags;
@@ -30,7 +31,11 @@ pub type Apis = (
     bots::BotsApi,
     sources::SourcesApi,
     chat::ChatApi,
-    (conversations::ConversationsApi, workflow::WorkflowApi),
+    (
+        conversations::ConversationsApi,
+        workflow::WorkflowApi,
+        saved_replies::SavedRepliesApi,
+    ),
     export::ExportApi,
     insights::InsightsApi,
     widget::WidgetApi,
@@ -56,6 +61,7 @@ pub fn service(state: Option<AppState>) -> OpenApiService<Apis, ()> {
         (
             conversations::ConversationsApi { state: state.clone() },
             workflow::WorkflowApi { state: state.clone() },
+            saved_replies::SavedRepliesApi { state: state.clone() },
         ),
         export::ExportApi { state: state.clone() },
         insights::InsightsApi { state: state.clone() },

@@ -171,6 +171,9 @@ pub struct StartedConversation {
     pub status: String,
     /// The first message and the bot's answer (empty without a first message).
     pub messages: Vec<VisitorMessage>,
+    /// A human-only bot's acknowledgement ("Thanks for reaching out! We'll
+    /// get back to you soon."), to show the visitor; absent for bots that answer.
+    pub auto_reply: Option<String>,
     /// The lead the contact details were recorded as.
     pub lead_id: Option<Uuid>,
 }
@@ -480,6 +483,7 @@ impl VisitorApi {
             return Err(taken());
         }
         let settings = active_bot(state, bot.org_id, bot.id).await?;
+        let auto_reply = settings.acknowledgement().map(str::to_owned);
         // A first message the plan cannot answer leaves no conversation behind.
         if message.is_some() {
             state.room_for_message(bot.org_id).await?;
@@ -562,6 +566,7 @@ impl VisitorApi {
             status,
             messages: visitor_messages(state, &bot, conversation_id, None).await?,
             lead_id,
+            auto_reply,
         })))
     }
 

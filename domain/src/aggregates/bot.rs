@@ -67,6 +67,25 @@ pub struct BotSettings {
     /// all visitors together (`None`: no limit of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<u32>,
+    /// Live chat without the bot: no AI answers; every conversation waits
+    /// for a person.
+    #[serde(default)]
+    pub human_only: bool,
+    /// The acknowledgement a visitor gets when a conversation with a
+    /// human-only bot starts (`None`: the default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_reply: Option<String>,
+}
+
+/// What a human-only bot says when a conversation starts, unless set.
+pub const DEFAULT_AUTO_REPLY: &str = "Thanks for reaching out! We'll get back to you soon.";
+
+impl BotSettings {
+    /// The acknowledgement of a new conversation: only human-only bots give one.
+    pub fn acknowledgement(&self) -> Option<&str> {
+        self.human_only
+            .then(|| self.auto_reply.as_deref().unwrap_or(DEFAULT_AUTO_REPLY))
+    }
 }
 
 /// The fields of a new bot; all but the name have defaults.
@@ -82,6 +101,8 @@ pub struct BotDraft {
     pub streaming: Option<bool>,
     pub active: Option<bool>,
     pub rate_limit_per_minute: Option<u32>,
+    pub human_only: Option<bool>,
+    pub auto_reply: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -106,6 +127,9 @@ pub struct BotPatch {
     pub active: Option<bool>,
     /// `Some(None)` removes the bot's own limit.
     pub rate_limit_per_minute: Option<Option<u32>>,
+    pub human_only: Option<bool>,
+    /// `Some(None)` restores the default acknowledgement.
+    pub auto_reply: Option<Option<String>>,
 }
 
 /// A new public site key: `ps_` and 32 hex characters.
@@ -231,6 +255,13 @@ impl BotSettings {
                 "must be between 1 and 100000",
             );
         }
+        if let Some(text) = &self.auto_reply {
+            check(
+                !text.trim().is_empty() && text.chars().count() <= 1000,
+                "auto_reply",
+                "must be 1 to 1000 characters",
+            );
+        }
         if let Some(model) = &self.model.model {
             check(
                 !model.trim().is_empty() && model.len() <= 200,
@@ -264,6 +295,8 @@ impl BotSettings {
             streaming: draft.streaming.unwrap_or(true),
             active: draft.active.unwrap_or(true),
             rate_limit_per_minute: draft.rate_limit_per_minute,
+            human_only: draft.human_only.unwrap_or(false),
+            auto_reply: draft.auto_reply,
         }
     }
 
@@ -309,6 +342,12 @@ impl BotSettings {
         if let Some(v) = patch.rate_limit_per_minute {
             next.rate_limit_per_minute = v;
         }
+        if let Some(v) = patch.human_only {
+            next.human_only = v;
+        }
+        if let Some(v) = patch.auto_reply {
+            next.auto_reply = v;
+        }
         let mut changed = Vec::new();
         let mut note = |differs: bool, field: &str| {
             if differs {
@@ -328,6 +367,8 @@ impl BotSettings {
             next.rate_limit_per_minute != self.rate_limit_per_minute,
             "rate_limit_per_minute",
         );
+        note(next.human_only != self.human_only, "human_only");
+        note(next.auto_reply != self.auto_reply, "auto_reply");
         (next, changed)
     }
 }

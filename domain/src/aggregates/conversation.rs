@@ -367,6 +367,9 @@ pub enum ConversationCommand {
         system: Option<String>,
         language: Option<String>,
         metadata: Value,
+        /// The bot takes no part (live chat only): the same append hands
+        /// the conversation to a person, where it waits.
+        human_only: bool,
     },
     /// The bot's answer to a pending visitor message. The same append hands
     /// the conversation to a person when the visitor asked for one, or when
@@ -643,6 +646,7 @@ impl Aggregate for Conversation {
                 system,
                 language,
                 metadata,
+                human_only,
             } => {
                 validate_text(&text)?;
                 let mut events = Vec::new();
@@ -676,6 +680,12 @@ impl Aggregate for Conversation {
                     language,
                     metadata,
                 }));
+                if human_only && state.status != Status::Escalated {
+                    events.push(ConversationEvent::Escalated(Escalated {
+                        conversation_id,
+                        reason: "human_only".into(),
+                    }));
+                }
                 Ok(events)
             }
             ConversationCommand::Answer {
@@ -915,6 +925,7 @@ mod tests {
             system: None,
             language: None,
             metadata: Value::Null,
+            human_only: false,
         }
     }
 
@@ -938,6 +949,35 @@ mod tests {
             answer: Box::new(answer(conversation_id, reply_to)),
             escalate_after_unanswered: 2,
         }
+    }
+
+    #[test]
+    fn a_human_only_bot_hands_every_conversation_to_a_person() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let ask = |state: &ConversationState, text: &str| {
+            let mut command = receive(org, bot, text);
+            if let ConversationCommand::Receive {
+                human_only,
+                conversation_id,
+                ..
+            } = &mut command
+            {
+                *human_only = true;
+                if let Some(id) = state.conversation_id {
+                    *conversation_id = id;
+                }
+            }
+            Conversation::decide(state, command).unwrap()
+        };
+        let first = ask(&ConversationState::default(), "Hello?");
+        assert_eq!(
+            first.iter().map(DomainEvent::event_type).collect::<Vec<_>>(),
+            vec![CONVERSATION_STARTED, MESSAGE_RECEIVED, ESCALATED]
+        );
+        let state = given(&first);
+        assert_eq!(state.status, Status::Escalated);
+        let second = ask(&state, "Anyone there?");
+        assert_eq!(second.len(), 1, "already with a person: {second:?}");
     }
 
     #[test]
@@ -1051,6 +1091,7 @@ mod tests {
                     system: None,
                     language: None,
                     metadata: Value::Null,
+                    human_only: false,
                 };
                 all.extend(Conversation::decide(&given(all), ask).unwrap());
             }

@@ -6,5 +6,6 @@ pub mod conversation;
 pub mod lead;
 pub mod org;
 pub mod person;
+pub mod saved_reply;
 pub mod source;
 pub mod webhook;

@@ -134,6 +134,10 @@ pub mod bots {
         pub widget: Option<Json>,
         /// Messages per minute the bot answers (`None`: no limit of its own).
         pub rate_limit_per_minute: Option<i64>,
+        /// Live chat without the bot.
+        pub human_only: bool,
+        /// A human-only bot's acknowledgement of a new conversation (`None`: the default).
+        pub auto_reply: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -711,6 +715,28 @@ pub mod conversation_notes {
         pub author_id: Option<Uuid>,
         pub text: String,
         pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod saved_replies {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "saved_replies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        /// Unique in the organization.
+        pub shortcut: String,
+        pub text: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

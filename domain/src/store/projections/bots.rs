@@ -23,6 +23,8 @@ fn bot_columns(row: &mut bots::ActiveModel, s: BotSettings) {
     row.streaming = Set(s.streaming);
     row.active = Set(s.active);
     row.rate_limit_per_minute = Set(s.rate_limit_per_minute.map(i64::from));
+    row.human_only = Set(s.human_only);
+    row.auto_reply = Set(s.auto_reply);
 }
 
 #[async_trait]

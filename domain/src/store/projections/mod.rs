@@ -12,6 +12,7 @@ pub mod messages;
 pub mod notes;
 pub mod orgs;
 pub mod people;
+pub mod saved_replies;
 mod shared;
 pub mod source_pages;
 pub mod sources;
@@ -38,5 +39,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(attachments::AttachmentsProjection),
         Arc::new(leads::LeadsProjection),
         Arc::new(webhooks::WebhooksProjection),
+        Arc::new(saved_replies::SavedRepliesProjection),
     ]
 }
