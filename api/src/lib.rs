@@ -13,6 +13,7 @@ pub mod files;
 pub mod http;
 pub mod idempotency;
 pub mod ingestion;
+pub mod live;
 pub mod people;
 pub mod routes;
 pub mod schemas;

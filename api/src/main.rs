@@ -78,6 +78,21 @@ enum BenchCommand {
         #[arg(long, default_value_t = 128)]
         budget_mb: usize,
     },
+    /// Delay from an event appended by one API process to its arrival on
+    /// live streams held by another (PostgreSQL + Redis).
+    Stream {
+        /// A PostgreSQL database URL whose server may create a throwaway database.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres: String,
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+        /// Open streams on the reading process.
+        #[arg(long, default_value_t = 200)]
+        streams: usize,
+        /// Events appended through the writing process.
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+    },
     /// Resident memory of one `parley serve` crawling a generated local site, by stage.
     Crawl {
         /// Pages on the site.
@@ -331,6 +346,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Crawl { pages, page_mb },
         } => parley_api::bench::crawl::crawl(pages, page_mb).await,
+        Command::Bench {
+            command:
+                BenchCommand::Stream {
+                    postgres,
+                    redis,
+                    streams,
+                    events,
+                },
+        } => parley_api::bench::stream::stream(&postgres, &redis, streams, events).await,
         Command::Bench {
             command: BenchCommand::Chat { book, rounds },
         } => parley_api::bench::chat(&settings, book, rounds).await,

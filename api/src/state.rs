@@ -26,6 +26,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub chat: Arc<crate::chat::ChatEngine>,
     pub limiter: Arc<crate::http::ratelimit::Limiter>,
+    /// New events of the log, for live streams.
+    pub live: Arc<crate::live::LiveFeed>,
     /// The time quotas are counted in (settable in tests).
     pub clock: Arc<Clock>,
     streams: Arc<Mutex<HashMap<(Uuid, String), usize>>>,
@@ -89,6 +91,7 @@ impl AppState {
         AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
             limiter: Arc::new(limiter),
+            live: Arc::default(),
             clock: Arc::default(),
             streams: Arc::default(),
             store,

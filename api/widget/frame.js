@@ -505,7 +505,7 @@
 
   // Adds messages not seen yet; counts them as unread while the chat is hidden.
   function absorb(d, live) {
-    if (d.status) setStatus(d.status);
+    if (d.status) setStatus(d.status, d);
     let fresh = 0;
     let handoff = false;
     for (const m of d.messages || []) {
@@ -544,12 +544,78 @@
     seen.set(id, row);
   }
 
-  function setStatus(s) {
+  function setStatus(s, d) {
     const was = status;
     status = s;
     el.banner.hidden = s !== 'escalated';
     el.human.hidden = !conv || s === 'escalated';
     if (s === 'escalated' && was !== 'escalated') offerLead();
+    if (s === 'closed' && was !== 'closed') offerRating(d);
+    if (s !== 'closed' && ratingForm) {
+      ratingForm.remove();
+      ratingForm = null;
+    }
+  }
+
+  // After a person closes the conversation: a 1-5 rating with a comment.
+  let ratingForm = null;
+  function offerRating(d) {
+    if (!cfg || !cfg.satisfaction_survey || !conv || ratingForm) return;
+    if ((d && d.satisfaction) || store.get('rated') === conv.id) return;
+    const form = mk('form', null, 'lead rating');
+    form.noValidate = true;
+    form.append(mk('h2', 'How did we do?'));
+    const err = mk('p', null, 'err');
+    err.hidden = true;
+    const stars = mk('div', null, 'stars');
+    stars.setAttribute('role', 'group');
+    stars.setAttribute('aria-label', 'Rate this conversation from 1 (bad) to 5 (great)');
+    let score = 0;
+    for (let i = 1; i <= 5; i++) {
+      const b = mk('button', String(i), 'star');
+      b.type = 'button';
+      b.setAttribute('aria-label', i + ' of 5');
+      b.setAttribute('aria-pressed', 'false');
+      b.addEventListener('click', () => {
+        score = i;
+        err.hidden = true;
+        for (const x of stars.children) x.setAttribute('aria-pressed', String(Number(x.textContent) === i));
+      });
+      stars.append(b);
+    }
+    const note = mk('textarea');
+    note.maxLength = 2000;
+    note.rows = 2;
+    note.placeholder = 'Anything to add? (optional)';
+    note.setAttribute('aria-label', 'Comment');
+    const submit = mk('button', 'Send rating', 'primary');
+    submit.type = 'submit';
+    const actions = mk('div', null, 'actions');
+    actions.append(submit);
+    form.append(stars, note, err, actions);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      err.hidden = true;
+      if (!score) {
+        err.textContent = 'Choose a rating from 1 to 5.';
+        err.hidden = false;
+        return;
+      }
+      submit.disabled = true;
+      try {
+        await api('POST', '/conversations/' + conv.id + '/satisfaction', { score, comment: note.value.trim() || undefined });
+        store.set('rated', conv.id);
+        form.replaceWith(mk('p', 'Thanks for your rating!', 'thanks'));
+        ratingForm = null;
+      } catch (e) {
+        err.textContent = explain(e);
+        err.hidden = false;
+        submit.disabled = false;
+      }
+    });
+    ratingForm = form;
+    el.extra.append(form);
+    scrollEnd();
   }
 
   async function send(text, file, again, reuse) {

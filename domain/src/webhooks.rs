@@ -164,6 +164,7 @@ mod tests {
             crate::aggregates::conversation::UNASSIGNED,
             crate::aggregates::conversation::HANDED_BACK,
             crate::aggregates::conversation::NOTE_ADDED,
+            crate::aggregates::conversation::RATED,
         ] {
             let public = public_type(stored).unwrap();
             assert!(EVENT_TYPES.contains(&public), "{public}");

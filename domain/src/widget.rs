@@ -76,6 +76,13 @@ pub struct WidgetSettings {
     /// may use the widget and the visitor API. Empty: any origin.
     pub allowed_origins: Vec<String>,
     pub show_sources: bool,
+    /// Whether visitors are asked to rate a conversation a person closed.
+    #[serde(default = "asked")]
+    pub satisfaction_survey: bool,
+}
+
+fn asked() -> bool {
+    true
 }
 
 impl Default for WidgetSettings {
@@ -90,6 +97,7 @@ impl Default for WidgetSettings {
             lead_capture: LeadCapture::default(),
             allowed_origins: vec![],
             show_sources: true,
+            satisfaction_survey: true,
         }
     }
 }

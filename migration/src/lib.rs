@@ -17,6 +17,7 @@ mod m20261130_000012_org_plans;
 mod m20261205_000013_key_roles;
 mod m20261205_000014_people;
 mod m20261205_000015_agent_workflow;
+mod m20261205_000016_satisfaction;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_key_roles::Migration),
             Box::new(m20261205_000014_people::Migration),
             Box::new(m20261205_000015_agent_workflow::Migration),
+            Box::new(m20261205_000016_satisfaction::Migration),
         ]
     }
 }

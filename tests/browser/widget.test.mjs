@@ -397,6 +397,27 @@ await check("an agent's reply shows the agent's name, and internal notes never r
   expect(!(await frame.locator('body').innerText()).includes('VIP customer'), 'the internal note is shown to the visitor');
 });
 
+await check('after a person closes the conversation, the visitor rates it from 1 to 5', async () => {
+  await member('POST', `/api/v1/conversations/${firstConversation}/close`);
+  const form = frame.locator('form.rating');
+  await form.waitFor({ state: 'visible', timeout: 12_000 });
+  await form.getByRole('button', { name: 'Send rating' }).click();
+  await until('the form to ask for a score', async () => /Choose a rating/.test(await form.innerText()), 3000);
+  await form.getByRole('button', { name: '4 of 5', exact: true }).click();
+  expect((await form.getByRole('button', { name: '4 of 5', exact: true }).getAttribute('aria-pressed')) === 'true', 'the chosen score is not pressed');
+  await form.getByLabel('Comment').fill('Quick and kind, thank you');
+  await sleep(200);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'widget-rating.png') });
+  await form.getByRole('button', { name: 'Send rating' }).click();
+  await frame.getByText('Thanks for your rating!').waitFor({ state: 'visible', timeout: 5000 });
+  const c = await admin('GET', `/api/v1/conversations/${firstConversation}`);
+  expect(c.satisfaction === 4, `the rating stored is ${JSON.stringify(c.satisfaction)}`);
+  expect(c.satisfaction_comment === 'Quick and kind, thank you', 'the comment is not stored');
+  const insights = await admin('GET', `/api/v1/bots/${encodeURIComponent(BOT)}/insights`);
+  expect(insights.satisfaction && insights.satisfaction.ratings === 1 && insights.satisfaction.average === 4, `insights show ${JSON.stringify(insights.satisfaction)}`);
+  expect((insights.satisfaction.by_member || []).some((m) => m.member_id && m.average === 4), 'the rating is not shown for the agent');
+});
+
 await check('a reply while the chat is closed shows as unread on the button', async () => {
   const button = launcher(page);
   await button.click();

@@ -42,6 +42,7 @@ pub(crate) fn body_of(operation: &str) -> Option<Value> {
         "visitor_start_conversation" => json!({"visitor_token": "v_intruder-token-0001", "email": "x@example.com"}),
         "visitor_send_message" => json!({"text": "hello", "stream": false}),
         "visitor_submit_lead" => json!({"email": "x@example.com"}),
+        "visitor_rate_conversation" => json!({"score": 5}),
         "create_webhook" => json!({"url": "http://127.0.0.1:9/hook", "active": false}),
         "update_webhook" => json!({"description": "changed"}),
         "rotate_webhook_secret" => json!({}),

@@ -658,6 +658,63 @@ pub async fn agent_workflow(backend: Backend) {
         "{answered}"
     );
 
+    // The visitor rates the conversation once a person closed it.
+    let rate = |score: u8| {
+        let app = &app;
+        let visitor = &visitor;
+        async move {
+            app.call_with(
+                Method::POST,
+                &format!(
+                    "/api/v1/public/bots/{}/conversations/{}/satisfaction",
+                    visitor.bot, visitor.conversation
+                ),
+                None,
+                Some(json!({"score": score, "comment": "Quick and kind"})),
+                &[
+                    ("X-Parley-Site-Key", &visitor.site_key),
+                    ("X-Parley-Conversation-Token", &visitor.token),
+                ],
+            )
+            .await
+        }
+    };
+    let early = rate(5).await;
+    assert_eq!(
+        early.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not closed yet: {}",
+        early.body
+    );
+    let r = app
+        .as_member(Method::POST, &format!("/api/v1/conversations/{id}/close"), &owner, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(rate(9).await.status, StatusCode::BAD_REQUEST);
+    let rated = rate(5).await;
+    assert_eq!(rated.status, StatusCode::OK, "{}", rated.body);
+    assert_eq!(rated.body["satisfaction"], 5);
+    let detail = app.get(&format!("/api/v1/conversations/{id}"), &org.key).await;
+    assert_eq!(detail.body["satisfaction"], 5);
+    assert_eq!(detail.body["satisfaction_comment"], "Quick and kind");
+    let insights = app.get(&format!("/api/v1/bots/{bot_id}/insights"), &org.key).await;
+    assert_eq!(insights.body["satisfaction"]["ratings"], 1, "{}", insights.body);
+    assert_eq!(
+        insights.body["satisfaction"]["by_member"][0]["member_id"],
+        ana.person_id
+    );
+    // A bot that does not ask refuses ratings.
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/bots/{bot_id}/widget-settings"),
+            Some(&org.key),
+            Some(json!({"satisfaction_survey": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(rate(4).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
     // Saved replies: shared, found by shortcut prefix, shortcuts unique.
     let saved = app
         .as_member(
@@ -787,6 +844,136 @@ pub async fn agent_workflow(backend: Backend) {
             ("conversation.handed_back".to_owned(), owner.person_id.clone()),
         ]
     );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// Frames of a live stream, read until `want` says enough (or 20 s pass).
+async fn frames_until(
+    events: &mut (
+             impl futures::Stream<
+        Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+    > + Unpin
+         ),
+    want: impl Fn(&[eventsource_stream::Event]) -> bool,
+) -> Vec<eventsource_stream::Event> {
+    use futures::StreamExt;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !want(&got) {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(Ok(event))) => got.push(event),
+            Ok(Some(Err(e))) => panic!("stream error: {e}"),
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+pub async fn live_stream(backend: Backend) {
+    use eventsource_stream::Eventsource;
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+    let org = app.create_org("Live").await;
+    let other = app.create_org("Elsewhere").await;
+    parley_api::admin::add_owner(
+        &app.store,
+        &app.base,
+        org.id,
+        "owner@live.example",
+        Some(OWNER_PASSWORD),
+    )
+    .await
+    .unwrap();
+    let owner = app.sign_in("owner@live.example", OWNER_PASSWORD).await;
+    let invited = invite(&app, &owner, "agent@live.example", "agent").await;
+    let agent = Session::from_reply(
+        &accept(
+            &app,
+            &token_of(invited.body["link"].as_str().unwrap()),
+            "agent passphrase 2026",
+            None,
+        )
+        .await,
+    );
+    // An agent's stream, opened with the session cookie only (as EventSource does).
+    let open = |session: &Session, last: Option<String>| {
+        let mut req = app
+            .client
+            .get(format!("{}/api/v1/stream", app.base))
+            .header("Cookie", &session.cookie);
+        if let Some(last) = last {
+            req = req.header("Last-Event-ID", last);
+        }
+        req.send()
+    };
+    let resp = open(&agent, None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "{:?}",
+        resp.headers()
+    );
+    let mut events = resp.bytes_stream().eventsource();
+    // A bot (not for agents), another organization's bot, then a conversation.
+    let bot = app.post("/api/v1/bots", &org.key, json!({"name": "Live help"})).await;
+    let bot_id = bot.body["id"].as_str().unwrap().to_owned();
+    app.post("/api/v1/bots", &other.key, json!({"name": "Not yours"})).await;
+    let chat = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/chat"),
+            &org.key,
+            json!({"message": "I want to talk to a human", "stream": false, "visitor_id": "live-visitor"}),
+        )
+        .await;
+    assert_eq!(chat.status, StatusCode::OK, "{}", chat.body);
+    let conversation = chat.body["conversation_id"].as_str().unwrap().to_owned();
+    let got = frames_until(&mut events, |got| {
+        got.iter().any(|e| e.event == "conversation.escalated")
+    })
+    .await;
+    let types: Vec<&str> = got.iter().map(|e| e.event.as_str()).collect();
+    assert!(types.contains(&"conversation.started"), "{types:?}");
+    assert!(types.contains(&"conversation.escalated"), "{types:?}");
+    assert!(
+        !types.iter().any(|t| t.starts_with("bot.")),
+        "an agent sees no bot events: {types:?}"
+    );
+    for frame in &got {
+        let data: Value = serde_json::from_str(&frame.data).unwrap();
+        assert_eq!(data["type"], frame.event);
+        assert_eq!(data["position"].to_string(), frame.id, "the id is the log position");
+        assert_eq!(
+            data["stream_id"],
+            conversation.as_str(),
+            "only this organization's conversation"
+        );
+    }
+    // Resuming after the first frame gives the rest again, in order.
+    let first = got[0].id.clone();
+    let again = open(&agent, Some(first)).await.unwrap();
+    let mut replayed = again.bytes_stream().eventsource();
+    let rest = frames_until(&mut replayed, |r| r.len() >= got.len() - 1).await;
+    let ids = |frames: &[eventsource_stream::Event]| frames.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&rest), ids(&got[1..]));
+    // The owner sees every event, bots included.
+    let mut all = open(&owner, Some("0".into()))
+        .await
+        .unwrap()
+        .bytes_stream()
+        .eventsource();
+    let everything = frames_until(&mut all, |f| f.iter().any(|e| e.event == "bot.created")).await;
+    assert!(everything.iter().any(|e| e.event == "bot.created"));
+    // A malformed Last-Event-ID is refused.
+    let bad = open(&agent, Some("yesterday".into())).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    drop(events);
+    drop(replayed);
+    drop(all);
     app.stop().await;
     env.cleanup().await;
 }

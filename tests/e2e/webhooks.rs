@@ -303,13 +303,22 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
         ("unassign", json!({})),
         ("hand-back", json!({})),
         ("close", json!({})),
-        ("reopen", json!({})),
     ] {
         let r = app
             .post(&format!("/api/v1/conversations/{cid}/{path}"), &a.key, body)
             .await;
         assert!(r.status.is_success(), "{path}: {}", r.body);
     }
+    let r = visitor(
+        public(&format!("/conversations/{cid}/satisfaction")),
+        json!({"score": 5, "comment": "Quick and kind"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "conversation.rated: {}", r.body);
+    let r = app
+        .post(&format!("/api/v1/conversations/{cid}/reopen"), &a.key, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     // Every event of organization A that endpoints hear about, from its feed.
     let feed = app.get("/api/v1/events?after=0&limit=1000", &a.key).await;

@@ -14,6 +14,7 @@ pub mod hostile;
 pub mod index_cache;
 pub mod pdf;
 pub mod retrieval;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,18 +1,27 @@
-//! `/api/v1/events`: the organization's event feed, paged by log position.
+//! `/api/v1/events`: the organization's event feed, paged by log position;
+//! `/api/v1/stream`: the same events live, as server-sent events.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use parley_domain::RecordedEvent;
+use futures::StreamExt;
 use parley_domain::jobs::public_payload;
-use poem_openapi::param::Query;
+use parley_domain::{Actor, RecordedEvent, Role};
+use poem::web::sse::{Event as SseEvent, SSE};
+use poem::{IntoResponse, Response};
+use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::tags::ApiTags;
 use crate::access::live;
 use crate::error::ApiError;
-use crate::security::AdminAuth;
+use crate::security::{AdminAuth, AgentAuth};
+use crate::state::{AppState, Principal};
 
 pub struct EventsApi {
     pub state: Option<crate::state::AppState>,
@@ -76,8 +85,165 @@ impl From<RecordedEvent> for Event {
     }
 }
 
+/// Whether a role sees an event on the live stream: agents see
+/// conversations and leads; admins and owners see everything.
+fn visible(role: Role, event: &RecordedEvent) -> bool {
+    role.allows(Role::Admin) || matches!(event.stream_type.as_str(), "conversation" | "lead")
+}
+
+/// Events read from the log per query while catching up.
+const CATCH_UP: u64 = 500;
+/// How often a member's stream checks they still belong to the organization.
+const RECHECK: Duration = Duration::from_secs(30);
+
+/// The live stream: server-sent events, one per event of the log.
+pub struct LiveStream {
+    state: AppState,
+    principal: Principal,
+    after: i64,
+}
+
+impl ApiResponse for LiveStream {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "`text/event-stream`: for every event, a frame with `id:` its log \
+                    position (what `Last-Event-ID` resumes from), `event:` its type and `data:` the \
+                    Event as JSON; a comment line every 15 seconds keeps the connection open.",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: "text/event-stream",
+                    schema: Event::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        Event::register(registry);
+    }
+}
+
+impl IntoResponse for LiveStream {
+    fn into_response(self) -> Response {
+        let LiveStream {
+            state,
+            principal,
+            after,
+        } = self;
+        let stream = async_stream::stream! {
+            // Subscribed before catching up: nothing falls between the two.
+            let mut live = state.live.subscribe(&state.store);
+            let org_id = principal.org_id;
+            let mut position = after;
+            let mut recheck = tokio::time::interval(RECHECK);
+            recheck.tick().await;
+            let mut behind = true;
+            loop {
+                if behind {
+                    loop {
+                        let Ok(events) = state.store.read_log(Some(org_id), position, CATCH_UP, &[]).await else {
+                            break;
+                        };
+                        let full = events.len() as u64 == CATCH_UP;
+                        for event in events {
+                            position = event.position;
+                            if visible(principal.role, &event) {
+                                yield frame(event);
+                            }
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    behind = false;
+                }
+                tokio::select! {
+                    received = live.recv() => match received {
+                        Ok(event) => {
+                            if event.org_id != org_id || event.position <= position {
+                                continue;
+                            }
+                            position = event.position;
+                            if visible(principal.role, &event) {
+                                yield frame(event.as_ref().clone());
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => behind = true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = recheck.tick() => {
+                        // A member removed since the stream opened hears nothing more.
+                        if let Actor::Member { id } = principal.actor {
+                            let member = parley_domain::store::people::membership(&state.store, org_id, id).await;
+                            if !matches!(member, Ok(Some(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        SSE::new(stream.boxed())
+            .keep_alive(Duration::from_secs(15))
+            .into_response()
+    }
+}
+
+fn frame(event: RecordedEvent) -> SseEvent {
+    let position = event.position;
+    let event_type = event.event_type.clone();
+    SseEvent::message(Event::from(event).to_json_string())
+        .id(position.to_string())
+        .event_type(event_type)
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Events")]
 impl EventsApi {
+    /// Follow events live
+    ///
+    /// Server-sent events of your organization's events as they happen,
+    /// from any API process: agents get conversation and lead events,
+    /// admins and owners every event. Resume after a disconnection with
+    /// `Last-Event-ID` (browsers' `EventSource` sends it) or `after`; without
+    /// either, only new events come. Works with a member's session cookie,
+    /// so `new EventSource('/api/v1/stream')` is enough in the console.
+    ///
+    /// Role: `agent` or higher.
+    #[oai(path = "/stream", method = "get", operation_id = "stream_events")]
+    async fn stream(
+        &self,
+        auth: AgentAuth,
+        /// Resume after this log position (what the last frame's `id:` said).
+        #[oai(name = "Last-Event-ID")]
+        last_event_id: Header<Option<String>>,
+        /// Start after this log position (`Last-Event-ID` wins when both are sent).
+        #[oai(validator(minimum(value = "0")))]
+        after: Query<Option<i64>>,
+    ) -> Result<LiveStream, ApiError> {
+        let state = live(&self.state)?;
+        let after = match last_event_id.0.as_deref().map(str::trim) {
+            Some(id) => id.parse::<i64>().ok().filter(|p| *p >= 0).ok_or_else(|| {
+                crate::error::bad_request(
+                    "bad Last-Event-ID",
+                    "Last-Event-ID",
+                    "must be a log position (the `id:` of a frame)",
+                )
+            })?,
+            None => match after.0 {
+                Some(after) => after,
+                None => state.store.head().await?,
+            },
+        };
+        Ok(LiveStream {
+            state: state.clone(),
+            principal: auth.0,
+            after,
+        })
+    }
+
     /// List events
     ///
     /// Events of your organization after a position, oldest first. Follow the

@@ -75,6 +75,32 @@ pub struct Insights {
     pub unanswered_questions: Vec<QuestionGroup>,
     /// Questions analysed for the groups (the most recent 1,000 of the range).
     pub questions_analyzed: u64,
+    /// Visitors' ratings (1 to 5) of conversations a person closed, given in the range.
+    pub satisfaction: SatisfactionSummary,
+}
+
+/// Ratings of conversations, overall and per member.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SatisfactionSummary {
+    /// Ratings given.
+    pub ratings: u64,
+    /// Their mean, 1 to 5; absent without ratings.
+    pub average: Option<f64>,
+    /// Per member rated (who had the conversation, else who last replied), most rated first.
+    pub by_member: Vec<MemberSatisfaction>,
+}
+
+/// One member's ratings.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct MemberSatisfaction {
+    /// The member (person id); absent for conversations no member replied to.
+    pub member_id: Option<Uuid>,
+    /// Ratings given.
+    pub ratings: u64,
+    /// Their mean, 1 to 5.
+    pub average: f64,
 }
 
 /// Questions (the most recent first) by wording: the distinct normalized
@@ -220,6 +246,7 @@ impl InsightsApi {
         }
         let limit = limit.0.unwrap_or(10) as usize;
         let counts = parley_domain::store::insights::counts(&state.store, org_id, bot_id.0, from, to).await?;
+        let rated = parley_domain::store::insights::satisfaction(&state.store, org_id, bot_id.0, from, to).await?;
         let asked =
             parley_domain::store::insights::questions(&state.store, org_id, bot_id.0, from, to, ANALYZED).await?;
         let all: Vec<&insights::Asked> = asked.iter().collect();
@@ -253,6 +280,19 @@ impl InsightsApi {
             top_questions,
             unanswered_questions,
             questions_analyzed: asked.len() as u64,
+            satisfaction: SatisfactionSummary {
+                ratings: rated.ratings,
+                average: (rated.ratings > 0).then(|| rated.sum as f64 / rated.ratings as f64),
+                by_member: rated
+                    .by_member
+                    .into_iter()
+                    .map(|(member_id, ratings, sum)| MemberSatisfaction {
+                        member_id,
+                        ratings,
+                        average: sum as f64 / ratings.max(1) as f64,
+                    })
+                    .collect(),
+            },
         }))
     }
 }

@@ -61,6 +61,8 @@ pub struct WidgetConfig {
     pub quick_prompts: Vec<String>,
     /// Whether answers show their sources.
     pub show_sources: bool,
+    /// Whether to ask the visitor to rate a conversation a person closed.
+    pub satisfaction_survey: bool,
     /// Whether answers stream.
     pub streaming: bool,
     /// The bot's language tag.
@@ -195,6 +197,20 @@ pub struct VisitorConversation {
     pub status: String,
     /// Messages in order (with `after`, only newer ones).
     pub messages: Vec<VisitorMessage>,
+    /// The visitor's rating of the conversation (1 to 5), once given.
+    pub satisfaction: Option<i32>,
+}
+
+/// The visitor's rating of a conversation a person closed.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
+pub struct SatisfactionRequest {
+    /// 1 (bad) to 5 (great).
+    #[oai(validator(minimum(value = "1"), maximum(value = "5")))]
+    pub score: u8,
+    /// What went well or not, at most 2,000 characters.
+    #[oai(validator(max_length = 2000))]
+    pub comment: Option<Text>,
 }
 
 /// A visitor's message.
@@ -411,6 +427,7 @@ impl VisitorApi {
             welcome_message: widget.welcome_message.unwrap_or(bot.welcome_message),
             quick_prompts: widget.quick_prompts,
             show_sources: widget.show_sources,
+            satisfaction_survey: widget.satisfaction_survey,
             streaming: bot.streaming,
             language: bot.language,
             lead_capture: capture,
@@ -596,6 +613,7 @@ impl VisitorApi {
         let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
         Ok(Json(VisitorConversation {
             conversation_id: row.id,
+            satisfaction: row.satisfaction,
             status: row.status,
             messages: visitor_messages(state, &bot, row.id, after.0).await?,
         }))
@@ -703,6 +721,48 @@ impl VisitorApi {
             conversation_id: row.id,
             status: Status::Escalated.as_str().into(),
             messages: visitor_messages(state, &bot, row.id, None).await?,
+            satisfaction: row.satisfaction,
+        }))
+    }
+
+    /// Rate the conversation
+    ///
+    /// Once a person has closed the conversation, the visitor may rate it
+    /// from 1 to 5 with a comment; a later rating replaces an earlier one.
+    /// `422` when the conversation is not closed, or the bot does not ask
+    /// for ratings (`satisfaction_survey` in its widget settings).
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/satisfaction",
+        method = "post",
+        operation_id = "visitor_rate_conversation"
+    )]
+    async fn rate_conversation(
+        &self,
+        auth: SiteKeyAuth,
+        request_id: Data<&RequestId>,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+        body: Json<SatisfactionRequest>,
+    ) -> Result<Json<VisitorConversation>, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        let command = ConversationCommand::Rate {
+            score: body.0.score,
+            comment: body.0.comment.map(Text::into_inner),
+            asked: read::widget_of(&bot).satisfaction_survey,
+        };
+        visitor_command(state, &bot, &row, command, &request_id).await?;
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        Ok(Json(VisitorConversation {
+            conversation_id: row.id,
+            satisfaction: row.satisfaction,
+            status: row.status,
+            messages: vec![],
         }))
     }
 

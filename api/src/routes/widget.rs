@@ -49,6 +49,8 @@ pub struct WidgetSettingsInfo {
     pub allowed_origins: Vec<String>,
     /// Whether answers show their sources.
     pub show_sources: bool,
+    /// Whether visitors are asked to rate (1 to 5) a conversation a person closed.
+    pub satisfaction_survey: bool,
     /// The bot's public site key (`ps_...`), used by the widget. Not a secret.
     pub site_key: Option<String>,
     /// The script tag to paste into a website.
@@ -83,6 +85,8 @@ pub struct WidgetSettingsRequest {
     pub allowed_origins: Option<Vec<Text>>,
     /// Whether answers show their sources (default true).
     pub show_sources: Option<bool>,
+    /// Whether visitors are asked to rate a conversation a person closed (default true).
+    pub satisfaction_survey: Option<bool>,
 }
 
 /// A new site key.
@@ -114,6 +118,7 @@ fn info(w: WidgetSettings, bot_id: Uuid, site_key: Option<String>, base: &str) -
         quick_prompts: w.quick_prompts,
         allowed_origins: w.allowed_origins,
         show_sources: w.show_sources,
+        satisfaction_survey: w.satisfaction_survey,
         site_key,
     }
 }
@@ -183,6 +188,7 @@ impl WidgetApi {
                 .map(|o| o.into_iter().map(Text::into_inner).collect())
                 .unwrap_or_default(),
             show_sources: body.show_sources.unwrap_or(defaults.show_sources),
+            satisfaction_survey: body.satisfaction_survey.unwrap_or(defaults.satisfaction_survey),
         };
         let org_id = auth.0.org_id;
         let executed = state

@@ -253,6 +253,10 @@ pub struct ConversationInfo {
     pub tags: Vec<String>,
     /// The member who handles it (claimed, or assigned to them).
     pub assignee_id: Option<Uuid>,
+    /// The visitor's rating (1 to 5) after a person closed it.
+    pub satisfaction: Option<i32>,
+    /// The comment that came with the rating.
+    pub satisfaction_comment: Option<String>,
     /// When it started.
     pub created_at: DateTime<Utc>,
     /// When its last message was stored.
@@ -271,6 +275,8 @@ impl From<conversations::Model> for ConversationInfo {
             unanswered_count: c.unanswered,
             tags: vec![],
             assignee_id: c.assignee_id,
+            satisfaction: c.satisfaction,
+            satisfaction_comment: c.satisfaction_comment,
             created_at: c.created_at,
             last_message_at: c.last_message_at,
         }

@@ -24,6 +24,7 @@ pub const ASSIGNED: &str = "conversation.assigned";
 pub const UNASSIGNED: &str = "conversation.unassigned";
 pub const NOTE_ADDED: &str = "conversation.note_added";
 pub const HANDED_BACK: &str = "conversation.handed_back";
+pub const RATED: &str = "conversation.rated";
 
 /// Most tags one conversation may carry.
 pub const MAX_TAGS: usize = 20;
@@ -43,6 +44,7 @@ pub const CONVERSATION_EVENTS: &[&str] = &[
     UNASSIGNED,
     NOTE_ADDED,
     HANDED_BACK,
+    RATED,
 ];
 
 /// Most files one message may carry.
@@ -189,6 +191,19 @@ pub struct HandedBack {
     pub conversation_id: Uuid,
 }
 
+/// The visitor's rating of a conversation a person closed (the latest counts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rated {
+    pub conversation_id: Uuid,
+    /// 1 (bad) to 5 (great).
+    pub score: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The member it rates: who had the conversation, else who last replied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<Uuid>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Closed {
     pub conversation_id: Uuid,
@@ -251,6 +266,7 @@ domain_events! {
         Unassigned(Unassigned) = UNASSIGNED,
         NoteAdded(NoteAdded) = NOTE_ADDED,
         HandedBack(HandedBack) = HANDED_BACK,
+        Rated(Rated) = RATED,
     }
 }
 
@@ -283,6 +299,8 @@ pub struct ConversationState {
     pub attachments: Vec<Uuid>,
     /// The member who handles it.
     pub assignee: Option<Uuid>,
+    /// The member who replied last.
+    pub last_author: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -410,6 +428,13 @@ pub enum ConversationCommand {
     },
     /// The bot answers again.
     HandBack,
+    /// The visitor rates the conversation once a person closed it;
+    /// `asked` is whether the bot asks for ratings at all.
+    Rate {
+        score: u8,
+        comment: Option<String>,
+        asked: bool,
+    },
     Close,
     Reopen,
     /// Replace, add or remove tags.
@@ -562,6 +587,9 @@ impl Aggregate for Conversation {
             }
             ConversationEvent::Escalated(_) => state.status = Status::Escalated,
             ConversationEvent::AdminReplied(e) => {
+                if e.author_id.is_some() {
+                    state.last_author = e.author_id;
+                }
                 state.turns.push(Turn {
                     message_id: e.message_id,
                     role: "assistant",
@@ -577,7 +605,7 @@ impl Aggregate for Conversation {
             ConversationEvent::AttachmentAdded(e) => state.attachments.push(e.message_id),
             ConversationEvent::Assigned(e) => state.assignee = Some(e.assignee_id),
             ConversationEvent::Unassigned(_) => state.assignee = None,
-            ConversationEvent::NoteAdded(_) => {}
+            ConversationEvent::NoteAdded(_) | ConversationEvent::Rated(_) => {}
             ConversationEvent::HandedBack(_) => {
                 state.status = Status::Open;
                 state.assignee = None;
@@ -821,6 +849,37 @@ impl Aggregate for Conversation {
                 }
                 Ok(vec![ConversationEvent::HandedBack(HandedBack { conversation_id })])
             }
+            ConversationCommand::Rate { score, comment, asked } => {
+                let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
+                if !asked {
+                    return Err(DomainError::invalid(
+                        "score",
+                        "this bot does not ask visitors to rate conversations",
+                    ));
+                }
+                if state.status != Status::Closed {
+                    return Err(DomainError::invalid(
+                        "score",
+                        "a conversation is rated once a person has closed it",
+                    ));
+                }
+                if !(1..=5).contains(&score) {
+                    return Err(DomainError::invalid("score", "must be 1 to 5"));
+                }
+                let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+                if comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+                    return Err(DomainError::invalid(
+                        "comment",
+                        format!("at most {MAX_COMMENT_CHARS} characters"),
+                    ));
+                }
+                Ok(vec![ConversationEvent::Rated(Rated {
+                    conversation_id,
+                    score,
+                    comment,
+                    member_id: state.assignee.or(state.last_author),
+                })])
+            }
             ConversationCommand::Close => {
                 let conversation_id = state.conversation_id.ok_or(DomainError::ConversationNotFound)?;
                 if state.status == Status::Closed {
@@ -949,6 +1008,42 @@ mod tests {
             answer: Box::new(answer(conversation_id, reply_to)),
             escalate_after_unanswered: 2,
         }
+    }
+
+    #[test]
+    fn visitors_rate_closed_conversations_from_1_to_5() {
+        let (org, bot) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut events = Conversation::decide(&ConversationState::default(), receive(org, bot, "Help?")).unwrap();
+        let ana = Uuid::now_v7();
+        let reply = ConversationCommand::AdminReply {
+            message_id: Uuid::now_v7(),
+            text: "Done.".into(),
+            author: Some((ana, "Ana".into())),
+        };
+        events.extend(Conversation::decide(&given(&events), reply).unwrap());
+        let rate = |score, asked| ConversationCommand::Rate {
+            score,
+            comment: Some(" quick and kind ".into()),
+            asked,
+        };
+        assert!(
+            Conversation::decide(&given(&events), rate(5, true)).is_err(),
+            "not closed yet"
+        );
+        events.extend(Conversation::decide(&given(&events), ConversationCommand::Close).unwrap());
+        assert!(Conversation::decide(&given(&events), rate(6, true)).is_err());
+        assert!(
+            Conversation::decide(&given(&events), rate(5, false)).is_err(),
+            "survey off"
+        );
+        let rated = Conversation::decide(&given(&events), rate(5, true)).unwrap();
+        let [ConversationEvent::Rated(r)] = rated.as_slice() else {
+            panic!("{rated:?}")
+        };
+        assert_eq!(
+            (r.score, r.comment.as_deref(), r.member_id),
+            (5, Some("quick and kind"), Some(ana))
+        );
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub async fn payload(store: &Store, event: &RecordedEvent, public: &str) -> Resu
                         data.insert(name.into(), field(name));
                     }
                 }
+                crate::aggregates::conversation::RATED => {
+                    for name in ["score", "comment", "member_id"] {
+                        data.insert(name.into(), field(name));
+                    }
+                }
                 FEEDBACK_RECEIVED => {
                     for name in ["message_id", "rating", "comment", "by"] {
                         data.insert(name.into(), field(name));

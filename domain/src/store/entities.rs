@@ -353,6 +353,12 @@ pub mod conversations {
         pub escalated_at: Option<DateTimeUtc>,
         /// The member who handles it.
         pub assignee_id: Option<Uuid>,
+        /// The visitor's rating (1 to 5) once a person closed it.
+        pub satisfaction: Option<i32>,
+        pub satisfaction_comment: Option<String>,
+        /// The member the rating is about.
+        pub satisfaction_member_id: Option<Uuid>,
+        pub rated_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -115,3 +115,44 @@ pub async fn counts(
             .await?,
     })
 }
+
+/// Visitors' ratings (1 to 5) of a bot's conversations, given in a range:
+/// overall, and per member rated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Satisfaction {
+    pub ratings: u64,
+    pub sum: u64,
+    /// `(member, ratings, sum of scores)`, most ratings first; `None`: no member.
+    pub by_member: Vec<(Option<Uuid>, u64, u64)>,
+}
+
+pub async fn satisfaction(
+    store: &Store,
+    org_id: Uuid,
+    bot_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Satisfaction, DbErr> {
+    let rows = conversations::Entity::find()
+        .filter(conversations::Column::OrgId.eq(org_id))
+        .filter(conversations::Column::BotId.eq(bot_id))
+        .filter(conversations::Column::RatedAt.gte(from))
+        .filter(conversations::Column::RatedAt.lt(to))
+        .all(store.db())
+        .await?;
+    let mut out = Satisfaction::default();
+    let mut members: std::collections::BTreeMap<Option<Uuid>, (u64, u64)> = std::collections::BTreeMap::new();
+    for row in rows {
+        let Some(score) = row.satisfaction.and_then(|s| u64::try_from(s).ok()) else {
+            continue;
+        };
+        out.ratings += 1;
+        out.sum += score;
+        let entry = members.entry(row.satisfaction_member_id).or_default();
+        entry.0 += 1;
+        entry.1 += score;
+    }
+    out.by_member = members.into_iter().map(|(m, (n, sum))| (m, n, sum)).collect();
+    out.by_member.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}

@@ -173,6 +173,9 @@ impl Store {
     }
 
     /// Woken after every append in this process (followers of the log also poll).
+    /// The channel (PostgreSQL `NOTIFY`) every commit of events signals.
+    pub const LOG_CHANNEL: &'static str = "parley_log";
+
     pub fn appended(&self) -> Arc<Notify> {
         self.appended.clone()
     }
@@ -320,6 +323,8 @@ impl Store {
             // One appender at a time: positions then become visible in commit
             // order, so a follower reading `position > checkpoint` never skips one.
             txn.execute_unprepared("SELECT pg_advisory_xact_lock(72707265)").await?;
+            // Wakes the live feeds of every API process when this commits.
+            txn.execute_unprepared("NOTIFY parley_log").await?;
         }
         let recorded_at = now();
         let metadata = {

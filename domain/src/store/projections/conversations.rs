@@ -49,6 +49,10 @@ impl Projection for ConversationsProjection {
                     token_hash: Set(e.token_hash),
                     escalated_at: Set(None),
                     assignee_id: Set(None),
+                    satisfaction: Set(None),
+                    satisfaction_comment: Set(None),
+                    satisfaction_member_id: Set(None),
+                    rated_at: Set(None),
                 };
                 conversations::Entity::insert(row).exec_without_returning(txn).await?;
                 return Ok(());
@@ -62,6 +66,7 @@ impl Projection for ConversationsProjection {
             | ConversationEvent::Assigned(_)
             | ConversationEvent::Unassigned(_)
             | ConversationEvent::HandedBack(_)
+            | ConversationEvent::Rated(_)
             | ConversationEvent::Answered(_)
             | ConversationEvent::AnswerFailed(_)
             | ConversationEvent::AdminReplied(_)
@@ -87,6 +92,12 @@ impl Projection for ConversationsProjection {
             ConversationEvent::HandedBack(_) => {
                 row.status = Set("open".into());
                 row.assignee_id = Set(None);
+            }
+            ConversationEvent::Rated(e) => {
+                row.satisfaction = Set(Some(i32::from(e.score)));
+                row.satisfaction_comment = Set(e.comment.clone());
+                row.satisfaction_member_id = Set(e.member_id);
+                row.rated_at = Set(Some(event.recorded_at));
             }
             ConversationEvent::Started(_)
             | ConversationEvent::TagsChanged(_)

@@ -66,7 +66,8 @@ impl Projection for MessagesProjection {
             | ConversationEvent::Assigned(_)
             | ConversationEvent::Unassigned(_)
             | ConversationEvent::NoteAdded(_)
-            | ConversationEvent::HandedBack(_) => return Ok(()),
+            | ConversationEvent::HandedBack(_)
+            | ConversationEvent::Rated(_) => return Ok(()),
             ConversationEvent::FeedbackReceived(e) => {
                 let update = messages::ActiveModel {
                     id: sea_orm::ActiveValue::Unchanged(e.message_id),
