@@ -22,6 +22,7 @@ pub mod spec;
 pub mod state;
 pub mod telemetry;
 pub mod types;
+pub mod typing;
 pub mod widget_assets;
 
 pub use app::{Application, Roles};

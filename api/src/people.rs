@@ -209,3 +209,66 @@ pub async fn author_of(
         .ok_or(DomainError::PersonNotFound)?;
     Ok(Some((id, person.display_name)))
 }
+
+/// Whether a person can answer a bot's visitors now.
+#[derive(Debug, Clone)]
+pub struct Availability {
+    /// Within the bot's opening hours (always, without hours).
+    pub within_hours: bool,
+    /// At least one member of the organization is online (an organization
+    /// without members answers through the API: its availability is not tracked).
+    pub members_online: bool,
+    /// When the hours open next (now when open); none without hours.
+    pub next_opening: Option<DateTime<Utc>>,
+}
+
+impl Availability {
+    pub fn person_available(&self) -> bool {
+        self.within_hours && self.members_online
+    }
+}
+
+pub async fn availability(
+    state: &AppState,
+    org_id: Uuid,
+    handoff: &parley_domain::availability::HandoffSettings,
+) -> Result<Availability, ApiError> {
+    let now = parley_domain::store::now();
+    let hours = handoff.business_hours.as_ref();
+    let within_hours = hours.is_none_or(|h| h.open_at(now));
+    let members_online = !people_store::online_members(&state.store, org_id, now)
+        .await?
+        .is_empty()
+        || people_store::members(&state.store, org_id).await?.is_empty();
+    Ok(Availability {
+        within_hours,
+        members_online,
+        next_opening: hours.and_then(|h| h.next_opening(now)),
+    })
+}
+
+/// What the bot says when a visitor asks for a person and nobody can
+/// answer now: the offline message, and when the team is back.
+pub fn offline_answer(handoff: &parley_domain::availability::HandoffSettings, available: &Availability) -> String {
+    let mut text = handoff
+        .offline_message
+        .clone()
+        .unwrap_or_else(|| parley_domain::availability::DEFAULT_OFFLINE.to_owned());
+    let trimmed = text.trim_end().trim_end_matches('.').to_owned();
+    text = format!("{trimmed}.");
+    if let (false, Some(next), Some(hours)) = (
+        available.within_hours,
+        available.next_opening,
+        handoff.business_hours.as_ref(),
+    ) {
+        let zone: chrono_tz::Tz = hours.time_zone.parse().unwrap_or(chrono_tz::UTC);
+        let local = next.with_timezone(&zone);
+        text.push_str(&format!(
+            " We are back {} at {} ({}).",
+            local.format("%A"),
+            local.format("%H:%M"),
+            hours.time_zone
+        ));
+    }
+    text
+}

@@ -28,6 +28,8 @@ pub struct AppState {
     pub limiter: Arc<crate::http::ratelimit::Limiter>,
     /// New events of the log, for live streams.
     pub live: Arc<crate::live::LiveFeed>,
+    /// Who is typing where (signals, not events).
+    pub typing: Arc<crate::typing::Typing>,
     /// The time quotas are counted in (settable in tests).
     pub clock: Arc<Clock>,
     streams: Arc<Mutex<HashMap<(Uuid, String), usize>>>,
@@ -92,6 +94,10 @@ impl AppState {
             chat: Arc::new(crate::chat::ChatEngine::new(store.clone(), &settings)),
             limiter: Arc::new(limiter),
             live: Arc::default(),
+            typing: crate::typing::Typing::new(
+                settings.redis_url.as_ref().map(secrecy::ExposeSecret::expose_secret),
+                settings.queue_namespace.as_deref(),
+            ),
             clock: Arc::default(),
             streams: Arc::default(),
             store,

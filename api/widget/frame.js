@@ -36,6 +36,7 @@
     notice: $('notice'),
     form: $('composer'),
     input: $('input'),
+    typing: $('typing'),
     send: $('send'),
     human: $('human'),
     fileBox: $('file'),
@@ -506,6 +507,11 @@
   // Adds messages not seen yet; counts them as unread while the chat is hidden.
   function absorb(d, live) {
     if (d.status) setStatus(d.status, d);
+    if ('messages' in d) {
+      const who = d.agent_typing;
+      el.typing.textContent = who ? who + ' is typing…' : '';
+      el.typing.hidden = !who;
+    }
     let fresh = 0;
     let handoff = false;
     for (const m of d.messages || []) {
@@ -1000,6 +1006,14 @@
       el.input.style.height = Math.min(el.input.scrollHeight, 120) + 'px';
     };
     el.input.addEventListener('input', grow);
+    // The team sees the visitor typing (at most one signal every 3 s).
+    let typedAt = 0;
+    el.input.addEventListener('input', () => {
+      const now = Date.now();
+      if (!conv || now - typedAt < 3000 || !el.input.value.trim()) return;
+      typedAt = now;
+      api('POST', '/conversations/' + conv.id + '/typing').catch(() => {});
+    });
     el.input.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
         e.preventDefault();

@@ -50,6 +50,9 @@ pub enum Task {
     RetitleDocument { source_id: Uuid, doc_key: String },
     /// Post one webhook delivery (an attempt; failures are scheduled again).
     DeliverWebhook { delivery_id: Uuid },
+    /// Give a conversation handed to a person to an online member, when its
+    /// bot assigns automatically.
+    AutoAssign { conversation_id: Uuid },
 }
 
 impl Job {
@@ -72,6 +75,7 @@ impl Job {
             Task::PurgeSource { .. } => "purge_source",
             Task::RetitleDocument { .. } => "retitle_document",
             Task::DeliverWebhook { .. } => "deliver_webhook",
+            Task::AutoAssign { .. } => "auto_assign",
         }
     }
 }
@@ -90,6 +94,9 @@ pub fn jobs_for(event: &RecordedEvent) -> Vec<Job> {
     let task = match event.event_type.as_str() {
         BOT_DELETED => Some(Task::PurgeBot {
             bot_id: event.stream_id,
+        }),
+        crate::aggregates::conversation::ESCALATED => Some(Task::AutoAssign {
+            conversation_id: event.stream_id,
         }),
         SOURCE_ADDED => serde_json::from_value::<SourceAdded>(event.payload.clone())
             .ok()

@@ -2,6 +2,7 @@
 //! store with its projections, and the jobs that events cause. No HTTP here.
 
 pub mod aggregates;
+pub mod availability;
 pub mod chunking;
 pub mod document;
 pub mod error;

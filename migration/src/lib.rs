@@ -18,6 +18,7 @@ mod m20261205_000013_key_roles;
 mod m20261205_000014_people;
 mod m20261205_000015_agent_workflow;
 mod m20261205_000016_satisfaction;
+mod m20261205_000017_availability;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000014_people::Migration),
             Box::new(m20261205_000015_agent_workflow::Migration),
             Box::new(m20261205_000016_satisfaction::Migration),
+            Box::new(m20261205_000017_availability::Migration),
         ]
     }
 }

@@ -397,6 +397,13 @@ await check("an agent's reply shows the agent's name, and internal notes never r
   expect(!(await frame.locator('body').innerText()).includes('VIP customer'), 'the internal note is shown to the visitor');
 });
 
+await check("the visitor sees the agent typing", async () => {
+  await member('POST', `/api/v1/conversations/${firstConversation}/typing`);
+  const typing = frame.locator('#typing');
+  await until('the typing indicator', async () => /Ana Lima is typing/.test((await typing.innerText().catch(() => '')) || ''), 8000, 200);
+  expect(await typing.isVisible(), 'the typing indicator is hidden');
+});
+
 await check('after a person closes the conversation, the visitor rates it from 1 to 5', async () => {
   await member('POST', `/api/v1/conversations/${firstConversation}/close`);
   const form = frame.locator('form.rating');

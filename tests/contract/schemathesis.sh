@@ -168,6 +168,8 @@ ops = {
     "delete_webhook": {"webhook_id": S["webhook_deletable"]},
     **{op: {"person_id": S["member"]} for op in ("change_member_role", "remove_member")},
     "revoke_invitation": {"invitation_id": S["invitation"]},
+    # the live stream holds its connection until the client leaves: one second each
+    "stream_events": {"for_seconds": 1},
     # the visitor API of the main bot, whose site key every request carries
     **{op: main_bot for op in ("visitor_config", "visitor_start_conversation")},
 }

@@ -484,6 +484,34 @@ impl TestApp {
         Session::from_reply(&reply)
     }
 
+    /// A person who joins the organization of `key` by invitation, with
+    /// `role`, signed in.
+    pub async fn join(
+        &self,
+        key: &str,
+        email: &str,
+        role: &str,
+        password: &str,
+        display_name: Option<&str>,
+    ) -> Session {
+        let invited = self
+            .post(
+                "/api/v1/invitations",
+                key,
+                serde_json::json!({"email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+        let mut body = serde_json::json!({"token": invited.body["token"], "password": password});
+        if let Some(name) = display_name {
+            body["display_name"] = serde_json::json!(name);
+        }
+        let accepted = self
+            .call(Method::POST, "/api/v1/invitations/accept", None, Some(body))
+            .await;
+        Session::from_reply(&accepted)
+    }
+
     /// A request with a member's session, as the console sends it (same
     /// origin, with the CSRF token).
     pub async fn as_member(&self, method: Method, path: &str, session: &Session, body: Option<Value>) -> Reply {

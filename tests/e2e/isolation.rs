@@ -177,25 +177,16 @@ pub(crate) async fn alpha(app: &TestApp) -> Alpha {
     parley_api::admin::add_owner(&app.store, &app.base, a.id, "owner@alpha.example", Some(ALPHA_PASSWORD))
         .await
         .expect("owner added");
-    let invited = app
-        .post(
-            "/api/v1/invitations",
-            &a.key,
-            json!({"email": "agent@alpha.example", "role": "agent"}),
-        )
-        .await;
-    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
-    let invitation_token = invited.body["token"].as_str().unwrap();
     let joined = app
-        .call(
-            Method::POST,
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({"token": invitation_token, "password": ALPHA_PASSWORD, "display_name": "alpha-private agent"})),
+        .join(
+            &a.key,
+            "agent@alpha.example",
+            "agent",
+            ALPHA_PASSWORD,
+            Some("alpha-private agent"),
         )
         .await;
-    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.body);
-    ids.insert("person_id", joined.body["person"]["id"].as_str().unwrap().to_owned());
+    ids.insert("person_id", joined.person_id);
     let pending = app
         .post(
             "/api/v1/invitations",

@@ -116,7 +116,12 @@ mod role_tests {
 
 /// People, sessions, invitations and members, on both tiers.
 mod people_tests {
-    on_both_backends!(people: people_and_sessions, agent_workflow, live_stream);
+    on_both_backends!(
+        people: people_and_sessions,
+        agent_workflow,
+        live_stream,
+        availability_and_auto_assignment
+    );
 }
 
 /// Mutated request bodies against the API, on both tiers.

@@ -971,9 +971,288 @@ pub async fn live_stream(backend: Backend) {
     // A malformed Last-Event-ID is refused.
     let bad = open(&agent, Some("yesterday".into())).await.unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // Typing, both ways: the visitor's shows on the team's stream, the
+    // agent's in the visitor's conversation.
+    let site_key = app.site_key(&org.key, &bot_id).await;
+    let started = app
+        .call_with(
+            Method::POST,
+            &format!("/api/v1/public/bots/{bot_id}/conversations"),
+            None,
+            Some(json!({"visitor_token": "v_typing-visitor-0001"})),
+            &[("X-Parley-Site-Key", &site_key)],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let widget_conversation = started.body["conversation_id"].as_str().unwrap().to_owned();
+    let visitor_headers = [
+        ("X-Parley-Site-Key", site_key.clone()),
+        (
+            "X-Parley-Conversation-Token",
+            started.body["token"].as_str().unwrap().to_owned(),
+        ),
+    ];
+    let headers: Vec<(&str, &str)> = visitor_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let typed = app
+        .call_with(
+            Method::POST,
+            &format!("/api/v1/public/bots/{bot_id}/conversations/{widget_conversation}/typing"),
+            None,
+            None,
+            &headers,
+        )
+        .await;
+    assert_eq!(typed.status, StatusCode::NO_CONTENT, "{}", typed.body);
+    let signals = frames_until(&mut events, |f| f.iter().any(|e| e.event == "typing")).await;
+    let signal = signals.iter().find(|e| e.event == "typing").expect("a typing frame");
+    let data: Value = serde_json::from_str(&signal.data).unwrap();
+    assert_eq!(data["who"], "visitor");
+    assert_eq!(data["conversation_id"], widget_conversation.as_str());
+    assert!(signal.id.is_empty() || signal.id == got.last().unwrap().id || signal.id.parse::<i64>().is_ok());
+    let messages = format!("/api/v1/public/bots/{bot_id}/conversations/{widget_conversation}/messages");
+    let quiet = app.call_with(Method::GET, &messages, None, None, &headers).await;
+    assert!(
+        quiet.body.get("agent_typing").is_none_or(Value::is_null),
+        "{}",
+        quiet.body
+    );
+    let r = app
+        .as_member(
+            Method::POST,
+            &format!("/api/v1/conversations/{widget_conversation}/typing"),
+            &agent,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let busy = app.call_with(Method::GET, &messages, None, None, &headers).await;
+    assert_eq!(busy.body["agent_typing"], "agent", "{}", busy.body);
     drop(events);
     drop(replayed);
     drop(all);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+pub async fn availability_and_auto_assignment(backend: Backend) {
+    use chrono::Datelike;
+    let env = TestEnv::new(backend).await;
+    let app = env.start(Roles::ALL).await;
+    let org = app.create_org("Hours").await;
+    parley_api::admin::add_owner(
+        &app.store,
+        &app.base,
+        org.id,
+        "owner@hours.example",
+        Some(OWNER_PASSWORD),
+    )
+    .await
+    .unwrap();
+    let owner = app.sign_in("owner@hours.example", OWNER_PASSWORD).await;
+    let mut agents = Vec::new();
+    for name in ["ana", "bo"] {
+        let invited = invite(&app, &owner, &format!("{name}@hours.example"), "agent").await;
+        agents.push(Session::from_reply(
+            &accept(
+                &app,
+                &token_of(invited.body["link"].as_str().unwrap()),
+                "agent passphrase 2026",
+                Some(name),
+            )
+            .await,
+        ));
+    }
+    let (ana, bo) = (&agents[0], &agents[1]);
+    // Open only on a day that is not today (UTC): closed now.
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let today = chrono::Utc::now().weekday().num_days_from_monday() as usize;
+    let other_day = days[(today + 3) % 7];
+    let bot = app
+        .post(
+            "/api/v1/bots",
+            &org.key,
+            json!({"name": "Hours help", "handoff": {
+                "business_hours": {"time_zone": "UTC", "spans": [{"day": other_day, "opens": "09:00", "closes": "17:00"}]},
+                "offline_message": "Our team is away right now; leave your email and we will write back",
+                "auto_assign": true, "max_open_per_member": 1}}),
+        )
+        .await;
+    assert_eq!(bot.status, StatusCode::CREATED, "{}", bot.body);
+    assert_eq!(bot.body["handoff"]["auto_assign"], true);
+    let bot_id = bot.body["id"].as_str().unwrap().to_owned();
+    let bad = app
+        .patch(
+            &format!("/api/v1/bots/{bot_id}"),
+            &org.key,
+            json!({"handoff": {"business_hours": {"time_zone": "Mars/Olympus", "spans": [{"day": "mon", "opens": "18:00", "closes": "09:00"}]}}}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let fields: Vec<&str> = bad.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "handoff.business_hours.time_zone",
+            "handoff.business_hours.spans[0].closes"
+        ]
+    );
+    crate::ingestion::add_text_ready(&app, &org.key, &bot_id, "Shipping", "Parcels ship within 2 days.").await;
+    let site_key = app.site_key(&org.key, &bot_id).await;
+    let config = || {
+        let app = &app;
+        let (bot_id, site_key) = (bot_id.clone(), site_key.clone());
+        async move {
+            app.call_with(
+                Method::GET,
+                &format!("/api/v1/public/bots/{bot_id}/config"),
+                None,
+                None,
+                &[("X-Parley-Site-Key", &site_key)],
+            )
+            .await
+            .body["availability"]
+                .clone()
+        }
+    };
+    let closed = config().await;
+    assert_eq!(closed["person_available"], false, "{closed}");
+    assert_eq!(closed["within_hours"], false);
+    assert!(closed["next_opening"].is_string(), "{closed}");
+    let ask = |visitor: &'static str| {
+        let app = &app;
+        let (bot_id, site_key) = (bot_id.clone(), site_key.clone());
+        async move {
+            let r = app
+                .call_with(
+                    Method::POST,
+                    &format!("/api/v1/public/bots/{bot_id}/conversations"),
+                    None,
+                    Some(json!({"visitor_token": visitor, "message": "I want to talk to a human"})),
+                    &[("X-Parley-Site-Key", &site_key)],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            r.body
+        }
+    };
+    // Outside the hours: the bot says when the team is back; the conversation waits.
+    let outside = ask("v_hours-visitor-0001").await;
+    let answer = outside["messages"][1]["text"].as_str().unwrap();
+    assert!(answer.starts_with("Our team is away right now"), "{answer}");
+    assert!(answer.contains("We are back"), "{answer}");
+    assert_eq!(outside["status"], "escalated");
+    // Its assignment job has looked for someone (nobody online) before anyone comes online.
+    app.eventually(30, "the first auto_assign job to run", || async {
+        let metrics = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .any(|l| l.starts_with("parley_jobs_total{job=\"auto_assign\",outcome=\"succeeded\"}"))
+    })
+    .await;
+
+    // Open every day, all day: with Ana online, a person is available.
+    let always: Vec<Value> = days
+        .iter()
+        .map(|d| json!({"day": d, "opens": "00:00", "closes": "23:59"}))
+        .collect();
+    let r = app
+        .patch(
+            &format!("/api/v1/bots/{bot_id}"),
+            &org.key,
+            json!({"handoff": {"business_hours": {"time_zone": "UTC", "spans": always}, "auto_assign": true, "max_open_per_member": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let away = config().await;
+    assert_eq!(away["within_hours"], true, "{away}");
+    let nobody_online = chrono::Utc::now().format("%H:%M").to_string() == "23:59" || away["person_available"] == false;
+    assert!(nobody_online, "nobody is online yet: {away}");
+    let online = app
+        .as_member(
+            Method::PUT,
+            "/api/v1/me/availability",
+            ana,
+            Some(json!({"status": "online"})),
+        )
+        .await;
+    assert_eq!(online.status, StatusCode::OK, "{}", online.body);
+    let members = app.get("/api/v1/members", &org.key).await;
+    let ana_row = members.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == ana.person_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(ana_row["availability"], "online");
+    if chrono::Utc::now().format("%H:%M").to_string() != "23:59" {
+        assert_eq!(config().await["person_available"], true);
+    }
+    // The conversation goes to the online member; over her cap, the next one waits.
+    let assignee_of = |id: String| {
+        let app = &app;
+        let key = org.key.clone();
+        async move {
+            app.get(&format!("/api/v1/conversations/{id}"), &key).await.body["assignee_id"]
+                .as_str()
+                .map(str::to_owned)
+        }
+    };
+    let first = ask("v_hours-visitor-0002").await;
+    let first_id = first["conversation_id"].as_str().unwrap().to_owned();
+    assert!(
+        !first["messages"][1]["text"].as_str().unwrap().contains("We are back"),
+        "{first}"
+    );
+    app.eventually(30, "the conversation to be assigned to Ana", || {
+        let id = first_id.clone();
+        let ana = ana.person_id.clone();
+        async move { assignee_of(id).await.as_deref() == Some(ana.as_str()) }
+    })
+    .await;
+    let second = ask("v_hours-visitor-0003").await;
+    let second_id = second["conversation_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(assignee_of(second_id).await, None, "Ana is at her cap; Bo is offline");
+    app.as_member(
+        Method::PUT,
+        "/api/v1/me/availability",
+        bo,
+        Some(json!({"status": "online"})),
+    )
+    .await;
+    let third = ask("v_hours-visitor-0004").await;
+    let third_id = third["conversation_id"].as_str().unwrap().to_owned();
+    app.eventually(30, "the next conversation to be assigned to Bo", || {
+        let id = third_id.clone();
+        let bo = bo.person_id.clone();
+        async move { assignee_of(id).await.as_deref() == Some(bo.as_str()) }
+    })
+    .await;
+    let feed = app.get("/api/v1/events?type=conversation.assigned", &org.key).await;
+    assert!(
+        feed.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["data"]["how"] == "auto" && e["actor"]["kind"] == "system"),
+        "{}",
+        feed.body
+    );
     app.stop().await;
     env.cleanup().await;
 }

@@ -8,7 +8,7 @@ use parley_api::app::Roles;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Session, TestApp, TestEnv};
+use crate::harness::{Backend, TestEnv};
 use crate::isolation::{ALPHA_PASSWORD, Call, alpha, body_of, send};
 
 const ROLES: [&str; 3] = ["agent", "admin", "owner"];
@@ -29,27 +29,6 @@ fn documented_role(operation: &str, description: &str) -> &'static str {
 
 fn rank(role: &str) -> usize {
     ROLES.iter().position(|r| *r == role).unwrap()
-}
-
-/// A member of `role` who joined by invitation, signed in.
-async fn join(app: &TestApp, key: &str, role: &str) -> Session {
-    let invited = app
-        .post(
-            "/api/v1/invitations",
-            key,
-            json!({"email": format!("{role}-member@alpha.example"), "role": role}),
-        )
-        .await;
-    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
-    let accepted = app
-        .call(
-            Method::POST,
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({"token": invited.body["token"], "password": ALPHA_PASSWORD})),
-        )
-        .await;
-    Session::from_reply(&accepted)
 }
 
 pub async fn role_matrix(backend: Backend) {
@@ -99,7 +78,17 @@ pub async fn role_matrix(backend: Backend) {
     let mut sessions = std::collections::BTreeMap::new();
     sessions.insert("owner", app.sign_in("owner@alpha.example", ALPHA_PASSWORD).await);
     for role in ["admin", "agent"] {
-        sessions.insert(role, join(&app, &a.key, role).await);
+        sessions.insert(
+            role,
+            app.join(
+                &a.key,
+                &format!("{role}-member@alpha.example"),
+                role,
+                ALPHA_PASSWORD,
+                None,
+            )
+            .await,
+        );
     }
 
     let spec: Value = serde_json::from_str(parley_api::spec::spec_json()).unwrap();

@@ -676,23 +676,9 @@ pub async fn replay_rebuilds_identical_rows(backend: Backend) {
     )
     .await
     .expect("owner added");
-    let invited = app
-        .post(
-            "/api/v1/invitations",
-            &a.key,
-            json!({"email": "agent@replay.example", "role": "agent"}),
-        )
+    let agent = app
+        .join(&a.key, "agent@replay.example", "agent", "agent passphrase 2026", None)
         .await;
-    let joined = app
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({"token": invited.body["token"], "password": "agent passphrase 2026"})),
-        )
-        .await;
-    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.body);
-    let agent = crate::harness::Session::from_reply(&joined);
     let noted = app
         .as_member(
             reqwest::Method::POST,

@@ -295,7 +295,10 @@ pub async fn webhooks_deliver_every_event(backend: Backend) {
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "lead.updated: {}", r.body);
     // A member to assign it to.
-    let member = a_member(&app, &a.key).await;
+    let member = app
+        .join(&a.key, "ana@acme.example", "agent", "ana passphrase 2026", None)
+        .await
+        .person_id;
     for (path, body) in [
         ("reply", json!({"text": "Hi, this is Ana."})),
         ("assign", json!({"member_id": member})),
@@ -663,26 +666,4 @@ pub async fn deliveries_do_not_hold_up_indexing(backend: Backend) {
     );
     app.stop().await;
     env.cleanup().await;
-}
-
-/// A member of the organization (joined by invitation); their person id.
-async fn a_member(app: &TestApp, key: &str) -> String {
-    let invited = app
-        .post(
-            "/api/v1/invitations",
-            key,
-            json!({"email": "ana@acme.example", "role": "agent"}),
-        )
-        .await;
-    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
-    let joined = app
-        .call(
-            Method::POST,
-            "/api/v1/invitations/accept",
-            None,
-            Some(json!({"token": invited.body["token"], "password": "ana passphrase 2026"})),
-        )
-        .await;
-    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.body);
-    joined.body["person"]["id"].as_str().unwrap().to_owned()
 }

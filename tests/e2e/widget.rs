@@ -83,25 +83,15 @@ pub async fn widget_in_a_real_browser(backend: Backend) {
     )
     .await
     .expect("owner added");
-    let invited = app
-        .post(
-            "/api/v1/invitations",
+    let member = app
+        .join(
             &a.key,
-            json!({"email": "ana@acme.example", "role": "agent"}),
+            "ana@acme.example",
+            "agent",
+            "ana passphrase 2026",
+            Some("Ana Lima"),
         )
         .await;
-    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
-    let accepted = app
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/invitations/accept",
-            None,
-            Some(
-                json!({"token": invited.body["token"], "password": "ana passphrase 2026", "display_name": "Ana Lima"}),
-            ),
-        )
-        .await;
-    let member = crate::harness::Session::from_reply(&accepted);
     let artifacts = std::env::var("PARLEY_ARTIFACTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| root.join("target/widget-artifacts"));

@@ -70,6 +70,7 @@ pub async fn run_job(job: Job, ctx: &JobContext) -> Result<(), JobError> {
                 pipeline::retitle_document(store, ingest, source_id, &doc_key).await
             }
             Task::DeliverWebhook { delivery_id } => crate::webhooks::deliver(store, &ctx.webhooks, delivery_id).await,
+            Task::AutoAssign { conversation_id } => auto_assign(store, org, conversation_id, &correlation).await,
         }
     }
     .instrument(span)
@@ -100,7 +101,8 @@ pub async fn give_up(job: &Job, ctx: &JobContext, reason: &str) {
         Task::PurgeBot { .. }
         | Task::PurgeSource { .. }
         | Task::RetitleDocument { .. }
-        | Task::DeliverWebhook { .. } => return,
+        | Task::DeliverWebhook { .. }
+        | Task::AutoAssign { .. } => return,
     };
     tracing::error!(job = job.name(), %source_id, reason, "job abandoned; the source is marked failed");
     let correlation = job.correlation_id.clone().unwrap_or_else(|| job.event_id.to_string());
@@ -165,4 +167,52 @@ pub async fn purge_bot(store: &Store, org_id: Uuid, bot_id: Uuid, correlation_id
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Gives a conversation handed to a person to the next online member, when
+/// its bot assigns automatically and nobody has it yet; with nobody online
+/// (or everyone at the cap) it waits in the queue.
+pub async fn auto_assign(
+    store: &Store,
+    org_id: Uuid,
+    conversation_id: Uuid,
+    correlation_id: &str,
+) -> Result<(), JobError> {
+    use parley_domain::aggregates::conversation::{Conversation, ConversationCommand, Status};
+    let (conversation, _) = store.load::<Conversation>(conversation_id).await?;
+    if conversation.status != Status::Escalated || conversation.assignee.is_some() {
+        return Ok(());
+    }
+    let Some(bot_id) = conversation.bot_id else {
+        return Ok(());
+    };
+    let (bot, _) = store.load::<Bot>(bot_id).await?;
+    let Some(settings) = bot.settings else {
+        return Ok(());
+    };
+    if !settings.handoff.auto_assign {
+        return Ok(());
+    }
+    let now = parley_domain::store::now();
+    let chosen = parley_domain::store::people::next_assignee(store, org_id, settings.handoff.max_open_per_member, now)
+        .await
+        .map_err(parley_domain::StoreError::Db)?;
+    let Some(member_id) = chosen else {
+        tracing::info!(%conversation_id, "no member online to assign; the conversation waits");
+        return Ok(());
+    };
+    store
+        .execute::<Conversation>(parley_domain::store::Execute {
+            org_id,
+            stream_id: conversation_id,
+            expected_version: None,
+            command: ConversationCommand::Assign {
+                member_id,
+                how: "auto".into(),
+            },
+            metadata: parley_domain::Metadata::system(correlation_id),
+            idempotency: None,
+        })
+        .await?;
+    Ok(())
 }

@@ -100,7 +100,8 @@ impl JobQueue {
     /// Queues a job in its lane.
     pub async fn enqueue(&self, job: Job) -> anyhow::Result<()> {
         match job.task {
-            Task::DeliverWebhook { .. } => self.webhooks.enqueue(job).await,
+            // Light and quick, like deliveries: never behind an indexing run.
+            Task::DeliverWebhook { .. } | Task::AutoAssign { .. } => self.webhooks.enqueue(job).await,
             Task::PurgeBot { .. }
             | Task::FetchSource { .. }
             | Task::ParseSource { .. }

@@ -86,6 +86,8 @@ pub struct ChatTurn {
     pub escalated: bool,
     /// The id the bot's answer will have (streamed events carry it).
     pub answer_id: Uuid,
+    /// What to say instead of the usual hand-off answer (nobody can answer now).
+    pub handoff: Option<String>,
 }
 
 fn snippet(text: &str) -> String {
@@ -220,13 +222,14 @@ impl ChatEngine {
             .map(|t| t.text.clone());
         let person = asks_for_person(&turn.question);
         let outcome = if person {
-            let _ = tx.send(ChatEvent::Delta(self.handoff.clone())).await;
+            let handoff = turn.handoff.clone().unwrap_or_else(|| self.handoff.clone());
+            let _ = tx.send(ChatEvent::Delta(handoff.clone())).await;
             let _ = tx.send(ChatEvent::Sources(vec![])).await;
             Ok(Answered {
                 conversation_id: turn.conversation_id,
                 message_id,
                 reply_to: turn.user_message_id,
-                text: self.handoff.clone(),
+                text: handoff,
                 sources: vec![],
                 provider: "handoff".into(),
                 model: None,

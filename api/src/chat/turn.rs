@@ -86,6 +86,13 @@ pub(crate) async fn ask(state: &AppState, ask: Ask) -> Result<ChatResponse, ApiE
     let language = ask.language.or_else(|| Some(ask.bot.language.clone()));
     let answer_id = Uuid::now_v7();
     let escalated = executed.state.status == Status::Escalated;
+    // Asked for a person while nobody can answer: say so, and when.
+    let handoff = if !escalated && parley_domain::aggregates::conversation::asks_for_person(&ask.question) {
+        let available = crate::people::availability(state, ask.org_id, &ask.bot.handoff).await?;
+        (!available.person_available()).then(|| crate::people::offline_answer(&ask.bot.handoff, &available))
+    } else {
+        None
+    };
     let events = state.chat.start(ChatTurn {
         org_id: ask.org_id,
         bot_id: ask.bot_id,
@@ -99,6 +106,7 @@ pub(crate) async fn ask(state: &AppState, ask: Ask) -> Result<ChatResponse, ApiE
         metadata: ask.recorded,
         escalated,
         answer_id,
+        handoff,
     });
     if let Some(slot) = slot {
         return Ok(ChatResponse::Stream {

@@ -90,12 +90,101 @@ pub struct Bot {
     /// A human-only bot's acknowledgement when a conversation starts
     /// (absent: "Thanks for reaching out! We'll get back to you soon.").
     pub auto_reply: Option<String>,
+    /// Opening hours, the offline message and automatic assignment.
+    pub handoff: HandoffSettings,
     /// Increases with every change; send it as `If-Match` to update safely.
     pub version: i64,
     /// When the bot was created.
     pub created_at: DateTime<Utc>,
     /// When the bot last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// One opening on one weekday, local time.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct OpeningSpan {
+    /// `mon`, `tue`, `wed`, `thu`, `fri`, `sat` or `sun`.
+    pub day: String,
+    /// `HH:MM`.
+    pub opens: String,
+    /// `HH:MM`, after `opens` (split a span over midnight in two).
+    pub closes: String,
+}
+
+/// Weekly opening hours.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BusinessHours {
+    /// An IANA time zone, such as `Europe/Lisbon`.
+    pub time_zone: String,
+    /// The openings, at most 28.
+    #[oai(validator(max_items = 28))]
+    pub spans: Vec<OpeningSpan>,
+}
+
+/// What happens when a visitor asks for a person.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
+pub struct HandoffSettings {
+    /// When people answer; absent: at any time.
+    pub business_hours: Option<BusinessHours>,
+    /// What the bot says when nobody can answer now (outside the hours, or
+    /// nobody online), before "We are back ..." and the lead form; absent: a default.
+    #[oai(validator(min_length = 1, max_length = 1000))]
+    pub offline_message: Option<String>,
+    /// Give each conversation handed to a person to an online member, in
+    /// turn (the one with the fewest open conversations first).
+    #[oai(default)]
+    pub auto_assign: bool,
+    /// Open conversations a member may have before automatic assignment
+    /// passes them by; 0: no cap.
+    #[oai(default, validator(maximum(value = "1000")))]
+    pub max_open_per_member: u32,
+}
+
+impl From<HandoffSettings> for parley_domain::availability::HandoffSettings {
+    fn from(h: HandoffSettings) -> Self {
+        parley_domain::availability::HandoffSettings {
+            business_hours: h.business_hours.map(|b| parley_domain::availability::BusinessHours {
+                time_zone: b.time_zone,
+                spans: b
+                    .spans
+                    .into_iter()
+                    .map(|s| parley_domain::availability::OpeningSpan {
+                        day: s.day,
+                        opens: s.opens,
+                        closes: s.closes,
+                    })
+                    .collect(),
+            }),
+            offline_message: h.offline_message,
+            auto_assign: h.auto_assign,
+            max_open_per_member: h.max_open_per_member,
+        }
+    }
+}
+
+impl From<parley_domain::availability::HandoffSettings> for HandoffSettings {
+    fn from(h: parley_domain::availability::HandoffSettings) -> Self {
+        HandoffSettings {
+            business_hours: h.business_hours.map(|b| BusinessHours {
+                time_zone: b.time_zone,
+                spans: b
+                    .spans
+                    .into_iter()
+                    .map(|s| OpeningSpan {
+                        day: s.day,
+                        opens: s.opens,
+                        closes: s.closes,
+                    })
+                    .collect(),
+            }),
+            offline_message: h.offline_message,
+            auto_assign: h.auto_assign,
+            max_open_per_member: h.max_open_per_member,
+        }
+    }
 }
 
 /// Changes to the model settings; absent fields keep their value.
@@ -150,6 +239,8 @@ pub struct CreateBotRequest {
     /// A human-only bot's acknowledgement when a conversation starts, 1 to 1000 characters.
     #[oai(validator(min_length = 1, max_length = 1000))]
     pub auto_reply: Option<Text>,
+    /// Opening hours, the offline message and automatic assignment.
+    pub handoff: Option<HandoffSettings>,
 }
 
 /// Fields to change; absent fields keep their value.
@@ -188,6 +279,8 @@ pub struct UpdateBotRequest {
     /// A human-only bot's acknowledgement when a conversation starts; `null` restores the default.
     #[oai(validator(min_length = 1, max_length = 1000))]
     pub auto_reply: MaybeUndefined<Text>,
+    /// Replaces the hand-off settings as a whole.
+    pub handoff: Option<HandoffSettings>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -274,6 +367,9 @@ impl From<bots::Model> for Bot {
             rate_limit_per_minute: m.rate_limit_per_minute.and_then(|v| u32::try_from(v).ok()),
             human_only: m.human_only,
             auto_reply: m.auto_reply,
+            handoff: serde_json::from_value::<parley_domain::availability::HandoffSettings>(m.handoff)
+                .unwrap_or_default()
+                .into(),
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -425,6 +521,7 @@ impl BotsApi {
             rate_limit_per_minute: req.rate_limit_per_minute,
             human_only: req.human_only,
             auto_reply: text(req.auto_reply),
+            handoff: req.handoff.map(Into::into),
         };
         let executed = state
             .store
@@ -512,6 +609,7 @@ impl BotsApi {
             },
             human_only: req.human_only,
             auto_reply: maybe_text(req.auto_reply),
+            handoff: req.handoff.map(Into::into),
         };
         state
             .store

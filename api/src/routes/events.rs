@@ -96,11 +96,32 @@ const CATCH_UP: u64 = 500;
 /// How often a member's stream checks they still belong to the organization.
 const RECHECK: Duration = Duration::from_secs(30);
 
+/// Someone typing in a conversation (a `typing` frame of the live stream).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TypingFrame {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// `visitor` or `agent`.
+    pub who: String,
+    /// A member's display name.
+    pub name: Option<String>,
+}
+
+/// The `data` of a live stream frame: an event, or a typing signal.
+#[derive(Debug, Clone, poem_openapi::Union)]
+pub enum StreamFrame {
+    Event(Event),
+    Typing(TypingFrame),
+}
+
 /// The live stream: server-sent events, one per event of the log.
 pub struct LiveStream {
     state: AppState,
     principal: Principal,
     after: i64,
+    /// When the stream ends by itself (`None`: when the client leaves).
+    until: Option<tokio::time::Instant>,
 }
 
 impl ApiResponse for LiveStream {
@@ -114,7 +135,7 @@ impl ApiResponse for LiveStream {
                 status_range: None,
                 content: vec![MetaMediaType {
                     content_type: "text/event-stream",
-                    schema: Event::schema_ref(),
+                    schema: StreamFrame::schema_ref(),
                 }],
                 headers: vec![],
             }],
@@ -122,7 +143,7 @@ impl ApiResponse for LiveStream {
     }
 
     fn register(registry: &mut Registry) {
-        Event::register(registry);
+        StreamFrame::register(registry);
     }
 }
 
@@ -132,10 +153,12 @@ impl IntoResponse for LiveStream {
             state,
             principal,
             after,
+            until,
         } = self;
         let stream = async_stream::stream! {
             // Subscribed before catching up: nothing falls between the two.
             let mut live = state.live.subscribe(&state.store);
+            let mut typing = state.typing.subscribe();
             let org_id = principal.org_id;
             let mut position = after;
             let mut recheck = tokio::time::interval(RECHECK);
@@ -160,7 +183,14 @@ impl IntoResponse for LiveStream {
                     }
                     behind = false;
                 }
+                let ends = async {
+                    match until {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
+                    () = ends => break,
                     received = live.recv() => match received {
                         Ok(event) => {
                             if event.org_id != org_id || event.position <= position {
@@ -172,6 +202,19 @@ impl IntoResponse for LiveStream {
                             }
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => behind = true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    signal = typing.recv() => match signal {
+                        Ok(signal) if signal.org_id == org_id => {
+                            // A signal, not an event: no id, nothing to resume.
+                            let data = TypingFrame {
+                                conversation_id: signal.conversation_id,
+                                who: signal.who,
+                                name: signal.name,
+                            };
+                            yield SseEvent::message(data.to_json_string()).event_type("typing");
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     },
                     _ = recheck.tick() => {
@@ -206,7 +249,9 @@ impl EventsApi {
     ///
     /// Server-sent events of your organization's events as they happen,
     /// from any API process: agents get conversation and lead events,
-    /// admins and owners every event. Resume after a disconnection with
+    /// admins and owners every event. `typing` frames (no `id:`; data:
+    /// `conversation_id`, `who` (`visitor` or `agent`), `name`) say someone
+    /// is typing in a conversation. Resume after a disconnection with
     /// `Last-Event-ID` (browsers' `EventSource` sends it) or `after`; without
     /// either, only new events come. Works with a member's session cookie,
     /// so `new EventSource('/api/v1/stream')` is enough in the console.
@@ -222,6 +267,10 @@ impl EventsApi {
         /// Start after this log position (`Last-Event-ID` wins when both are sent).
         #[oai(validator(minimum(value = "0")))]
         after: Query<Option<i64>>,
+        /// End the stream after this many seconds, 1 to 3600 (for clients
+        /// that cannot hold a connection open); absent: when the client leaves.
+        #[oai(validator(minimum(value = "1"), maximum(value = "3600")))]
+        for_seconds: Query<Option<u64>>,
     ) -> Result<LiveStream, ApiError> {
         let state = live(&self.state)?;
         let after = match last_event_id.0.as_deref().map(str::trim) {
@@ -241,6 +290,9 @@ impl EventsApi {
             state: state.clone(),
             principal: auth.0,
             after,
+            until: for_seconds
+                .0
+                .map(|s| tokio::time::Instant::now() + Duration::from_secs(s)),
         })
     }
 

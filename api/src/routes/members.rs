@@ -42,6 +42,8 @@ pub struct Member {
     pub role: RoleName,
     /// When they joined.
     pub joined_at: DateTime<Utc>,
+    /// `online`, `away` or `offline` now (a status without a heartbeat for two minutes is `offline`).
+    pub availability: String,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -124,12 +126,35 @@ fn invitation(row: &invitations::Model) -> Invitation {
     }
 }
 
+fn availability_of(
+    presence: &[parley_domain::store::entities::presence::Model],
+    person_id: Uuid,
+    now: DateTime<Utc>,
+) -> String {
+    presence
+        .iter()
+        .find(|p| p.person_id == person_id)
+        .map_or("offline", |p| {
+            parley_domain::availability::effective_availability(&p.status, p.updated_at, now)
+        })
+        .to_owned()
+}
+
 async fn member(state: &AppState, org_id: Uuid, person_id: Uuid) -> Result<Member, ApiError> {
+    let presence = people_store::presence_of(&state.store, vec![person_id]).await?;
+    let now = parley_domain::store::now();
+    let mut found = member_row(state, org_id, person_id).await?;
+    found.availability = availability_of(&presence, person_id, now);
+    Ok(found)
+}
+
+async fn member_row(state: &AppState, org_id: Uuid, person_id: Uuid) -> Result<Member, ApiError> {
     people_store::members(&state.store, org_id)
         .await?
         .into_iter()
         .find(|(m, _)| m.person_id == person_id)
         .map(|(m, p)| Member {
+            availability: "offline".into(),
             id: p.id,
             email: p.email,
             display_name: p.display_name,
@@ -169,10 +194,13 @@ impl MembersApi {
     #[oai(path = "/members", method = "get", operation_id = "list_members")]
     async fn list(&self, auth: AgentAuth) -> Result<Json<MemberList>, ApiError> {
         let state = live(&self.state)?;
-        let data = people_store::members(&state.store, auth.0.org_id)
-            .await?
+        let rows = people_store::members(&state.store, auth.0.org_id).await?;
+        let presence = people_store::presence_of(&state.store, rows.iter().map(|(m, _)| m.person_id).collect()).await?;
+        let now = parley_domain::store::now();
+        let data = rows
             .into_iter()
             .map(|(m, p)| Member {
+                availability: availability_of(&presence, p.id, now),
                 id: p.id,
                 email: p.email,
                 display_name: p.display_name,

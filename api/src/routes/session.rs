@@ -135,6 +135,43 @@ pub struct AcceptInvitationRequest {
     pub display_name: Option<Text>,
 }
 
+/// A member's availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum Availability {
+    /// Answers conversations (and may be assigned them automatically).
+    Online,
+    /// Signed in, but not answering now.
+    Away,
+    /// Not answering.
+    Offline,
+}
+
+impl Availability {
+    fn as_str(self) -> &'static str {
+        match self {
+            Availability::Online => "online",
+            Availability::Away => "away",
+            Availability::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct AvailabilityRequest {
+    /// `online`, `away` or `offline`.
+    pub status: Availability,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AvailabilityInfo {
+    /// What you set.
+    pub status: Availability,
+    /// How long it lasts without another heartbeat (then you count as offline).
+    pub expires_in_seconds: i64,
+}
+
 #[derive(ApiResponse)]
 pub enum SignedInResponse {
     /// Signed in: the session cookie is set.
@@ -404,6 +441,32 @@ impl SessionApi {
             .await?
             .ok_or(DomainError::PersonNotFound)?;
         Ok(Json(person_info(&person)))
+    }
+
+    /// Set your availability (heartbeat)
+    ///
+    /// `online`, `away` or `offline`. It lasts two minutes: the console
+    /// sends it again every minute while open, so a closed console means
+    /// offline. Online members receive automatically assigned conversations,
+    /// and make the bot say a person is available.
+    #[oai(path = "/me/availability", method = "put", operation_id = "set_availability")]
+    async fn set_availability(
+        &self,
+        auth: SessionAuth,
+        body: Json<AvailabilityRequest>,
+    ) -> Result<Json<AvailabilityInfo>, ApiError> {
+        let state = live(&self.state)?;
+        people_store::set_presence(
+            &state.store,
+            auth.0.person.id,
+            body.0.status.as_str(),
+            parley_domain::store::now(),
+        )
+        .await?;
+        Ok(Json(AvailabilityInfo {
+            status: body.0.status,
+            expires_in_seconds: parley_domain::availability::HEARTBEAT_SECS,
+        }))
     }
 
     /// Change your password

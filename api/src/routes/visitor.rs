@@ -39,6 +39,18 @@ pub struct VisitorApi {
     pub state: Option<AppState>,
 }
 
+/// Whether a person can answer the bot's visitors now.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PublicAvailability {
+    /// Within the opening hours, with a member online.
+    pub person_available: bool,
+    /// Within the bot's opening hours (always, without hours).
+    pub within_hours: bool,
+    /// When the hours open next (now when open); absent without hours.
+    pub next_opening: Option<DateTime<Utc>>,
+}
+
 /// What the widget needs to show a bot: nothing else of its settings.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -63,6 +75,8 @@ pub struct WidgetConfig {
     pub show_sources: bool,
     /// Whether to ask the visitor to rate a conversation a person closed.
     pub satisfaction_survey: bool,
+    /// Whether a person can answer now, and when next.
+    pub availability: PublicAvailability,
     /// Whether answers stream.
     pub streaming: bool,
     /// The bot's language tag.
@@ -199,6 +213,16 @@ pub struct VisitorConversation {
     pub messages: Vec<VisitorMessage>,
     /// The visitor's rating of the conversation (1 to 5), once given.
     pub satisfaction: Option<i32>,
+    /// Who of the team is typing a reply now ("Support team" for a reply
+    /// sent with a key); absent when nobody is.
+    pub agent_typing: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum VisitorTyping {
+    /// The team sees the visitor typing for a few seconds.
+    #[oai(status = 204)]
+    Shown,
 }
 
 /// The visitor's rating of a conversation a person closed.
@@ -409,15 +433,24 @@ impl VisitorApi {
     /// Get the widget's configuration
     ///
     /// What the widget needs to show the bot: title, colours, greeting,
-    /// quick prompts and the lead form. Nothing else of the bot's settings.
+    /// quick prompts, the lead form, and whether a person can answer now.
+    /// Nothing else of the bot's settings.
     #[oai(path = "/bots/:bot_id/config", method = "get", operation_id = "visitor_config")]
     async fn config(&self, auth: SiteKeyAuth, bot_id: Path<Uuid>) -> Result<Json<WidgetConfig>, ApiError> {
-        let _ = live(&self.state)?;
+        let state = live(&self.state)?;
         let bot = auth.0;
         debug_assert_eq!(bot.id, bot_id.0);
         let widget = read::widget_of(&bot);
         let capture = LeadCaptureSpec::from(&widget.lead_capture);
+        let handoff: parley_domain::availability::HandoffSettings =
+            serde_json::from_value(bot.handoff.clone()).unwrap_or_default();
+        let available = crate::people::availability(state, bot.org_id, &handoff).await?;
         Ok(Json(WidgetConfig {
+            availability: PublicAvailability {
+                person_available: available.person_available(),
+                within_hours: available.within_hours,
+                next_opening: available.next_opening,
+            },
             bot_id: bot.id,
             title: widget.title.clone().unwrap_or_else(|| bot.name.clone()),
             name: bot.name,
@@ -616,6 +649,10 @@ impl VisitorApi {
             satisfaction: row.satisfaction,
             status: row.status,
             messages: visitor_messages(state, &bot, row.id, after.0).await?,
+            agent_typing: state
+                .typing
+                .typing(row.id, "agent")
+                .map(|name| name.unwrap_or_else(|| "Support team".to_owned())),
         }))
     }
 
@@ -722,7 +759,42 @@ impl VisitorApi {
             status: Status::Escalated.as_str().into(),
             messages: visitor_messages(state, &bot, row.id, None).await?,
             satisfaction: row.satisfaction,
+            agent_typing: None,
         }))
+    }
+
+    /// Show that the visitor is typing
+    ///
+    /// The team's live streams get a `typing` event; send it again while
+    /// typing (every few seconds). A signal, not an event: it is not stored.
+    #[oai(
+        path = "/bots/:bot_id/conversations/:conversation_id/typing",
+        method = "post",
+        operation_id = "visitor_typing"
+    )]
+    async fn typing(
+        &self,
+        auth: SiteKeyAuth,
+        bot_id: Path<Uuid>,
+        conversation_id: Path<Uuid>,
+        /// The conversation token.
+        #[oai(name = "X-Parley-Conversation-Token")]
+        token: Header<Option<String>>,
+    ) -> Result<VisitorTyping, ApiError> {
+        let state = live(&self.state)?;
+        let bot = auth.0;
+        debug_assert_eq!(bot.id, bot_id.0);
+        let row = open_conversation(state, &bot, conversation_id.0, token.0.as_deref()).await?;
+        state
+            .typing
+            .signal(crate::typing::TypingSignal {
+                org_id: bot.org_id,
+                conversation_id: row.id,
+                who: "visitor".into(),
+                name: None,
+            })
+            .await;
+        Ok(VisitorTyping::Shown)
     }
 
     /// Rate the conversation
@@ -763,6 +835,7 @@ impl VisitorApi {
             satisfaction: row.satisfaction,
             status: row.status,
             messages: vec![],
+            agent_typing: None,
         }))
     }
 

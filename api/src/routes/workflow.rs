@@ -60,10 +60,29 @@ pub struct NoteList {
 }
 
 #[derive(ApiResponse)]
+pub enum TypingResponse {
+    /// The visitor sees you typing for a few seconds.
+    #[oai(status = 204)]
+    Shown,
+}
+
+#[derive(ApiResponse)]
 pub enum NoteCreated {
     /// The note is stored.
     #[oai(status = 201)]
     Created(Json<Note>),
+}
+
+/// Runs a command on the conversation and answers with it as it is now.
+async fn answer(
+    state: &AppState,
+    principal: &crate::state::Principal,
+    request_id: &RequestId,
+    conversation_id: Uuid,
+    command: ConversationCommand,
+) -> Result<Json<ConversationInfo>, ApiError> {
+    let row = conversation_command(state, principal, request_id, conversation_id, command).await?;
+    Ok(Json(info(state, row).await?))
 }
 
 fn note(row: parley_domain::store::entities::conversation_notes::Model) -> Note {
@@ -107,8 +126,7 @@ impl WorkflowApi {
             ));
         };
         let command = ConversationCommand::Claim { member_id: id };
-        let row = conversation_command(state, &auth.0, &request_id, conversation_id.0, command).await?;
-        Ok(Json(info(state, row).await?))
+        answer(state, &auth.0, &request_id, conversation_id.0, command).await
     }
 
     /// Assign a conversation
@@ -140,8 +158,7 @@ impl WorkflowApi {
             member_id: body.0.member_id,
             how: "assign".into(),
         };
-        let row = conversation_command(state, &auth.0, &request_id, conversation_id.0, command).await?;
-        Ok(Json(info(state, row).await?))
+        answer(state, &auth.0, &request_id, conversation_id.0, command).await
     }
 
     /// Unassign a conversation
@@ -162,9 +179,14 @@ impl WorkflowApi {
         conversation_id: Path<Uuid>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
         let state = live(&self.state)?;
-        let command = ConversationCommand::Unassign;
-        let row = conversation_command(state, &auth.0, &request_id, conversation_id.0, command).await?;
-        Ok(Json(info(state, row).await?))
+        answer(
+            state,
+            &auth.0,
+            &request_id,
+            conversation_id.0,
+            ConversationCommand::Unassign,
+        )
+        .await
     }
 
     /// Hand a conversation back to the bot
@@ -185,9 +207,44 @@ impl WorkflowApi {
         conversation_id: Path<Uuid>,
     ) -> Result<Json<ConversationInfo>, ApiError> {
         let state = live(&self.state)?;
-        let command = ConversationCommand::HandBack;
-        let row = conversation_command(state, &auth.0, &request_id, conversation_id.0, command).await?;
-        Ok(Json(info(state, row).await?))
+        answer(
+            state,
+            &auth.0,
+            &request_id,
+            conversation_id.0,
+            ConversationCommand::HandBack,
+        )
+        .await
+    }
+
+    /// Show that you are typing
+    ///
+    /// The visitor sees "<your name> is typing" for six seconds; send it
+    /// again while typing (every few seconds). A signal, not an event: it
+    /// is not stored.
+    ///
+    /// Role: `agent` or higher.
+    #[oai(
+        path = "/conversations/:conversation_id/typing",
+        method = "post",
+        operation_id = "agent_typing"
+    )]
+    async fn typing(&self, auth: AgentAuth, conversation_id: Path<Uuid>) -> Result<TypingResponse, ApiError> {
+        let state = live(&self.state)?;
+        read::conversation(&state.store, auth.0.org_id, conversation_id.0)
+            .await?
+            .ok_or(DomainError::ConversationNotFound)?;
+        let name = crate::people::author_of(state, &auth.0).await?.map(|(_, name)| name);
+        state
+            .typing
+            .signal(crate::typing::TypingSignal {
+                org_id: auth.0.org_id,
+                conversation_id: conversation_id.0,
+                who: "agent".into(),
+                name,
+            })
+            .await;
+        Ok(TypingResponse::Shown)
     }
 
     /// Add an internal note

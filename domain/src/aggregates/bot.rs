@@ -75,6 +75,10 @@ pub struct BotSettings {
     /// human-only bot starts (`None`: the default one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_reply: Option<String>,
+    /// Opening hours, what the bot says when nobody can answer, and
+    /// automatic assignment.
+    #[serde(default)]
+    pub handoff: crate::availability::HandoffSettings,
 }
 
 /// What a human-only bot says when a conversation starts, unless set.
@@ -103,6 +107,7 @@ pub struct BotDraft {
     pub rate_limit_per_minute: Option<u32>,
     pub human_only: Option<bool>,
     pub auto_reply: Option<String>,
+    pub handoff: Option<crate::availability::HandoffSettings>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -130,6 +135,8 @@ pub struct BotPatch {
     pub human_only: Option<bool>,
     /// `Some(None)` restores the default acknowledgement.
     pub auto_reply: Option<Option<String>>,
+    /// Replaces the hand-off settings as a whole.
+    pub handoff: Option<crate::availability::HandoffSettings>,
 }
 
 /// A new public site key: `ps_` and 32 hex characters.
@@ -269,6 +276,9 @@ impl BotSettings {
                 "must be 1 to 200 characters",
             );
         }
+        if let Err(DomainError::Validation(more)) = self.handoff.validate() {
+            errors.extend(more);
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -297,6 +307,7 @@ impl BotSettings {
             rate_limit_per_minute: draft.rate_limit_per_minute,
             human_only: draft.human_only.unwrap_or(false),
             auto_reply: draft.auto_reply,
+            handoff: draft.handoff.unwrap_or_default(),
         }
     }
 
@@ -348,6 +359,9 @@ impl BotSettings {
         if let Some(v) = patch.auto_reply {
             next.auto_reply = v;
         }
+        if let Some(v) = patch.handoff {
+            next.handoff = v;
+        }
         let mut changed = Vec::new();
         let mut note = |differs: bool, field: &str| {
             if differs {
@@ -369,6 +383,7 @@ impl BotSettings {
         );
         note(next.human_only != self.human_only, "human_only");
         note(next.auto_reply != self.auto_reply, "auto_reply");
+        note(next.handoff != self.handoff, "handoff");
         (next, changed)
     }
 }

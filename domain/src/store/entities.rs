@@ -138,6 +138,8 @@ pub mod bots {
         pub human_only: bool,
         /// A human-only bot's acknowledgement of a new conversation (`None`: the default).
         pub auto_reply: Option<String>,
+        /// Opening hours, the offline message and automatic assignment (JSON).
+        pub handoff: Json,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -743,6 +745,29 @@ pub mod saved_replies {
         pub text: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Members' availability, kept by their heartbeat (not events: presence).
+pub mod presence {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "presence")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub person_id: Uuid,
+        /// `online`, `away` or `offline`, as the member set it.
+        pub status: String,
+        /// The last heartbeat.
+        pub updated_at: DateTimeUtc,
+        /// When a conversation was last given to them automatically.
+        pub last_assigned_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

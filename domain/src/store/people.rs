@@ -200,3 +200,91 @@ pub async fn purge_sessions(store: &Store, now: DateTime<Utc>, idle_since: DateT
         .await?
         .rows_affected)
 }
+
+/// Records a member's availability (and heartbeat).
+pub async fn set_presence(store: &Store, person_id: Uuid, status: &str, at: DateTime<Utc>) -> Result<(), DbErr> {
+    use crate::store::entities::presence;
+    use sea_orm::sea_query::OnConflict;
+    let row = presence::ActiveModel {
+        person_id: Set(person_id),
+        status: Set(status.to_owned()),
+        updated_at: Set(at),
+        last_assigned_at: Set(None),
+    };
+    presence::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(presence::Column::PersonId)
+                .update_columns([presence::Column::Status, presence::Column::UpdatedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(store.db())
+        .await?;
+    Ok(())
+}
+
+/// The availability rows of these people.
+pub async fn presence_of(
+    store: &Store,
+    people: Vec<Uuid>,
+) -> Result<Vec<crate::store::entities::presence::Model>, DbErr> {
+    use crate::store::entities::presence;
+    presence::Entity::find()
+        .filter(presence::Column::PersonId.is_in(people))
+        .all(store.db())
+        .await
+}
+
+/// Members of an organization who are online now (a fresh heartbeat).
+pub async fn online_members(store: &Store, org_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Uuid>, DbErr> {
+    let ids: Vec<Uuid> = memberships::Entity::find()
+        .filter(memberships::Column::OrgId.eq(org_id))
+        .all(store.db())
+        .await?
+        .into_iter()
+        .map(|m| m.person_id)
+        .collect();
+    Ok(presence_of(store, ids)
+        .await?
+        .into_iter()
+        .filter(|p| crate::availability::effective_availability(&p.status, p.updated_at, now) == "online")
+        .map(|p| p.person_id)
+        .collect())
+}
+
+/// The online member to give a conversation next: among those with fewer
+/// than `cap` conversations handed to a person and assigned to them (0: no
+/// cap), the one with the fewest, then the one whose last automatic
+/// assignment is oldest (round robin). Their turn is recorded.
+pub async fn next_assignee(store: &Store, org_id: Uuid, cap: u32, now: DateTime<Utc>) -> Result<Option<Uuid>, DbErr> {
+    use crate::store::entities::{conversations, presence};
+    use sea_orm::PaginatorTrait;
+    let online = online_members(store, org_id, now).await?;
+    let mut candidates = Vec::new();
+    for member in online {
+        let open = conversations::Entity::find()
+            .filter(conversations::Column::OrgId.eq(org_id))
+            .filter(conversations::Column::AssigneeId.eq(member))
+            .filter(conversations::Column::Status.eq("escalated"))
+            .count(store.db())
+            .await?;
+        if cap > 0 && open >= u64::from(cap) {
+            continue;
+        }
+        let last = presence::Entity::find_by_id(member)
+            .one(store.db())
+            .await?
+            .and_then(|p| p.last_assigned_at);
+        candidates.push((open, last, member));
+    }
+    candidates.sort();
+    let Some((_, _, chosen)) = candidates.first().copied() else {
+        return Ok(None);
+    };
+    let turn = presence::ActiveModel {
+        person_id: Unchanged(chosen),
+        last_assigned_at: Set(Some(now)),
+        ..Default::default()
+    };
+    presence::Entity::update(turn).exec(store.db()).await?;
+    Ok(Some(chosen))
+}

@@ -25,6 +25,7 @@ fn bot_columns(row: &mut bots::ActiveModel, s: BotSettings) {
     row.rate_limit_per_minute = Set(s.rate_limit_per_minute.map(i64::from));
     row.human_only = Set(s.human_only);
     row.auto_reply = Set(s.auto_reply);
+    row.handoff = Set(serde_json::to_value(&s.handoff).unwrap_or(Value::Null));
 }
 
 #[async_trait]
