@@ -254,7 +254,8 @@ impl EventsApi {
     /// is typing in a conversation. Resume after a disconnection with
     /// `Last-Event-ID` (browsers' `EventSource` sends it) or `after`; without
     /// either, only new events come. Works with a member's session cookie,
-    /// so `new EventSource('/api/v1/stream')` is enough in the console.
+    /// so `new EventSource('/api/v1/stream')` is enough in a browser page
+    /// served by Parley.
     ///
     /// Role: `agent` or higher.
     #[oai(path = "/stream", method = "get", operation_id = "stream_events")]

@@ -445,9 +445,8 @@ impl SessionApi {
 
     /// Set your availability (heartbeat)
     ///
-    /// `online`, `away` or `offline`. It lasts two minutes: the console
-    /// sends it again every minute while open, so a closed console means
-    /// offline. Online members receive automatically assigned conversations,
+    /// `online`, `away` or `offline`. It lasts two minutes: send it again
+    /// every minute while you work, so that a closed page means offline. Online members receive automatically assigned conversations,
     /// and make the bot say a person is available.
     #[oai(path = "/me/availability", method = "put", operation_id = "set_availability")]
     async fn set_availability(
