@@ -108,11 +108,17 @@ pub struct TypingFrame {
     pub name: Option<String>,
 }
 
-/// The `data` of a live stream frame: an event, or a typing signal.
-#[derive(Debug, Clone, poem_openapi::Union)]
-pub enum StreamFrame {
-    Event(Event),
-    Typing(TypingFrame),
+/// One server-sent event of the live stream as it travels: its `id:`,
+/// `event:` and `data:` lines. Heartbeats are comment lines (`:`).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct StreamFrame {
+    /// The event's log position (what `Last-Event-ID` resumes from); absent on `typing` frames.
+    pub id: Option<String>,
+    /// The event's type (`conversation.started`, ...), or `typing`.
+    pub event: String,
+    /// An `Event` as JSON, or for `typing` a `TypingFrame` as JSON.
+    pub data: String,
 }
 
 /// The live stream: server-sent events, one per event of the log.
@@ -128,9 +134,10 @@ impl ApiResponse for LiveStream {
     fn meta() -> MetaResponses {
         MetaResponses {
             responses: vec![MetaResponse {
-                description: "`text/event-stream`: for every event, a frame with `id:` its log \
-                    position (what `Last-Event-ID` resumes from), `event:` its type and `data:` the \
-                    Event as JSON; a comment line every 15 seconds keeps the connection open.",
+                description: "`text/event-stream`: for every event, a frame (StreamFrame) with `id:` \
+                    its log position (what `Last-Event-ID` resumes from), `event:` its type and `data:` \
+                    the Event as JSON; `typing` frames carry a TypingFrame; a comment line every 15 \
+                    seconds keeps the connection open.",
                 status: Some(200),
                 status_range: None,
                 content: vec![MetaMediaType {
@@ -144,6 +151,8 @@ impl ApiResponse for LiveStream {
 
     fn register(registry: &mut Registry) {
         StreamFrame::register(registry);
+        Event::register(registry);
+        TypingFrame::register(registry);
     }
 }
 
