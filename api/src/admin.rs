@@ -125,20 +125,9 @@ pub async fn add_owner(
     let link = match (hash, person.password_hash.is_some()) {
         (_, true) => None,
         (Some(hash), false) => {
-            store
-                .execute::<parley_domain::aggregates::person::Person>(Execute {
-                    org_id: parley_domain::aggregates::person::PEOPLE_ORG,
-                    stream_id: person_id,
-                    expected_version: None,
-                    command: parley_domain::aggregates::person::PersonCommand::SetPassword {
-                        password_hash: hash,
-                        link_token_hash: None,
-                        now: parley_domain::store::now(),
-                    },
-                    metadata: cli_metadata(),
-                    idempotency: None,
-                })
-                .await?;
+            crate::people::set_password(store, person_id, hash, cli_metadata())
+                .await
+                .map_err(refused)?;
             None
         }
         (None, false) => Some(

@@ -112,6 +112,30 @@ pub async fn issue_password_link(
     })
 }
 
+/// Sets a person's (already hashed) password; the caller has checked who asks.
+pub async fn set_password(
+    store: &Store,
+    person_id: Uuid,
+    password_hash: String,
+    metadata: Metadata,
+) -> Result<(), ApiError> {
+    store
+        .execute::<Person>(Execute {
+            org_id: PEOPLE_ORG,
+            stream_id: person_id,
+            expected_version: None,
+            command: PersonCommand::SetPassword {
+                password_hash,
+                link_token_hash: None,
+                now: parley_domain::store::now(),
+            },
+            metadata,
+            idempotency: None,
+        })
+        .await?;
+    Ok(())
+}
+
 /// Sets a password through a one-time link; every session of the person
 /// ends. Answers the person.
 pub async fn set_password_by_link(

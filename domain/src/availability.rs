@@ -157,11 +157,6 @@ impl BusinessHours {
     }
 }
 
-/// A member's availability as they set it: `online`, `away` or `offline`.
-pub fn valid_availability(status: &str) -> bool {
-    matches!(status, "online" | "away" | "offline")
-}
-
 /// Their availability now: a status without a recent heartbeat is `offline`.
 pub fn effective_availability(status: &str, updated_at: DateTime<Utc>, now: DateTime<Utc>) -> &'static str {
     if now - updated_at > Duration::seconds(HEARTBEAT_SECS) {

@@ -140,28 +140,23 @@ fn availability_of(
         .to_owned()
 }
 
+/// One member of the organization, with their availability now.
 async fn member(state: &AppState, org_id: Uuid, person_id: Uuid) -> Result<Member, ApiError> {
-    let presence = people_store::presence_of(&state.store, vec![person_id]).await?;
-    let now = parley_domain::store::now();
-    let mut found = member_row(state, org_id, person_id).await?;
-    found.availability = availability_of(&presence, person_id, now);
-    Ok(found)
-}
-
-async fn member_row(state: &AppState, org_id: Uuid, person_id: Uuid) -> Result<Member, ApiError> {
-    people_store::members(&state.store, org_id)
+    let membership = people_store::membership(&state.store, org_id, person_id)
         .await?
-        .into_iter()
-        .find(|(m, _)| m.person_id == person_id)
-        .map(|(m, p)| Member {
-            availability: "offline".into(),
-            id: p.id,
-            email: p.email,
-            display_name: p.display_name,
-            role: RoleName::stored(&m.role),
-            joined_at: m.created_at,
-        })
-        .ok_or_else(|| DomainError::MemberNotFound.into())
+        .ok_or(DomainError::MemberNotFound)?;
+    let person = people_store::person(&state.store, person_id)
+        .await?
+        .ok_or(DomainError::MemberNotFound)?;
+    let presence = people_store::presence_of(&state.store, vec![person_id]).await?;
+    Ok(Member {
+        availability: availability_of(&presence, person_id, parley_domain::store::now()),
+        id: person.id,
+        email: person.email,
+        display_name: person.display_name,
+        role: RoleName::stored(&membership.role),
+        joined_at: membership.created_at,
+    })
 }
 
 async fn org_command(

@@ -484,21 +484,8 @@ impl SessionApi {
             return Err(ApiError::new(ErrorCode::SignInFailed, "the current password is wrong"));
         }
         let password_hash = people::new_password_hash(body.0.new_password.as_ref(), &person.email).await?;
-        state
-            .store
-            .execute::<Person>(Execute {
-                org_id: PEOPLE_ORG,
-                stream_id: person.id,
-                expected_version: None,
-                command: PersonCommand::SetPassword {
-                    password_hash,
-                    link_token_hash: None,
-                    now: parley_domain::store::now(),
-                },
-                metadata: metadata(auth.0.principal.actor.clone(), &request_id),
-                idempotency: None,
-            })
-            .await?;
+        let recorded = metadata(auth.0.principal.actor.clone(), &request_id);
+        people::set_password(&state.store, person.id, password_hash, recorded).await?;
         people_store::end_sessions_of(&state.store, person.id, None, Some(auth.0.session.id)).await?;
         Ok(DoneResponse::Done)
     }
@@ -570,21 +557,7 @@ impl SessionApi {
                 .await?;
                 if !created {
                     // An account made by the operator, still without a password.
-                    state
-                        .store
-                        .execute::<Person>(Execute {
-                            org_id: PEOPLE_ORG,
-                            stream_id: id,
-                            expected_version: None,
-                            command: PersonCommand::SetPassword {
-                                password_hash: hash,
-                                link_token_hash: None,
-                                now: parley_domain::store::now(),
-                            },
-                            metadata: metadata(Actor::System, &request_id),
-                            idempotency: None,
-                        })
-                        .await?;
+                    people::set_password(&state.store, id, hash, metadata(Actor::System, &request_id)).await?;
                 }
                 id
             }

@@ -50,6 +50,16 @@ pub async fn organizations_of(store: &Store, person_id: Uuid) -> Result<Vec<(mem
         .collect())
 }
 
+/// Whether an organization has any member at all.
+pub async fn has_members(store: &Store, org_id: Uuid) -> Result<bool, DbErr> {
+    use sea_orm::PaginatorTrait;
+    Ok(memberships::Entity::find()
+        .filter(memberships::Column::OrgId.eq(org_id))
+        .count(store.db())
+        .await?
+        > 0)
+}
+
 /// An organization's members with their people, oldest first.
 pub async fn members(store: &Store, org_id: Uuid) -> Result<Vec<(memberships::Model, people::Model)>, DbErr> {
     let rows = memberships::Entity::find()
